@@ -1,0 +1,212 @@
+"""The side-by-side benchmark harness.
+
+A benchmark is a list of ``Case`` objects, each a callable that performs ONE measurement and returns
+the seconds it took (or raises ``Unavailable`` when its library is not installed). ``compare`` runs
+every case in the same process, interleaved round by round (the order rotates each round, so no case
+always runs first or last), discards the warm-up rounds, and reports per case the median of the
+remaining samples, the spread, and the ratio of its median to the baseline's median measured in the
+same run. Absolute times on a shared 2-core machine are noisy; the ratios are what we quote.
+
+``main`` is the shared command line of every benchmark script: ``--repeats``, ``--warmup``, and
+``--json PATH`` (default ``benchmarks/results/<name>.json``). It prints a Markdown table and writes
+the JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+class Unavailable(Exception):
+    """Raised by a case whose library is not importable here; the case is reported, not run."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One contender. ``run`` performs one measurement and returns its duration in seconds."""
+
+    name: str
+    run: Callable[[], float]
+    note: str = ""
+
+
+@dataclass
+class CaseResult:
+    name: str
+    note: str
+    samples: list[float] = field(default_factory=list)
+    unavailable: str | None = None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.samples) if self.samples else None
+
+    @property
+    def spread(self) -> tuple[float, float] | None:
+        return (min(self.samples), max(self.samples)) if self.samples else None
+
+
+@dataclass
+class Report:
+    title: str
+    unit: str
+    scale: float
+    baseline: str
+    repeats: int
+    warmup: int
+    results: list[CaseResult]
+    environment: dict[str, str]
+
+    def ratio(self, name: str) -> float | None:
+        base = self._by_name(self.baseline).median
+        mine = self._by_name(name).median
+        if base is None or mine is None or base == 0:
+            return None
+        return mine / base
+
+    def _by_name(self, name: str) -> CaseResult:
+        for result in self.results:
+            if result.name == name:
+                return result
+        raise KeyError(f"no case named {name!r} in benchmark {self.title!r}")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "title": self.title,
+            "unit": self.unit,
+            "baseline": self.baseline,
+            "repeats": self.repeats,
+            "warmup": self.warmup,
+            "environment": self.environment,
+            "cases": [
+                {
+                    **asdict(r),
+                    "samples": [s * self.scale for s in r.samples],
+                    "median": None if r.median is None else r.median * self.scale,
+                    "ratio": self.ratio(r.name),
+                }
+                for r in self.results
+            ],
+        }
+
+    def to_table(self) -> str:
+        head = f"| case | median ({self.unit}) | min-max ({self.unit}) | ratio vs {self.baseline} |"
+        lines = [f"### {self.title}", "", head, "|---|---:|---:|---:|"]
+        for r in self.results:
+            if r.median is None or r.spread is None:
+                lines.append(f"| {r.name} | n/a | n/a | {r.unavailable or 'no samples'} |")
+                continue
+            ratio = self.ratio(r.name)
+            low, high = r.spread
+            lines.append(
+                f"| {r.name} | {_fmt(r.median * self.scale)} | {_fmt(low * self.scale)}-"
+                f"{_fmt(high * self.scale)} | {'n/a' if ratio is None else f'{ratio:.2f}x'} |"
+            )
+        lines += [
+            "",
+            f"{self.repeats} repeats after {self.warmup} warm-up, interleaved; "
+            + ", ".join(f"{k} {v}" for k, v in self.environment.items()),
+        ]
+        return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def environment() -> dict[str, str]:
+    env = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": str(os.cpu_count()),
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env["torch"] = str(torch.__version__)
+    return env
+
+
+def compare(
+    title: str,
+    cases: Sequence[Case],
+    *,
+    baseline: str,
+    repeats: int = 5,
+    warmup: int = 1,
+    unit: str = "s",
+    scale: float = 1.0,
+) -> Report:
+    """Run ``cases`` interleaved: ``warmup`` discarded rounds then ``repeats`` measured ones."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    names = [c.name for c in cases]
+    if baseline not in names:
+        raise ValueError(f"baseline {baseline!r} is not one of the cases {names}")
+    results = [CaseResult(c.name, c.note) for c in cases]
+    for round_index in range(warmup + repeats):
+        shift = round_index % len(cases)
+        for i in [*range(shift, len(cases)), *range(shift)]:
+            case, result = cases[i], results[i]
+            if result.unavailable is not None:
+                continue
+            try:
+                seconds = case.run()
+            except Unavailable as exc:
+                result.unavailable = str(exc) or "unavailable"
+                continue
+            if round_index >= warmup:
+                result.samples.append(seconds)
+    return Report(title, unit, scale, baseline, repeats, warmup, results, environment())
+
+
+def main(
+    name: str,
+    title: str,
+    cases: Sequence[Case],
+    *,
+    baseline: str,
+    unit: str = "s",
+    scale: float = 1.0,
+    repeats: int = 5,
+    warmup: int = 1,
+    argv: Sequence[str] | None = None,
+) -> Report:
+    """The shared command line: parse ``--repeats/--warmup/--json``, compare, print, save."""
+    parser = argparse.ArgumentParser(description=title)
+    parser.add_argument("--repeats", type=int, default=repeats, help="measured rounds")
+    parser.add_argument("--warmup", type=int, default=warmup, help="discarded rounds first")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=RESULTS_DIR / f"{name}.json",
+        help="where to write the JSON report",
+    )
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    report = compare(
+        title,
+        cases,
+        baseline=baseline,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        unit=unit,
+        scale=scale,
+    )
+    print(report.to_table())
+    print(f"\n({time.perf_counter() - started:.1f} s in all; JSON: {args.json})")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    return report

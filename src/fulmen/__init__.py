@@ -1,0 +1,35 @@
+"""fulmen: organized PyTorch training plus a self-hosted, offline-first experiment tracker.
+
+The Lightning-style public names (``Trainer``, ``LightningModule``, ...) are imported lazily, on
+first use, so that ``import fulmen`` stays cheap and never imports torch by itself: a script that
+only tracks experiments pays nothing for the training framework.
+
+Porting promise: typical PyTorch Lightning code runs after ``import fulmen as pl``, and typical
+wandb code after ``import fulmen.track as wandb``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from fulmen.__about__ import __version__
+
+# Public name -> the module that defines it. Each issue that lands a Lightning-style name adds it
+# here (and to __all__); nothing is imported until the name is first used.
+_LAZY: dict[str, str] = {}
+
+__all__ = ["__version__"]  # plus every name of _LAZY (a test checks)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fulmen' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -1,0 +1,5 @@
+"""``python -m fulmen`` is the ``fulmen`` command."""
+
+from fulmen.cli import main
+
+main()

@@ -1,0 +1,34 @@
+"""The server's web stack: the ASGI app through an in-process client."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+import fulmen
+from fulmen.server import API_PREFIX, create_app
+
+
+def client() -> TestClient:
+    return TestClient(create_app())
+
+
+def test_health_answers_ok_with_the_version() -> None:
+    response = client().get(f"{API_PREFIX}/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "version": fulmen.__version__}
+
+
+def test_openapi_schema_describes_every_route() -> None:
+    schema = client().get(f"{API_PREFIX}/openapi.json").json()
+    assert schema["info"] == {"title": "fulmen", "version": fulmen.__version__}
+    assert f"{API_PREFIX}/health" in schema["paths"]
+
+
+def test_docs_page_is_served() -> None:
+    response = client().get(f"{API_PREFIX}/docs")
+    assert response.status_code == 200
+    assert "openapi.json" in response.text
+
+
+def test_unknown_route_is_a_404_not_a_500() -> None:
+    assert client().get(f"{API_PREFIX}/nope").status_code == 404

@@ -1,0 +1,94 @@
+"""The dependency rule of ARCHITECTURE.md, enforced.
+
+Two checks: what a fresh interpreter has in ``sys.modules`` after importing a package (catches
+indirect imports), and a static scan of every module's imports (catches imports hidden in functions
+that the first check would never execute).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "fulmen"
+
+# package -> names it may never import, anywhere (top level or inside a function)
+FORBIDDEN = {
+    "train": ("fulmen.track", "fulmen.loggers", "fulmen.server", "fulmen.cli"),
+    "track": ("fulmen.train", "fulmen.loggers", "fulmen.server", "fulmen.cli"),
+    "server": ("torch", "fulmen.train", "fulmen.loggers", "fulmen.cli"),
+    "loggers": ("fulmen.server", "fulmen.cli"),
+}
+# package -> names it may import only inside functions (never at module import time)
+LAZY_ONLY = {"track": ("torch",)}
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(absolute module name, imported at module top level?) for every import in ``path``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = ".".join(("fulmen", *path.relative_to(SRC).with_suffix("").parts))
+    if path.name != "__init__.py":
+        package = package.rsplit(".", 1)[0]
+    else:
+        package = package.removesuffix(".__init__")
+    found: list[tuple[str, bool]] = []
+    top_level = {id(node) for node in tree.body}
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                names = [".".join([*base, node.module] if node.module else base)]
+            else:
+                names = [node.module or ""]
+        found += [(name, id(node) in top_level) for name in names]
+    return found
+
+
+def _hits(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_never_imports_what_the_architecture_forbids(package: str) -> None:
+    offences = [
+        f"{path.relative_to(SRC)} imports {name}"
+        for path in sorted((SRC / package).rglob("*.py"))
+        for name, _ in _imports(path)
+        if _hits(name, FORBIDDEN[package])
+    ]
+    assert offences == []
+
+
+@pytest.mark.parametrize("package", sorted(LAZY_ONLY))
+def test_package_imports_torch_only_inside_functions(package: str) -> None:
+    offences = [
+        f"{path.relative_to(SRC)} imports {name} at module level"
+        for path in sorted((SRC / package).rglob("*.py"))
+        for name, top in _imports(path)
+        if top and _hits(name, LAZY_ONLY[package])
+    ]
+    assert offences == []
+
+
+def test_the_scan_sees_relative_and_nested_imports(tmp_path: Path) -> None:
+    # The scanner is only as good as its parsing: prove it resolves the forms that hide imports.
+    module = SRC / "train" / "_probe_for_test.py"
+    module.write_text("from ..track import x\ndef f():\n    import torch\n")
+    try:
+        assert _imports(module) == [("fulmen.track", True), ("torch", False)]
+    finally:
+        module.unlink()
+
+
+@pytest.mark.parametrize("module", ["fulmen", "fulmen.track", "fulmen.server", "fulmen.cli"])
+def test_importing_module_does_not_import_torch(module: str) -> None:
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
