@@ -11,9 +11,12 @@ wandb code after ``import fulmen.track as wandb``.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from fulmen.__about__ import __version__
+
+TYPE_CHECKING = False  # `typing` costs ~10 ms to import; `import fulmen` does not need it
+if TYPE_CHECKING:
+    from typing import Any
 
 # Public name -> the module that defines it. Each issue that lands a Lightning-style name adds it
 # here (and to __all__); nothing is imported until the name is first used.
