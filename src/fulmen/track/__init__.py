@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-def _run(function: str) -> Any:
+def _require_run(function: str) -> Any:
     current = active()
     if current is None:
         raise Error(f"call fulmen.track.init() before fulmen.track.{function}()")
@@ -62,37 +62,37 @@ def __getattr__(name: str) -> Any:
 
 def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
     """``run.log`` on the active run."""
-    _run("log").log(data, step=step, commit=commit)
+    _require_run("log").log(data, step=step, commit=commit)
 
 
 def define_metric(name: str, *args: Any, **kwargs: Any) -> Any:
     """``run.define_metric`` on the active run."""
-    return _run("define_metric").define_metric(name, *args, **kwargs)
+    return _require_run("define_metric").define_metric(name, *args, **kwargs)
 
 
 def watch(models: Any, *args: Any, **kwargs: Any) -> None:
     """``run.watch`` on the active run."""
-    _run("watch").watch(models, *args, **kwargs)
+    _require_run("watch").watch(models, *args, **kwargs)
 
 
 def unwatch(models: Any = None) -> None:
     """``run.unwatch`` on the active run."""
-    _run("unwatch").unwatch(models)
+    _require_run("unwatch").unwatch(models)
 
 
 def log_artifact(artifact: Any, *args: Any, **kwargs: Any) -> Any:
     """``run.log_artifact`` on the active run."""
-    return _run("log_artifact").log_artifact(artifact, *args, **kwargs)
+    return _require_run("log_artifact").log_artifact(artifact, *args, **kwargs)
 
 
 def use_artifact(artifact_or_name: Any, type: str | None = None) -> Any:
     """``run.use_artifact`` on the active run."""
-    return _run("use_artifact").use_artifact(artifact_or_name, type=type)
+    return _require_run("use_artifact").use_artifact(artifact_or_name, type=type)
 
 
 def save(path: str) -> None:
     """``run.save`` on the active run."""
-    _run("save").save(path)
+    _require_run("save").save(path)
 
 
 def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:

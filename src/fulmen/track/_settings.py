@@ -101,7 +101,7 @@ def resolve(arguments: Mapping[str, Any]) -> Settings:
             setattr(s, name, check_name(name, value, allow_separators=name == "notes"))
     s.id = None if raw["id"] is None else check_id(raw["id"])
     s.tags = _tags(raw["tags"])
-    s.dir = Path(raw["dir"]).expanduser()
+    s.dir = Path(raw["dir"]).expanduser().absolute()
     s.resume = _resume(raw["resume"])
     s.anonymous = _anonymous(raw["anonymous"])
     s.base_url = raw["base_url"] or None

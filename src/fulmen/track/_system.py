@@ -83,7 +83,8 @@ class Sampler(threading.Thread):
         try:
             self._metadata()
         except Exception as exc:  # metadata is best effort; never kill the sampler for it
-            print(f"fulmen: could not record run metadata: {exc}", file=sys.stderr)
+            if not self.stopped.is_set():
+                print(f"fulmen: could not record run metadata: {exc}", file=sys.stderr)
         while self.interval > 0 and not self.stopped.wait(self.interval):
             self.on_stats(self.sample())
 
