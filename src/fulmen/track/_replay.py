@@ -199,8 +199,10 @@ def iter_rows(  # noqa: PLR0912 (one branch per record kind)
         elif kind == "config":
             data.config.update(body)
         elif kind == "summary":
+            current = data.summary.result()
             for key, value in body.get("update", {}).items():
-                data.summary.set(key, value)
+                if key not in current or current[key] != value:  # the final summary repeats
+                    data.summary.set(key, value)  # what the rows give: only real changes stick
             for key in body.get("remove", []):
                 data.summary.remove(key)
         elif kind == "metric":

@@ -37,8 +37,10 @@ _uvarint, _svarint, _frame = rl.uvarint, rl.svarint, rl.frame
 _HISTORY_LEAD = rl.LEAD_BYTE[rl.HISTORY]
 _HISTORY_CRC = rl.LEAD_CRC[rl.HISTORY]
 _crc32 = __import__("zlib").crc32
-_pack_crc = __import__("struct").Struct("<I").pack
+_struct = __import__("struct").Struct
+_pack_crc = _struct("<I").pack
 _write = os.write
+_pack_seq = rl.SEQ.pack
 _SMALL = [bytes((i,)) for i in range(128)]
 LOCK_WAIT_S = 0.25
 
@@ -108,8 +110,8 @@ class Run:
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self._last = self._summary_state.last
-        self._fast = True
+        self._observe: Any = None
+        self._refresh_fast()
         self.start_time = time.time()
         self._t0 = _perf() - self._rt0_us / 1e6  # runtime continues across resumes
         self._append_json(rl.RUN, self._start_record())
@@ -214,7 +216,7 @@ class Run:
         self._seq = data.last_seq
         self._step = data.max_step + 1
         self._last_written = data.last_step
-        self._rt0_us = int(data.runtime * 1e6) + 1
+        self._rt0_us = int(data.runtime * 1e6) + 1000
         self._next_schema = data.max_schema + 1
         self.config._data.update(data.config)
         self._summary_state = data.summary
@@ -327,6 +329,7 @@ class Run:
 
     def _summary_changed(self, update: dict[str, Any], remove: list[str]) -> None:
         self._check_open()
+        self._refresh_fast()
         self._append_json(rl.SUMMARY, {"update": update, "remove": remove})
 
     def _console(self, stream: int, text: str) -> None:
@@ -338,7 +341,7 @@ class Run:
                 with contextlib.suppress(OSError):
                     _write(self._output_fd, data)
             self._seq += 1
-            self._emit(rl.CONSOLE, _uvarint(self._seq) + bytes((stream,)) + data)
+            self._emit(rl.CONSOLE, _pack_seq(self._seq) + bytes((stream,)) + data)
 
     def _stats(self, stats: dict[str, float]) -> None:
         self._append_json(rl.STATS, stats)
@@ -349,6 +352,14 @@ class Run:
         except OSError:
             size = 0
         self._append_json(rl.FILE, {"path": path, "type": kind, "size": size})
+
+    def _refresh_fast(self) -> None:
+        """Pick what log()'s fast path does with a row's values for the summary: a plain
+        ``dict.update`` of the last values, unless aggregates or user-set keys need more."""
+        state = self._summary_state
+        self._fast = not self._extra and not self._closed
+        plain = not (state.aggregating or state.overrides or state.removed)
+        self._observe = state.last.update if plain else state.observe
 
     def _check_open(self) -> None:
         if self._closed:
@@ -364,20 +375,20 @@ class Run:
             vals = data.values()
             enc = self._fast_schemas.get((*data, *map(type, vals)))
             if enc is not None:
+                # One struct packs the whole payload: seq, the schema + step-delta prefix,
+                # runtime and the values. Nothing here may block but the write itself.
+                runtime_ms = int((_perf() - self._t0) * 1e3)
+                lock = self._lock
+                lock.acquire()
+                seq = self._seq + 1
+                at = self._step
+                if seq - at != enc[1]:  # the cached prefix (and struct) are for another delta
+                    self._retarget(enc, seq - at)
                 try:
-                    packed = enc[2](*vals)
+                    payload = enc[2](seq, enc[3], runtime_ms, *vals)
                 except Exception:  # an int beyond 64 bits, ...: the general path handles it
-                    packed = None
-                if packed is not None:
-                    lock = self._lock
-                    lock.acquire()
-                    seq = self._seq + 1
-                    step = self._step
-                    if seq - step != enc[1]:  # the cached schema + step-delta prefix is stale
-                        enc[1], enc[3] = seq - step, enc[0] + _svarint(seq - step)
-                    payload = (
-                        _uvarint(seq) + enc[3] + _uvarint(int((_perf() - self._t0) * 1e6)) + packed
-                    )
+                    payload = None
+                if payload is not None:
                     n = len(payload)
                     fr = (
                         _HISTORY_LEAD
@@ -391,15 +402,16 @@ class Run:
                         lock.release()
                         raise Error(f"could not write to the run log: {exc.strerror}") from exc
                     self._seq = seq
-                    self._step = step + 1
-                    self._last_written = step
+                    self._step = at + 1
+                    self._last_written = at
                     lock.release()
                     if n != len(fr):
                         with lock:
                             self._seq += 1
                             self._short_write(n)
-                    self._last.update(data)
+                    self._observe(data)
                     return
+                lock.release()
         self._log_general(data, step, commit)
 
     def _log_general(self, data: Any, step: Any, commit: Any) -> None:  # noqa: PLR0912
@@ -445,7 +457,7 @@ class Run:
             self._summary_state.observe({k: v for k, (_, v) in row.items()})
         if deferred:
             self._defer(at, deferred)
-        self._fast = not (self._extra or self._summary_state.aggregating)
+        self._refresh_fast()
         if not errors and not deferred and type(data) is dict and len(row) == len(data):
             self._remember_fast(data, row)
         if errors:
@@ -492,7 +504,8 @@ class Run:
             self._emit(rl.SCHEMA, rl.json_payload(self._seq, body))
         codes = "".join(c for _, c in columns)
         fixed = rl.fixed_struct(codes)
-        parts = [fixed.pack(*(v for c, v in row.values() if c in rl.FIXED_CODES))]
+        runtime_ms = min(int((_perf() - self._t0) * 1e3), 2**32 - 1)
+        parts = [fixed.pack(runtime_ms, *(v for c, v in row.values() if c in rl.FIXED_CODES))]
         for code, value in row.values():
             if code == "s":
                 raw = value.encode("utf-8", "surrogatepass")
@@ -502,8 +515,7 @@ class Run:
                 continue
             parts += (_uvarint(len(raw)), raw)
         self._seq += 1
-        runtime = int((_perf() - self._t0) * 1e6)
-        head = _uvarint(self._seq) + _uvarint(sid) + _svarint(self._seq - step) + _uvarint(runtime)
+        head = _pack_seq(self._seq) + _uvarint(sid) + _svarint(self._seq - step)
         self._emit(kind, head + b"".join(parts))
         if kind == rl.HISTORY:
             self._last_written = step
@@ -517,10 +529,16 @@ class Run:
             codes.append((key, code))
         sid = self._schema_ids[tuple(codes)]
         signature = (*data, *map(type, data.values()))
-        sid_bytes = _uvarint(sid)
-        pack = rl.fixed_struct("".join(c for _, c in codes)).pack
-        # [schema id bytes, step delta the prefix is for, pack, prefix]: see log()'s fast path
-        self._fast_schemas[signature] = [sid_bytes, None, pack, b""]
+        fixed = "".join(c for _, c in codes)
+        # [schema id bytes, step delta, pack, prefix, fixed codes]: see log()'s fast path
+        self._fast_schemas[signature] = [_uvarint(sid), None, None, b"", fixed]
+
+    @staticmethod
+    def _retarget(enc: list[Any], delta: int) -> None:
+        """Point a fast-path entry at another step delta: its prefix and payload struct."""
+        prefix = enc[0] + _svarint(delta)
+        layout = f"<I{len(prefix)}sI{enc[4]}"
+        enc[1], enc[2], enc[3] = delta, _struct(layout).pack, prefix
 
     def _defer(self, step: int, items: list[DeferredTensor]) -> None:
         # CUDA scalars: written as a PATCH of this row once their copies land (a helper thread
@@ -580,7 +598,7 @@ class Run:
             "hidden": bool(hidden),
         }
         self._summary_state.define(name, modes)
-        self._fast = not (self._extra or self._summary_state.aggregating)
+        self._refresh_fast()
         self._append_json(rl.METRIC, record)
         return record
 
