@@ -8,12 +8,10 @@ numbers, keys and types seen before): one precompiled ``struct`` pack, a CRC, on
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -25,10 +23,12 @@ from typing import Any
 
 from fulmen.__about__ import __version__
 from fulmen.track import runlog as rl
+from fulmen.track._active import deactivate, state_for
 from fulmen.track._artifacts import Artifact, ArtifactStore
 from fulmen.track._config import Config, Summary
-from fulmen.track._replay import RunData, SummaryState, parse_summary, replay, state_of
-from fulmen.track._settings import SETTINGS, Settings, check_name, resolve
+from fulmen.track._layout import auto_resume_id, find_run_dir, log_path, new_id
+from fulmen.track._replay import RunData, SummaryState, parse_summary, replay
+from fulmen.track._settings import Settings, check_name
 from fulmen.track._system import ConsoleTee, Sampler, atomic_write
 from fulmen.track._values import DeferredTensor, check_key, convert, flatten, type_code
 
@@ -51,26 +51,6 @@ class Error(RuntimeError):
 
 class StepWarning(UserWarning):
     """A row was logged at a step lower than an earlier one; it is kept (said once per run)."""
-
-
-_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-
-
-def _new_id() -> str:
-    return "".join(_ID_ALPHABET[b % 36] for b in os.urandom(8))
-
-
-def find_run_dir(root: Path, run_id: str) -> Path | None:
-    """The newest folder ``root/run-<time>-<run_id>``, if any."""
-    try:
-        matches = [p for p in root.glob(f"run-*-{run_id}") if p.name.split("-", 2)[2] == run_id]
-    except OSError:
-        return None
-    return max(matches, key=lambda p: p.name) if matches else None
-
-
-def log_path(run_dir: Path) -> Path:
-    return run_dir / f"run-{run_dir.name.split('-', 2)[2]}.fulmen"
 
 
 class Run:
@@ -146,9 +126,9 @@ class Run:
             raise Error(f"cannot write to the run directory {root}: permission denied")
         run_id = s.id
         if run_id is None and s.resume == "auto":
-            run_id = _auto_resume_id(root)
+            run_id = auto_resume_id(root)
         if run_id is None:
-            run_id = _new_id()
+            run_id = new_id()
         lock_file = root / ".locks" / f"{run_id}.lock"
         try:
             fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
@@ -726,7 +706,7 @@ class Run:
         self._state = state
         self._write_metadata()
         os.close(self._lock_fd)  # releases the lock: readers now see the run as ended
-        _deactivate(self)
+        deactivate(self)
 
     # --- properties -----------------------------------------------------------------------------
 
@@ -814,7 +794,7 @@ class Run:
         if kind is None:
             self.finish()
         else:
-            self._finish(130 if issubclass(kind, KeyboardInterrupt) else 1, _state_for(kind))
+            self._finish(130 if issubclass(kind, KeyboardInterrupt) else 1, state_for(kind))
 
     def __repr__(self) -> str:
         return f"<Run {self.path} ({self._state})>"
@@ -832,10 +812,6 @@ def _artifact_record(manifest: dict[str, Any], *, used: bool) -> dict[str, Any]:
     }
 
 
-def _state_for(kind: type[BaseException]) -> str:
-    return "killed" if issubclass(kind, KeyboardInterrupt) else "failed"
-
-
 def _user() -> str | None:
     import getpass
 
@@ -843,121 +819,3 @@ def _user() -> str | None:
         return getpass.getuser()
     except (OSError, KeyError):
         return None
-
-
-def _auto_resume_id(root: Path) -> str | None:
-    """resume="auto" without an id: the newest run, when it ended without finishing."""
-    link = root / "latest-run"
-    try:
-        run_dir = root / os.readlink(link)
-    except OSError:
-        return None
-    path = log_path(run_dir)
-    if not path.exists():
-        return None
-    state = state_of(run_dir, replay(path))
-    return run_dir.name.split("-", 2)[2] if state in ("crashed", "failed", "killed") else None
-
-
-# --- the active run (module-level functions act on it) -----------------------------------------
-
-_ACTIVE: list[Any] = []
-_HOOKS = {"installed": False}
-_EXCEPTION: list[type[BaseException]] = []
-
-
-def active() -> Any:
-    return _ACTIVE[-1] if _ACTIVE else None
-
-
-def _deactivate(run: Any) -> None:
-    if run in _ACTIVE:
-        _ACTIVE.remove(run)
-
-
-def _install_exit_hooks() -> None:
-    if _HOOKS["installed"]:
-        return
-    _HOOKS["installed"] = True
-    previous = sys.excepthook
-
-    def excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        _EXCEPTION.append(kind)
-        previous(kind, exc, tb)
-
-    sys.excepthook = excepthook
-    atexit.register(_finish_at_exit)
-    if threading.current_thread() is threading.main_thread():
-        try:
-            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, _on_sigterm)
-        except (ValueError, OSError):
-            pass
-
-
-def _finish_at_exit() -> None:
-    for run in list(_ACTIVE):
-        if _EXCEPTION:
-            kind = _EXCEPTION[-1]
-            run._finish(130 if issubclass(kind, KeyboardInterrupt) else 1, _state_for(kind))
-        else:
-            run.finish()
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    for run in list(_ACTIVE):
-        run._finish(128 + signum, "killed")
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def init(  # noqa: PLR0917 (W&B's signature)
-    project: str | None = None,
-    entity: str | None = None,
-    name: str | None = None,
-    id: str | None = None,
-    resume: bool | str | None = None,
-    dir: str | os.PathLike[str] | None = None,
-    mode: str | None = None,
-    anonymous: bool | str | None = None,
-    group: str | None = None,
-    job_type: str | None = None,
-    tags: list[str] | tuple[str, ...] | None = None,
-    notes: str | None = None,
-    config: Any = None,
-    reinit: bool | str | None = None,
-    settings: Mapping[str, Any] | None = None,
-) -> Any:
-    """Start a run and make it the active one (see docs/track.md)."""
-    arguments: dict[str, Any] = dict(settings or {})
-    given = {
-        "project": project,
-        "entity": entity,
-        "name": name,
-        "id": id,
-        "resume": resume,
-        "dir": None if dir is None else os.fspath(dir),
-        "mode": mode,
-        "anonymous": anonymous,
-        "group": group,
-        "job_type": job_type,
-        "tags": tags,
-        "notes": notes,
-    }
-    arguments.update({k: v for k, v in given.items() if v is not None})
-    unknown = set(arguments) - set(SETTINGS)
-    if unknown:
-        raise TypeError(f"init() got unknown settings: {', '.join(sorted(unknown))}")
-    resolved = resolve(arguments)
-    for previous in list(_ACTIVE):
-        previous.finish()
-    run: Any
-    if resolved.mode == "disabled":
-        from fulmen.track._disabled import DisabledRun
-
-        run = DisabledRun(resolved, config)
-    else:
-        run = Run(resolved, config)
-        _install_exit_hooks()
-    _ACTIVE.append(run)
-    return run
