@@ -615,3 +615,29 @@ def test_a_folder_nobody_can_write_is_a_clear_error_at_init() -> None:
     # /proc refuses new folders even to root (the chmod test above is skipped for root)
     with pytest.raises(Error, match="cannot create the run directory"):
         track.init(dir="/proc/self/fulmen-test")
+
+
+class _LandedEvent:
+    """Stands in for a CUDA event (the edge of the world: no GPU here): already complete."""
+
+    def synchronize(self) -> None:
+        pass
+
+
+def test_deferred_device_values_patch_their_row() -> None:
+    import torch
+
+    from fulmen.track._values import DeferredTensor
+
+    run = track.init()
+    run.log({"loss": 1.0})
+    run.log({"loss": 2.0, "acc": 0.5})
+    # a CUDA scalar logged at step 0 whose copy lands after later rows were written
+    run._defer(0, [DeferredTensor("gpu_loss", torch.tensor(0.25), _LandedEvent())])
+    run.finish()
+    rows = history(run.id)
+    assert rows[0]["loss"] == 1.0
+    assert rows[0]["gpu_loss"] == 0.25
+    assert "gpu_loss" not in rows[1]
+    kinds = [r.kind for r in read_records(run.log_path) if isinstance(r, Record)]
+    assert "patch" in kinds

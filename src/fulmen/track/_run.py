@@ -337,9 +337,10 @@ class Run:
         """Pick what log()'s fast path does with a row's values for the summary: a plain
         ``dict.update`` of the last values, unless aggregates or user-set keys need more."""
         state = self._summary_state
-        self._fast = not self._extra and not self._closed
-        plain = not (state.aggregating or state.overrides or state.removed)
-        self._observe = state.last.update if plain else state.observe
+        with self._lock:  # a watch hook may be adding a histogram from another thread
+            self._fast = not self._extra and not self._closed
+            plain = not (state.aggregating or state.overrides or state.removed)
+            self._observe = state.last.update if plain else state.observe
 
     def _check_open(self) -> None:
         if self._closed:
