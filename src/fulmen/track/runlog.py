@@ -25,13 +25,14 @@ Kinds and their JSON fields:
 
     1 RUN       run start or resume: id, name, project, entity, group, job_type, tags, notes,
                 resumed (bool), time (wall clock, s), runtime (s of runtime already recorded
-                before this segment), host, user, program, args, python, pid, git (or null)
+                before this segment), mode, host, user, program, args, python, pid, fulmen
+                (the writer's version); git state is a FILE (git.json) written a moment later
     2 CONFIG    update: {key: value, ...} merged into the config (nested dicts kept)
     3 HISTORY   one history record (binary, above); _step = seq - (seq - step)
     4 SUMMARY   update: {key: value}, remove: [key, ...]; applied after rows seen so far
     5 METRIC    define_metric: name, step_metric, summary (list), goal, step_sync, hidden
     6 FILE      path (relative to the run's files/ folder), type ("console", "requirements",
-                "topology", "user", "media", ...), size
+                "git", "diff", "topology", "user", ...), size
     7 ARTIFACT  name, type, version, digest, aliases, used (bool: use_artifact), entries
     8 CONSOLE   binary, above
     9 STATS     system metrics: {"cpu": %, "rss_mb": ..., "gpu.0.util": ..., ...}
