@@ -304,6 +304,8 @@ def good_end(path: str | Path) -> int:
 
 
 _STRUCTS: dict[str, struct.Struct] = {}
+# id(columns) -> (columns, struct, keys of fixed-size columns, codes): decode_history's cache
+_COMPILED: dict[int, tuple[Any, struct.Struct, tuple[str, ...], str]] = {}
 
 
 def fixed_struct(codes: str) -> struct.Struct:
@@ -327,18 +329,26 @@ def decode_history(
     schema_id, pos = _read_uvarint(body, 0)
     delta, pos = _read_svarint(body, pos)
     columns = schemas[schema_id]
-    codes = "".join(c for _, c in columns)
-    fixed = fixed_struct(codes)
-    values = iter(fixed.unpack_from(body, pos))
-    runtime_ms = next(values)
+    cached = _COMPILED.get(id(columns))
+    if cached is None or cached[0] is not columns:  # compile once per schema
+        if len(_COMPILED) > 4096:
+            _COMPILED.clear()
+        codes = "".join(c for _, c in columns)
+        fixed_keys = tuple(k for k, c in columns if c in FIXED_CODES)
+        cached = _COMPILED[id(columns)] = (columns, fixed_struct(codes), fixed_keys, codes)
+    _, fixed, fixed_keys, codes = cached
+    values = fixed.unpack_from(body, pos)
+    if len(fixed_keys) == len(codes):  # all fixed-size: the common case
+        return seq - delta, values[0] / 1e3, dict(zip(fixed_keys, values[1:], strict=True))
     pos += fixed.size
+    rest = iter(values[1:])
     row: dict[str, Any] = {}
     for key, code in columns:
         if code in FIXED_CODES:
-            row[key] = next(values)
+            row[key] = next(rest)
             continue
         n, pos = _read_uvarint(body, pos)
         text = body[pos : pos + n].decode()
         pos += n
         row[key] = text if code == "s" else json.loads(text)
-    return seq - delta, runtime_ms / 1e3, row
+    return seq - delta, values[0] / 1e3, row
