@@ -641,3 +641,29 @@ def test_deferred_device_values_patch_their_row() -> None:
     assert "gpu_loss" not in rows[1]
     kinds = [r.kind for r in read_records(run.log_path) if isinstance(r, Record)]
     assert "patch" in kinds
+
+
+def test_online_with_a_server_configured(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FULMEN_BASE_URL", "http://127.0.0.1:9")
+    run = track.init()  # a configured server makes online the default mode
+    assert run.mode == "online"
+    assert capsys.readouterr().err == ""
+    run.finish()
+    with pytest.raises(ValueError, match="anonymous=False requires credentials"):
+        track.init(anonymous=False)
+    monkeypatch.setenv("WANDB_API_KEY", "key-from-wandb-variable")
+    assert track.init(anonymous=False).mode == "online"
+
+
+def test_histogram_arguments() -> None:
+    hist = track.Histogram(np_histogram=([1, 2], [0.0, 0.5, 1.0]))
+    assert hist.to_json() == {"_type": "histogram", "values": [1.0, 2.0], "bins": [0.0, 0.5, 1.0]}
+    with pytest.raises(ValueError, match="num_bins"):
+        track.Histogram([1.0], num_bins=0)
+    with pytest.raises(ValueError, match="len"):
+        track.Histogram(np_histogram=([1, 2], [0.0, 1.0]))
+    with pytest.raises(ValueError, match="sequence or np_histogram"):
+        track.Histogram()
+    assert sum(track.Histogram([math.nan, math.inf, 1.0]).histogram) == 1
