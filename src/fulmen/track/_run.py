@@ -676,7 +676,7 @@ class Run:
     def _finish(self, exit_code: int, state: str) -> None:
         if self._closed:
             return
-        self._sampler.stopped.set()
+        self._sampler.close()
         for tee in self._tees:
             tee.flush_rest()
         if self._tees and sys.stdout is self._tees[0]:

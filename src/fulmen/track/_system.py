@@ -79,6 +79,7 @@ class Sampler(threading.Thread):
         self.files, self.interval, self.collect_git = files, interval, collect_git
         self.on_file, self.on_stats = on_file, on_stats
         self.stopped = threading.Event()
+        self.metadata_done = False
         self._last_cpu = (time.monotonic(), _cpu_seconds())
 
     def run(self) -> None:
@@ -86,20 +87,35 @@ class Sampler(threading.Thread):
         # returns (Thread.start waits for the thread), costing init() milliseconds.
         if self.stopped.wait(METADATA_DELAY_S):
             return
-        try:
-            self._metadata()
-        except Exception as exc:  # metadata is best effort; never kill the sampler for it
-            if not self.stopped.is_set():
-                print(f"fulmen: could not record run metadata: {exc}", file=sys.stderr)
+        self._metadata_once()
         while self.interval > 0 and not self.stopped.wait(self.interval):
             self.on_stats(self.sample())
 
-    def _metadata(self) -> None:
-        if self.stopped.is_set():
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread; a run that ended before the thread got to them still gets its
+        metadata and one system-metrics sample, so every run has them, however short."""
+        self.stopped.set()
+        if self.is_alive():
+            self.join(timeout)
+        if not self.metadata_done and not self.is_alive():
+            self._metadata_once(final=True)
+        if self.interval > 0:
+            self.on_stats(self.sample())
+
+    def _metadata_once(self, *, final: bool = False) -> None:
+        try:
+            self._metadata(final=final)
+        except Exception as exc:  # metadata is best effort; never kill the sampler for it
+            print(f"fulmen: could not record run metadata: {exc}", file=sys.stderr)
+        finally:
+            self.metadata_done = True
+
+    def _metadata(self, *, final: bool = False) -> None:
+        if self.stopped.is_set() and not final:
             return
         (self.files / "requirements.txt").write_text(requirements())
         self.on_file("requirements.txt", "requirements")
-        if not self.collect_git or self.stopped.is_set():
+        if not self.collect_git or (self.stopped.is_set() and not final):
             return
         state, diff = git_state(Path.cwd())
         if state is None:
