@@ -1,0 +1,210 @@
+"""What ``self.log`` stores, and how it becomes step and epoch metrics.
+
+One ``_Metric`` per key per stage (train, validate, test). ``update`` is the hot path of
+``self.log``: it keeps the latest value as a tensor (no ``.item()``: that would be a device sync
+every step) and, for epoch metrics, a running weighted total as tensors too. Values become floats
+only when something reads them: the logger every ``log_every_n_steps``, the progress bar, callbacks.
+
+Lightning's per-hook defaults are in ``LOG_DEFAULTS``: (on_step, on_epoch) for hooks that may log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+_STEP_HOOKS = (
+    "training_step",
+    "on_train_batch_start",
+    "on_train_batch_end",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "optimizer_step",
+    "lr_scheduler_step",
+)
+_EPOCH_HOOKS = (
+    "on_train_start",
+    "on_train_epoch_start",
+    "on_train_epoch_end",
+    "on_validation_start",
+    "on_validation_epoch_start",
+    "on_validation_epoch_end",
+    "on_validation_end",
+    "validation_step",
+    "on_validation_batch_start",
+    "on_validation_batch_end",
+    "on_test_start",
+    "on_test_epoch_start",
+    "on_test_epoch_end",
+    "on_test_end",
+    "test_step",
+    "on_test_batch_start",
+    "on_test_batch_end",
+)
+# hook -> (default on_step, default on_epoch, on_step allowed)
+LOG_DEFAULTS: dict[str, tuple[bool, bool, bool]] = {
+    **dict.fromkeys(_STEP_HOOKS, (True, False, True)),
+    **{h: (False, True, h.endswith(("_step", "_batch_start", "_batch_end"))) for h in _EPOCH_HOOKS},
+}
+REDUCE_FX = ("mean", "sum", "max", "min")
+
+
+class _Metric:
+    __slots__ = (
+        "batch_size",
+        "count",
+        "epoch_done",
+        "logger",
+        "name",
+        "on_epoch",
+        "on_step",
+        "prog_bar",
+        "reduce_fx",
+        "sync",
+        "total",
+        "value",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        prog_bar: bool,
+        logger: bool,
+        on_step: bool,
+        on_epoch: bool,
+        reduce_fx: str,
+        sync: Callable[[torch.Tensor, str], torch.Tensor] | None,
+    ) -> None:
+        self.name = name
+        self.prog_bar = prog_bar
+        self.logger = logger
+        self.on_step = on_step
+        self.on_epoch = on_epoch
+        self.reduce_fx = reduce_fx
+        self.sync = sync
+        self.value: torch.Tensor | float = 0.0
+        self.total: torch.Tensor | float = 0.0
+        self.weight = 0
+        self.count = 0
+        self.epoch_done = False
+
+    def update(self, value: torch.Tensor | float, batch_size: int) -> None:
+        self.value = value
+        if not self.on_epoch:
+            return
+        if self.epoch_done:  # first update of a new epoch
+            self.reset_epoch()
+        fx = self.reduce_fx
+        if fx == "mean":
+            self.total = self.total + value * batch_size
+            self.weight += batch_size
+        elif fx == "sum":
+            self.total = self.total + value
+        elif self.count == 0:
+            self.total = value
+        elif fx == "max":
+            self.total = torch.maximum(torch.as_tensor(self.total), torch.as_tensor(value))
+        else:
+            self.total = torch.minimum(torch.as_tensor(self.total), torch.as_tensor(value))
+        self.count += 1
+
+    def reset_epoch(self) -> None:
+        self.total, self.weight, self.count, self.epoch_done = 0.0, 0, 0, False
+
+    def step_value(self) -> float:
+        value = self.value
+        if self.sync is not None and isinstance(value, torch.Tensor):
+            value = self.sync(value, self.reduce_fx)
+        return float(value)  # a device sync point for tensors on an accelerator
+
+    def epoch_value(self) -> float:
+        total = self.total
+        if self.sync is not None and isinstance(total, torch.Tensor):
+            reduce = "sum" if self.reduce_fx == "mean" else self.reduce_fx
+            total = self.sync(total, reduce)
+        if self.reduce_fx == "mean":
+            weight = self.weight
+            if self.sync is not None:
+                weight = int(self.sync(torch.tensor(float(weight)), "sum").item())
+            return float(total) / max(weight, 1)
+        return float(total)
+
+
+class Results:
+    """All metrics logged in one stage; ``fresh`` holds those updated since the last emission."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, _Metric] = {}
+        self.fresh: dict[str, _Metric] = {}
+        self.cache: dict[tuple[str, str], _Metric] = {}  # (hook, name as logged) -> metric
+
+    def reset(self) -> None:
+        self.metrics.clear()
+        self.fresh.clear()
+        self.cache.clear()
+
+    def step_metrics(self, *, logger: bool = True) -> dict[str, float]:
+        """The fresh step values (``name_step`` when the metric is also an epoch metric)."""
+        out: dict[str, float] = {}
+        for m in self.fresh.values():
+            if m.on_step and (m.logger or not logger):
+                out[m.name + "_step" if m.on_epoch else m.name] = m.step_value()
+        return out
+
+    def epoch_metrics(self, *, logger: bool = True) -> dict[str, float]:
+        """Every epoch value (``name_epoch`` when the metric is also a step metric)."""
+        out: dict[str, float] = {}
+        for m in self.metrics.values():
+            if m.on_epoch and m.count and not m.epoch_done and (m.logger or not logger):
+                out[m.name + "_epoch" if m.on_step else m.name] = m.epoch_value()
+        return out
+
+    def end_epoch(self) -> None:
+        for m in self.metrics.values():
+            if m.on_epoch:
+                m.epoch_done = True
+
+    def callback_metrics(self, prog_bar_only: bool = False) -> dict[str, float]:
+        """Latest values for callbacks: step values, epoch values, and the plain name."""
+        out: dict[str, float] = {}
+        for m in self.metrics.values():
+            if prog_bar_only and not m.prog_bar:
+                continue
+            if m.on_step and m.on_epoch:
+                step = m.step_value()
+                out[m.name + "_step"] = step
+                if m.count:
+                    out[m.name + "_epoch"] = m.epoch_value()
+                    out[m.name] = out[m.name + "_epoch"] if m.epoch_done else step
+                else:
+                    out[m.name] = step
+            elif m.on_step:
+                out[m.name] = m.step_value()
+            elif m.count:
+                out[m.name] = m.epoch_value()
+        return out
+
+
+def as_value(name: str, value: Any) -> torch.Tensor | float:
+    """Validate a logged value: a number or a one-element tensor (detached)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"self.log({name!r}, value): value must be a scalar, got a tensor of shape "
+                f"{tuple(value.shape)}"
+            )
+        return value.detach().reshape(()) if value.requires_grad or value.dim() else value
+    if isinstance(value, bool | int | float):
+        return float(value)
+    item = getattr(value, "item", None)
+    if callable(item):
+        return float(item())
+    raise TypeError(
+        f"self.log({name!r}, value): value must be a number or a scalar tensor, "
+        f"got {type(value).__name__}"
+    )
