@@ -125,7 +125,7 @@ def evaluate(
     finally:
         trainer._results = outer_results
         if was_training:
-            module.on_validation_model_train() if prefix == "validation" else module.train()
+            getattr(module, f"on_{prefix}_model_train")()
     return per_dataloader(metrics, len(loaders))
 
 

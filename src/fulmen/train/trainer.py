@@ -8,7 +8,8 @@ what it logs is seen by ModelCheckpoint and EarlyStopping)::
         load the checkpoint (if ckpt_path) and hand each logger its "loggers" entry
         move the module to the device, convert it to the precision
         prepare_data                         (datamodule, then module)
-        setup("fit")                         (datamodule, module, then callbacks)
+        configure_callbacks                  (the module's callbacks join the Trainer's)
+        setup("fit")                         (datamodule, callbacks, then module)
         configure_model
         load the dataloaders                 (train_dataloader, val_dataloader)
         configure_optimizers
@@ -51,7 +52,7 @@ what it logs is seen by ModelCheckpoint and EarlyStopping)::
             current_epoch += 1
         event on_train_end
         event on_fit_end
-        teardown("fit")                      (callbacks, module, datamodule), loggers finalized
+        teardown("fit")                      (datamodule, callbacks, module), loggers finalized
 
     validation loop (also validate/test with test hooks):
         event on_validation_start, event on_validation_epoch_start
@@ -627,11 +628,11 @@ class Trainer:
         module = self.lightning_module
         assert module is not None
         lifecycle = "fit" if stage == "fit" else stage
+        if self.datamodule is not None:
+            self.datamodule.teardown(lifecycle)
         for cb in self.callbacks:
             self._call_one(cb, "teardown", lifecycle)
         module.teardown(lifecycle)
-        if self.datamodule is not None:
-            self.datamodule.teardown(lifecycle)
         self.strategy.teardown()
         for logger in self.loggers:
             logger.finalize(status)
@@ -651,13 +652,10 @@ class Trainer:
         if datamodule is not None:
             datamodule.prepare_data()
         module.prepare_data()
+        self._prepare_callbacks(module)
         if datamodule is not None:
             datamodule.setup(stage)
-        self._fx = "setup"
-        module.setup(stage)
-        self._prepare_callbacks(module)
-        for cb in self._hooked["setup"]:
-            self._call_one(cb, "setup", stage)
+        self._event("setup", stage)
         module.configure_model()
         self._bind_batch_transfer(module)
 
@@ -835,7 +833,6 @@ class Trainer:
                 continue
             if self._train_batch(module, self._to_device(batch, 0), batch_idx, limit):
                 break  # on_train_batch_start returned -1
-            self._batch_in_epoch = batch_idx + 1
             if self._validation_due(batch_idx, limit):
                 _evaluation.validate_in_fit(self)
                 validated_at = batch_idx
@@ -881,6 +878,7 @@ class Trainer:
             self._fx = "training_step"
             with self.precision_plugin.forward_context():
                 outputs = module.training_step(batch, batch_idx)
+        self._batch_in_epoch = batch_idx + 1  # a checkpoint saved from here resumes after it
         self._event("on_train_batch_end", outputs, batch, batch_idx)
         if not accumulating:
             if (
