@@ -141,7 +141,8 @@ class Results:
     def __init__(self) -> None:
         self.metrics: dict[str, _Metric] = {}
         self.fresh: dict[str, _Metric] = {}
-        self.cache: dict[tuple[str, str], _Metric] = {}  # (hook, name as logged) -> metric
+        # (hook, name as logged, dataloader index) -> metric
+        self.cache: dict[tuple[str, str, int | None], _Metric] = {}
 
     def reset(self) -> None:
         self.metrics.clear()

@@ -1117,7 +1117,7 @@ class Trainer:
         """``self.log``: the hot path is one dict lookup and one update."""
         results = self._results
         fx = self._fx
-        key = (fx, name)
+        key = (fx, name, self._dataloader_idx)
         metric = results.cache.get(key)
         if metric is None:
             metric = self._new_metric(
