@@ -56,11 +56,11 @@ class Regressor(pl.LightningModule):
         return self(batch[0])
 
     def configure_optimizers(self) -> Any:
-        if self.hparams.optimizer == "adam":
+        if self.hparams.get("optimizer") == "adam":
             opt: torch.optim.Optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
         else:
             opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
-        if not self.hparams.scheduler:
+        if not self.hparams.get("scheduler"):
             return opt
         return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)]
 
