@@ -20,7 +20,9 @@ def regression_data(n: int = 64, features: int = 8, seed: int = 0) -> TensorData
 def loader(
     n: int = 64, batch_size: int = 8, shuffle: bool = False, seed: int = 0, **kwargs: Any
 ) -> DataLoader[Any]:
-    return DataLoader(regression_data(n, seed=seed), batch_size=batch_size, shuffle=shuffle, **kwargs)
+    return DataLoader(
+        regression_data(n, seed=seed), batch_size=batch_size, shuffle=shuffle, **kwargs
+    )
 
 
 class Regressor(pl.LightningModule):
@@ -32,7 +34,10 @@ class Regressor(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.net = torch.nn.Sequential(
-            torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Dropout(dropout), torch.nn.Linear(16, 1)
+            torch.nn.Linear(8, 16),
+            torch.nn.Tanh(),
+            torch.nn.Dropout(dropout),
+            torch.nn.Linear(16, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

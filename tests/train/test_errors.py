@@ -42,7 +42,9 @@ def test_invalid_returns_show_what_was_returned() -> None:
 
     with pytest.raises(ValueError, match="configure_optimizers must return .* got str 'adam'"):
         quiet_trainer().fit(BadOptim(), loader())
-    with pytest.raises(ValueError, match=r"training_step must return .* got dict with keys \['los'\]"):
+    with pytest.raises(
+        ValueError, match=r"training_step must return .* got dict with keys \['los'\]"
+    ):
         quiet_trainer().fit(BadStep(), loader())
     with pytest.raises(ValueError, match="does not require grad"):
         quiet_trainer().fit(Detached(), loader())

@@ -107,7 +107,11 @@ def batch_transfer() -> list[str]:
 
 def eval_loop(prefix: str, batches: int) -> list[str]:
     step = "validation" if prefix == "validation" else prefix
-    calls = [f"M.on_{prefix}_model_eval", *both(f"on_{step}_start"), *both(f"on_{step}_epoch_start")]
+    calls = [
+        f"M.on_{prefix}_model_eval",
+        *both(f"on_{step}_start"),
+        *both(f"on_{step}_epoch_start"),
+    ]
     for _ in range(batches):
         calls += batch_transfer()
         calls += [*both(f"on_{step}_batch_start"), f"M.{step}_step", *both(f"on_{step}_batch_end")]
@@ -174,9 +178,17 @@ def test_validate_test_predict_hooks_fire_in_the_documented_order() -> None:
 
     model.calls.clear()
     trainer.predict(model, loader(n=8))
-    predict = ["M.on_predict_model_eval", *both("on_predict_start"), *both("on_predict_epoch_start")]
+    predict = [
+        "M.on_predict_model_eval",
+        *both("on_predict_start"),
+        *both("on_predict_epoch_start"),
+    ]
     predict += [*batch_transfer(), *both("on_predict_batch_start"), "M.predict_step"]
-    predict += [*both("on_predict_batch_end"), *both("on_predict_epoch_end"), *both("on_predict_end")]
+    predict += [
+        *both("on_predict_batch_end"),
+        *both("on_predict_epoch_end"),
+        *both("on_predict_end"),
+    ]
     assert model.calls == [*start, *both("setup"), "M.configure_model", *predict, *both("teardown")]
 
 

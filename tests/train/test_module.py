@@ -70,9 +70,7 @@ def test_hparams_go_to_the_loggers_unless_logger_false() -> None:
 
     recorder = Recorder()
     quiet_trainer(logger=recorder, limit_train_batches=1).fit(Regressor(lr=0.2), loader())
-    assert recorder.hparams == [
-        {"lr": 0.2, "dropout": 0.0, "optimizer": "sgd", "scheduler": False}
-    ]
+    assert recorder.hparams == [{"lr": 0.2, "dropout": 0.0, "optimizer": "sgd", "scheduler": False}]
     recorder = Recorder()
     quiet_trainer(logger=recorder, limit_train_batches=1).fit(Hidden(), loader())
     assert recorder.hparams == [{}]

@@ -30,7 +30,13 @@ def hand_loop(
 
 @pytest.mark.parametrize(
     ("accumulate", "clip", "algorithm"),
-    [(1, None, "norm"), (3, None, "norm"), (1, 0.05, "norm"), (3, 0.05, "norm"), (2, 0.01, "value")],
+    [
+        (1, None, "norm"),
+        (3, None, "norm"),
+        (1, 0.05, "norm"),
+        (3, 0.05, "norm"),
+        (2, 0.01, "value"),
+    ],
 )
 def test_trainer_matches_a_hand_written_loop(
     accumulate: int, clip: float | None, algorithm: str
