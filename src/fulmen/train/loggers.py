@@ -274,7 +274,7 @@ class CSVLogger:
 
     @property
     def root_dir(self) -> str:
-        return os.path.join(self._save_dir, self._name)
+        return os.path.join(self._save_dir, self._name) if self._name else self._save_dir
 
     @property
     def log_dir(self) -> str:
