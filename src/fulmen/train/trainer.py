@@ -861,7 +861,7 @@ class Trainer:
         for logger in self.loggers:
             logger.save()
         self.current_epoch += 1
-        self._epoch_done = False
+        self._epoch_done, self._batch_in_epoch = False, 0
 
     def _train_batch(
         self, module: LightningModule, batch: Any, batch_idx: int, limit: float
