@@ -32,7 +32,9 @@ def test_aliases(given: Any, name: str) -> None:
 
 
 def test_unknown_precision_lists_the_choices() -> None:
-    with pytest.raises(ValueError, match=r"precision=True\) is not supported; choose one of '32-true'"):
+    with pytest.raises(
+        ValueError, match=r"precision=True\) is not supported; choose one of '32-true'"
+    ):
         normalize_precision(True)
 
 
@@ -102,7 +104,9 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 @pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed", "32-true"])
 def test_cuda_precisions_train(precision: str) -> None:
     model = Probe()
-    trainer = quiet_trainer(accelerator="gpu", devices=1, precision=precision, limit_train_batches=4)
+    trainer = quiet_trainer(
+        accelerator="gpu", devices=1, precision=precision, limit_train_batches=4
+    )
     trainer.fit(model, loader())
     assert model.device.type == "cuda"
     assert all(torch.isfinite(p).all() for p in model.parameters())
