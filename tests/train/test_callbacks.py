@@ -45,7 +45,7 @@ def test_early_stopping_respects_min_epochs_and_thresholds() -> None:
 
 def test_early_stopping_on_a_missing_metric_lists_what_exists() -> None:
     early = pl.callbacks.EarlyStopping(monitor="val_acc")
-    with pytest.raises(RuntimeError, match="`val_acc` which is not available.*`val_loss`"):
+    with pytest.raises(RuntimeError, match=r"`val_acc` which is not available.*`val_loss`"):
         quiet_trainer(callbacks=[early], limit_train_batches=1).fit(
             Regressor(), loader(), loader(n=8)
         )

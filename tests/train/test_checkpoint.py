@@ -166,7 +166,7 @@ def test_every_n_epochs_steps_time_and_weights_only(tmp_path: Path) -> None:
 
 def test_monitor_that_is_never_logged_is_a_clear_error(tmp_path: Path) -> None:
     cb = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, monitor="val_acc")
-    with pytest.raises(KeyError, match="monitor='val_acc'.*did you call self.log"):
+    with pytest.raises(KeyError, match=r"monitor='val_acc'.*did you call self.log"):
         quiet_trainer(callbacks=[cb], enable_checkpointing=True).fit(Regressor(), loader())
 
 

@@ -40,7 +40,7 @@ def test_invalid_returns_show_what_was_returned() -> None:
         def training_step(self, batch: Any, batch_idx: int) -> Any:
             return torch.tensor(1.0)
 
-    with pytest.raises(ValueError, match="configure_optimizers must return .* got str 'adam'"):
+    with pytest.raises(ValueError, match=r"configure_optimizers must return .* got str 'adam'"):
         quiet_trainer().fit(BadOptim(), loader())
     with pytest.raises(
         ValueError, match=r"training_step must return .* got dict with keys \['los'\]"

@@ -126,7 +126,7 @@ def test_on_step_in_an_epoch_hook_and_bad_values_are_errors() -> None:
         def on_train_epoch_end(self) -> None:
             self.log("x", 1.0, on_step=True)
 
-    with pytest.raises(ValueError, match="on_step=True.*on_train_epoch_end"):
+    with pytest.raises(ValueError, match=r"on_step=True.*on_train_epoch_end"):
         quiet_trainer().fit(StepInEpochEnd(), loader())
 
     class NotScalar(Regressor):

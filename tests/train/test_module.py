@@ -50,13 +50,13 @@ def test_save_hyperparameters_with_names_or_a_dict() -> None:
             self.save_hyperparameters(ns)
 
     assert FromNamespace().hparams == {"depth": 2}
+
+    class Wrong(pl.LightningModule):
+        def __init__(self, a: int) -> None:
+            super().__init__()
+            self.save_hyperparameters("c")
+
     with pytest.raises(ValueError, match=r"\['c'\] are not arguments"):
-
-        class Wrong(pl.LightningModule):
-            def __init__(self, a: int) -> None:
-                super().__init__()
-                self.save_hyperparameters("c")
-
         Wrong(1)
 
 
