@@ -199,7 +199,8 @@ def as_value(name: str, value: Any) -> torch.Tensor | float:
                 f"self.log({name!r}, value): value must be a scalar, got a tensor of shape "
                 f"{tuple(value.shape)}"
             )
-        return value.detach().reshape(()) if value.requires_grad or value.dim() else value
+        value = value.detach()
+        return value.reshape(()) if value.dim() else value
     if isinstance(value, bool | int | float):
         return float(value)
     item = getattr(value, "item", None)

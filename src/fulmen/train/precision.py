@@ -24,6 +24,8 @@ import torch
 
 __all__ = ["PRECISIONS", "Precision", "normalize_precision"]
 
+_NULL_CONTEXT = contextlib.nullcontext()  # reusable: entering it does nothing
+
 # accepted spelling -> canonical name
 _ALIASES: dict[Any, str] = {
     16: "16-mixed",
@@ -102,6 +104,7 @@ class Precision:
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self._autocast_dtype is torch.float16
         )
+        self._scaling = self.scaler.is_enabled()
 
     def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
         return module.to(self.dtype) if self.dtype is not None else module
@@ -111,11 +114,13 @@ class Precision:
 
     def forward_context(self) -> contextlib.AbstractContextManager[Any]:
         if self._autocast_dtype is None:
-            return contextlib.nullcontext()
+            return _NULL_CONTEXT
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
     def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
-        self.scaler.scale(loss).backward(*args, **kwargs)  # type: ignore[no-untyped-call]
+        if self._scaling:
+            loss = self.scaler.scale(loss)
+        loss.backward(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def unscale(self, optimizer: torch.optim.Optimizer) -> None:
         """Unscale ``optimizer``'s gradients (before clipping); idempotent within one step."""
@@ -131,9 +136,14 @@ class Precision:
         **kwargs: Any,
     ) -> Any:
         """Run ``closure`` (forward + backward), ``before_step`` (hooks, clipping), then step."""
-        if not self.scaler.is_enabled():
+        if not self._scaling:
+            if not isinstance(optimizer, torch.optim.LBFGS):  # one closure call: run it here
+                result = closure()
+                before_step()
+                optimizer.step(**kwargs)
+                return result
 
-            def wrapped() -> Any:
+            def wrapped() -> Any:  # LBFGS calls the closure several times
                 result = closure()
                 before_step()
                 return result

@@ -85,6 +85,7 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
 
 
 _ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+_NULL_CONTEXT = contextlib.nullcontext()  # reusable: entering it does nothing
 
 
 def select_device(accelerator: str, devices: Any) -> torch.device:  # noqa: PLR0912
@@ -158,7 +159,7 @@ class SingleDeviceStrategy:
         return move_to_device(batch, self.root_device) if self._moves else batch
 
     def backward_sync(self, should_sync: bool) -> contextlib.AbstractContextManager[Any]:
-        return contextlib.nullcontext()
+        return _NULL_CONTEXT
 
     def reduce(self, tensor: torch.Tensor, reduce_fx: str = "mean") -> torch.Tensor:
         return tensor

@@ -275,6 +275,7 @@ class Trainer:
         self._epoch_done = False
         self._resume_batches = 0
         self._hooked: dict[str, list[Callback]] = {}
+        self._module_hooks: frozenset[str] = frozenset()
         self._fx = ""
         self._results = self._train_results = Results()
         self._eval_results = Results()
@@ -722,6 +723,13 @@ class Trainer:
             ]
             for hook in HOOKS
         }
+        # ... and the module's hooks are called only where its class overrides them.
+        self._module_hooks = frozenset(
+            hook
+            for hook in HOOKS
+            if hook not in _CALLBACK_ONLY
+            and getattr(type(module), hook, None) is not getattr(LightningModule, hook, None)
+        )
 
     def _bind_batch_transfer(self, module: LightningModule) -> None:
         """Choose the batch-to-device function once per run (identity on CPU in fp32)."""
@@ -771,7 +779,7 @@ class Trainer:
             ) from None
         for cb in callbacks:
             self._call_one(cb, hook, *args)
-        if hook in _CALLBACK_ONLY:
+        if hook not in self._module_hooks:  # a do-nothing hook of LightningModule
             return None
         self._fx = hook
         return getattr(self.lightning_module, hook)(*args)
