@@ -166,7 +166,7 @@ class LightningOptimizer:
         result = trainer.precision_plugin.optimizer_step(
             self.optimizer, closure, self._on_before_step, **kwargs
         )
-        trainer._on_optimizer_stepped()
+        trainer.global_step += 1
         return result
 
 

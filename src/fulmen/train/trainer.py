@@ -276,6 +276,8 @@ class Trainer:
         self._resume_batches = 0
         self._hooked: dict[str, list[Callback]] = {}
         self._module_hooks: frozenset[str] = frozenset()
+        self._steps_schedulers = False  # any lr scheduler with interval "step"?
+        self._custom_clipping = False  # does the module override configure_gradient_clipping?
         self._fx = ""
         self._results = self._train_results = Results()
         self._eval_results = Results()
@@ -930,7 +932,8 @@ class Trainer:
             closure()
         else:
             module.optimizer_step(self.current_epoch, batch_idx, optimizer, closure)
-            self._step_schedulers("step")
+            if self._steps_schedulers:
+                self._step_schedulers("step")
         return returned[0]
 
     def _backward(self, loss: torch.Tensor, *args: Any, sync: bool = True, **kwargs: Any) -> None:
@@ -945,14 +948,11 @@ class Trainer:
         module = self.lightning_module
         assert module is not None
         self._event("on_before_optimizer_step", optimizer)
-        if clip:
+        if clip and (self.gradient_clip_val or self._custom_clipping):
             self._fx = "configure_gradient_clipping"
             module.configure_gradient_clipping(
                 optimizer, self.gradient_clip_val, self.gradient_clip_algorithm
             )
-
-    def _on_optimizer_stepped(self) -> None:
-        self.global_step += 1
 
     def _configure_optimizers(self, module: LightningModule) -> None:
         if type(module).training_step is LightningModule.training_step:
@@ -980,6 +980,11 @@ class Trainer:
                 "gradient_clip_val and accumulate_grad_batches do nothing under manual "
                 "optimization: call self.clip_gradients(...) and step every N batches yourself"
             )
+        self._steps_schedulers = any(c.interval == "step" for c in self.lr_scheduler_configs)
+        self._custom_clipping = (
+            type(module).configure_gradient_clipping
+            is not LightningModule.configure_gradient_clipping
+        )
         self._lightning_optimizers = []
         for opt in self.optimizers:
             lo = LightningOptimizer(opt, self)
