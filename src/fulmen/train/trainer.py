@@ -891,11 +891,9 @@ class Trainer:
         self._batch_in_epoch = batch_idx + 1  # a checkpoint saved from here resumes after it
         self._event("on_train_batch_end", outputs, batch, batch_idx)
         if not accumulating:
-            if (
-                self.log_every_n_steps
-                and (self._batches_that_stepped + 1) % self.log_every_n_steps == 0
-            ):
-                self._emit(self._train_results.step_metrics())
+            n = self.log_every_n_steps
+            if n and self.loggers and (self._batches_that_stepped + 1) % n == 0:
+                self._emit(self._train_results.step_metrics())  # converts tensors: a sync point
             self._batches_that_stepped += 1
         return False
 
