@@ -199,13 +199,13 @@ def as_value(name: str, value: Any) -> torch.Tensor | float:
                 f"self.log({name!r}, value): value must be a scalar, got a tensor of shape "
                 f"{tuple(value.shape)}"
             )
-        value = value.detach()
-        return value.reshape(()) if value.dim() else value
+        detached: torch.Tensor = value.detach()
+        return detached.reshape(()) if detached.dim() else detached
     if isinstance(value, bool | int | float):
         return float(value)
     item = getattr(value, "item", None)
     if callable(item):
-        return float(item())
+        return float(item())  # a NumPy scalar or similar
     raise TypeError(
         f"self.log({name!r}, value): value must be a number or a scalar tensor, "
         f"got {type(value).__name__}"

@@ -148,7 +148,7 @@ class Precision:
                 before_step()
                 return result
 
-            return optimizer.step(closure=wrapped, **kwargs)
+            return optimizer.step(closure=wrapped, **kwargs)  # type: ignore[no-untyped-call]
         result = closure()  # the scaler cannot step with a closure: run it first
         self.unscale(optimizer)
         before_step()
