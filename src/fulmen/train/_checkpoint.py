@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import warnings
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -187,3 +188,35 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None
         config.scheduler.load_state_dict(state)
     trainer.precision_plugin.load_state_dict(checkpoint.get("precision") or {})
     trainer._restore_loop_state(checkpoint.get("loops", {}).get("fit_loop") or {}, checkpoint)
+
+
+def resolve_and_load(trainer: Trainer, ckpt_path: Any, stage: str) -> dict[str, Any] | None:
+    """``ckpt_path``: a path, "best" or "last" -> the loaded checkpoint (None: nothing to load)."""
+    path: str | None
+    if ckpt_path == "best":
+        cb = trainer.checkpoint_callback
+        if cb is None:
+            raise ValueError(
+                f'{stage}(ckpt_path="best") needs a ModelCheckpoint callback: none is '
+                "configured (enable_checkpointing=False?)"
+            )
+        path = cb.best_model_path or None
+        if not path:
+            raise ValueError(
+                f'{stage}(ckpt_path="best"): the ModelCheckpoint has no best checkpoint yet '
+                "(did it have a monitor, and did fit save one?)"
+            )
+    elif ckpt_path == "last":
+        path = None
+        for cb in trainer.checkpoint_callbacks:
+            path = cb._find_last_checkpoint(trainer) or path
+        if path is None:
+            warnings.warn(
+                f'{stage}(ckpt_path="last"): no last checkpoint was found; starting from scratch',
+                UserWarning,
+                stacklevel=4,
+            )
+            return None
+    else:
+        path = os.fspath(ckpt_path)
+    return load(path, trainer.strategy.root_device)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from fulmen.train.module import LightningModule
+    from fulmen.train.precision import Precision
+    from fulmen.train.strategy import Strategy
 
 
 def extract_batch_size(batch: Any) -> int:
@@ -91,3 +96,31 @@ def request(source: Any, name: str) -> Any:
         return fn()
     except NotImplementedError:
         return None
+
+
+def batch_transfer(
+    module: LightningModule, precision: Precision, strategy: Strategy
+) -> Callable[[Any, int], Any]:
+    """The batch-to-device function of a run, chosen once (the identity on CPU in fp32)."""
+    from fulmen.train.module import LightningModule
+
+    custom = any(
+        getattr(type(module), name) is not getattr(LightningModule, name)
+        for name in (
+            "on_before_batch_transfer",
+            "transfer_batch_to_device",
+            "on_after_batch_transfer",
+        )
+    )
+    if custom:
+        device = strategy.root_device
+
+        def to_device(batch: Any, dataloader_idx: int) -> Any:
+            batch = module.on_before_batch_transfer(precision.convert_input(batch), dataloader_idx)
+            batch = module.transfer_batch_to_device(batch, device, dataloader_idx)
+            return module.on_after_batch_transfer(batch, dataloader_idx)
+
+        return to_device
+    if precision.dtype is not None or strategy.root_device.type != "cpu":
+        return lambda batch, idx: strategy.batch_to_device(precision.convert_input(batch))
+    return lambda batch, idx: batch

@@ -210,3 +210,50 @@ def as_value(name: str, value: Any) -> torch.Tensor | float:
         f"self.log({name!r}, value): value must be a number or a scalar tensor, "
         f"got {type(value).__name__}"
     )
+
+
+def new_metric(
+    results: Results,
+    dataloader_idx: int | None,
+    sync_fn: Callable[[torch.Tensor, str], torch.Tensor] | None,
+    fx: str,
+    name: str,
+    prog_bar: bool,
+    logger: bool | None,
+    on_step: bool | None,
+    on_epoch: bool | None,
+    reduce_fx: Any,
+    sync_dist: bool,
+    add_dataloader_idx: bool,
+) -> _Metric:
+    """The metric of a first ``self.log(name, ...)`` in hook ``fx``: defaults and checks."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"self.log(name, ...): name must be a non-empty str, got {name!r}")
+    defaults = LOG_DEFAULTS.get(fx)
+    if defaults is None:
+        raise ValueError(f"You can't `self.log({name!r}, ...)` in `{fx or 'this hook'}`")
+    default_step, default_epoch, step_allowed = defaults
+    on_step = default_step if on_step is None else on_step
+    on_epoch = default_epoch if on_epoch is None else on_epoch
+    if on_step and not step_allowed:
+        raise ValueError(f"You can't `self.log({name!r}, ..., on_step=True)` in `{fx}`")
+    if not (on_step or on_epoch):
+        raise ValueError(f"self.log({name!r}, ...): on_step=False and on_epoch=False logs nothing")
+    reduce = {"avg": "mean", "average": "mean"}.get(reduce_fx, reduce_fx)
+    if reduce in (torch.mean, torch.sum, torch.max, torch.min):
+        reduce = reduce.__name__
+    if reduce not in REDUCE_FX:
+        raise ValueError(
+            f"self.log({name!r}, ..., reduce_fx={reduce_fx!r}): choose one of {list(REDUCE_FX)}"
+        )
+    if dataloader_idx is not None and add_dataloader_idx:
+        name = f"{name}/dataloader_idx_{dataloader_idx}"
+    existing = results.metrics.get(name)
+    if existing is not None and (existing.on_step, existing.on_epoch) != (on_step, on_epoch):
+        raise ValueError(
+            f"self.log({name!r}, ...) was called in two hooks with different on_step/on_epoch"
+        )
+    sync = sync_fn if sync_dist else None
+    return existing or _Metric(
+        name, prog_bar, True if logger is None else logger, on_step, on_epoch, reduce, sync
+    )

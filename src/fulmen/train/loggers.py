@@ -45,6 +45,7 @@ __all__ = [
     "DummyExperiment",
     "Logger",
     "rank_zero_experiment",
+    "resolve_loggers",
     "save_hparams_to_yaml",
 ]
 
@@ -329,3 +330,20 @@ class CSVLogger:
                 if suffix.isdigit():
                     found.append(int(suffix))
         return max(found) + 1 if found else 0
+
+
+def resolve_loggers(logger: Any, default_root_dir: str, fast_dev_run: int = 0) -> list[Logger]:
+    """``Trainer(logger=...)``: True/None (a CSVLogger), False, a logger or a list of them."""
+    if fast_dev_run or logger is False:
+        return []
+    if logger is None or logger is True:
+        return [CSVLogger(default_root_dir)]
+    loggers = list(logger) if isinstance(logger, list | tuple) else [logger]
+    for item in loggers:
+        if not isinstance(item, Logger):
+            raise TypeError(
+                f"Trainer(logger=...): {type(item).__name__} is not a logger (it lacks part "
+                "of the Logger protocol: name, version, save_dir, log_dir, log_metrics, "
+                "log_hyperparams, save, finalize, ...)"
+            )
+    return loggers

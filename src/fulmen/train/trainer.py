@@ -84,15 +84,17 @@ import torch
 from fulmen.train import _checkpoint, _evaluation
 from fulmen.train._data import (
     as_loader_list,
+    batch_transfer,
     extract_batch_size,
     limit_batches,
     request,
     val_check_batch,
 )
 from fulmen.train._optim import LightningOptimizer, LRSchedulerConfig, parse_optimizers
-from fulmen.train._results import LOG_DEFAULTS, REDUCE_FX, Results, _Metric, as_value
+from fulmen.train._results import Results, as_value, new_metric
 from fulmen.train.callback import HOOKS, Callback
-from fulmen.train.loggers import CSVLogger, Logger
+from fulmen.train.callbacks._defaults import checkpoints_last, default_callbacks
+from fulmen.train.loggers import Logger, resolve_loggers
 from fulmen.train.module import LightningDataModule, LightningModule
 from fulmen.train.precision import Precision
 from fulmen.train.strategy import Strategy, resolve_strategy, select_device
@@ -239,9 +241,11 @@ class Trainer:
         if benchmark is not None:
             torch.backends.cudnn.benchmark = benchmark
 
-        self.loggers: list[Logger] = self._make_loggers(logger, dev_batches)
-        self.callbacks: list[Callback] = self._make_callbacks(
+        self.loggers: list[Logger] = resolve_loggers(logger, self.default_root_dir, dev_batches)
+        self.callbacks: list[Callback] = default_callbacks(
             callbacks,
+            self.max_time,
+            self.accumulate_grad_batches,
             enable_checkpointing is not False and not dev_batches,
             enable_progress_bar is not False,
             enable_model_summary is not False and not dev_batches,
@@ -288,59 +292,6 @@ class Trainer:
         self._to_device: Callable[[Any, int], Any] = lambda batch, idx: batch
 
     # ------------------------------------------------------------------ construction helpers
-    def _make_loggers(self, logger: Any, fast_dev_run: int) -> list[Logger]:
-        if fast_dev_run or logger is False:
-            return []
-        if logger is None or logger is True:
-            return [CSVLogger(self.default_root_dir)]
-        loggers = list(logger) if isinstance(logger, list | tuple) else [logger]
-        for item in loggers:
-            if not isinstance(item, Logger):
-                raise TypeError(
-                    f"Trainer(logger=...): {type(item).__name__} is not a logger (it lacks part "
-                    "of the Logger protocol: name, version, save_dir, log_dir, log_metrics, "
-                    "log_hyperparams, save, finalize, ...)"
-                )
-        return loggers
-
-    def _make_callbacks(
-        self, callbacks: Any, checkpointing: bool, progress_bar: bool, model_summary: bool
-    ) -> list[Callback]:
-        from fulmen.train.callbacks import (
-            GradientAccumulationScheduler,
-            ModelCheckpoint,
-            ModelSummary,
-            ProgressBar,
-            Timer,
-            TQDMProgressBar,
-        )
-
-        given = list(callbacks) if isinstance(callbacks, list | tuple) else []
-        if isinstance(callbacks, Callback):
-            given = [callbacks]
-        for cb in given:
-            if not isinstance(cb, Callback):
-                raise TypeError(
-                    f"Trainer(callbacks=...): {type(cb).__name__} is not a fulmen Callback"
-                )
-        kinds = tuple(type(cb) for cb in given)
-        if checkpointing and not any(issubclass(k, ModelCheckpoint) for k in kinds):
-            given.append(ModelCheckpoint())
-        if progress_bar and not any(issubclass(k, ProgressBar) for k in kinds):
-            given.append(TQDMProgressBar())
-        if model_summary and not any(issubclass(k, ModelSummary) for k in kinds):
-            given.append(ModelSummary())
-        if self.max_time is not None and not any(issubclass(k, Timer) for k in kinds):
-            given.append(Timer(duration=self.max_time))
-        if self.accumulate_grad_batches != 1 and any(
-            issubclass(k, GradientAccumulationScheduler) for k in kinds
-        ):
-            raise ValueError(
-                "Trainer(accumulate_grad_batches=...) and a GradientAccumulationScheduler "
-                "callback cannot be used together"
-            )
-        return _checkpoints_last(given)
-
     # ------------------------------------------------------------------ properties
     @property
     def model(self) -> torch.nn.Module | None:
@@ -647,7 +598,7 @@ class Trainer:
         assert module is not None
         checkpoint = None
         if ckpt_path is not None:
-            checkpoint = self._load_checkpoint(ckpt_path, stage)
+            checkpoint = _checkpoint.resolve_and_load(self, ckpt_path, stage)
             if checkpoint is not None:
                 _checkpoint.restore_loggers(self, checkpoint)
         self._attach_module(module)
@@ -660,7 +611,7 @@ class Trainer:
             datamodule.setup(stage)
         self._event("setup", stage)
         module.configure_model()
-        self._bind_batch_transfer(module)
+        self._to_device = batch_transfer(module, self.precision_plugin, self.strategy)
 
         if stage == "fit":
             self._fit(module, checkpoint, train_loaders, eval_loaders)
@@ -678,44 +629,13 @@ class Trainer:
         self.precision_plugin.convert_module(module)
         self._model = self.strategy.setup_module(module)
 
-    def _load_checkpoint(self, ckpt_path: Any, stage: str) -> dict[str, Any] | None:
-        path: str | None
-        if ckpt_path == "best":
-            cb = self.checkpoint_callback
-            if cb is None:
-                raise ValueError(
-                    f'{stage}(ckpt_path="best") needs a ModelCheckpoint callback: none is '
-                    "configured (enable_checkpointing=False?)"
-                )
-            path = cb.best_model_path or None
-            if not path:
-                raise ValueError(
-                    f'{stage}(ckpt_path="best"): the ModelCheckpoint has no best checkpoint yet '
-                    "(did it have a monitor, and did fit save one?)"
-                )
-        elif ckpt_path == "last":
-            path = None
-            for cb in self.checkpoint_callbacks:
-                path = cb._find_last_checkpoint(self) or path
-            if path is None:
-                warnings.warn(
-                    f'{stage}(ckpt_path="last"): no last checkpoint was found; starting from '
-                    "scratch",
-                    UserWarning,
-                    stacklevel=4,
-                )
-                return None
-        else:
-            path = os.fspath(ckpt_path)
-        return _checkpoint.load(path, self.strategy.root_device)
-
     def _prepare_callbacks(self, module: LightningModule) -> None:
         extra = module.configure_callbacks()
         if extra:
             extra = list(extra) if isinstance(extra, list | tuple) else [extra]
             kinds = {type(cb) for cb in extra}
             kept = [cb for cb in self.callbacks if type(cb) not in kinds]
-            self.callbacks = _checkpoints_last([*kept, *extra])
+            self.callbacks = checkpoints_last([*kept, *extra])
         # Per hook, only the callbacks whose class overrides it: an unused hook costs nothing.
         self._hooked = {
             hook: [
@@ -732,36 +652,6 @@ class Trainer:
             if hook not in _CALLBACK_ONLY
             and getattr(type(module), hook, None) is not getattr(LightningModule, hook, None)
         )
-
-    def _bind_batch_transfer(self, module: LightningModule) -> None:
-        """Choose the batch-to-device function once per run (identity on CPU in fp32)."""
-        base = LightningModule
-        custom = any(
-            getattr(type(module), name) is not getattr(base, name)
-            for name in (
-                "on_before_batch_transfer",
-                "transfer_batch_to_device",
-                "on_after_batch_transfer",
-            )
-        )
-        precision, strategy = self.precision_plugin, self.strategy
-        if custom:
-            device = strategy.root_device
-
-            def to_device(batch: Any, dataloader_idx: int) -> Any:
-                batch = module.on_before_batch_transfer(
-                    precision.convert_input(batch), dataloader_idx
-                )
-                batch = module.transfer_batch_to_device(batch, device, dataloader_idx)
-                return module.on_after_batch_transfer(batch, dataloader_idx)
-
-            self._to_device = to_device
-        elif precision.dtype is not None or strategy.root_device.type != "cpu":
-            self._to_device = lambda batch, idx: strategy.batch_to_device(
-                precision.convert_input(batch)
-            )
-        else:
-            self._to_device = lambda batch, idx: batch
 
     # ------------------------------------------------------------------ hook dispatch
     def _call_one(self, cb: Callback, hook: str, *args: Any) -> Any:
@@ -1131,7 +1021,10 @@ class Trainer:
         key = (fx, name, self._dataloader_idx)
         metric = results.cache.get(key)
         if metric is None:
-            metric = self._new_metric(
+            metric = new_metric(
+                results,
+                self._dataloader_idx,
+                self.strategy.reduce if self.world_size > 1 else None,
                 fx,
                 name,
                 prog_bar,
@@ -1151,51 +1044,6 @@ class Trainer:
                 batch_size = self._batch_size = extract_batch_size(self._batch)
         metric.update(value, batch_size or 1)
         results.fresh[metric.name] = metric
-
-    def _new_metric(
-        self,
-        fx: str,
-        name: str,
-        prog_bar: bool,
-        logger: bool | None,
-        on_step: bool | None,
-        on_epoch: bool | None,
-        reduce_fx: Any,
-        sync_dist: bool,
-        add_dataloader_idx: bool,
-    ) -> _Metric:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"self.log(name, ...): name must be a non-empty str, got {name!r}")
-        defaults = LOG_DEFAULTS.get(fx)
-        if defaults is None:
-            raise ValueError(f"You can't `self.log({name!r}, ...)` in `{fx or 'this hook'}`")
-        default_step, default_epoch, step_allowed = defaults
-        on_step = default_step if on_step is None else on_step
-        on_epoch = default_epoch if on_epoch is None else on_epoch
-        if on_step and not step_allowed:
-            raise ValueError(f"You can't `self.log({name!r}, ..., on_step=True)` in `{fx}`")
-        if not (on_step or on_epoch):
-            raise ValueError(
-                f"self.log({name!r}, ...): on_step=False and on_epoch=False logs nothing"
-            )
-        reduce = {"avg": "mean", "average": "mean"}.get(reduce_fx, reduce_fx)
-        if reduce in (torch.mean, torch.sum, torch.max, torch.min):
-            reduce = reduce.__name__
-        if reduce not in REDUCE_FX:
-            raise ValueError(
-                f"self.log({name!r}, ..., reduce_fx={reduce_fx!r}): choose one of {list(REDUCE_FX)}"
-            )
-        if self._dataloader_idx is not None and add_dataloader_idx:
-            name = f"{name}/dataloader_idx_{self._dataloader_idx}"
-        existing = self._results.metrics.get(name)
-        if existing is not None and (existing.on_step, existing.on_epoch) != (on_step, on_epoch):
-            raise ValueError(
-                f"self.log({name!r}, ...) was called in two hooks with different on_step/on_epoch"
-            )
-        sync = self.strategy.reduce if sync_dist and self.world_size > 1 else None
-        return existing or _Metric(
-            name, prog_bar, True if logger is None else logger, on_step, on_epoch, reduce, sync
-        )
 
     def _emit(self, metrics: dict[str, float]) -> None:
         """Send ``metrics`` (plus "epoch") to every logger at the current step."""
@@ -1239,12 +1087,3 @@ def _loss_of(output: Any) -> torch.Tensor | None:
             "computed under no_grad?)"
         )
     return loss
-
-
-def _checkpoints_last(callbacks: list[Callback]) -> list[Callback]:
-    """ModelCheckpoint callbacks go last, so they see what other callbacks logged (Lightning)."""
-    from fulmen.train.callbacks import ModelCheckpoint
-
-    return [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)] + [
-        cb for cb in callbacks if isinstance(cb, ModelCheckpoint)
-    ]
