@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from fulmen.train.module import LightningModule
     from fulmen.train.precision import Precision
     from fulmen.train.strategy import Strategy
+    from fulmen.train.trainer import Trainer
 
 
 def extract_batch_size(batch: Any) -> int:
@@ -124,3 +126,81 @@ def batch_transfer(
     if precision.dtype is not None or strategy.root_device.type != "cpu":
         return lambda batch, idx: strategy.batch_to_device(precision.convert_input(batch))
     return lambda batch, idx: batch
+
+
+def source(trainer: Trainer, name: str) -> Any:
+    if trainer.datamodule is not None:
+        return request(trainer.datamodule, name)
+    return request(trainer.lightning_module, name)
+
+
+def load_train_dataloader(trainer: Trainer, given: Any = None) -> None:
+    loader = given if given is not None else source(trainer, "train_dataloader")
+    if loader is None:
+        if trainer.train_dataloader is not None and given is None:
+            loader = trainer.train_dataloader
+        else:
+            raise ValueError(
+                "fit() needs training data: pass train_dataloaders, a datamodule, or define "
+                "train_dataloader() on the module"
+            )
+    trainer._train_given = given
+    trainer.train_dataloader = trainer.strategy.process_dataloader(loader, "fit")
+    trainer.num_training_batches = limit_batches(
+        trainer.train_dataloader, trainer.limit_train_batches, "limit_train_batches"
+    )
+    if trainer.num_training_batches == 0:
+        warnings.warn(
+            "limit_train_batches gives 0 training batches: fit does no training",
+            UserWarning,
+            stacklevel=3,
+        )
+    trainer._val_check_batch = val_check_batch(
+        trainer.val_check_interval, trainer.num_training_batches
+    )
+
+
+def train_loader_for_epoch(trainer: Trainer) -> Any:
+    n = trainer.reload_dataloaders_every_n_epochs
+    if n and trainer.current_epoch > 0 and trainer.current_epoch % n == 0:
+        load_train_dataloader(trainer, trainer._train_given)
+    loader = trainer.train_dataloader
+    sampler = getattr(loader, "sampler", None)
+    set_epoch = getattr(sampler, "set_epoch", None)
+    if set_epoch is not None:
+        set_epoch(trainer.current_epoch)
+    return loader
+
+
+def load_val_dataloaders(trainer: Trainer, given: Any = None) -> None:
+    from fulmen.train.module import LightningModule
+
+    if trainer.overfit_batches and given is None:
+        loaders = [trainer.train_dataloader]
+    else:
+        loaders = as_loader_list(given if given is not None else source(trainer, "val_dataloader"))
+    trainer.val_dataloaders = [
+        trainer.strategy.process_dataloader(dl, "validate") for dl in loaders
+    ]
+    trainer.num_val_batches = [
+        limit_batches(dl, trainer.limit_val_batches, "limit_val_batches")
+        for dl in trainer.val_dataloaders
+    ]
+    uses_val = type(trainer.lightning_module).validation_step is not LightningModule.validation_step
+    if not uses_val:
+        trainer.num_val_batches = [0.0 for _ in trainer.val_dataloaders]
+
+
+def epoch_validates(trainer: Trainer) -> bool:
+    n = trainer.check_val_every_n_epoch
+    return sum(trainer.num_val_batches) > 0 and (n is None or (trainer.current_epoch + 1) % n == 0)
+
+
+def validation_due(trainer: Trainer, batch_idx: int, limit: float) -> bool:
+    if not trainer.num_val_batches or not epoch_validates(trainer):
+        return False
+    count = batch_idx + 1
+    if trainer.check_val_every_n_epoch is None:  # an int interval counts batches across epochs
+        count = trainer._batches_that_stepped
+    every = trainer._val_check_batch
+    return math.isfinite(every) and count % every == 0

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fulmen.train._data import as_loader_list, limit_batches
+from fulmen.train._data import as_loader_list, limit_batches, source
 from fulmen.train.module import LightningModule
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def evaluate_standalone(
             f"{step_name}(self, batch, batch_idx)"
         )
     name = "val_dataloader" if stage == "validate" else "test_dataloader"
-    loaders = as_loader_list(given if given is not None else trainer._source(name))
+    loaders = as_loader_list(given if given is not None else source(trainer, name))
     if not loaders:
         raise ValueError(
             f"{stage}() needs data: pass dataloaders, a datamodule, or define {name}()"
@@ -141,7 +141,7 @@ def per_dataloader(metrics: dict[str, float], n: int) -> list[dict[str, float]]:
 
 
 def predict(trainer: Trainer, module: LightningModule, given: Any, keep: bool) -> Any:
-    loaders = as_loader_list(given if given is not None else trainer._source("predict_dataloader"))
+    loaders = as_loader_list(given if given is not None else source(trainer, "predict_dataloader"))
     if not loaders:
         raise ValueError(
             "predict() needs data: pass dataloaders, a datamodule, or define predict_dataloader()"

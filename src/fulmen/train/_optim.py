@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
+    from fulmen.train.module import LightningModule
     from fulmen.train.trainer import Trainer
 
 _SCHEDULER_KEYS = {
@@ -172,3 +173,103 @@ class LightningOptimizer:
 
 def _no_closure() -> None:
     return None
+
+
+def configure_optimizers(trainer: Trainer, module: LightningModule) -> None:
+    """Check the module, call its configure_optimizers, wrap the optimizers for the loop."""
+    from fulmen.train.module import LightningModule
+
+    if type(module).training_step is LightningModule.training_step:
+        raise NotImplementedError(
+            f"{type(module).__qualname__} has no training_step; fit needs "
+            "training_step(trainer, batch, batch_idx) returning the loss"
+        )
+    if type(module).configure_optimizers is LightningModule.configure_optimizers:
+        raise NotImplementedError(
+            f"{type(module).__qualname__} has no configure_optimizers; fit needs it to return "
+            "an optimizer (or a list, (optimizers, schedulers), or a dict)"
+        )
+    trainer._fx = "configure_optimizers"
+    trainer.optimizers, trainer.lr_scheduler_configs = parse_optimizers(
+        module.configure_optimizers()
+    )
+    if module.automatic_optimization and len(trainer.optimizers) > 1:
+        raise ValueError(
+            f"{type(module).__qualname__}.configure_optimizers returned "
+            f"{len(trainer.optimizers)} optimizers; automatic optimization supports one. Set "
+            "trainer.automatic_optimization = False and step them in training_step"
+        )
+    if not module.automatic_optimization and (
+        trainer.gradient_clip_val or trainer.accumulate_grad_batches > 1
+    ):
+        raise ValueError(
+            "gradient_clip_val and accumulate_grad_batches do nothing under manual "
+            "optimization: call self.clip_gradients(...) and step every N batches yourself"
+        )
+    trainer._steps_schedulers = any(c.interval == "step" for c in trainer.lr_scheduler_configs)
+    custom = type(module).configure_gradient_clipping
+    trainer._custom_clipping = custom is not LightningModule.configure_gradient_clipping
+    trainer._lightning_optimizers = []
+    for opt in trainer.optimizers:
+        lo = LightningOptimizer(opt, trainer)
+        clip = module.automatic_optimization
+        lo._on_before_step = lambda lo=lo, clip=clip: trainer._before_optimizer_step(  # type: ignore[misc]
+            lo, clip
+        )
+        trainer._lightning_optimizers.append(lo)
+
+
+def step_schedulers(trainer: Trainer, interval: str) -> None:
+    """Step the lr schedulers of ``interval`` ("step" or "epoch") that are due."""
+    module = trainer.lightning_module
+    assert module is not None
+    if not module.automatic_optimization:
+        return  # manual optimization steps its schedulers itself
+    for config in trainer.lr_scheduler_configs:
+        if config.interval != interval:
+            continue
+        index = trainer._batches_that_stepped if interval == "step" else trainer.current_epoch
+        if (index + 1) % config.frequency != 0:
+            continue
+        metric = None
+        if config.reduce_on_plateau:
+            metrics = trainer.callback_metrics
+            if config.monitor not in metrics:
+                if config.strict:
+                    raise KeyError(
+                        f"ReduceLROnPlateau conditioned on metric {config.monitor!r} which is "
+                        f"not available. Available metrics are: {sorted(metrics)}. Log it "
+                        "with trainer.log, or set 'strict': False"
+                    )
+                warnings.warn(
+                    f"ReduceLROnPlateau: metric {config.monitor!r} is not available; "
+                    "skipping the scheduler step",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                continue
+            metric = metrics[config.monitor]
+        trainer._fx = "lr_scheduler_step"
+        module.lr_scheduler_step(config.scheduler, metric)
+
+
+def loss_of(output: Any) -> torch.Tensor | None:
+    """The loss in a training_step's return value (a tensor, a dict with "loss", or None)."""
+    if output is None:
+        return None
+    if isinstance(output, torch.Tensor):
+        loss = output
+    elif isinstance(output, dict) and "loss" in output:
+        loss = output["loss"]
+    else:
+        raise ValueError(
+            "training_step must return a loss tensor, a dict with a 'loss' key, or None; got "
+            f"{type(output).__name__}"
+            + (f" with keys {sorted(output)}" if isinstance(output, dict) else "")
+        )
+    if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+        raise ValueError(
+            "training_step returned a loss that does not require grad (is it detached, or "
+            "computed under no_grad?)"
+        )
+    return loss

@@ -81,16 +81,12 @@ from typing import Any
 
 import torch
 
-from fulmen.train import _checkpoint, _evaluation
+from fulmen.train import _checkpoint, _data, _evaluation, _optim
 from fulmen.train._data import (
-    as_loader_list,
     batch_transfer,
     extract_batch_size,
-    limit_batches,
-    request,
-    val_check_batch,
 )
-from fulmen.train._optim import LightningOptimizer, LRSchedulerConfig, parse_optimizers
+from fulmen.train._optim import LightningOptimizer, LRSchedulerConfig
 from fulmen.train._results import Results, as_value, new_metric
 from fulmen.train.callback import HOOKS, Callback
 from fulmen.train.callbacks._defaults import checkpoints_last, default_callbacks
@@ -287,6 +283,8 @@ class Trainer:
         self._eval_results = Results()
         self._logged_metrics: dict[str, float] = {}
         self._dataloader_idx: int | None = None
+        self._train_given: Any = None  # the train_dataloaders given to fit (for reloading)
+        self._val_check_batch = math.inf  # validate every this many training batches
         self._batch: Any = None
         self._batch_size: int | None = None
         self._to_device: Callable[[Any, int], Any] = lambda batch, idx: batch
@@ -421,7 +419,7 @@ class Trainer:
         if self.max_steps != -1:
             return self.max_steps
         if self.train_dataloader is None and self.lightning_module is not None:
-            self._load_train_dataloader()
+            _data.load_train_dataloader(self)
         per_epoch = math.ceil(self.num_training_batches / self.accumulate_grad_batches)
         if self.max_epochs == -1:
             return math.inf
@@ -684,9 +682,9 @@ class Trainer:
         train_loaders: Any,
         val_loaders: Any,
     ) -> None:
-        self._load_train_dataloader(train_loaders)
-        self._load_val_dataloaders(val_loaders)
-        self._configure_optimizers(module)
+        _data.load_train_dataloader(self, train_loaders)
+        _data.load_val_dataloaders(self, val_loaders)
+        _optim.configure_optimizers(self, module)
         self.current_epoch = self.global_step = self._batches_that_stepped = 0
         self._resume_batches = 0
         self._train_results.reset()
@@ -719,7 +717,7 @@ class Trainer:
 
     def _train_epoch(self, module: LightningModule) -> None:
         """One training epoch: batches, validation when due, then the epoch-end events."""
-        loader = self._train_loader_for_epoch()
+        loader = _data.train_loader_for_epoch(self)
         limit = self.num_training_batches
         skip, self._resume_batches = self._resume_batches, 0
         self._batch_in_epoch, self._epoch_done = skip, False
@@ -733,7 +731,7 @@ class Trainer:
                 continue
             if self._train_batch(module, self._to_device(batch, 0), batch_idx, limit):
                 break  # on_train_batch_start returned -1
-            if self._validation_due(batch_idx, limit):
+            if _data.validation_due(self, batch_idx, limit):
                 _evaluation.validate_in_fit(self)
                 validated_at = batch_idx
             if (self.should_stop and self._min_reached(self.current_epoch + 1)) or (
@@ -744,12 +742,12 @@ class Trainer:
             math.isinf(limit)
             and validated_at != self._batch_in_epoch - 1
             and self.val_check_interval == 1.0
-            and self._epoch_validates()
+            and _data.epoch_validates(self)
         ):
             _evaluation.validate_in_fit(self)
         # Epoch schedulers step before on_train_epoch_end, so a checkpoint saved there holds
         # their new state and a resumed run continues exactly.
-        self._step_schedulers("epoch")
+        _optim.step_schedulers(self, "epoch")
         self._epoch_done = True
         # The module's hook first, so that what it logs is seen by checkpointing/early stopping.
         self._fx = "on_train_epoch_end"
@@ -804,7 +802,7 @@ class Trainer:
             self._fx = "training_step"
             with self.precision_plugin.forward_context():
                 output = module.training_step(batch, batch_idx)
-            loss = _loss_of(output)
+            loss = _optim.loss_of(output)
             if loss is None:  # the module skipped this batch: make the step a no-op
                 optimizer.zero_grad()
                 returned[0] = output
@@ -821,7 +819,7 @@ class Trainer:
         else:
             module.optimizer_step(self.current_epoch, batch_idx, optimizer, closure)
             if self._steps_schedulers:
-                self._step_schedulers("step")
+                _optim.step_schedulers(self, "step")
         return returned[0]
 
     def _backward(self, loss: torch.Tensor, *args: Any, sync: bool = True, **kwargs: Any) -> None:
@@ -842,76 +840,6 @@ class Trainer:
                 optimizer, self.gradient_clip_val, self.gradient_clip_algorithm
             )
 
-    def _configure_optimizers(self, module: LightningModule) -> None:
-        if type(module).training_step is LightningModule.training_step:
-            raise NotImplementedError(
-                f"{type(module).__qualname__} has no training_step; fit needs "
-                "training_step(self, batch, batch_idx) returning the loss"
-            )
-        if type(module).configure_optimizers is LightningModule.configure_optimizers:
-            raise NotImplementedError(
-                f"{type(module).__qualname__} has no configure_optimizers; fit needs it to return "
-                "an optimizer (or a list, (optimizers, schedulers), or a dict)"
-            )
-        self._fx = "configure_optimizers"
-        self.optimizers, self.lr_scheduler_configs = parse_optimizers(module.configure_optimizers())
-        if module.automatic_optimization and len(self.optimizers) > 1:
-            raise ValueError(
-                f"{type(module).__qualname__}.configure_optimizers returned "
-                f"{len(self.optimizers)} optimizers; automatic optimization supports one. Set "
-                "self.automatic_optimization = False and step them in training_step"
-            )
-        if not module.automatic_optimization and (
-            self.gradient_clip_val or self.accumulate_grad_batches > 1
-        ):
-            raise ValueError(
-                "gradient_clip_val and accumulate_grad_batches do nothing under manual "
-                "optimization: call self.clip_gradients(...) and step every N batches yourself"
-            )
-        self._steps_schedulers = any(c.interval == "step" for c in self.lr_scheduler_configs)
-        self._custom_clipping = (
-            type(module).configure_gradient_clipping
-            is not LightningModule.configure_gradient_clipping
-        )
-        self._lightning_optimizers = []
-        for opt in self.optimizers:
-            lo = LightningOptimizer(opt, self)
-            clip = module.automatic_optimization
-            lo._on_before_step = lambda lo=lo, clip=clip: self._before_optimizer_step(lo, clip)  # type: ignore[misc]
-            self._lightning_optimizers.append(lo)
-
-    def _step_schedulers(self, interval: str) -> None:
-        module = self.lightning_module
-        assert module is not None
-        if not module.automatic_optimization:
-            return  # manual optimization steps its schedulers itself
-        for config in self.lr_scheduler_configs:
-            if config.interval != interval:
-                continue
-            index = self._batches_that_stepped if interval == "step" else self.current_epoch
-            if (index + 1) % config.frequency != 0:
-                continue
-            metric = None
-            if config.reduce_on_plateau:
-                metrics = self.callback_metrics
-                if config.monitor not in metrics:
-                    if config.strict:
-                        raise KeyError(
-                            f"ReduceLROnPlateau conditioned on metric {config.monitor!r} which is "
-                            f"not available. Available metrics are: {sorted(metrics)}. Log it "
-                            "with self.log, or set 'strict': False"
-                        )
-                    warnings.warn(
-                        f"ReduceLROnPlateau: metric {config.monitor!r} is not available; "
-                        "skipping the scheduler step",
-                        UserWarning,
-                        stacklevel=2,
-                    )
-                    continue
-                metric = metrics[config.monitor]
-            self._fx = "lr_scheduler_step"
-            module.lr_scheduler_step(config.scheduler, metric)
-
     # ------------------------------------------------------------------ loop state (checkpoints)
     def _loop_state(self) -> dict[str, Any]:
         return {
@@ -929,76 +857,6 @@ class Trainer:
         self.global_step = int(state.get("global_step", checkpoint.get("global_step", 0)))
         self._batches_that_stepped = int(state.get("batches_that_stepped", self.global_step))
         self._resume_batches = 0 if done else int(state.get("batch_in_epoch", 0))
-
-    # ------------------------------------------------------------------ dataloaders
-    def _source(self, name: str) -> Any:
-        if self.datamodule is not None:
-            return request(self.datamodule, name)
-        return request(self.lightning_module, name)
-
-    def _load_train_dataloader(self, given: Any = None) -> None:
-        loader = given if given is not None else self._source("train_dataloader")
-        if loader is None:
-            if self.train_dataloader is not None and given is None:
-                loader = self.train_dataloader
-            else:
-                raise ValueError(
-                    "fit() needs training data: pass train_dataloaders, a datamodule, or define "
-                    "train_dataloader() on the module"
-                )
-        self._train_given = given
-        self.train_dataloader = self.strategy.process_dataloader(loader, "fit")
-        self.num_training_batches = limit_batches(
-            self.train_dataloader, self.limit_train_batches, "limit_train_batches"
-        )
-        if self.num_training_batches == 0:
-            warnings.warn(
-                "limit_train_batches gives 0 training batches: fit does no training",
-                UserWarning,
-                stacklevel=3,
-            )
-        self._val_check_batch = val_check_batch(self.val_check_interval, self.num_training_batches)
-
-    def _train_loader_for_epoch(self) -> Any:
-        n = self.reload_dataloaders_every_n_epochs
-        if n and self.current_epoch > 0 and self.current_epoch % n == 0:
-            self._load_train_dataloader(self._train_given)
-        loader = self.train_dataloader
-        sampler = getattr(loader, "sampler", None)
-        set_epoch = getattr(sampler, "set_epoch", None)
-        if set_epoch is not None:
-            set_epoch(self.current_epoch)
-        return loader
-
-    def _load_val_dataloaders(self, given: Any = None) -> None:
-        if self.overfit_batches and given is None:
-            loaders = [self.train_dataloader]
-        else:
-            source = given if given is not None else self._source("val_dataloader")
-            loaders = as_loader_list(source)
-        self.val_dataloaders = [self.strategy.process_dataloader(dl, "validate") for dl in loaders]
-        self.num_val_batches = [
-            limit_batches(dl, self.limit_val_batches, "limit_val_batches")
-            for dl in self.val_dataloaders
-        ]
-        uses_val = (
-            type(self.lightning_module).validation_step is not LightningModule.validation_step
-        )
-        if not uses_val:
-            self.num_val_batches = [0.0 for _ in self.val_dataloaders]
-
-    def _epoch_validates(self) -> bool:
-        n = self.check_val_every_n_epoch
-        return sum(self.num_val_batches) > 0 and (n is None or (self.current_epoch + 1) % n == 0)
-
-    def _validation_due(self, batch_idx: int, limit: float) -> bool:
-        if not self.num_val_batches or not self._epoch_validates():
-            return False
-        count = batch_idx + 1
-        if self.check_val_every_n_epoch is None:  # an int interval counts batches across epochs
-            count = self._batches_that_stepped
-        every = self._val_check_batch
-        return math.isfinite(every) and count % every == 0
 
     # ------------------------------------------------------------------ evaluation
     # ------------------------------------------------------------------ logging
@@ -1065,25 +923,3 @@ class Trainer:
             params.update(datamodule.hparams_initial)
         for logger in self.loggers:
             logger.log_hyperparams(params)
-
-
-def _loss_of(output: Any) -> torch.Tensor | None:
-    """The loss in a training_step's return value (a tensor, a dict with "loss", or None)."""
-    if output is None:
-        return None
-    if isinstance(output, torch.Tensor):
-        loss = output
-    elif isinstance(output, dict) and "loss" in output:
-        loss = output["loss"]
-    else:
-        raise ValueError(
-            "training_step must return a loss tensor, a dict with a 'loss' key, or None; got "
-            f"{type(output).__name__}"
-            + (f" with keys {sorted(output)}" if isinstance(output, dict) else "")
-        )
-    if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
-        raise ValueError(
-            "training_step returned a loss that does not require grad (is it detached, or "
-            "computed under no_grad?)"
-        )
-    return loss
