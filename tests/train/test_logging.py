@@ -178,3 +178,42 @@ def test_default_logger_writes_metrics_csv_under_default_root_dir(tmp_path: Path
     assert [r["step"] for r in rows if r["val_loss"]] == ["2", "4"]
     assert (folder / "hparams.yaml").read_text().splitlines()[0] == "lr: 0.05"
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["epoch=1-step=4.ckpt"]
+
+
+class MeanMetric:
+    """A torchmetrics-style metric (update/compute/reset, forward caches the batch value)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def __call__(self, value: float) -> float:
+        self.update(value)
+        self._forward_cache = value
+        return value
+
+    def update(self, value: float) -> None:
+        self.total += value
+        self.n += 1
+
+    def compute(self) -> torch.Tensor:
+        return torch.tensor(self.total / max(self.n, 1))
+
+    def reset(self) -> None:
+        self.total, self.n = 0.0, 0
+
+
+def test_metric_objects_are_computed_at_epoch_end_and_reset() -> None:
+    class WithMetric(Regressor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.metric = MeanMetric()
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            self.metric(float(batch_idx))
+            self.log("val_mean", self.metric)
+
+    model = WithMetric()
+    trainer = quiet_trainer()
+    assert trainer.validate(model, loader(n=32), verbose=False) == [{"val_mean": 1.5}]
+    assert float(trainer.callback_metrics["val_mean"]) == 1.5
+    assert model.metric.n == 0  # reset after the epoch

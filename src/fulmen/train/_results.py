@@ -60,6 +60,7 @@ class _Metric:
         "epoch_done",
         "logger",
         "name",
+        "obj",
         "on_epoch",
         "on_step",
         "prog_bar",
@@ -87,13 +88,20 @@ class _Metric:
         self.on_epoch = on_epoch
         self.reduce_fx = reduce_fx
         self.sync = sync
-        self.value: torch.Tensor | float = 0.0
+        self.value: torch.Tensor | float | None = 0.0  # None: a Metric object without forward
         self.total: torch.Tensor | float = 0.0
         self.weight = 0
         self.count = 0
+        self.obj: Any = None  # a torchmetrics-style Metric logged as the value
         self.epoch_done = False
 
-    def update(self, value: torch.Tensor | float, batch_size: int) -> None:
+    def update(self, value: Any, batch_size: int) -> None:
+        if _is_metric_object(value):  # it accumulates itself: step value = its last forward
+            if self.epoch_done:
+                self.reset_epoch()
+            self.obj, self.value = value, getattr(value, "_forward_cache", None)
+            self.count += 1
+            return
         self.value = value
         if not self.on_epoch:
             return
@@ -118,11 +126,15 @@ class _Metric:
 
     def step_value(self) -> float:
         value = self.value
+        if value is None:  # a Metric object updated without forward: its value so far
+            value = self.obj.compute()
         if self.sync is not None and isinstance(value, torch.Tensor):
             value = self.sync(value, self.reduce_fx)
         return float(value)  # a device sync point for tensors on an accelerator
 
     def epoch_value(self) -> float:
+        if self.obj is not None:  # after the epoch, the value computed before the reset
+            return float(self.total) if self.epoch_done else float(self.obj.compute())
         total = self.total
         if self.sync is not None and isinstance(total, torch.Tensor):
             reduce = "sum" if self.reduce_fx == "mean" else self.reduce_fx
@@ -169,6 +181,9 @@ class Results:
         for m in self.metrics.values():
             if m.on_epoch:
                 m.epoch_done = True
+            if m.obj is not None and m.count:
+                m.total = float(m.obj.compute())
+                m.obj.reset()
 
     def callback_metrics(self, prog_bar_only: bool = False) -> dict[str, float]:
         """Latest values for callbacks: step values, epoch values, and the plain name."""
@@ -191,8 +206,13 @@ class Results:
         return out
 
 
-def as_value(name: str, value: Any) -> torch.Tensor | float:
-    """Validate a logged value: a number or a one-element tensor (detached)."""
+def _is_metric_object(value: Any) -> bool:
+    return all(callable(getattr(value, a, None)) for a in ("update", "compute", "reset"))
+
+
+def as_value(name: str, value: Any) -> Any:
+    """Validate a logged value: a number, a one-element tensor (detached), or a Metric object
+    (torchmetrics-style: ``update``/``compute``/``reset``; its ``compute()`` is the epoch value)."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(
@@ -203,6 +223,8 @@ def as_value(name: str, value: Any) -> torch.Tensor | float:
         return detached.reshape(()) if detached.dim() else detached
     if isinstance(value, bool | int | float):
         return float(value)
+    if _is_metric_object(value):
+        return value
     item = getattr(value, "item", None)
     if callable(item):
         return float(item())  # a NumPy scalar or similar
