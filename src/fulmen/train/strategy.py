@@ -8,6 +8,8 @@ What the loop asks of a strategy, and when:
 
 - ``setup_module(module)`` once per run, after the module is on ``root_device``: returns the model
   to call for training (DDP wraps it here);
+- ``training_step(module, batch, batch_idx)`` for every training step (DDP routes it through the
+  wrapped model's forward, as Lightning does, so gradients are all-reduced);
 - ``process_dataloader(dataloader, stage)`` for every dataloader (DDP injects a sampler);
 - ``batch_to_device(batch)`` for every batch;
 - ``backward_sync(should_sync)`` around every backward (DDP skips the all-reduce with ``no_sync``
@@ -48,6 +50,8 @@ class Strategy(Protocol):
     def is_global_zero(self) -> bool: ...
 
     def setup_module(self, module: torch.nn.Module) -> torch.nn.Module: ...
+
+    def training_step(self, module: Any, batch: Any, batch_idx: int) -> Any: ...
 
     def process_dataloader(self, dataloader: Any, stage: str) -> Any: ...
 
@@ -151,6 +155,9 @@ class SingleDeviceStrategy:
 
     def setup_module(self, module: torch.nn.Module) -> torch.nn.Module:
         return module
+
+    def training_step(self, module: Any, batch: Any, batch_idx: int) -> Any:
+        return module.training_step(batch, batch_idx)
 
     def process_dataloader(self, dataloader: Any, stage: str) -> Any:
         return dataloader

@@ -775,7 +775,7 @@ class Trainer:
         else:
             self._fx = "training_step"
             with self.precision_plugin.forward_context():
-                outputs = module.training_step(batch, batch_idx)
+                outputs = self.strategy.training_step(module, batch, batch_idx)
         self._batch_in_epoch = batch_idx + 1  # a checkpoint saved from here resumes after it
         self._event("on_train_batch_end", outputs, batch, batch_idx)
         if not accumulating:
@@ -792,7 +792,7 @@ class Trainer:
         if not self._lightning_optimizers:
             self._fx = "training_step"
             with self.precision_plugin.forward_context():
-                return module.training_step(batch, batch_idx)
+                return self.strategy.training_step(module, batch, batch_idx)
         optimizer = self._lightning_optimizers[0]
         accumulate = self.accumulate_grad_batches
         window_start = batch_idx % accumulate == 0
@@ -801,7 +801,7 @@ class Trainer:
         def closure() -> torch.Tensor | None:
             self._fx = "training_step"
             with self.precision_plugin.forward_context():
-                output = module.training_step(batch, batch_idx)
+                output = self.strategy.training_step(module, batch, batch_idx)
             loss = _optim.loss_of(output)
             if loss is None:  # the module skipped this batch: make the step a no-op
                 optimizer.zero_grad()
