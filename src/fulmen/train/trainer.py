@@ -232,6 +232,18 @@ class Trainer:
         self.reload_dataloaders_every_n_epochs = reload_dataloaders_every_n_epochs
         self.detect_anomaly = detect_anomaly
         self.barebones = barebones
+        for argument, value, default in (
+            ("profiler", profiler, None),
+            ("plugins", plugins, None),
+            ("sync_batchnorm", sync_batchnorm, False),
+        ):
+            if value != default:
+                warnings.warn(
+                    f"Trainer({argument}={value!r}) is accepted for compatibility but does "
+                    "nothing in this version of fulmen",
+                    UserWarning,
+                    stacklevel=2,
+                )
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")
         if benchmark is not None:
