@@ -119,7 +119,7 @@ def evaluate(
             trainer._event(f"on_{prefix}_epoch_end")
             metrics = trainer._eval_results.epoch_metrics()
             if not trainer.sanity_checking:
-                trainer._emit(metrics)
+                trainer._emit(dict(metrics))
             trainer._eval_results.end_epoch()
             trainer._event(f"on_{prefix}_end")
     finally:

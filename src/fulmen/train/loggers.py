@@ -205,7 +205,10 @@ class _ExperimentWriter:
         save_hparams_to_yaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}
+        row = dict(metrics)
+        for key, value in row.items():
+            if not isinstance(value, int | float | str) and hasattr(value, "item"):  # tensors
+                row[key] = value.item()
         row["step"] = len(self.metrics) if step is None else step
         self.metrics.append(row)
 
@@ -226,11 +229,12 @@ class _ExperimentWriter:
         self.metrics = []
 
     def _write(self, rows: list[dict[str, Any]], mode: str) -> None:
+        keys = self.metrics_keys
         with open(self.metrics_file_path, mode, newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
+            writer = csv.writer(f)
             if mode == "w":
-                writer.writeheader()
-            writer.writerows(rows)
+                writer.writerow(keys)
+            writer.writerows([row.get(k, "") for k in keys] for row in rows)
 
 
 class CSVLogger:

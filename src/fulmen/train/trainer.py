@@ -919,8 +919,7 @@ class Trainer:
         """Send ``metrics`` (plus "epoch") to every logger at the current step."""
         if not metrics:
             return
-        metrics = dict(metrics)
-        step = int(metrics.pop("step", self._batches_that_stepped))
+        step = int(metrics.pop("step", self._batches_that_stepped))  # ``metrics`` is ours to edit
         metrics.setdefault("epoch", self.current_epoch)
         self._logged_metrics.update(metrics)
         for logger in self.loggers:
