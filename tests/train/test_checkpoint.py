@@ -184,6 +184,9 @@ def test_ckpt_path_last_and_best(tmp_path: Path) -> None:
     assert again.global_step == 24
     results = trainer.validate(dataloaders=loader(n=16), ckpt_path="best", verbose=False)
     assert set(results[0]) == {"val_loss"}
+    with pytest.warns(UserWarning, match="the best model of the previous fit is used"):
+        again_results = trainer.validate(dataloaders=loader(n=16), verbose=False)
+    assert again_results == results
 
 
 def test_default_checkpoint_path_is_under_the_log_dir(tmp_path: Path) -> None:

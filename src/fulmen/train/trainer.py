@@ -544,6 +544,15 @@ class Trainer:
             if model is None:
                 raise ValueError(f"{stage}(): pass a model (no model from an earlier fit)")
             datamodule = datamodule or self.datamodule
+            best = getattr(self.checkpoint_callback, "best_model_path", "")
+            if ckpt_path is None and stage != "fit" and best:
+                warnings.warn(
+                    f"{stage}(ckpt_path=None) was called without a model: the best model of the "
+                    f"previous fit is used ({best}). Pass ckpt_path='last' or a path to choose.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                ckpt_path = "best"
         if not isinstance(model, LightningModule):
             raise TypeError(
                 f"{stage}(model=...) expects a fulmen LightningModule, got {type(model).__name__}"
