@@ -540,19 +540,7 @@ class Trainer:
         **options: Any,
     ) -> Any:
         if model is None:
-            model = self.lightning_module
-            if model is None:
-                raise ValueError(f"{stage}(): pass a model (no model from an earlier fit)")
-            datamodule = datamodule or self.datamodule
-            best = getattr(self.checkpoint_callback, "best_model_path", "")
-            if ckpt_path is None and stage != "fit" and best:
-                warnings.warn(
-                    f"{stage}(ckpt_path=None) was called without a model: the best model of the "
-                    f"previous fit is used ({best}). Pass ckpt_path='last' or a path to choose.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                ckpt_path = "best"
+            model, datamodule, ckpt_path = self._previous_model(stage, datamodule, ckpt_path)
         if not isinstance(model, LightningModule):
             raise TypeError(
                 f"{stage}(model=...) expects a fulmen LightningModule, got {type(model).__name__}"
@@ -596,6 +584,23 @@ class Trainer:
                 self.state = "finished"
                 self._teardown(stage, status)
             self.stage = self._entry = None
+
+    def _previous_model(
+        self, stage: str, datamodule: LightningDataModule | None, ckpt_path: Any
+    ) -> tuple[LightningModule, LightningDataModule | None, Any]:
+        """No model given: the previous fit's, with its best checkpoint unless ckpt_path says."""
+        if self.lightning_module is None:
+            raise ValueError(f"{stage}(): pass a model (no model from an earlier fit)")
+        best = getattr(self.checkpoint_callback, "best_model_path", "")
+        if ckpt_path is None and stage != "fit" and best:
+            warnings.warn(
+                f"{stage}(ckpt_path=None) was called without a model: the best model of the "
+                f"previous fit is used ({best}). Pass ckpt_path='last' or a path to choose.",
+                UserWarning,
+                stacklevel=4,
+            )
+            ckpt_path = "best"
+        return self.lightning_module, datamodule or self.datamodule, ckpt_path
 
     def _teardown(self, stage: str, status: str) -> None:
         module = self.lightning_module
