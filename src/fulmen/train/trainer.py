@@ -944,7 +944,7 @@ class Trainer:
         if module._log_hyperparams:
             params.update(module.hparams_initial)
         datamodule = self.datamodule
-        if datamodule is not None and datamodule._log_hyperparams:
+        if datamodule is not None and getattr(datamodule, "_log_hyperparams", True):
             params.update(datamodule.hparams_initial)
         for logger in self.loggers:
             logger.log_hyperparams(params)
