@@ -574,7 +574,10 @@ class Trainer:
                     )
             if datamodule is not None and hasattr(datamodule, "on_exception"):
                 datamodule.on_exception(exc)
-            self._teardown(stage, status)
+            try:
+                self._teardown(stage, status)
+            except Exception as inner:  # never hide the error that stopped the run
+                warnings.warn(f"teardown raised {inner!r}", UserWarning, stacklevel=2)
             if interrupted:
                 signal.signal(signal.SIGINT, previous)
                 raise SystemExit(1) from exc
