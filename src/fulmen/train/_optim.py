@@ -9,6 +9,7 @@ what was returned.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -213,9 +214,7 @@ def configure_optimizers(trainer: Trainer, module: LightningModule) -> None:
     for opt in trainer.optimizers:
         lo = LightningOptimizer(opt, trainer)
         clip = module.automatic_optimization
-        lo._on_before_step = lambda lo=lo, clip=clip: trainer._before_optimizer_step(  # type: ignore[misc]
-            lo, clip
-        )
+        lo._on_before_step = functools.partial(trainer._before_optimizer_step, lo, clip)
         trainer._lightning_optimizers.append(lo)
 
 
