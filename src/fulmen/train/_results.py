@@ -128,17 +128,17 @@ class _Metric:
         value = self.value
         if value is None:  # a Metric object updated without forward: its value so far
             value = self.obj.compute()
-        if self.sync is not None and isinstance(value, torch.Tensor):
-            value = self.sync(value, self.reduce_fx)
+        if self.sync is not None:
+            value = self.sync(torch.as_tensor(value), self.reduce_fx)
         return float(value)  # a device sync point for tensors on an accelerator
 
     def epoch_value(self) -> float:
         if self.obj is not None:  # after the epoch, the value computed before the reset
             return float(self.total) if self.epoch_done else float(self.obj.compute())
         total = self.total
-        if self.sync is not None and isinstance(total, torch.Tensor):
+        if self.sync is not None:  # one collective per metric; the DDP issue may batch them
             reduce = "sum" if self.reduce_fx == "mean" else self.reduce_fx
-            total = self.sync(total, reduce)
+            total = self.sync(torch.as_tensor(total), reduce)
         if self.reduce_fx == "mean":
             weight = self.weight
             if self.sync is not None:
