@@ -20,12 +20,31 @@ if TYPE_CHECKING:
 
 # Public name -> the module that defines it. Each issue that lands a Lightning-style name adds it
 # here (and to __all__); nothing is imported until the name is first used.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "Callback": "fulmen.train.callback",
+    "LightningDataModule": "fulmen.train.module",
+    "LightningModule": "fulmen.train.module",
+    "Trainer": "fulmen.train.trainer",
+    "seed_everything": "fulmen.train.utilities",
+}
+# Submodules reachable as attributes without an import, as in Lightning (``pl.callbacks.X``).
+_SUBMODULES = ("callbacks", "loggers", "utilities", "train", "track")
 
-__all__ = ["__version__"]  # plus every name of _LAZY (a test checks)
+__all__ = [  # plus every name of _LAZY (a test checks)
+    "Callback",
+    "LightningDataModule",
+    "LightningModule",
+    "Trainer",
+    "__version__",
+    "seed_everything",
+]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"fulmen.{name}")
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fulmen' has no attribute {name!r}")

@@ -1,4 +1,10 @@
 """fulmen.loggers: the Logger protocol, CSVLogger and WandbLogger, the only bridge between
-``fulmen.train`` and ``fulmen.track``."""
+``fulmen.train`` and ``fulmen.track``.
 
-__all__: list[str] = []
+The Logger protocol and CSVLogger are defined in ``fulmen.train.loggers`` (the Trainer's default
+logger must exist without the tracker) and re-exported here.
+"""
+
+from fulmen.train.loggers import CSVLogger, Logger
+
+__all__: list[str] = ["CSVLogger", "Logger"]

@@ -1,0 +1,281 @@
+"""What ``self.log`` stores, and how it becomes step and epoch metrics.
+
+One ``_Metric`` per key per stage (train, validate, test). ``update`` is the hot path of
+``self.log``: it keeps the latest value as a tensor (no ``.item()``: that would be a device sync
+every step) and, for epoch metrics, a running weighted total as tensors too. Values become floats
+only when something reads them: the logger every ``log_every_n_steps``, the progress bar, callbacks.
+
+Lightning's per-hook defaults are in ``LOG_DEFAULTS``: (on_step, on_epoch) for hooks that may log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+_STEP_HOOKS = (
+    "training_step",
+    "on_train_batch_start",
+    "on_train_batch_end",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "optimizer_step",
+    "lr_scheduler_step",
+)
+_EPOCH_HOOKS = (
+    "on_train_start",
+    "on_train_epoch_start",
+    "on_train_epoch_end",
+    "on_validation_start",
+    "on_validation_epoch_start",
+    "on_validation_epoch_end",
+    "on_validation_end",
+    "validation_step",
+    "on_validation_batch_start",
+    "on_validation_batch_end",
+    "on_test_start",
+    "on_test_epoch_start",
+    "on_test_epoch_end",
+    "on_test_end",
+    "test_step",
+    "on_test_batch_start",
+    "on_test_batch_end",
+)
+# hook -> (default on_step, default on_epoch, on_step allowed)
+LOG_DEFAULTS: dict[str, tuple[bool, bool, bool]] = {
+    **dict.fromkeys(_STEP_HOOKS, (True, False, True)),
+    **{h: (False, True, h.endswith(("_step", "_batch_start", "_batch_end"))) for h in _EPOCH_HOOKS},
+}
+REDUCE_FX = ("mean", "sum", "max", "min")
+
+
+class _Metric:
+    __slots__ = (
+        "batch_size",
+        "count",
+        "epoch_done",
+        "logger",
+        "name",
+        "obj",
+        "on_epoch",
+        "on_step",
+        "prog_bar",
+        "reduce_fx",
+        "sync",
+        "total",
+        "value",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        prog_bar: bool,
+        logger: bool,
+        on_step: bool,
+        on_epoch: bool,
+        reduce_fx: str,
+        sync: Callable[[torch.Tensor, str], torch.Tensor] | None,
+    ) -> None:
+        self.name = name
+        self.prog_bar = prog_bar
+        self.logger = logger
+        self.on_step = on_step
+        self.on_epoch = on_epoch
+        self.reduce_fx = reduce_fx
+        self.sync = sync
+        self.value: torch.Tensor | float | None = 0.0  # None: a Metric object without forward
+        self.total: torch.Tensor | float = 0.0
+        self.weight = 0
+        self.count = 0
+        self.obj: Any = None  # a torchmetrics-style Metric logged as the value
+        self.epoch_done = False
+
+    def update(self, value: Any, batch_size: int) -> None:
+        if _is_metric_object(value):  # it accumulates itself: step value = its last forward
+            if self.epoch_done:
+                self.reset_epoch()
+            self.obj, self.value = value, getattr(value, "_forward_cache", None)
+            self.count += 1
+            return
+        self.value = value
+        if not self.on_epoch:
+            return
+        if self.epoch_done:  # first update of a new epoch
+            self.reset_epoch()
+        fx = self.reduce_fx
+        if fx == "mean":
+            self.total = self.total + value * batch_size
+            self.weight += batch_size
+        elif fx == "sum":
+            self.total = self.total + value
+        elif self.count == 0:
+            self.total = value
+        elif fx == "max":
+            self.total = torch.maximum(torch.as_tensor(self.total), torch.as_tensor(value))
+        else:
+            self.total = torch.minimum(torch.as_tensor(self.total), torch.as_tensor(value))
+        self.count += 1
+
+    def reset_epoch(self) -> None:
+        self.total, self.weight, self.count, self.epoch_done = 0.0, 0, 0, False
+
+    def step_value(self) -> float:
+        value = self.value
+        if value is None:  # a Metric object updated without forward: its value so far
+            value = self.obj.compute()
+        if self.sync is not None:
+            value = self.sync(torch.as_tensor(value), self.reduce_fx)
+        return float(value)  # a device sync point for tensors on an accelerator
+
+    def epoch_value(self) -> float:
+        if self.obj is not None:  # after the epoch, the value computed before the reset
+            return float(self.total) if self.epoch_done else float(self.obj.compute())
+        total = self.total
+        if self.sync is not None:  # one collective per metric; the DDP issue may batch them
+            reduce = "sum" if self.reduce_fx == "mean" else self.reduce_fx
+            total = self.sync(torch.as_tensor(total), reduce)
+        if self.reduce_fx == "mean":
+            weight = self.weight
+            if self.sync is not None:
+                weight = int(self.sync(torch.tensor(float(weight)), "sum").item())
+            return float(total) / max(weight, 1)
+        return float(total)
+
+
+class Results:
+    """All metrics logged in one stage; ``fresh`` holds those updated since the last emission."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, _Metric] = {}
+        self.fresh: dict[str, _Metric] = {}
+        # (hook, name as logged, dataloader index) -> metric
+        self.cache: dict[tuple[str, str, int | None], _Metric] = {}
+
+    def reset(self) -> None:
+        self.metrics.clear()
+        self.fresh.clear()
+        self.cache.clear()
+
+    def step_metrics(self, *, logger: bool = True) -> dict[str, float]:
+        """The fresh step values (``name_step`` when the metric is also an epoch metric)."""
+        out: dict[str, float] = {}
+        for m in self.fresh.values():
+            if m.on_step and (m.logger or not logger):
+                out[m.name + "_step" if m.on_epoch else m.name] = m.step_value()
+        return out
+
+    def epoch_metrics(self, *, logger: bool = True) -> dict[str, float]:
+        """Every epoch value (``name_epoch`` when the metric is also a step metric)."""
+        out: dict[str, float] = {}
+        for m in self.metrics.values():
+            if m.on_epoch and m.count and not m.epoch_done and (m.logger or not logger):
+                out[m.name + "_epoch" if m.on_step else m.name] = m.epoch_value()
+        return out
+
+    def end_epoch(self) -> None:
+        for m in self.metrics.values():
+            if m.on_epoch:
+                m.epoch_done = True
+            if m.obj is not None and m.count:
+                m.total = float(m.obj.compute())
+                m.obj.reset()
+
+    def callback_metrics(self, prog_bar_only: bool = False) -> dict[str, float]:
+        """Latest values for callbacks: step values, epoch values, and the plain name."""
+        out: dict[str, float] = {}
+        for m in self.metrics.values():
+            if prog_bar_only and not m.prog_bar:
+                continue
+            if m.on_step and m.on_epoch:
+                step = m.step_value()
+                out[m.name + "_step"] = step
+                if m.count:
+                    out[m.name + "_epoch"] = m.epoch_value()
+                    out[m.name] = out[m.name + "_epoch"] if m.epoch_done else step
+                else:
+                    out[m.name] = step
+            elif m.on_step:
+                out[m.name] = m.step_value()
+            elif m.count:
+                out[m.name] = m.epoch_value()
+        return out
+
+
+def _is_metric_object(value: Any) -> bool:
+    return all(callable(getattr(value, a, None)) for a in ("update", "compute", "reset"))
+
+
+def as_value(name: str, value: Any) -> Any:
+    """Validate a logged value: a number, a one-element tensor (detached), or a Metric object
+    (torchmetrics-style: ``update``/``compute``/``reset``; its ``compute()`` is the epoch value)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"self.log({name!r}, value): value must be a scalar, got a tensor of shape "
+                f"{tuple(value.shape)}"
+            )
+        detached: torch.Tensor = value.detach()
+        return detached.reshape(()) if detached.dim() else detached
+    if isinstance(value, bool | int | float):
+        return float(value)
+    if _is_metric_object(value):
+        return value
+    item = getattr(value, "item", None)
+    if callable(item):
+        return float(item())  # a NumPy scalar or similar
+    raise TypeError(
+        f"self.log({name!r}, value): value must be a number or a scalar tensor, "
+        f"got {type(value).__name__}"
+    )
+
+
+def new_metric(
+    results: Results,
+    dataloader_idx: int | None,
+    sync_fn: Callable[[torch.Tensor, str], torch.Tensor] | None,
+    fx: str,
+    name: str,
+    prog_bar: bool,
+    logger: bool | None,
+    on_step: bool | None,
+    on_epoch: bool | None,
+    reduce_fx: Any,
+    sync_dist: bool,
+    add_dataloader_idx: bool,
+) -> _Metric:
+    """The metric of a first ``self.log(name, ...)`` in hook ``fx``: defaults and checks."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"self.log(name, ...): name must be a non-empty str, got {name!r}")
+    defaults = LOG_DEFAULTS.get(fx)
+    if defaults is None:
+        raise ValueError(f"You can't `self.log({name!r}, ...)` in `{fx or 'this hook'}`")
+    default_step, default_epoch, step_allowed = defaults
+    on_step = default_step if on_step is None else on_step
+    on_epoch = default_epoch if on_epoch is None else on_epoch
+    if on_step and not step_allowed:
+        raise ValueError(f"You can't `self.log({name!r}, ..., on_step=True)` in `{fx}`")
+    if not (on_step or on_epoch):
+        raise ValueError(f"self.log({name!r}, ...): on_step=False and on_epoch=False logs nothing")
+    reduce = {"avg": "mean", "average": "mean"}.get(reduce_fx, reduce_fx)
+    if reduce in (torch.mean, torch.sum, torch.max, torch.min):
+        reduce = reduce.__name__
+    if reduce not in REDUCE_FX:
+        raise ValueError(
+            f"self.log({name!r}, ..., reduce_fx={reduce_fx!r}): choose one of {list(REDUCE_FX)}"
+        )
+    if dataloader_idx is not None and add_dataloader_idx:
+        name = f"{name}/dataloader_idx_{dataloader_idx}"
+    existing = results.metrics.get(name)
+    if existing is not None and (existing.on_step, existing.on_epoch) != (on_step, on_epoch):
+        raise ValueError(
+            f"self.log({name!r}, ...) was called in two hooks with different on_step/on_epoch"
+        )
+    sync = sync_fn if sync_dist else None
+    return existing or _Metric(
+        name, prog_bar, True if logger is None else logger, on_step, on_epoch, reduce, sync
+    )
