@@ -11,7 +11,7 @@ from fulmen.track._run import Run
 from fulmen.track._settings import SETTINGS, resolve
 
 
-def init(  # noqa: PLR0917 (W&B's signature)
+def init(
     project: str | None = None,
     entity: str | None = None,
     name: str | None = None,

@@ -550,7 +550,7 @@ class Run:
             self._extra[key] = value
             self._fast = False
 
-    def define_metric(  # noqa: PLR0917 (W&B's signature)
+    def define_metric(
         self,
         name: str,
         step_metric: str | None = None,
@@ -583,7 +583,7 @@ class Run:
         self._append_json(rl.METRIC, record)
         return record
 
-    def watch(  # noqa: PLR0917 (W&B's signature)
+    def watch(
         self,
         models: Any,
         criterion: Any = None,
