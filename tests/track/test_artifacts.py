@@ -103,3 +103,29 @@ def test_download_cache_keeps_under_its_limit(
     folders = [Path(run.use_artifact(f"blob:v{i}").download()) for i in range(3)]
     assert [f.exists() for f in folders] == [False, False, True]  # 1000 B each, 1500 B allowed
     assert len(objects(tmp_path)) == 3  # the store itself is never trimmed
+
+
+def test_delete_a_version_keeps_shared_objects(tmp_path: Path) -> None:
+    shared, own = tmp_path / "shared.bin", tmp_path / "own.bin"
+    shared.write_bytes(b"shared")
+    own.write_bytes(b"own")
+    run = track.init()
+    first = Artifact("ckpt", "model")
+    first.add_file(str(shared))
+    first.add_file(str(own))
+    run.log_artifact(first)
+    second = Artifact("ckpt", "model")
+    second.add_file(str(shared))
+    run.log_artifact(second, aliases=["best"])
+    assert len(objects(tmp_path)) == 2
+    with pytest.raises(ValueError, match="aliases"):
+        second.delete()
+    run.use_artifact("ckpt:v0").delete()
+    assert len(objects(tmp_path)) == 1  # "own" went with v0; "shared" is still used by v1
+    with pytest.raises(ValueError, match="no artifact ckpt:v0"):
+        run.use_artifact("ckpt:v0")
+    assert run.use_artifact("ckpt:best").version == "v1"
+    second.delete(delete_aliases=True)
+    assert objects(tmp_path) == []
+    with pytest.raises(ValueError, match="no artifact"):
+        run.use_artifact("ckpt:latest")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from argparse import Namespace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,14 @@ def test_logger_argument_forms(tmp_path: Path) -> None:
     assert trainer.logger is two[0]
     with pytest.raises(TypeError, match="int is not a logger"):
         pl.Trainer(logger=[3], max_epochs=1)
+
+
+def test_the_trainer_does_not_read_a_loggers_properties_when_checking_it(tmp_path: Path) -> None:
+    class Lazy(CSVLogger):
+        @property
+        def experiment(self) -> Any:
+            raise AssertionError("read too early")
+
+    logger = Lazy(tmp_path)
+    pl.Trainer(logger=logger, max_epochs=1)  # a protocol isinstance on Python 3.11 would call the property
+    assert not (tmp_path / "lightning_logs").exists()

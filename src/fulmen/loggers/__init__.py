@@ -5,6 +5,7 @@ The Logger protocol and CSVLogger are defined in ``fulmen.train.loggers`` (the T
 logger must exist without the tracker) and re-exported here.
 """
 
+from fulmen.loggers.wandb import WandbLogger
 from fulmen.train.loggers import CSVLogger, Logger
 
-__all__: list[str] = ["CSVLogger", "Logger"]
+__all__: list[str] = ["CSVLogger", "Logger", "WandbLogger"]

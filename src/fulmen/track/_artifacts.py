@@ -141,6 +141,14 @@ class Artifact:
             self._store.trim_downloads(keep=target)
         return str(target)
 
+    def delete(self, delete_aliases: bool = False) -> None:
+        """Delete this logged version (W&B's ``Artifact.delete``): its manifest, and the stored
+        files no other version uses. A version that has aliases needs ``delete_aliases=True``."""
+        if self._store is None or self.version is None:
+            raise ValueError(f"artifact {self.name!r} was not logged; there is nothing to delete")
+        self._store.delete(self.name, self.version, delete_aliases=delete_aliases)
+        self._store, self.version, self.aliases = None, None, []
+
     def _target(self, root: str | None) -> Path:
         if self._store is None or self.version is None:
             raise ValueError(f"artifact {self.name!r} is not logged yet; log or use it first")
@@ -228,6 +236,35 @@ class ArtifactStore:
         manifest = {**manifest, "aliases": sorted(a for a, v in alias_map.items() if v == number)}
         _bind(artifact, self, manifest)
         return manifest
+
+    def delete(self, name: str, version: str, *, delete_aliases: bool) -> None:
+        """Remove version ``version`` of ``name`` and the objects no remaining version uses."""
+        check_artifact_name(name)
+        match = _VERSION.match(version)
+        if match is None:
+            raise ValueError(f"artifact version must be v<N>, got {version!r}")
+        folder, number = self.root / name, int(match.group(1))
+        with _locked(folder / ".lock"):
+            alias_map = self._aliases(folder)
+            held = sorted(a for a, v in alias_map.items() if v == number)
+            if held and not delete_aliases:
+                raise ValueError(
+                    f"artifact {name}:{version} has aliases {held}; pass delete_aliases=True"
+                )
+            manifest_path = folder / f"v{number}.json"
+            if not manifest_path.is_file():
+                raise ValueError(f"no artifact {name}:{version} in {self.root}")
+            gone = {e["digest"] for e in json.loads(manifest_path.read_text())["entries"].values()}
+            manifest_path.unlink()
+            remaining = {a: v for a, v in alias_map.items() if v != number}
+            atomic_write(folder / "aliases.json", json.dumps(remaining, indent=1))
+        # Objects are shared across versions and artifacts: keep every digest still referenced.
+        for other in self.root.glob("*/v*.json"):
+            if _VERSION.match(other.stem):
+                entries = json.loads(other.read_text())["entries"].values()
+                gone -= {e["digest"] for e in entries}
+        for digest in gone:
+            self.object_path(digest).unlink(missing_ok=True)
 
     def load(self, spec: str) -> Artifact:
         name, _, alias = spec.partition(":")

@@ -28,6 +28,7 @@ Side effects happen on global rank zero only: the methods of ``CSVLogger`` are w
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import math
 import os
@@ -336,6 +337,35 @@ class CSVLogger:
         return max(found) + 1 if found else 0
 
 
+_LOGGER_MEMBERS = (
+    "name",
+    "version",
+    "save_dir",
+    "root_dir",
+    "log_dir",
+    "experiment",
+    "log_metrics",
+    "log_hyperparams",
+    "log_graph",
+    "save",
+    "finalize",
+    "after_save_checkpoint",
+)
+
+
+def is_logger(obj: Any) -> bool:
+    """``isinstance(obj, Logger)`` without reading the properties: on Python < 3.12 the protocol
+    check calls ``hasattr``, which would evaluate ``experiment`` (creating a run, a folder) and
+    ``version`` before a checkpoint's logger state can be restored."""
+    return all(
+        inspect.getattr_static(obj, member, _MISSING) is not _MISSING
+        for member in _LOGGER_MEMBERS
+    )
+
+
+_MISSING = object()
+
+
 def resolve_loggers(logger: Any, default_root_dir: str, fast_dev_run: int = 0) -> list[Logger]:
     """``Trainer(logger=...)``: True/None (a CSVLogger), False, a logger or a list of them."""
     if fast_dev_run or logger is False:
@@ -344,7 +374,7 @@ def resolve_loggers(logger: Any, default_root_dir: str, fast_dev_run: int = 0) -
         return [CSVLogger(default_root_dir)]
     loggers = list(logger) if isinstance(logger, list | tuple) else [logger]
     for item in loggers:
-        if not isinstance(item, Logger):
+        if not is_logger(item):
             raise TypeError(
                 f"Trainer(logger=...): {type(item).__name__} is not a logger (it lacks part "
                 "of the Logger protocol: name, version, save_dir, log_dir, log_metrics, "
