@@ -9,9 +9,10 @@ Two workloads, each a fixed number of training steps on the CPU, logging one met
 
 The plain loop logs by appending ``loss.item()`` to a list; the Trainers log with
 ``self.log("loss", loss)`` and ``log_every_n_steps=1`` into their default CSVLogger (in a
-temporary folder). Progress bar, model summary, checkpointing and the sanity check are off for both
-Trainers. The time measured is the CPU time of one training epoch, from the epoch's start to the end
-of training (so the epoch-end logging and the CSV flush are included), per step.
+temporary folder), or into a WandbLogger (offline: fulmen.track, or wandb for Lightning).
+Progress bar, model summary, checkpointing and the sanity check are off for both Trainers. The
+time measured is the CPU time of one training epoch, from the epoch's start to the end of training
+(so the epoch-end logging and the CSV flush are included), per step.
 
     python benchmarks/bench_train.py [--repeats 7] [--warmup 1] [--workload mlp|convnet|both]
 """
@@ -95,8 +96,11 @@ def plain_loop(workload: str) -> Callable[[], float]:
     return run
 
 
-def trainer_case(workload: str, pl: Any) -> Callable[[], float]:
-    """One epoch with ``pl`` (fulmen or pytorch_lightning), timed by a callback."""
+def trainer_case(
+    workload: str, pl: Any, make_logger: Callable[[str], Any] | None = None
+) -> Callable[[], float]:
+    """One epoch with ``pl`` (fulmen or pytorch_lightning), timed by a callback; ``make_logger``
+    (given the temporary folder) replaces the default CSVLogger."""
 
     class Module(pl.LightningModule):
         def __init__(self) -> None:
@@ -123,7 +127,9 @@ def trainer_case(workload: str, pl: Any) -> Callable[[], float]:
         clock = Clock()
         loader = data(workload)
         with tempfile.TemporaryDirectory() as root:
+            logger = make_logger(root) if make_logger is not None else True
             trainer = pl.Trainer(
+                logger=logger,
                 max_epochs=1,
                 default_root_dir=root,
                 log_every_n_steps=1,
@@ -136,6 +142,8 @@ def trainer_case(workload: str, pl: Any) -> Callable[[], float]:
                 callbacks=[clock],
             )
             trainer.fit(Module(), loader)
+            if make_logger is not None:
+                logger.experiment.finish()
         return clock.seconds / len(loader)
 
     return run
@@ -149,16 +157,47 @@ def lightning(workload: str) -> Callable[[], float]:
     return trainer_case(workload, pytorch_lightning)
 
 
+def fulmen_wandb_logger(root: str) -> Any:
+    from fulmen.loggers import WandbLogger
+
+    return WandbLogger(save_dir=root, offline=True)
+
+
+def lightning_wandb(workload: str) -> Callable[[], float]:
+    try:
+        import pytorch_lightning
+        import wandb  # noqa: F401
+    except ImportError as exc:
+        raise Unavailable(f"not installed ({exc})") from exc
+
+    def make(root: str) -> Any:
+        return pytorch_lightning.loggers.WandbLogger(save_dir=root, offline=True)
+
+    return trainer_case(workload, pytorch_lightning, make)
+
+
 def cases(workload: str) -> list[Case]:
     import fulmen
 
     def lightning_case() -> float:
         return lightning(workload)()
 
+    def lightning_wandb_case() -> float:
+        return lightning_wandb(workload)()
+
     return [
         Case(f"plain PyTorch loop ({workload})", plain_loop(workload)),
         Case(f"fulmen Trainer ({workload})", trainer_case(workload, fulmen)),
+        Case(
+            f"fulmen Trainer + WandbLogger ({workload})",
+            trainer_case(workload, fulmen, fulmen_wandb_logger),
+        ),
         Case(f"PyTorch Lightning ({workload})", lightning_case, note="anchor"),
+        Case(
+            f"PyTorch Lightning + wandb WandbLogger, offline ({workload})",
+            lightning_wandb_case,
+            note="anchor",
+        ),
     ]
 
 

@@ -172,7 +172,7 @@ def model_versions(logger: WandbLogger) -> list[dict[str, Any]]:
     found = []
     for path in sorted(folder.glob("v*.json"), key=lambda p: int(p.stem[1:])):
         artifact = api.artifact(f"model-{logger.version}:{path.stem}")
-        found.append({"version": artifact.version, "aliases": artifact.aliases, **artifact.metadata})
+        found.append({"aliases": artifact.aliases, **artifact.metadata})
     return found
 
 
@@ -313,8 +313,13 @@ def child(tmp_path: Path, crash: bool, ckpt: str | None) -> subprocess.Completed
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(QUIET)
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=120, check=False,
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

@@ -95,5 +95,6 @@ def test_the_trainer_does_not_read_a_loggers_properties_when_checking_it(tmp_pat
             raise AssertionError("read too early")
 
     logger = Lazy(tmp_path)
-    pl.Trainer(logger=logger, max_epochs=1)  # a protocol isinstance on Python 3.11 would call the property
+    # a protocol isinstance on Python 3.11 would call the property
+    pl.Trainer(logger=logger, max_epochs=1)
     assert not (tmp_path / "lightning_logs").exists()

@@ -20,6 +20,7 @@ tracker's ``log()`` takes its precompiled fast path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from argparse import Namespace
@@ -28,7 +29,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import fulmen.track as track
+from fulmen import track
 from fulmen.track._settings import SETTINGS, settings_file
 from fulmen.train.loggers import DummyExperiment
 from fulmen.train.utilities import rank_zero_only
@@ -373,17 +374,13 @@ class WandbLogger:
         api = track.Api(dir=self._save_dir)
         keep = set()
         for alias in ("best", "latest"):
-            try:
+            with contextlib.suppress(ValueError):  # no best (yet)
                 keep.add(api.artifact(f"{name}:{alias}").version)
-            except ValueError:
-                pass  # no best (yet)
         for path, (_, version) in list(self._logged_checkpoints.items()):
             if version in keep:
                 continue
-            try:
+            with contextlib.suppress(ValueError):  # already gone (two paths, same bytes)
                 api.artifact(f"{name}:{version}").delete(delete_aliases=True)
-            except ValueError:
-                pass  # already gone (two paths had the same bytes)
             staged = Path(run.dir) / "artifacts" / f"{name}-{version}.json"
             staged.unlink(missing_ok=True)  # not uploaded at sync either
             del self._logged_checkpoints[path]

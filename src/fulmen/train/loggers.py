@@ -358,8 +358,7 @@ def is_logger(obj: Any) -> bool:
     check calls ``hasattr``, which would evaluate ``experiment`` (creating a run, a folder) and
     ``version`` before a checkpoint's logger state can be restored."""
     return all(
-        inspect.getattr_static(obj, member, _MISSING) is not _MISSING
-        for member in _LOGGER_MEMBERS
+        inspect.getattr_static(obj, member, _MISSING) is not _MISSING for member in _LOGGER_MEMBERS
     )
 
 
