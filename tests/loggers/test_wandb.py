@@ -296,6 +296,7 @@ class Crashing(Model):
         if {crash} and self.current_epoch == 1 and batch_idx == 2:
             import os
             os._exit(3)  # a hard crash: no finalize, no atexit
+        self.log("ep", float(self.current_epoch), on_step=False, on_epoch=True)
         return super().training_step(batch, batch_idx)
 
 logger = WandbLogger()
@@ -336,3 +337,19 @@ def test_resume_from_a_checkpoint_in_a_new_process_continues_the_run(tmp_path: P
     assert resumed.state == "finished"
     steps = [r["trainer/global_step"] for r in resumed.scan_history() if "loss" in r]
     assert steps == list(range(8))  # the crashed attempt's rows after the checkpoint superseded
+    # ... but not the epoch-end row it logged just after writing the checkpoint
+    epochs = [(r["trainer/global_step"], r["ep"]) for r in resumed.scan_history() if "ep" in r]
+    assert epochs == [(4, 0.0), (8, 1.0)]
+
+
+def test_ctrl_c_marks_the_run_killed() -> None:
+    class Interrupted(Model):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            if batch_idx == 1:
+                raise KeyboardInterrupt
+            return super().training_step(batch, batch_idx)
+
+    logger = WandbLogger()
+    with pytest.raises(SystemExit):
+        trainer(logger).fit(Interrupted(), data())
+    assert Api().run(logger.version).state == "killed"

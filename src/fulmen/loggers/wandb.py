@@ -240,10 +240,35 @@ class WandbLogger:
         if self._rewind_to is None:
             run.log(row)  # same keys and types each step: the tracker's fast path
         else:
-            # The first row after resuming from a checkpoint: back to the checkpoint's step, so
-            # what the crashed attempt logged after it is superseded (the tracker's REWIND).
-            at, self._rewind_to = self._rewind_to, None
-            run.log(row, step=at, commit=True)
+            at = self._resume_point(run, row)
+            if at is None:
+                run.log(row)
+            else:  # supersede what the crashed attempt logged from there on (a REWIND)
+                run.log(row, step=at, commit=True)
+
+    def _resume_point(self, run: Any, row: dict[str, Any]) -> int | None:
+        """The first row after resuming from a checkpoint: the tracker step it goes back to.
+
+        The crashed attempt may have logged rows after the checkpoint was written that belong
+        to work the checkpoint holds (ModelCheckpoint saves before the row of its batch and
+        before the epoch-end row). So the run goes back to the first row written after the
+        checkpoint that this attempt will log again: a row at this row's trainer step or later
+        with some of its metric keys; rows before that one are kept. Read once, at resume.
+        """
+        mark, self._rewind_to = self._rewind_to, None
+        step = row.get(self.STEP_METRIC)
+        if mark is None or not isinstance(step, int):
+            return mark
+        keys = set(row) - {self.STEP_METRIC, "epoch"}
+        with contextlib.suppress(ValueError):
+            for old in track.Api(dir=str(run.run_dir.parent)).run(run.id).scan_history():
+                old_step = old.get(self.STEP_METRIC)
+                if old["_step"] < mark or not isinstance(old_step, int):
+                    continue
+                if old_step > step or (old_step == step and keys & set(old)):
+                    return int(old["_step"])
+            return None  # nothing logged after the checkpoint needs superseding
+        return mark
 
     def log_hyperparams(self, params: Any) -> None:
         """Merge ``params`` (dict, Namespace or dataclass) into the run's config, not flattened."""
