@@ -353,3 +353,24 @@ def test_ctrl_c_marks_the_run_killed() -> None:
     with pytest.raises(SystemExit):
         trainer(logger).fit(Interrupted(), data())
     assert Api().run(logger.version).state == "killed"
+
+
+def test_directory_setting_anonymous_tables_and_artifact_helpers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FULMEN_DIR", str(tmp_path / "tracked"))
+    logger = WandbLogger(anonymous=True, log_model="all")
+    assert logger.save_dir == str(tmp_path / "tracked")
+    run = logger.experiment
+    assert str(run.run_dir).startswith(str(tmp_path / "tracked"))
+    logger.log_table("preds", columns=["x", "y"], data=[[1, "a"]], step=0)
+    logger.log_text("notes", columns=["t"], data=[["hello"]], step=1)
+    (tmp_path / "w.bin").write_bytes(b"weights")
+    run.log_artifact(str(tmp_path / "w.bin"), name="weights", type="model")
+    assert logger.use_artifact("weights:latest", artifact_type="model").version == "v0"
+    folder = WandbLogger.download_artifact("weights:v0", save_dir=tmp_path / "dl")
+    assert (Path(folder) / "w.bin").read_bytes() == b"weights"
+    logger.finish()
+    rows = list(Api().run(logger.version).scan_history())
+    assert rows[0]["preds"] == {"_type": "table", "columns": ["x", "y"], "data": [[1, "a"]]}
+    assert rows[1]["notes"]["data"] == [["hello"]]

@@ -98,6 +98,17 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+class _Table:
+    """A table value: the tracker stores what ``to_json()`` returns as one JSON value (a plain
+    dict would be flattened into ``key/columns`` and ``key/data``)."""
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        self.value = value
+
+    def to_json(self) -> dict[str, Any]:
+        return self.value
+
+
 class WandbLogger:
     """Log to a ``fulmen.track`` run: ``Trainer(logger=WandbLogger())``. See docs/loggers.md."""
 
@@ -296,7 +307,9 @@ class WandbLogger:
         """A small table as one JSON value ``{"columns": [...], "data": [[...], ...]}``."""
         if dataframe is not None:
             columns, data = [str(c) for c in dataframe.columns], dataframe.values.tolist()
-        table = {"_type": "table", "columns": list(columns or []), "data": _plain(data or [])}
+        table = _Table(
+            {"_type": "table", "columns": list(columns or []), "data": _plain(data or [])}
+        )
         self.log_metrics({key: table}, step)
 
     def log_text(self, key: str, **kwargs: Any) -> None:
