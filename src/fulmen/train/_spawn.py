@@ -10,13 +10,16 @@ here with that process's traceback.
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 from typing import Any
 
 from fulmen.train import _launch
 
 
 def run(strategy: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    import torch
     import torch.multiprocessing as mp
 
     cluster = strategy.cluster
@@ -25,14 +28,16 @@ def run(strategy: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     queue = context.SimpleQueue()
     processes = mp.start_processes(
         _worker,
-        args=(fn, args, kwargs, cluster.main_address, port, queue),
+        # Plain pickle bytes: torch.multiprocessing would put the weights in shared memory, and
+        # every process would then update the same tensors.
+        args=(pickle.dumps((fn, args, kwargs)), cluster.main_address, port, queue),
         nprocs=len(strategy.device_indexes),
         start_method="spawn",
         join=False,
     )
     while not processes.join():  # raises ProcessRaisedException/ProcessExitedException
         pass
-    returned = queue.get()
+    returned = torch.load(io.BytesIO(queue.get()), weights_only=False)
     trainer = fn.__self__
     model = args[1] if len(args) > 1 and args[1] is not None else trainer.lightning_module
     model.load_state_dict(returned["state_dict"])
@@ -49,15 +54,15 @@ def run(strategy: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
 def _worker(
     local_rank: int,
-    fn: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    payload: bytes,
     address: str,
     port: int,
     queue: Any,
 ) -> None:
+    import torch
     import torch.distributed as dist
 
+    fn, args, kwargs = pickle.loads(payload)
     trainer = fn.__self__
     strategy = trainer.strategy
     devices = len(strategy.device_indexes)
@@ -79,7 +84,8 @@ def _worker(
         result = fn(*args, **kwargs)
         if rank == 0:
             module = trainer.lightning_module
-            queue.put(
+            buffer = io.BytesIO()  # bytes, not shared tensors: those die with this process
+            torch.save(
                 {
                     "result": result,
                     "state_dict": {k: v.cpu() for k, v in module.state_dict().items()},
@@ -90,7 +96,9 @@ def _worker(
                         (cb.best_model_path, cb.last_model_path)
                         for cb in trainer.checkpoint_callbacks
                     ],
-                }
+                },
+                buffer,
             )
+            queue.put(buffer.getvalue())
     finally:
         dist.destroy_process_group()
