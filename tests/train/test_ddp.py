@@ -7,6 +7,7 @@ the whole group when anything goes wrong, so a bug never hangs the test run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -59,10 +60,8 @@ def finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[int, st
         out, err = process.communicate()
         pytest.fail(f"DDP job did not finish in {timeout} s:\n{out}\n{err}")
     finally:
-        try:  # whatever it started goes too
+        with contextlib.suppress(ProcessLookupError):  # whatever it started goes too
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return process.returncode, out + err
 
 
@@ -116,7 +115,8 @@ def test_direct_launch_parity_sync_dist_logs_checkpoints_predictions(tmp_path: P
     assert set(header.split(",")) >= {"train_loss", "rank_step", "v_mean", "v_sum", "epoch", "step"}
     column = header.split(",").index("rank_step")
     steps = [row.split(",")[column] for row in rows if row.split(",")[column]]
-    assert steps and all(float(v) == 0.5 for v in steps)  # mean of ranks 0 and 1 at each step
+    assert steps
+    assert all(float(v) == 0.5 for v in steps)  # mean of ranks 0 and 1 at each step
     assert [p.name for p in (folders[0] / "checkpoints").iterdir()] == ["epoch=0-step=4.ckpt"]
     assert rank0["best"] == rank1["best"] != ""
 

@@ -31,7 +31,7 @@ from torch.utils.data import (
 
 
 class UnrepeatedDistributedSampler(Sampler[int]):
-    """Indices ``rank, rank + world, ...``: each sample on one rank only (ranks may differ by one)."""
+    """Indices ``rank, rank + world, ...``: each sample on one rank (lengths may differ by one)."""
 
     def __init__(self, length: int, num_replicas: int, rank: int) -> None:
         self.length, self.num_replicas, self.rank = length, num_replicas, rank
@@ -107,9 +107,7 @@ def gather_predictions(strategy: Any, predictions: list[Any]) -> list[Any]:
     rank is interleaved, rank by rank, which is the dataset order when the batches are single
     samples and the order of the ranks' batches otherwise (documented in docs/distributed.md).
     """
-    gathered: list[list[Any]] = strategy.all_gather_object(
-        [_to_cpu(p) for p in predictions]
-    )
+    gathered: list[list[Any]] = strategy.all_gather_object([_to_cpu(p) for p in predictions])
     out: list[Any] = []
     for i in range(max(len(g) for g in gathered)):
         for rank_predictions in gathered:

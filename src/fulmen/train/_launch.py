@@ -3,24 +3,18 @@
 ``detect_environment`` reads the environment variables a launcher sets and returns where this
 process stands (``Cluster``). In order of precedence:
 
-==============  ===============================================  =================================
-launcher        detected by                                      rank, local rank, node, world
-==============  ===============================================  =================================
-torchrun        ``RANK``, ``GROUP_RANK``, ``LOCAL_RANK``,        ``RANK``, ``LOCAL_RANK``,
-(TorchElastic)  ``LOCAL_WORLD_SIZE`` all set                     ``GROUP_RANK``, ``WORLD_SIZE``
-SLURM (srun)    ``SLURM_NTASKS`` > 1 and ``SLURM_PROCID``        ``SLURM_PROCID``, ``SLURM_LOCALID``,
-                                                                 ``SLURM_NODEID``, ``SLURM_NTASKS``
-Open MPI        ``OMPI_COMM_WORLD_SIZE`` > 1                     ``OMPI_COMM_WORLD_RANK``,
-                                                                 ``..._LOCAL_RANK``, rank //
-                                                                 ``..._LOCAL_SIZE``, ``..._SIZE``
-MPICH / Intel   ``PMI_SIZE`` > 1 and ``PMI_RANK``                ``PMI_RANK``, ``MPI_LOCALRANKID``
-MPI (PMI)                                                        (else rank % devices), rank //
-                                                                 devices, ``PMI_SIZE``
-fulmen itself   ``LOCAL_RANK`` set (a process fulmen started)    ``RANK``, ``LOCAL_RANK``,
-                                                                 ``NODE_RANK``, ``WORLD_SIZE``
-none            -                                                fulmen starts the other local
-                                                                 processes (``launch_local``)
-==============  ===============================================  =================================
+- torchrun (TorchElastic): ``RANK``, ``GROUP_RANK``, ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE`` all
+  set. Rank ``RANK``, local rank ``LOCAL_RANK``, node ``GROUP_RANK``, world ``WORLD_SIZE``.
+- SLURM (srun): ``SLURM_NTASKS`` > 1 and ``SLURM_PROCID`` set. Rank ``SLURM_PROCID``, local rank
+  ``SLURM_LOCALID``, node ``SLURM_NODEID``, world ``SLURM_NTASKS``.
+- Open MPI: ``OMPI_COMM_WORLD_SIZE`` > 1. Rank ``OMPI_COMM_WORLD_RANK``, local rank
+  ``OMPI_COMM_WORLD_LOCAL_RANK``, node rank // ``OMPI_COMM_WORLD_LOCAL_SIZE``, world
+  ``OMPI_COMM_WORLD_SIZE``.
+- MPICH / Intel MPI (PMI): ``PMI_SIZE`` > 1 and ``PMI_RANK`` set. Rank ``PMI_RANK``, local rank
+  ``MPI_LOCALRANKID`` (else rank % devices), node rank // devices, world ``PMI_SIZE``.
+- fulmen itself: ``LOCAL_RANK`` set (a process fulmen started, or one started by hand the same
+  way). Rank ``RANK``, local rank ``LOCAL_RANK``, node ``NODE_RANK``, world ``WORLD_SIZE``.
+- none of these: this process is local rank zero and starts the others (``LocalLauncher``).
 
 The rendezvous address is ``MASTER_ADDR``/``MASTER_PORT`` when set. Otherwise: torchrun always sets
 them; under SLURM the address is the first host of ``SLURM_NODELIST`` and the port
@@ -39,6 +33,7 @@ it is gone, so no process is left behind.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import os
 import re
@@ -273,10 +268,8 @@ class LocalLauncher:
             return
         deadline = time.monotonic() + 60.0  # a healthy child ends when its script does
         for child in self.children:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                pass
         codes = [child.poll() for child in self.children]
         self.kill_children()
         bad = [c for c in codes if c not in (0, None)] or [1 for c in codes if c is None]

@@ -179,7 +179,7 @@ class Results:
         reduced = _reduce_grouped(
             todo[0].sync, [(m.reduce_fx, (v,)) for m, v in zip(todo, values, strict=True)]
         )
-        for m, v, (out,) in zip(todo, values, reduced, strict=True):
+        for m, v, (out, *_) in zip(todo, values, reduced, strict=True):
             m.synced_step = (v, out)
 
     def sync_epoch(self) -> None:
@@ -268,9 +268,9 @@ def _reduce_grouped(
         where.append((op, len(group), len(scalars)))
         group.extend(scalars)
     reduced: dict[str, list[float]] = {}
-    for op, scalars in groups.items():
+    for op, group in groups.items():
         stacked = torch.stack(
-            [torch.as_tensor(v).detach().to("cpu", torch.float64).reshape(()) for v in scalars]
+            [torch.as_tensor(v).detach().to("cpu", torch.float64).reshape(()) for v in group]
         )
         reduced[op] = sync(stacked, op).tolist()  # the collective
     return [tuple(reduced[op][start : start + n]) for op, start, n in where]

@@ -26,7 +26,7 @@ def run(strategy: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     port = cluster.main_port or _launch.free_port()
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
-    processes = mp.start_processes(
+    processes = mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]
         _worker,
         # Plain pickle bytes: torch.multiprocessing would put the weights in shared memory, and
         # every process would then update the same tensors.

@@ -230,8 +230,8 @@ class DDPStrategy:
     """Distributed data parallel: one process per device, gradients all-reduced by torch's DDP.
 
     ``DDPStrategy(find_unused_parameters=False, static_graph=False, gradient_as_bucket_view=True,
-    timeout=timedelta(minutes=30), process_group_backend=None, start_method="popen", **ddp_kwargs)``:
-    the first three and ``ddp_kwargs`` go to ``torch.nn.parallel.DistributedDataParallel``;
+    timeout=timedelta(minutes=30), process_group_backend=None, start_method="popen",
+    **ddp_kwargs)``: the first three and ``ddp_kwargs`` go to ``torch.nn.parallel.DistributedDataParallel``;
     ``timeout`` bounds every collective (the backstop when a process hangs);
     ``process_group_backend`` is "nccl" on CUDA and "gloo" elsewhere unless given;
     ``start_method`` is "popen" (``strategy="ddp"``: the script runs again, or a launcher such as
@@ -422,7 +422,7 @@ class DDPStrategy:
         if sync_grads:
             import torch.distributed.nn.functional as dist_fn
 
-            return torch.stack(dist_fn.all_gather(tensor.contiguous()))
+            return torch.stack(dist_fn.all_gather(tensor.contiguous()))  # type: ignore[no-untyped-call]
         parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
         dist.all_gather(parts, tensor.contiguous())
         return torch.stack(parts)
@@ -455,7 +455,7 @@ class _TrainingStep(torch.nn.Module):
         return self.module.training_step(batch, batch_idx)  # type: ignore[operator]
 
 
-def resolve_strategy(
+def resolve_strategy(  # noqa: PLR0912
     strategy: Any,
     accelerator: str | torch.device = "auto",
     devices: Any = "auto",
@@ -465,7 +465,8 @@ def resolve_strategy(
     """``strategy="auto"`` / ``"single_device"`` / ``"ddp"`` / ``"ddp_spawn"`` / a Strategy object,
     for ``accelerator``/``devices``/``num_nodes`` -> the strategy to use (configured)."""
     if isinstance(accelerator, torch.device):  # one known device
-        accelerator, devices = accelerator.type, [accelerator.index or 0]
+        device = accelerator
+        accelerator, devices = device.type, [0 if device.index is None else device.index]
     if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 1:
         raise ValueError(f"Trainer(num_nodes={num_nodes!r}) must be an int >= 1")
     kind, indexes = parse_devices(accelerator, devices)
