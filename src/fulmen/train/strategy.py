@@ -231,7 +231,8 @@ class DDPStrategy:
 
     ``DDPStrategy(find_unused_parameters=False, static_graph=False, gradient_as_bucket_view=True,
     timeout=timedelta(minutes=30), process_group_backend=None, start_method="popen",
-    **ddp_kwargs)``: the first three and ``ddp_kwargs`` go to ``torch.nn.parallel.DistributedDataParallel``;
+    **ddp_kwargs)``: the first three and ``ddp_kwargs`` go to
+    ``torch.nn.parallel.DistributedDataParallel``;
     ``timeout`` bounds every collective (the backstop when a process hangs);
     ``process_group_backend`` is "nccl" on CUDA and "gloo" elsewhere unless given;
     ``start_method`` is "popen" (``strategy="ddp"``: the script runs again, or a launcher such as
