@@ -3,7 +3,7 @@ with ddp_spawn. ``python ddp_script.py OUT MODE``; every rank writes ``OUT/rank<
 
 Modes: ``full`` (parity with and without accumulation, sync_dist values, CSVLogger, checkpoints,
 gathered predictions), ``quick`` (parity only), ``raise`` (rank 1 fails mid-training),
-``raise0`` (rank 0 fails), ``spawn`` (quick with strategy="ddp_spawn").
+``raise0`` (rank 0 fails), ``die`` (rank 1 exits at once with code 3), ``spawn`` (quick with strategy="ddp_spawn").
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def ddp(**kw: Any) -> DDPStrategy:
 def main() -> None:
     out, mode = Path(sys.argv[1]), sys.argv[2]
     report: dict[str, Any] = {"env_rank": os.environ.get("RANK")}
-    if mode in ("raise", "raise0"):
+    if mode == "die" and os.environ.get("LOCAL_RANK") == "1":
+        os._exit(3)  # the second process dies before it joins: the first waits in rendezvous
+    if mode in ("raise", "raise0", "die"):
         train(ddp(), 2, 4, 1, fail_rank=1 if mode == "raise" else 0, max_epochs=50)
     strategy: Any = "ddp_spawn" if mode == "spawn" else ddp()
     model = train(strategy, 2, 4, 1)

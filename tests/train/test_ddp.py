@@ -179,6 +179,15 @@ def test_a_failing_rank_ends_the_whole_job_promptly(tmp_path: Path, mode: str) -
     assert not (tmp_path / "rank0.json").exists()
 
 
+def test_a_process_that_dies_before_joining_ends_the_job(tmp_path: Path) -> None:
+    began = time.monotonic()
+    code, output = run_script(tmp_path, "die", timeout=60)
+    assert code == 3, output
+    assert "local rank 1" in output
+    assert "exited with code 3" in output
+    assert time.monotonic() - began < 30
+
+
 def test_ddp_spawn(tmp_path: Path) -> None:
     code, output = run_script(tmp_path, "spawn")
     assert code == 0, output

@@ -19,8 +19,9 @@ process stands (``Cluster``). In order of precedence:
 The rendezvous address is ``MASTER_ADDR``/``MASTER_PORT`` when set. Otherwise: torchrun always sets
 them; under SLURM the address is the first host of ``SLURM_NODELIST`` and the port
 10000 + the last four digits of ``SLURM_JOB_ID``; under MPI 127.0.0.1 and port 29500 (set both for
-several nodes); started directly, 127.0.0.1 and a free port chosen by local rank zero of node zero
-(several nodes started by hand need ``MASTER_ADDR``, ``MASTER_PORT`` and ``NODE_RANK`` on each).
+several nodes); started directly, 127.0.0.1 and a port the OS picks for the rendezvous server of
+local rank zero (already listening before the others start). Several nodes started by hand need
+``MASTER_ADDR``, ``MASTER_PORT`` and ``NODE_RANK`` on each.
 
 Started directly (``python train.py``), the first process re-runs the same command line
 (``sys.argv``, or ``python -m package`` when run with ``-m``) once per other local device, with
@@ -190,17 +191,8 @@ class LocalLauncher:
         self._failed_main = False
         self._stopping = False
 
-    def launch(self) -> tuple[str, int]:
-        """Start the children; returns the rendezvous (address, port) they were given."""
-        address = self.cluster.main_address
-        port = self.cluster.main_port
-        if not port:
-            if self.num_nodes > 1:
-                raise ValueError(
-                    f"Trainer(num_nodes={self.num_nodes}) without a launcher: set MASTER_ADDR, "
-                    "MASTER_PORT and NODE_RANK on every node (or use torchrun or SLURM)"
-                )
-            port = free_port()
+    def launch(self, address: str, port: int) -> None:
+        """Start the children, telling them the rendezvous ``address:port``."""
         command = _command()
         world = self.devices * self.num_nodes
         for local_rank in range(1, self.devices):
@@ -226,7 +218,6 @@ class LocalLauncher:
             previous(*args)
 
         sys.excepthook = excepthook
-        return address, port
 
     def kill_children(self) -> None:
         for child in self.children:

@@ -322,10 +322,24 @@ class DDPStrategy:
             return _spawn.run(self, fn, args, kwargs)
         if not dist.is_initialized():
             address, port = cluster.main_address, cluster.main_port
+            store = None
             if not cluster.creates_processes_externally:
-                address, port = _launch.LocalLauncher(
-                    cluster, len(self.device_indexes), self.num_nodes
-                ).launch()
+                if not port:
+                    if self.num_nodes > 1:
+                        raise ValueError(
+                            f"Trainer(num_nodes={self.num_nodes}) without a launcher: set "
+                            "MASTER_ADDR, MASTER_PORT and NODE_RANK on every node (or use "
+                            "torchrun or SLURM)"
+                        )
+                    # The rendezvous server listens before the children start, on a port the OS
+                    # picks: no window in which another program could take a "free" port.
+                    store = dist.TCPStore(  # type: ignore[attr-defined]
+                        address, 0, self.world_size, True, self.timeout, wait_for_workers=False
+                    )
+                    port = store.port
+                _launch.LocalLauncher(cluster, len(self.device_indexes), self.num_nodes).launch(
+                    address, port
+                )
                 # Trainers made later in this process join the same group, as the children do.
                 os.environ.update(
                     {
@@ -339,17 +353,24 @@ class DDPStrategy:
                 )
             else:
                 _launch.watch_parent()
-            self.init_process_group(address, port)
+            self.init_process_group(address, port, store)
         return fn(*args, **kwargs)
 
-    def init_process_group(self, address: str, port: int) -> None:
+    def init_process_group(self, address: str, port: int, store: Any = None) -> None:
         if self.kind == "cuda":
             torch.cuda.set_device(self.root_device)
         backend = self.process_group_backend or ("nccl" if self.kind == "cuda" else "gloo")
         os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = address, str(port)
+        launcher = self.cluster.launcher if self.cluster is not None else "none"
+        if store is None and launcher in ("none", "subprocess"):
+            # fulmen's own processes: local rank zero's store is listening already
+            store = dist.TCPStore(  # type: ignore[attr-defined]
+                address, port, self.world_size, self.global_rank == 0, self.timeout
+            )
         dist.init_process_group(
             backend,
-            init_method=f"tcp://{address}:{port}",
+            init_method=None if store is not None else "env://",  # env://: torchrun's own store
+            store=store,
             rank=self.global_rank,
             world_size=self.world_size,
             timeout=self.timeout,
