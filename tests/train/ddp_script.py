@@ -3,7 +3,8 @@ with ddp_spawn. ``python ddp_script.py OUT MODE``; every rank writes ``OUT/rank<
 
 Modes: ``full`` (parity with and without accumulation, sync_dist values, CSVLogger, checkpoints,
 gathered predictions), ``quick`` (parity only), ``raise`` (rank 1 fails mid-training),
-``raise0`` (rank 0 fails), ``die`` (rank 1 exits at once with code 3), ``spawn`` (quick with strategy="ddp_spawn").
+``raise0`` (rank 0 fails), ``die`` (rank 1 exits at once with code 3), ``spawn`` (quick with
+strategy="ddp_spawn").
 """
 
 from __future__ import annotations
