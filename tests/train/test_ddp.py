@@ -198,3 +198,22 @@ def test_ddp_spawn(tmp_path: Path) -> None:
 def test_reference_is_deterministic() -> None:
     assert reference(1) == reference(1)
     assert torch.get_num_threads() >= 1
+
+
+def test_gpu_check_script_says_clearly_when_there_is_no_cuda(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the script runs for real (see the gpu test)")
+    command = [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--steps", "2"]
+    code, output = finish(start(command, clean_env(), tmp_path))
+    assert code == 0, output
+    assert "no CUDA device" in output
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.timeout(600)
+def test_gpu_check_script_on_cuda(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--steps", "20"]
+    code, output = finish(start(command, clean_env(), tmp_path), timeout=580)
+    assert code == 0, output
+    assert "gpu_check: OK" in output
