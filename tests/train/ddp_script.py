@@ -129,6 +129,9 @@ def main() -> None:
         report["broadcast"] = trainer.strategy.broadcast(f"from {trainer.global_rank}")
         gathered = trainer.strategy.all_gather(torch.tensor([float(trainer.global_rank)]))
         report["all_gather"] = gathered.flatten().tolist()
+        module = trainer.lightning_module
+        both = module.all_gather({"rank": torch.tensor(float(trainer.global_rank))})
+        report["module_all_gather"] = both["rank"].tolist()
         predictions = trainer.predict(
             Model(), DataLoader(dataset(), batch_size=1), gather_predictions=True
         )

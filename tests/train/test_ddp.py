@@ -103,6 +103,7 @@ def test_direct_launch_parity_sync_dist_logs_checkpoints_predictions(tmp_path: P
     assert (rank0["is_global_zero"], rank1["is_global_zero"]) == (True, False)
     assert rank0["broadcast"] == rank1["broadcast"] == "from 0"
     assert rank0["all_gather"] == rank1["all_gather"] == [0.0, 1.0]
+    assert rank0["module_all_gather"] == rank1["module_all_gather"] == [0.0, 1.0]
     # predictions: each rank its share; gathered on request, in dataset order
     first_feature = ddp_script.dataset().tensors[0][:, 0].tolist()
     assert rank0["predictions"] == pytest.approx(first_feature)
