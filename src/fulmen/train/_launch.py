@@ -48,6 +48,8 @@ from typing import Any
 
 # How long the first process waits, after a child failed, for its own main thread to stop on the
 # collective error before it exits hard (the failing child's traceback is already on stderr).
+# Interrupting the main thread instead would not help: a thread blocked in a C++ collective only
+# sees a KeyboardInterrupt when the collective returns.
 _GRACE_S = 3.0
 _POLL_S = 0.2
 
@@ -230,8 +232,6 @@ class LocalLauncher:
             child.wait()
 
     def _watch(self) -> None:
-        import _thread
-
         while not self._stopping:
             for rank, child in enumerate(self.children, start=1):
                 code = child.poll()
@@ -243,8 +243,9 @@ class LocalLauncher:
                         flush=True,
                     )
                     self._stopping = True
+                    # A collective in progress here now fails (its peers are gone), so the loop
+                    # ends through its usual failure path; the grace period bounds the wait.
                     self.kill_children()
-                    _thread.interrupt_main()  # a collective in progress fails at once now
                     time.sleep(_GRACE_S)
                     os._exit(code if 0 < code < 256 else 1)
             time.sleep(_POLL_S)
