@@ -5,9 +5,13 @@ The loop, as the code runs it (hooks in the order they fire; "event X" calls the
 what it logs is seen by ModelCheckpoint and EarlyStopping)::
 
     fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path):
+        strategy.launch                      (DDP: start or join the other processes; all of
+                                              what follows runs in each of them)
         load the checkpoint (if ckpt_path) and hand each logger its "loggers" entry
         move the module to the device, convert it to the precision
-        prepare_data                         (datamodule, then module)
+        prepare_data                         (datamodule, then module; on local rank zero, or
+                                              global rank zero when prepare_data_per_node is
+                                              False; the others wait at a barrier)
         configure_callbacks                  (the module's callbacks join the Trainer's)
         setup("fit")                         (datamodule, callbacks, then module)
         configure_model
@@ -649,7 +653,8 @@ class Trainer:
                 _checkpoint.restore_loggers(self, checkpoint)
         self._attach_module(module)
         datamodule = self.datamodule
-        if self.local_rank == 0:  # downloads happen once per node; the others wait
+        per_node = getattr(datamodule or module, "prepare_data_per_node", True)
+        if (self.local_rank if per_node else self.global_rank) == 0:  # downloads happen once
             if datamodule is not None:
                 datamodule.prepare_data()
             module.prepare_data()
