@@ -160,3 +160,10 @@ def test_epoch_end_sync_is_one_collective_per_reduce_op() -> None:
     strategy.reduced.clear()
     assert trainer.callback_metrics["s"] == torch.tensor(4.0)  # read again: no collective
     assert strategy.reduced == []
+
+
+def test_the_local_launcher_refuses_to_rerun_a_test_session() -> None:
+    from fulmen.train._launch import _command
+
+    with pytest.raises(RuntimeError, match=r"not started from a script file.*ddp_spawn"):
+        _command()

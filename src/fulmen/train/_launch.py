@@ -169,10 +169,12 @@ def _command() -> list[str]:
     import __main__
 
     spec = getattr(__main__, "__spec__", None)
-    if spec is not None and spec.name:  # python -m package(.module)
-        name = spec.name.removesuffix(".__main__")
-        return [sys.executable, "-m", name, *sys.argv[1:]]
     script = sys.argv[0] if sys.argv else ""
+    name = spec.name.removesuffix(".__main__") if spec is not None and spec.name else ""
+    if name in ("pytest", "ipykernel_launcher") or os.path.basename(script) == "pytest":
+        script = ""  # re-running a test session or a notebook kernel would not do what is meant
+    elif name:  # python -m package(.module)
+        return [sys.executable, "-m", name, *sys.argv[1:]]
     if not script or script == "-c" or not os.path.exists(script):
         raise RuntimeError(
             "Trainer(strategy='ddp') starts the other processes by running this script again, "
