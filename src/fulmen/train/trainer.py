@@ -875,7 +875,10 @@ class Trainer:
                 self._event("on_before_zero_grad", optimizer)
                 module.optimizer_zero_grad(self.current_epoch, batch_idx, optimizer)
             self._backward(loss / accumulate if accumulate > 1 else loss, sync=not accumulating)
-            returned[0] = output if isinstance(output, dict) else {"loss": loss.detach()}
+            if isinstance(output, dict):
+                returned[0] = output
+            elif "on_train_batch_end" not in self._quiet:  # its only reader; a detach is a tensor
+                returned[0] = {"loss": loss.detach()}
             return loss
 
         if accumulating:
@@ -954,6 +957,11 @@ class Trainer:
                 add_dataloader_idx,
             )
             results.add(key, metric)
+        if not metric.on_epoch and type(value) is torch.Tensor and value.dim() == 0:
+            # the usual training_step scalar, what as_value + update would do, without the calls
+            metric.value = value.detach()  # no .item() here: that would be a device sync
+            results.fresh[metric.name] = metric
+            return
         value = as_value(name, value)
         if metric.on_epoch and metric.reduce_fx == "mean" and batch_size is None:
             batch_size = self._batch_size
