@@ -254,6 +254,8 @@ def step_schedulers(trainer: Trainer, interval: str) -> None:
 
 def loss_of(output: Any) -> torch.Tensor | None:
     """The loss in a training_step's return value (a tensor, a dict with "loss", or None)."""
+    if type(output) is torch.Tensor and output.requires_grad:  # the common case, checked first
+        return output
     if output is None:
         return None
     if isinstance(output, torch.Tensor):

@@ -65,6 +65,7 @@ class _Metric:
         "on_step",
         "prog_bar",
         "reduce_fx",
+        "step_key",
         "sync",
         "synced_epoch",
         "synced_step",
@@ -90,6 +91,7 @@ class _Metric:
         self.on_epoch = on_epoch
         self.reduce_fx = reduce_fx
         self.sync = sync
+        self.step_key = name + "_step" if on_epoch else name  # its key in step_metrics
         # sync_dist values, reduced across ranks at the sync points (Results.sync_step and
         # sync_epoch, which every rank reaches together): (count or step value, reduced value).
         self.synced_epoch: tuple[int, float] | None = None
@@ -167,11 +169,20 @@ class Results:
         self.fresh: dict[str, _Metric] = {}
         # (hook, name as logged, dataloader index) -> metric
         self.cache: dict[tuple[str, str, int | None], _Metric] = {}
+        self.syncing = False  # does any metric have sync_dist? (else sync_step has nothing to do)
+
+    def add(self, key: tuple[str, str, int | None], metric: _Metric) -> None:
+        """Register the metric of a first ``self.log`` under ``key``."""
+        self.cache[key] = metric
+        self.metrics[metric.name] = metric
+        if metric.sync is not None:
+            self.syncing = True
 
     def reset(self) -> None:
         self.metrics.clear()
         self.fresh.clear()
         self.cache.clear()
+        self.syncing = False
 
     def sync_step(self) -> None:
         """Reduce the fresh ``sync_dist`` step values across ranks (every rank calls this)."""
@@ -213,12 +224,13 @@ class Results:
 
     def step_metrics(self, *, logger: bool = True) -> dict[str, float]:
         """The fresh step values (``name_step`` when the metric is also an epoch metric)."""
-        self.sync_step()
-        out: dict[str, float] = {}
-        for m in self.fresh.values():
-            if m.on_step and (m.logger or not logger):
-                out[m.name + "_step" if m.on_epoch else m.name] = m.step_value()
-        return out
+        if self.syncing:
+            self.sync_step()
+        return {
+            m.step_key: m.step_value()
+            for m in self.fresh.values()
+            if m.on_step and (m.logger or not logger)
+        }
 
     def epoch_metrics(self, *, logger: bool = True) -> dict[str, float]:
         """Every epoch value (``name_epoch`` when the metric is also a step metric)."""

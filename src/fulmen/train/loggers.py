@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_PLAIN = (int, float, str)
 
 
 @runtime_checkable
@@ -191,6 +192,7 @@ class _ExperimentWriter:
         self.hparams: dict[str, Any] = {}
         self.metrics: list[dict[str, Any]] = []
         self.metrics_keys: list[str] = []
+        self._known_keys: set[str] = set()  # metrics_keys, for fast membership tests
         if os.path.isdir(log_dir) and os.listdir(log_dir):
             warnings.warn(
                 f"Experiment logs directory {log_dir} exists and is not empty; files there may "
@@ -206,21 +208,26 @@ class _ExperimentWriter:
         save_hparams_to_yaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        row = dict(metrics)
+        row = dict(metrics)  # a copy: the Trainer hands the same dict to every logger
         for key, value in row.items():
-            if not isinstance(value, int | float | str) and hasattr(value, "item"):  # tensors
-                row[key] = value.item()
+            if (
+                type(value) is not float
+                and not isinstance(value, _PLAIN)
+                and hasattr(value, "item")
+            ):
+                row[key] = value.item()  # tensors
         row["step"] = len(self.metrics) if step is None else step
         self.metrics.append(row)
 
     def save(self) -> None:
         if not self.metrics:
             return
-        new_keys = [k for row in self.metrics for k in row if k not in self.metrics_keys]
-        new_keys = list(dict.fromkeys(new_keys))
+        known = self._known_keys
+        new_keys = list(dict.fromkeys(k for row in self.metrics for k in row if k not in known))
         exists = os.path.isfile(self.metrics_file_path)
         if new_keys:
             self.metrics_keys += new_keys
+            known.update(new_keys)
             if exists:  # a new column: rewrite the file under the wider header
                 with open(self.metrics_file_path, newline="", encoding="utf-8") as f:
                     old = list(csv.DictReader(f))
@@ -304,7 +311,8 @@ class CSVLogger:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self._prefix:
             metrics = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}": v for k, v in metrics.items()}
-        self.experiment.log_metrics(metrics, step)
+        # the writer exists after the first call: skip the experiment property's layers
+        (self._experiment or self.experiment).log_metrics(metrics, step)
         if step is not None and (step + 1) % self._flush_every == 0:
             self.save()
 

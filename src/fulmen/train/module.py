@@ -247,7 +247,8 @@ class LightningModule(_HyperparametersMixin, torch.nn.Module):
 
     def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         """How the loss is backpropagated; override to customize."""
-        self.trainer.precision_plugin.backward(loss, *args, **kwargs)
+        # _trainer first: the property's check costs a call per step (it raises when detached)
+        (self._trainer or self.trainer).precision_plugin.backward(loss, *args, **kwargs)
 
     def clip_gradients(
         self,

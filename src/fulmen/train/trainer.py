@@ -289,6 +289,7 @@ class Trainer:
         self._resume_batches = 0
         self._hooked: dict[str, list[Callback]] = {}
         self._module_hooks: frozenset[str] = frozenset()
+        self._quiet: frozenset[str] = frozenset()  # hooks nobody overrides: _event returns at once
         self._steps_schedulers = False  # any lr scheduler with interval "step"?
         self._custom_clipping = False  # does the module override configure_gradient_clipping?
         self._fx = ""
@@ -707,6 +708,9 @@ class Trainer:
             if hook not in _CALLBACK_ONLY
             and getattr(type(module), hook, None) is not getattr(LightningModule, hook, None)
         )
+        self._quiet = frozenset(
+            hook for hook in HOOKS if not self._hooked[hook] and hook not in self._module_hooks
+        )
 
     # ------------------------------------------------------------------ hook dispatch
     def _call_one(self, cb: Callback, hook: str, *args: Any) -> Any:
@@ -718,6 +722,8 @@ class Trainer:
 
     def _event(self, hook: str, *args: Any) -> Any:
         """The callbacks' ``hook`` (those that override it), then the module's (its result)."""
+        if hook in self._quiet:  # the common case, per step: nobody listens
+            return None
         try:
             callbacks = self._hooked[hook]
         except KeyError:
@@ -869,7 +875,10 @@ class Trainer:
                 self._event("on_before_zero_grad", optimizer)
                 module.optimizer_zero_grad(self.current_epoch, batch_idx, optimizer)
             self._backward(loss / accumulate if accumulate > 1 else loss, sync=not accumulating)
-            returned[0] = output if isinstance(output, dict) else {"loss": loss.detach()}
+            if isinstance(output, dict):
+                returned[0] = output
+            elif "on_train_batch_end" not in self._quiet:  # its only reader; a detach is a tensor
+                returned[0] = {"loss": loss.detach()}
             return loss
 
         if accumulating:
@@ -881,20 +890,16 @@ class Trainer:
         return returned[0]
 
     def _backward(self, loss: torch.Tensor, *args: Any, sync: bool = True, **kwargs: Any) -> None:
-        module = self.lightning_module
-        assert module is not None
         self._event("on_before_backward", loss)
         with self.strategy.backward_sync(sync):
-            module.backward(loss, *args, **kwargs)
+            self.lightning_module.backward(loss, *args, **kwargs)
         self._event("on_after_backward")
 
     def _before_optimizer_step(self, optimizer: LightningOptimizer, clip: bool) -> None:
-        module = self.lightning_module
-        assert module is not None
         self._event("on_before_optimizer_step", optimizer)
         if clip and (self.gradient_clip_val or self._custom_clipping):
             self._fx = "configure_gradient_clipping"
-            module.configure_gradient_clipping(
+            self.lightning_module.configure_gradient_clipping(
                 optimizer, self.gradient_clip_val, self.gradient_clip_algorithm
             )
 
@@ -951,8 +956,12 @@ class Trainer:
                 sync_dist,
                 add_dataloader_idx,
             )
-            results.cache[key] = metric
-            results.metrics[metric.name] = metric
+            results.add(key, metric)
+        if not metric.on_epoch and type(value) is torch.Tensor and value.dim() == 0:
+            # the usual training_step scalar, what as_value + update would do, without the calls
+            metric.value = value.detach()  # no .item() here: that would be a device sync
+            results.fresh[metric.name] = metric
+            return
         value = as_value(name, value)
         if metric.on_epoch and metric.reduce_fx == "mean" and batch_size is None:
             batch_size = self._batch_size
