@@ -21,6 +21,7 @@ What the loop asks of a strategy, and when:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import os
@@ -354,7 +355,11 @@ class DDPStrategy:
             else:
                 _launch.watch_parent()
             self.init_process_group(address, port, store)
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            _EXIT["clean"] = False  # no barrier at exit: the other ranks may never reach it
+            raise
 
     def init_process_group(self, address: str, port: int, store: Any = None) -> None:
         if self.kind == "cuda":
@@ -375,6 +380,7 @@ class DDPStrategy:
             world_size=self.world_size,
             timeout=self.timeout,
         )
+        atexit.register(_end_process_group)
 
     # ---------------------------------------------------------------- the loop's calls
     def setup_module(self, module: torch.nn.Module) -> torch.nn.Module:
@@ -528,3 +534,24 @@ def resolve_strategy(  # noqa: PLR0912
     raise TypeError(
         f"Trainer(strategy=...) got {type(strategy).__name__}; expected a str or Strategy"
     )
+
+
+_EXIT = {"clean": True}  # False once a Trainer run in this process raised
+
+
+def _end_process_group() -> None:
+    """At exit, every rank waits for the others, then the group is destroyed in order.
+
+    Without this, the rank hosting the store could leave while another still tears its group
+    down, and that rank aborts in C++ ("terminate called without an active exception").
+    """
+    if not dist.is_initialized() or not _EXIT["clean"]:
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=30))
+        else:
+            dist.barrier()
+        dist.destroy_process_group()
+    except Exception:  # a rank is gone already: the launcher ends the job with its code
+        return
