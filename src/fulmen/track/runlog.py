@@ -1,0 +1,334 @@
+"""The run log: the append-only file that is the durable record of one run, and its reader.
+
+This docstring is the format's definition (docs/run-log-format.md says the same at more length).
+The server ingests exactly what is described here; nothing in this module imports torch or numpy.
+
+Grammar (all integers little-endian; ``uvarint`` is LEB128, ``svarint`` is zigzag then LEB128)::
+
+    file    := header frame*
+    header  := "FULMENRL" u16:version(=1) u16:flags(=0) u32:reserved(=0)          16 bytes
+    frame   := u8:lead uvarint:n u32:crc payload[n]
+    lead    := 0xA0 | kind                   (high nibble 0xA is the resync marker, kind 1..15)
+    crc     := CRC-32 (zlib.crc32) of lead byte followed by payload
+    payload := uvarint:seq body              (seq starts at 1 and increases by 1 per frame)
+
+    body of HISTORY (kind 3), binary:
+        uvarint:schema  svarint:(seq - step)  uvarint:runtime_us  values
+        values := the row's columns, in the schema's order: fixed-size columns packed first as
+                  one struct (d: f64, f: f32, q: i64, ?: u8 bool), then each variable column as
+                  uvarint:len bytes (s: UTF-8 string, j: JSON text)
+    body of CONSOLE (kind 8): u8:stream (1 stdout, 2 stderr) then UTF-8 text
+    body of every other kind: one UTF-8 JSON object (NaN and Infinity allowed, as Python writes)
+
+Kinds and their JSON fields:
+
+    1 RUN       run start or resume: id, name, project, entity, group, job_type, tags, notes,
+                resumed (bool), time (wall clock, s), runtime (s of runtime already recorded
+                before this segment), host, user, program, args, python, pid, git (or null)
+    2 CONFIG    update: {key: value, ...} merged into the config (nested dicts kept)
+    3 HISTORY   one history record (binary, above); _step = seq - (seq - step)
+    4 SUMMARY   update: {key: value}, remove: [key, ...]; applied after rows seen so far
+    5 METRIC    define_metric: name, step_metric, summary (list), goal, step_sync, hidden
+    6 FILE      path (relative to the run's files/ folder), type ("console", "requirements",
+                "topology", "user", "media", ...), size
+    7 ARTIFACT  name, type, version, digest, aliases, used (bool: use_artifact), entries
+    8 CONSOLE   binary, above
+    9 STATS     system metrics: {"cpu": %, "rss_mb": ..., "gpu.0.util": ..., ...}
+    10 EXIT     exit_code, state ("finished", "failed", "killed"), runtime (s)
+    11 SCHEMA   id, columns: [[key, code], ...] with code one of d f q ? s j; declared before the
+                first HISTORY that uses it; ids are per file
+    12 REWIND   step: rows with _step >= step recorded earlier are superseded (resumed runs)
+    13 PATCH    binary, as HISTORY: values that arrived late (a CUDA scalar copied to the host
+                after log() returned) merged into the latest row with that step
+
+Rows: consecutive HISTORY records with the same step are one row (``commit=False`` and explicit
+``step=`` append parts of a row as separate records, so each ``log()`` is durable on return). A
+HISTORY record whose step is lower than an earlier one, without a REWIND before it, is kept as a row
+of its own (an ordinary run that logged a lower step). _runtime is runtime_us / 1e6; _timestamp is
+the segment's RUN.time + (_runtime - RUN.runtime).
+
+Reading: frames are checked by CRC. A frame that does not check is reported as a ``Corrupt`` and
+the reader resumes at the next offset holding a lead byte whose frame checks. A frame cut off by the
+end of the file with no good frame after it is a torn tail (a crash mid-write); it is reported by
+``Corrupt.torn`` and ends the iteration. Every frame before it is intact, by construction: the
+writer hands each whole frame to the OS in one ``os.write`` before ``log()`` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+__all__ = [
+    "FORMAT_VERSION",
+    "KINDS",
+    "MAGIC",
+    "Corrupt",
+    "Record",
+    "decode_history",
+    "read_records",
+]
+
+MAGIC = b"FULMENRL"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<8sHHI")
+HEADER_SIZE = HEADER.size
+
+RUN, CONFIG, HISTORY, SUMMARY, METRIC, FILE, ARTIFACT, CONSOLE = 1, 2, 3, 4, 5, 6, 7, 8
+STATS, EXIT, SCHEMA, REWIND, PATCH = 9, 10, 11, 12, 13
+KINDS: dict[int, str] = {
+    RUN: "run",
+    CONFIG: "config",
+    HISTORY: "history",
+    SUMMARY: "summary",
+    METRIC: "metric",
+    FILE: "file",
+    ARTIFACT: "artifact",
+    CONSOLE: "console",
+    STATS: "stats",
+    EXIT: "exit",
+    SCHEMA: "schema",
+    REWIND: "rewind",
+    PATCH: "patch",
+}
+LEAD_MARK = 0xA0
+_CRC = struct.Struct("<I")
+FIXED_CODES = frozenset("dfq?")
+MAX_FRAME = 1 << 30
+
+
+def header() -> bytes:
+    """The 16 bytes every run log starts with."""
+    return HEADER.pack(MAGIC, FORMAT_VERSION, 0, 0)
+
+
+# --- encoding (the writer side; kept here so the format lives in one file) ----------------------
+
+_SMALL = [bytes((i,)) for i in range(128)]
+LEAD_CRC = [zlib.crc32(bytes((LEAD_MARK | k,))) for k in range(16)]
+LEAD_BYTE = [bytes((LEAD_MARK | k,)) for k in range(16)]
+
+
+def uvarint(n: int) -> bytes:
+    """LEB128 of a non-negative int (fast paths for the sizes a run log mostly holds)."""
+    if n < 0x80:
+        return _SMALL[n]
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if n < 0x200000:
+        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def svarint(n: int) -> bytes:
+    """Zigzag LEB128 of any int."""
+    return uvarint(n << 1 if n >= 0 else ((-n) << 1) - 1)
+
+
+def frame(kind: int, payload: bytes) -> bytes:
+    """One whole frame: lead, length, CRC, payload."""
+    crc = zlib.crc32(payload, LEAD_CRC[kind])
+    return LEAD_BYTE[kind] + uvarint(len(payload)) + _CRC.pack(crc) + payload
+
+
+def json_payload(seq: int, obj: Any) -> bytes:
+    return uvarint(seq) + json.dumps(obj, separators=(",", ":"), default=str).encode()
+
+
+# --- decoding ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    """One decoded frame: its sequence number, kind, byte offsets in the file and body.
+
+    ``offset`` is where the frame starts and ``end`` just past it (ingest can be made idempotent
+    by either the sequence number or the offset).
+
+    ``data`` is the parsed JSON object for JSON kinds, the raw body bytes for HISTORY and PATCH
+    (decode it with :func:`decode_history` and the SCHEMA records seen before it), and
+    ``{"stream": "stdout" | "stderr", "text": str}`` for CONSOLE.
+    """
+
+    seq: int
+    kind: str
+    offset: int
+    end: int
+    data: Any
+
+
+@dataclass(frozen=True)
+class Corrupt:
+    """A stretch of the file that did not decode: ``offset`` to ``end`` (bytes), and why.
+
+    ``torn`` is True for an incomplete frame at the end of the file (a crash mid-write).
+    """
+
+    offset: int
+    end: int
+    reason: str
+    torn: bool = False
+
+
+def _read_uvarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _read_svarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    z, pos = _read_uvarint(buf, pos)
+    return (z >> 1) ^ -(z & 1), pos
+
+
+def _try_frame(buf: bytes, pos: int) -> tuple[int, int, int] | str:
+    """(kind, payload start, payload end) of a good frame at ``pos``, or why there is none."""
+    lead = buf[pos]
+    kind = lead & 0x0F
+    if lead & 0xF0 != LEAD_MARK or kind not in KINDS:
+        return "bad lead byte"
+    try:
+        n, start = _read_uvarint(buf, pos + 1)
+    except (IndexError, ValueError):
+        return "torn" if len(buf) - pos < 11 else "bad length"
+    if n > MAX_FRAME:
+        return "bad length"
+    end = start + 4 + n
+    if end > len(buf):
+        return "torn"
+    (crc,) = _CRC.unpack_from(buf, start)
+    if zlib.crc32(memoryview(buf)[start + 4 : end], LEAD_CRC[kind]) != crc:
+        return "CRC mismatch"
+    return kind, start + 4, end
+
+
+def _decode_body(kind: int, body: bytes) -> tuple[int, Any]:
+    seq, pos = _read_uvarint(body, 0)
+    if kind in (HISTORY, PATCH):
+        return seq, body[pos:]
+    if kind == CONSOLE:
+        stream = "stderr" if body[pos] == 2 else "stdout"
+        return seq, {"stream": stream, "text": body[pos + 1 :].decode("utf-8", "replace")}
+    return seq, json.loads(body[pos:])
+
+
+def read_records(source: str | Path | bytes | BinaryIO) -> Iterator[Record | Corrupt]:
+    """Every record of a run log in file order, with a ``Corrupt`` for each bad stretch.
+
+    ``source`` is a path, the file's bytes, or a binary file object read from its start. A bad
+    header yields one ``Corrupt`` and nothing else.
+    """
+    if isinstance(source, (str, Path)):
+        buf = Path(source).read_bytes()
+    elif isinstance(source, bytes):
+        buf = source
+    else:
+        buf = source.read()
+    if len(buf) < HEADER_SIZE:
+        yield Corrupt(0, len(buf), "incomplete header", torn=True)
+        return
+    magic, version, _, _ = HEADER.unpack_from(buf, 0)
+    if magic != MAGIC:
+        yield Corrupt(0, HEADER_SIZE, "not a fulmen run log (bad magic)")
+        return
+    if version > FORMAT_VERSION:
+        yield Corrupt(0, HEADER_SIZE, f"format version {version} is newer than {FORMAT_VERSION}")
+        return
+    pos, size = HEADER_SIZE, len(buf)
+    while pos < size:
+        found = _try_frame(buf, pos)
+        if isinstance(found, tuple):
+            kind, start, end = found
+            try:
+                seq, data = _decode_body(kind, buf[start:end])
+            except (ValueError, IndexError, UnicodeDecodeError) as exc:
+                # CRC-valid but undecodable: a writer bug, not a torn write; report and skip
+                yield Corrupt(pos, end, f"undecodable {KINDS[kind]} body: {exc}")
+            else:
+                yield Record(seq, KINDS[kind], pos, end, data)
+            pos = end
+            continue
+        reason = found
+        nxt = _resync(buf, pos + 1)
+        if nxt is None:
+            yield Corrupt(pos, size, "incomplete frame at end of file", torn=True)
+            return
+        yield Corrupt(pos, nxt, reason if reason != "torn" else "frame runs past the next frame")
+        pos = nxt
+
+
+def _resync(buf: bytes, pos: int) -> int | None:
+    """The offset of the next good frame at or after ``pos``, or None."""
+    size = len(buf)
+    while pos < size:
+        if buf[pos] & 0xF0 == LEAD_MARK and isinstance(_try_frame(buf, pos), tuple):
+            return pos
+        pos += 1
+    return None
+
+
+def good_end(path: str | Path) -> int:
+    """The byte offset just past the last good frame (where a resumed writer appends)."""
+    end = HEADER_SIZE
+    for item in read_records(path):
+        if isinstance(item, Record) or not item.torn:
+            end = item.end
+    return end
+
+
+_STRUCTS: dict[str, struct.Struct] = {}
+
+
+def fixed_struct(codes: str) -> struct.Struct:
+    """The struct that packs a schema's fixed-size columns (cached)."""
+    fmt = "<" + "".join(c for c in codes if c in FIXED_CODES)
+    s = _STRUCTS.get(fmt)
+    if s is None:
+        s = _STRUCTS[fmt] = struct.Struct(fmt)
+    return s
+
+
+def decode_history(
+    body: bytes, seq: int, schemas: dict[int, list[tuple[str, str]]]
+) -> tuple[int, float, dict[str, Any]]:
+    """(step, runtime in seconds, {key: value}) of a HISTORY record's body.
+
+    ``schemas`` maps schema id to its columns, from the SCHEMA records read before this one.
+    Strings decode to ``str``, JSON columns to their Python value (media and histograms are dicts
+    with a ``"_type"`` key).
+    """
+    schema_id, pos = _read_uvarint(body, 0)
+    delta, pos = _read_svarint(body, pos)
+    runtime_us, pos = _read_uvarint(body, pos)
+    columns = schemas[schema_id]
+    codes = "".join(c for _, c in columns)
+    fixed = fixed_struct(codes)
+    values = iter(fixed.unpack_from(body, pos))
+    pos += fixed.size
+    row: dict[str, Any] = {}
+    for key, code in columns:
+        if code in FIXED_CODES:
+            row[key] = next(values)
+            continue
+        n, pos = _read_uvarint(body, pos)
+        text = body[pos : pos + n].decode()
+        pos += n
+        row[key] = text if code == "s" else json.loads(text)
+    return seq - delta, runtime_us / 1e6, row
