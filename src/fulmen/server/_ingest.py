@@ -1,0 +1,278 @@
+"""Ingest: decode a batch of run-log frames into what the store writes. No SQL here.
+
+The client posts raw frames exactly as they sit in its run log (see ``fulmen.track.runlog``), after
+the 16-byte header. Ingest is idempotent by sequence number: frames at or below the highest
+contiguous sequence the server holds (``held``) are skipped, frames from ``held + 1`` on are
+applied in order, and a gap ends the batch (the client resends from ``held + 1``). The answer is
+the new ``held``. Decoding needs what earlier batches said (schemas, the current row, the summary):
+that is ``RunState``, which the store keeps with the run and hands back on the next batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fulmen.server._series import FIELDS, Array
+from fulmen.track.runlog import Corrupt, Record, decode_history, header, read_records
+
+RECENT_ROWS = 256  # rows a PATCH may still reach (late values arrive within moments)
+
+
+class BadBatch(ValueError):
+    """The body is not a sequence of well-formed run-log frames (answered with 400)."""
+
+
+@dataclass
+class RunState:
+    """What decoding a run's next batch needs from the batches before it (JSON in the store)."""
+
+    schemas: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    segment_time: float = 0.0
+    segment_runtime: float = 0.0
+    next_ordinal: int = 0
+    last_step: int | None = None
+    recent: list[tuple[int, int]] = field(default_factory=list)  # (step, ordinal), newest last
+    runtime: float = 0.0
+    last: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    modes: dict[str, list[str]] = field(default_factory=dict)  # "train/*" is a prefix
+    agg: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = dict(self.__dict__)
+        data["schemas"] = {str(k): v for k, v in self.schemas.items()}
+        return json.dumps(data, default=str)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RunState:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        data["schemas"] = {int(k): [tuple(c) for c in v] for k, v in data["schemas"].items()}
+        data["recent"] = [tuple(r) for r in data["recent"]]
+        return cls(**data)
+
+    # --- the summary (the same rules as fulmen.track's SummaryState) ---------------------------
+
+    def modes_of(self, key: str) -> list[str] | None:
+        modes = self.modes.get(key)
+        if modes is None:
+            for name, prefix_modes in self.modes.items():
+                if name.endswith("*") and key.startswith(name[:-1]):
+                    modes = prefix_modes
+        return modes
+
+    def observe(self, row: dict[str, Any]) -> None:
+        self.last.update(row)
+        if self.overrides or self.removed:
+            for key in row:
+                self.overrides.pop(key, None)
+                if key in self.removed:
+                    self.removed.remove(key)
+        if not self.modes:
+            return
+        for key, value in row.items():
+            if self.modes_of(key) is None or not _is_number(value):
+                continue
+            agg = self.agg.setdefault(key, {})
+            agg.setdefault("first", value)
+            if not math.isnan(value):
+                agg["min"] = min(agg.get("min", value), value)
+                agg["max"] = max(agg.get("max", value), value)
+                agg["sum"] = agg.get("sum", 0.0) + value
+                agg["n"] = agg.get("n", 0) + 1
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.last.items():
+            if key in self.removed:
+                continue
+            modes = self.modes_of(key) if self.modes else None
+            if modes is None or modes == ["last"]:
+                out[key] = value
+                continue
+            agg = self.agg.get(key, {})
+            entry: dict[str, Any] = {}
+            for mode in modes:
+                if mode == "last":
+                    entry["last"] = value
+                elif mode == "mean" and agg.get("n"):
+                    entry["mean"] = agg["sum"] / agg["n"]
+                elif mode in ("min", "max", "first") and mode in agg:
+                    entry[mode] = agg[mode]
+            if entry:
+                out[key] = entry
+        for key, value in self.overrides.items():
+            if key not in self.removed:
+                out[key] = value
+        return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass
+class Batch:
+    """What one batch adds, in the order the store must apply it."""
+
+    held: int  # the highest contiguous sequence after this batch
+    frames: bytes  # the accepted frames, verbatim (kept for export and rebuilds)
+    first_seq: int
+    starts: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    # ("points", {key: (FIELDS, n) array}) and ("rewind", step), in log order
+    series: list[tuple[str, Any]] = field(default_factory=list)
+    console: list[tuple[int, str, str]] = field(default_factory=list)
+    stats: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    exit: dict[str, Any] | None = None
+    rows: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.frames
+
+
+class _Points:
+    """Per-metric point lists for the rows of a batch, flushed as arrays at a REWIND or the end."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, list[list[float]]] = {}
+
+    def add(self, key: str, ordinal: int, step: int, rt: float, ts: float, value: float) -> None:
+        cols = self.by_key.get(key)
+        if cols is None:
+            cols = self.by_key[key] = [[], [], [], [], []]
+        elif cols[0] and cols[0][-1] == ordinal:  # the same row again: the later value wins
+            cols[4][-1] = value
+            return
+        cols[0].append(ordinal)
+        cols[1].append(step)
+        cols[2].append(rt)
+        cols[3].append(ts)
+        cols[4].append(value)
+
+    def flush(self) -> dict[str, Array]:
+        out = {k: np.array(v, dtype=np.float64).reshape(FIELDS, -1) for k, v in self.by_key.items()}
+        self.by_key = {}
+        return out
+
+
+def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
+    """Decode ``body`` (frames) against ``state`` (updated in place); see the module docstring."""
+    buf = header() + body
+    first = held + 1
+    start_offset: int | None = None
+    end_offset = 0
+    batch = Batch(held=held, frames=b"", first_seq=first)
+    points = _Points()
+    for item in read_records(buf):
+        if isinstance(item, Corrupt):
+            raise BadBatch(
+                f"malformed frame at byte {item.offset - len(header())} of the body: {item.reason}"
+            )
+        rec: Record = item
+        if rec.seq <= batch.held:
+            continue  # already held: idempotent
+        if rec.seq != batch.held + 1:
+            break  # a gap: the client resends from held + 1
+        if start_offset is None:
+            start_offset = rec.offset
+        end_offset = rec.end
+        batch.held = rec.seq
+        try:
+            _apply(rec, state, batch, points)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise BadBatch(f"record {rec.seq} ({rec.kind}) does not decode: {exc}") from exc
+    flushed = points.flush()
+    if flushed:
+        batch.series.append(("points", flushed))
+    if start_offset is not None:
+        batch.frames = buf[start_offset:end_offset]
+    return batch
+
+
+def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
+    kind, data = rec.kind, rec.data
+    if kind in ("history", "patch"):
+        step, runtime, values = decode_history(data, rec.seq, state.schemas)
+        timestamp = state.segment_time + (runtime - state.segment_runtime)
+        state.runtime = max(state.runtime, runtime)
+        ordinal: int | None = None
+        if kind == "patch":
+            ordinal = next((o for s, o in reversed(state.recent) if s == step), None)
+        elif state.last_step == step and state.next_ordinal > 0:
+            ordinal = state.next_ordinal - 1  # another part of the same row
+        if ordinal is None:
+            ordinal = state.next_ordinal
+            state.next_ordinal += 1
+            state.last_step = step
+            state.recent.append((step, ordinal))
+            if len(state.recent) > RECENT_ROWS * 2:
+                del state.recent[:RECENT_ROWS]
+            batch.rows += 1
+        for key, value in values.items():
+            if isinstance(value, (int, float)):  # bool too: charts show it as 0/1
+                points.add(key, ordinal, step, runtime, timestamp, float(value))
+        state.observe(values)
+    elif kind == "schema":
+        state.schemas[int(data["id"])] = [(str(k), str(c)) for k, c in data["columns"]]
+    elif kind == "rewind":
+        flushed = points.flush()
+        if flushed:
+            batch.series.append(("points", flushed))
+        step = int(data["step"])
+        batch.series.append(("rewind", step))
+        state.recent = [(s, o) for s, o in state.recent if s < step]
+        state.last_step = state.recent[-1][0] if state.recent else None
+    elif kind == "run":
+        state.segment_time = float(data.get("time", 0.0))
+        state.segment_runtime = float(data.get("runtime", 0.0))
+        batch.starts.append(data)
+        batch.exit = None
+    elif kind == "config":
+        batch.config.update(data)
+    elif kind == "summary":
+        for key, value in data.get("update", {}).items():
+            state.overrides[key] = value
+            if key in state.removed:
+                state.removed.remove(key)
+        for key in data.get("remove", []):
+            state.overrides.pop(key, None)
+            if key not in state.removed:
+                state.removed.append(key)
+    elif kind == "metric":
+        batch.metrics.append(data)
+        modes = data.get("summary") or []
+        if modes:
+            state.modes[str(data["name"])] = list(modes)
+    elif kind == "file":
+        batch.files.append(data)
+    elif kind == "artifact":
+        batch.artifacts.append(data)
+    elif kind == "console":
+        batch.console.append((rec.seq, data["stream"], data["text"]))
+    elif kind == "stats":
+        batch.stats.append((rec.seq, data))
+    elif kind == "exit":
+        batch.exit = data
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: JSON (and SQLite's JSON functions) have neither."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
