@@ -42,6 +42,39 @@ def info() -> None:
     click.echo(f"devices  {devices}")
 
 
+@cli.command()
+@click.argument("directory", required=False)
+@click.option("--project", "-p", default=None, help="Only the runs of this project.")
+def runs(directory: str | None, project: str | None) -> None:
+    """List the local runs under DIRECTORY (default: where init() writes): id, name, project,
+    state, rows and the last values of a few metrics."""
+    from fulmen.track import Api
+
+    found = Api(dir=directory).runs(project)
+    if not found:
+        click.echo(f"no runs under {Api(dir=directory).root}")
+        return
+    table = [("ID", "NAME", "PROJECT", "STATE", "ROWS", "METRICS")]
+    for run in found:
+        summary = run.summary
+        shown = [k for k in summary if not k.startswith("_") and _is_scalar(summary[k])][:3]
+        metrics = "  ".join(f"{k}={_short(summary[k])}" for k in shown)
+        table.append((run.id, run.name, run.project, run.state, str(run.rows), metrics))
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        click.echo(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[5]
+        )
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, (int, float, str, bool))
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)[:20]
+
+
 def _dist_version(name: str) -> str:
     try:
         return metadata.version(name)

@@ -1,7 +1,102 @@
 """fulmen.track: the experiment tracker client (runs, config, history, summary, artifacts, Api).
 
 Importing it must not import torch: torch is imported inside the functions that receive a tensor or
-a module. ``import fulmen.track as wandb`` is the porting path for wandb scripts.
+a module. ``import fulmen.track as wandb`` is the porting path for wandb scripts. The module-level
+functions are one-liners over the active run (the one the last ``init()`` returned).
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from typing import Any
+
+from fulmen.track._api import Api, ApiRun
+from fulmen.track._artifacts import Artifact, ArtifactEntry
+from fulmen.track._config import Config, Summary
+from fulmen.track._run import Error, Run, StepWarning, active, init
+from fulmen.track._values import Histogram
+
+__all__ = [
+    "Api",
+    "ApiRun",
+    "Artifact",
+    "ArtifactEntry",
+    "Config",
+    "Error",
+    "Histogram",
+    "Run",
+    "StepWarning",
+    "Summary",
+    "config",
+    "define_metric",
+    "finish",
+    "init",
+    "log",
+    "log_artifact",
+    "run",
+    "save",
+    "summary",
+    "unwatch",
+    "use_artifact",
+    "watch",
+]
+
+
+def _require_run(function: str) -> Any:
+    current = active()
+    if current is None:
+        raise Error(f"call fulmen.track.init() before fulmen.track.{function}()")
+    return current
+
+
+def __getattr__(name: str) -> Any:
+    # run, config and summary follow the active run (wandb.run is None before init()).
+    if name == "run":
+        return active()
+    if name in ("config", "summary"):
+        current = active()
+        if current is None:
+            return Config() if name == "config" else {}
+        return getattr(current, name)
+    raise AttributeError(f"module 'fulmen.track' has no attribute {name!r}")
+
+
+def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+    """``run.log`` on the active run."""
+    _require_run("log").log(data, step=step, commit=commit)
+
+
+def define_metric(name: str, *args: Any, **kwargs: Any) -> Any:
+    """``run.define_metric`` on the active run."""
+    return _require_run("define_metric").define_metric(name, *args, **kwargs)
+
+
+def watch(models: Any, *args: Any, **kwargs: Any) -> None:
+    """``run.watch`` on the active run."""
+    _require_run("watch").watch(models, *args, **kwargs)
+
+
+def unwatch(models: Any = None) -> None:
+    """``run.unwatch`` on the active run."""
+    _require_run("unwatch").unwatch(models)
+
+
+def log_artifact(artifact: Any, *args: Any, **kwargs: Any) -> Any:
+    """``run.log_artifact`` on the active run."""
+    return _require_run("log_artifact").log_artifact(artifact, *args, **kwargs)
+
+
+def use_artifact(artifact_or_name: Any, type: str | None = None) -> Any:
+    """``run.use_artifact`` on the active run."""
+    return _require_run("use_artifact").use_artifact(artifact_or_name, type=type)
+
+
+def save(path: str) -> None:
+    """``run.save`` on the active run."""
+    _require_run("save").save(path)
+
+
+def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
+    """``run.finish`` on the active run; nothing when there is none."""
+    current = active()
+    if current is not None:
+        current.finish(exit_code=exit_code, quiet=quiet)

@@ -10,7 +10,6 @@ import fcntl
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,23 +123,23 @@ class SummaryState:
         return out
 
 
-@dataclass
 class RunData:
     """Everything one run log says, replayed in order."""
 
-    path: Path
-    starts: list[dict[str, Any]] = field(default_factory=list)  # RUN records
-    config: dict[str, Any] = field(default_factory=dict)
-    summary: SummaryState = field(default_factory=SummaryState)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    files: list[dict[str, Any]] = field(default_factory=list)
-    artifacts: list[dict[str, Any]] = field(default_factory=list)
-    exit: dict[str, Any] | None = None
-    corrupt: list[Corrupt] = field(default_factory=list)
-    last_seq: int = 0
-    max_schema: int = -1
-    runtime: float = 0.0
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.starts: list[dict[str, Any]] = []  # RUN records
+        self.config: dict[str, Any] = {}
+        self.summary = SummaryState()
+        self.rows: list[dict[str, Any]] = []
+        self.metrics: list[dict[str, Any]] = []
+        self.files: list[dict[str, Any]] = []
+        self.artifacts: list[dict[str, Any]] = []
+        self.exit: dict[str, Any] | None = None
+        self.corrupt: list[Corrupt] = []
+        self.last_seq = 0
+        self.max_schema = -1
+        self.runtime = 0.0
 
     @property
     def meta(self) -> dict[str, Any]:

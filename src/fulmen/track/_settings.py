@@ -4,12 +4,10 @@ file, default. docs/track.md has the same table; ``SETTINGS`` below is its sourc
 
 from __future__ import annotations
 
-import configparser
 import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,35 +42,37 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-@dataclass
 class Settings:
     """Resolved settings of one run (see docs/track.md, "Settings")."""
 
-    project: str = "uncategorized"
-    entity: str | None = None
-    name: str | None = None
-    id: str | None = None
-    group: str | None = None
-    job_type: str | None = None
-    tags: tuple[str, ...] = ()
-    notes: str | None = None
-    mode: str = "offline"
-    dir: Path = field(default_factory=lambda: Path("."))
-    resume: str | None = None
-    anonymous: bool | None = None
-    base_url: str | None = None
-    api_key: str | None = None
-    console: bool = True
-    stats_interval: float = 15.0
-    disable_git: bool = False
-    silent: bool = False
-    mode_note: str | None = None  # the one line printed when online falls back to offline
+    def __init__(self) -> None:
+        self.project: str = "uncategorized"
+        self.entity: str | None = None
+        self.name: str | None = None
+        self.id: str | None = None
+        self.group: str | None = None
+        self.job_type: str | None = None
+        self.tags: tuple[str, ...] = ()
+        self.notes: str | None = None
+        self.mode: str = "offline"
+        self.dir: Path = Path(".")
+        self.resume: str | None = None
+        self.anonymous: bool | None = None
+        self.base_url: str | None = None
+        self.api_key: str | None = None
+        self.console: bool = True
+        self.stats_interval: float = 15.0
+        self.disable_git: bool = False
+        self.silent: bool = False
+        self.mode_note: str | None = None  # the one line printed when online falls back
 
 
 def settings_file() -> dict[str, str]:
     path = Path(os.environ.get(SETTINGS_FILE_VARIABLE) or DEFAULT_SETTINGS_FILE).expanduser()
     if not path.is_file():
         return {}
+    import configparser
+
     parser = configparser.ConfigParser()
     try:
         parser.read(path)
@@ -101,7 +101,7 @@ def resolve(arguments: Mapping[str, Any]) -> Settings:
             setattr(s, name, check_name(name, value, allow_separators=name == "notes"))
     s.id = None if raw["id"] is None else check_id(raw["id"])
     s.tags = _tags(raw["tags"])
-    s.dir = Path(raw["dir"]).expanduser()
+    s.dir = Path(raw["dir"]).expanduser().absolute()
     s.resume = _resume(raw["resume"])
     s.anonymous = _anonymous(raw["anonymous"])
     s.base_url = raw["base_url"] or None

@@ -60,9 +60,8 @@ import json
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 __all__ = [
     "FORMAT_VERSION",
@@ -148,8 +147,7 @@ def json_payload(seq: int, obj: Any) -> bytes:
 # --- decoding ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One decoded frame: its sequence number, kind, byte offsets in the file and body.
 
     ``offset`` is where the frame starts and ``end`` just past it (ingest can be made idempotent
@@ -167,8 +165,7 @@ class Record:
     data: Any
 
 
-@dataclass(frozen=True)
-class Corrupt:
+class Corrupt(NamedTuple):
     """A stretch of the file that did not decode: ``offset`` to ``end`` (bytes), and why.
 
     ``torn`` is True for an incomplete frame at the end of the file (a crash mid-write).

@@ -1,0 +1,945 @@
+"""``init`` and ``Run``: one run's writer.
+
+Every call that records something appends one frame to the run log with one ``os.write``
+before it returns (see runlog.py): nothing is buffered in this process, so ``kill -9`` loses
+nothing that a call returned from. ``log()`` has a fast path for the common case (flat dict, plain
+numbers, keys and types seen before): one precompiled ``struct`` pack, a CRC, one write.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from fulmen.__about__ import __version__
+from fulmen.track import runlog as rl
+from fulmen.track._artifacts import Artifact, ArtifactStore
+from fulmen.track._config import Config, Summary
+from fulmen.track._replay import RunData, SummaryState, parse_summary, replay, state_of
+from fulmen.track._settings import SETTINGS, Settings, check_name, resolve
+from fulmen.track._system import ConsoleTee, Sampler, atomic_write
+from fulmen.track._values import DeferredTensor, check_key, convert, flatten, type_code
+
+_perf = time.perf_counter
+_uvarint, _svarint, _frame = rl.uvarint, rl.svarint, rl.frame
+_HISTORY_LEAD = rl.LEAD_BYTE[rl.HISTORY]
+_HISTORY_CRC = rl.LEAD_CRC[rl.HISTORY]
+_crc32 = __import__("zlib").crc32
+_pack_crc = __import__("struct").Struct("<I").pack
+_write = os.write
+_SMALL = [bytes((i,)) for i in range(128)]
+LOCK_WAIT_S = 0.25
+
+
+class Error(RuntimeError):
+    """A run cannot do what was asked (its folder is unwritable, another process writes it, ...)."""
+
+
+class StepWarning(UserWarning):
+    """A row was logged at a step lower than an earlier one; it is kept (said once per run)."""
+
+
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _new_id() -> str:
+    return "".join(_ID_ALPHABET[b % 36] for b in os.urandom(8))
+
+
+def find_run_dir(root: Path, run_id: str) -> Path | None:
+    """The newest folder ``root/run-<time>-<run_id>``, if any."""
+    try:
+        matches = [p for p in root.glob(f"run-*-{run_id}") if p.name.split("-", 2)[2] == run_id]
+    except OSError:
+        return None
+    return max(matches, key=lambda p: p.name) if matches else None
+
+
+def log_path(run_dir: Path) -> Path:
+    return run_dir / f"run-{run_dir.name.split('-', 2)[2]}.fulmen"
+
+
+class Run:
+    """One run being recorded. Create it with ``init()``; see docs/track.md for every method."""
+
+    def __init__(self, settings: Settings, config: Any = None) -> None:
+        self._settings = s = settings
+        self.mode = s.mode
+        root = s.dir / "fulmen"
+        resumed_data, run_id, run_dir = self._claim(root, s)
+        self.resumed = resumed_data is not None
+        meta = resumed_data.meta if resumed_data is not None else {}
+        self._id = run_id
+        self._name = s.name or meta.get("name") or run_id
+        self._project = s.project if s.project != "uncategorized" or not meta else meta["project"]
+        self._entity = s.entity or meta.get("entity")
+        self._group = s.group or meta.get("group")
+        self._job_type = s.job_type or meta.get("job_type")
+        self._tags = tuple(s.tags) or tuple(meta.get("tags", ()))
+        self._notes = s.notes or meta.get("notes")
+        self._root, self._run_dir, self._files = root, run_dir, run_dir / "files"
+        self._path = log_path(run_dir)
+        self._state = "running"
+        self._lock = threading.RLock()
+        self._closed = False
+        self._warned_step = False
+        self._extra: dict[str, Any] = {}
+        self._watchers: list[Any] = []
+        self._deferred: list[tuple[int, list[DeferredTensor]]] = []
+        self._schema_ids: dict[tuple[tuple[str, str], ...], int] = {}
+        self._fast_schemas: dict[tuple[Any, ...], list[Any]] = {}
+        self._summary_state = SummaryState()
+        self.summary = Summary(self._summary_state, self._summary_changed)
+        self.config = Config(self._config_changed)
+        try:
+            self._open_log(resumed_data)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self._last = self._summary_state.last
+        self._fast = True
+        self.start_time = time.time()
+        self._t0 = _perf() - self._rt0_us / 1e6  # runtime continues across resumes
+        self._append_json(rl.RUN, self._start_record())
+        if config is not None:
+            self.config.update(config, allow_val_change=self.resumed)
+        self._write_metadata()
+        self._point_latest()
+        self._tees: list[ConsoleTee] = []
+        self._output_fd = -1
+        if s.console:
+            self._start_console()
+        self._sampler = Sampler(
+            self._files,
+            interval=s.stats_interval,
+            collect_git=not (s.disable_git or s.anonymous),
+            on_file=self._file_written,
+            on_stats=self._stats,
+        )
+        self._sampler.start()
+        if s.mode_note and not s.silent:
+            print(s.mode_note, file=sys.stderr)
+
+    # --- set-up ---------------------------------------------------------------------------------
+
+    def _claim(self, root: Path, s: Settings) -> tuple[RunData | None, str, Path]:
+        """Create or find the run folder and take the run's lock (one writer per run id)."""
+        try:
+            (root / ".locks").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Error(f"cannot create the run directory {root}: {exc.strerror or exc}") from exc
+        if not os.access(root, os.W_OK):
+            raise Error(f"cannot write to the run directory {root}: permission denied")
+        run_id = s.id
+        if run_id is None and s.resume == "auto":
+            run_id = _auto_resume_id(root)
+        if run_id is None:
+            run_id = _new_id()
+        lock_file = root / ".locks" / f"{run_id}.lock"
+        try:
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise Error(f"cannot create the lock file {lock_file}: {exc.strerror}") from exc
+        deadline = _perf() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if _perf() > deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                    raise Error(
+                        f"run {run_id!r} is being written by another live process (pid {holder});"
+                        " two processes cannot write one run: give this one another id"
+                    ) from None
+                time.sleep(0.01)
+        self._lock_fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            existing = find_run_dir(root, run_id)
+            data = self._resume_decision(existing, run_id, s.resume)
+            if data is not None and existing is not None:
+                return data, run_id, existing
+            stamp = time.strftime("%Y%m%d_%H%M%S")
+            run_dir = root / f"run-{stamp}-{run_id}"
+            (run_dir / "files").mkdir(parents=True, exist_ok=True)
+            return None, run_id, run_dir
+        except BaseException as exc:
+            os.close(fd)
+            if isinstance(exc, OSError):
+                raise Error(f"cannot write the run to {root}: {exc.strerror or exc}") from exc
+            raise
+
+    @staticmethod
+    def _resume_decision(existing: Path | None, run_id: str, resume: str | None) -> RunData | None:
+        if existing is None:
+            if resume == "must":
+                raise Error(f'resume="must" but there is no run with id {run_id!r} to resume')
+            return None
+        if resume in (None, "never"):
+            raise Error(
+                f"a run with id {run_id!r} already exists ({existing}); pass resume='allow' to "
+                "continue it, or use another id"
+            )
+        return replay(log_path(existing))
+
+    def _open_log(self, data: RunData | None) -> None:
+        path = self._path
+        try:
+            if data is not None and data.corrupt and data.corrupt[-1].torn:
+                os.truncate(path, data.corrupt[-1].offset)  # drop a torn tail before appending
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if data is None:
+                _write(self._fd, rl.header())
+        except OSError as exc:
+            raise Error(f"cannot write the run log {path}: {exc.strerror or exc}") from exc
+        if data is None:
+            self._seq, self._step, self._last_written, self._rt0_us = 0, 0, -1, 0
+            self._next_schema = 0
+            return
+        self._seq = data.last_seq
+        self._step = data.max_step + 1
+        self._last_written = data.last_step
+        self._rt0_us = int(data.runtime * 1e6) + 1
+        self._next_schema = data.max_schema + 1
+        self.config._data.update(data.config)
+        self._summary_state = data.summary
+        self.summary = Summary(data.summary, self._summary_changed)
+        self._resumed_rows = len(data.rows)
+
+    def _start_record(self) -> dict[str, Any]:
+        import platform
+        import socket
+
+        anonymous = bool(self._settings.anonymous)
+        return {
+            "id": self._id,
+            "name": self._name,
+            "project": self._project,
+            "entity": None if anonymous else self._entity,
+            "group": self._group,
+            "job_type": self._job_type,
+            "tags": list(self._tags),
+            "notes": self._notes,
+            "resumed": self.resumed,
+            "mode": self.mode,
+            "time": self.start_time,
+            "runtime": self._rt0_us / 1e6,
+            "host": None if anonymous else socket.gethostname(),
+            "user": None if anonymous else _user(),
+            "program": sys.argv[0] if sys.argv else None,
+            "args": sys.argv[1:],
+            "python": platform.python_version(),
+            "pid": os.getpid(),
+            "fulmen": __version__,
+        }
+
+    def _write_metadata(self) -> None:
+        meta = {
+            "id": self._id,
+            "name": self._name,
+            "project": self._project,
+            "entity": self._entity,
+            "group": self._group,
+            "tags": list(self._tags),
+            "state": self._state,
+            "mode": self.mode,
+            "log": self._path.name,
+            "updated": time.time(),
+        }
+        try:
+            atomic_write(self._run_dir / "run.json", json.dumps(meta, indent=1))
+        except OSError as exc:
+            print(f"fulmen: could not update {self._run_dir / 'run.json'}: {exc}", file=sys.stderr)
+
+    def _point_latest(self) -> None:
+        link = self._root / "latest-run"
+        tmp = self._root / f".latest-run.{os.getpid()}"
+        try:
+            if tmp.is_symlink():
+                tmp.unlink()
+            os.symlink(self._run_dir.name, tmp)
+            os.replace(tmp, link)
+        except OSError:
+            pass  # a file system without symlinks: readers fall back to the newest folder
+
+    def _start_console(self) -> None:
+        try:
+            self._output_fd = os.open(
+                self._files / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+            )
+        except OSError:
+            return
+        self._tees = [
+            ConsoleTee(sys.stdout, 1, self._console),
+            ConsoleTee(sys.stderr, 2, self._console),
+        ]
+        sys.stdout, sys.stderr = self._tees
+        self._append_json(rl.FILE, {"path": "output.log", "type": "console", "size": 0})
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def _emit(self, kind: int, payload: bytes) -> None:
+        """Append one frame (call with the lock held, ``self._seq`` already advanced)."""
+        fr = _frame(kind, payload)
+        try:
+            n = _write(self._fd, fr)
+        except OSError as exc:
+            self._seq -= 1
+            raise Error(
+                f"could not write to the run log {self._path}: {exc.strerror}; what was logged "
+                "before is intact"
+            ) from exc
+        if n != len(fr):
+            self._short_write(n)
+
+    def _short_write(self, n: int) -> None:
+        # A partial frame (disk full): cut it off so the log stays a sequence of whole frames.
+        self._seq -= 1
+        with contextlib.suppress(OSError):  # readers skip a partial frame anyway
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - n)
+        raise Error(f"could not write to the run log {self._path}: disk full? (short write)")
+
+    def _append_json(self, kind: int, obj: Any) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._seq += 1
+            self._emit(kind, rl.json_payload(self._seq, obj))
+
+    def _config_changed(self, changed: dict[str, Any]) -> None:
+        self._check_open()
+        self._append_json(rl.CONFIG, changed)
+
+    def _summary_changed(self, update: dict[str, Any], remove: list[str]) -> None:
+        self._check_open()
+        self._append_json(rl.SUMMARY, {"update": update, "remove": remove})
+
+    def _console(self, stream: int, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        with self._lock:
+            if self._closed:
+                return
+            if self._output_fd >= 0:
+                with contextlib.suppress(OSError):
+                    _write(self._output_fd, data)
+            self._seq += 1
+            self._emit(rl.CONSOLE, _uvarint(self._seq) + bytes((stream,)) + data)
+
+    def _stats(self, stats: dict[str, float]) -> None:
+        self._append_json(rl.STATS, stats)
+
+    def _file_written(self, path: str, kind: str) -> None:
+        try:
+            size = (self._files / path).stat().st_size
+        except OSError:
+            size = 0
+        self._append_json(rl.FILE, {"path": path, "type": kind, "size": size})
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Error(f"run {self._id!r} is finished; start a new one with init()")
+
+    # --- the public API -------------------------------------------------------------------------
+
+    def log(
+        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+    ) -> None:
+        """Append one history row (or part of one: ``commit=False``, or an explicit ``step``)."""
+        if self._fast and step is None and commit is None and type(data) is dict:
+            vals = data.values()
+            enc = self._fast_schemas.get((*data, *map(type, vals)))
+            if enc is not None:
+                try:
+                    packed = enc[2](*vals)
+                except Exception:  # an int beyond 64 bits, ...: the general path handles it
+                    packed = None
+                if packed is not None:
+                    lock = self._lock
+                    lock.acquire()
+                    seq = self._seq + 1
+                    step = self._step
+                    if seq - step != enc[1]:  # the cached schema + step-delta prefix is stale
+                        enc[1], enc[3] = seq - step, enc[0] + _svarint(seq - step)
+                    payload = (
+                        _uvarint(seq) + enc[3] + _uvarint(int((_perf() - self._t0) * 1e6)) + packed
+                    )
+                    n = len(payload)
+                    fr = (
+                        _HISTORY_LEAD
+                        + (_SMALL[n] if n < 128 else _uvarint(n))
+                        + _pack_crc(_crc32(payload, _HISTORY_CRC))
+                        + payload
+                    )
+                    try:
+                        n = _write(self._fd, fr)
+                    except OSError as exc:
+                        lock.release()
+                        raise Error(f"could not write to the run log: {exc.strerror}") from exc
+                    self._seq = seq
+                    self._step = step + 1
+                    self._last_written = step
+                    lock.release()
+                    if n != len(fr):
+                        with lock:
+                            self._seq += 1
+                            self._short_write(n)
+                    self._last.update(data)
+                    return
+        self._log_general(data, step, commit)
+
+    def _log_general(self, data: Any, step: Any, commit: Any) -> None:  # noqa: PLR0912
+        self._check_open()
+        if not isinstance(data, Mapping):
+            raise TypeError(f"log() takes a dict of {{key: value}}, got {type(data).__name__}")
+        if step is not None:
+            if isinstance(step, bool) or not hasattr(step, "__index__"):
+                raise TypeError(f"step must be an int >= 0, got {type(step).__name__} {step!r}")
+            step = step.__index__()
+            if step < 0:
+                raise ValueError(f"step must be an int >= 0, got {step}")
+        if commit is not None and not isinstance(commit, bool):
+            raise TypeError(f"commit must be True, False or None, got {commit!r}")
+        errors: list[tuple[type[Exception], str]] = []
+        row: dict[str, tuple[str, Any]] = {}
+        deferred: list[DeferredTensor] = []
+        for key, value in flatten(data):
+            why = check_key(key)
+            if why is not None:
+                errors.append((ValueError if isinstance(key, str) else TypeError, why))
+                continue
+            try:
+                converted = convert(key, value)
+            except (TypeError, ValueError) as exc:
+                errors.append((TypeError, str(exc)))
+                continue
+            if isinstance(converted, DeferredTensor):
+                deferred.append(converted)
+            else:
+                row[key] = converted
+        if self._extra:
+            with self._lock:
+                extra, self._extra = self._extra, {}
+            for key, value in extra.items():
+                row.setdefault(key, ("j", value))
+        with self._lock:
+            self._check_open()
+            at = self._place(step, commit)
+            if row:
+                self._write_row(rl.HISTORY, at, row)
+        if row:
+            self._summary_state.observe({k: v for k, (_, v) in row.items()})
+        if deferred:
+            self._defer(at, deferred)
+        self._fast = not (self._extra or self._summary_state.aggregating)
+        if not errors and not deferred and type(data) is dict and len(row) == len(data):
+            self._remember_fast(data, row)
+        if errors:
+            kind = errors[0][0]
+            messages = "; ".join(msg for _, msg in errors)
+            raise kind(f"{messages} (the other keys of the row were logged)")
+
+    def _place(self, step: int | None, commit: bool | None) -> int:
+        """The step this record goes to, moving the run's step (with the lock held)."""
+        current = self._step
+        if step is None:
+            if commit is not False:
+                self._step = current + 1
+            return current
+        if step >= current:
+            self._step = step + 1 if commit else step
+            return step
+        if step == self._last_written:
+            return step  # another part of the row just written
+        if self.resumed:
+            # Training resumed from an earlier checkpoint: supersede rows from this step on.
+            self._seq += 1
+            self._emit(rl.REWIND, rl.json_payload(self._seq, {"step": step}))
+            self._step = step + 1 if commit else step
+            return step
+        if not self._warned_step:
+            self._warned_step = True
+            warnings.warn(
+                f"run {self._id!r}: logged step {step} is lower than the current step "
+                f"{current}; the row is kept as logged (said once per run)",
+                StepWarning,
+                stacklevel=4,
+            )
+        return step
+
+    def _write_row(self, kind: int, step: int, row: dict[str, tuple[str, Any]]) -> None:
+        columns = tuple((k, c) for k, (c, _) in row.items())
+        sid = self._schema_ids.get(columns)
+        if sid is None:
+            sid = self._schema_ids[columns] = self._next_schema
+            self._next_schema += 1
+            self._seq += 1
+            body = {"id": sid, "columns": [list(c) for c in columns]}
+            self._emit(rl.SCHEMA, rl.json_payload(self._seq, body))
+        codes = "".join(c for _, c in columns)
+        fixed = rl.fixed_struct(codes)
+        parts = [fixed.pack(*(v for c, v in row.values() if c in rl.FIXED_CODES))]
+        for code, value in row.values():
+            if code == "s":
+                raw = value.encode("utf-8", "surrogatepass")
+            elif code == "j":
+                raw = json.dumps(value, separators=(",", ":"), default=str).encode()
+            else:
+                continue
+            parts += (_uvarint(len(raw)), raw)
+        self._seq += 1
+        runtime = int((_perf() - self._t0) * 1e6)
+        head = _uvarint(self._seq) + _uvarint(sid) + _svarint(self._seq - step) + _uvarint(runtime)
+        self._emit(kind, head + b"".join(parts))
+        if kind == rl.HISTORY:
+            self._last_written = step
+
+    def _remember_fast(self, data: dict[str, Any], row: dict[str, tuple[str, Any]]) -> None:
+        codes = []
+        for key, value in data.items():
+            code = type_code(value)
+            if code is None or row[key][0] != code:
+                return
+            codes.append((key, code))
+        sid = self._schema_ids[tuple(codes)]
+        signature = (*data, *map(type, data.values()))
+        sid_bytes = _uvarint(sid)
+        pack = rl.fixed_struct("".join(c for _, c in codes)).pack
+        # [schema id bytes, step delta the prefix is for, pack, prefix]: see log()'s fast path
+        self._fast_schemas[signature] = [sid_bytes, None, pack, b""]
+
+    def _defer(self, step: int, items: list[DeferredTensor]) -> None:
+        # CUDA scalars: written as a PATCH of this row once their copies land (a helper thread
+        # waits for them, never the caller).
+        def land() -> None:
+            row: dict[str, tuple[str, Any]] = {}
+            for item in items:
+                item.event.synchronize()
+                try:
+                    converted = convert(item.key, item.host)
+                except TypeError:
+                    continue
+                if not isinstance(converted, DeferredTensor):
+                    row[item.key] = converted
+            with self._lock:
+                if row and not self._closed:
+                    self._write_row(rl.PATCH, step, row)
+            self._summary_state.observe({k: v for k, (_, v) in row.items()})
+
+        thread = threading.Thread(target=land, name="fulmen-deferred", daemon=True)
+        thread.start()
+        self._deferred.append((step, [*items]))
+        self._deferred_threads = [*getattr(self, "_deferred_threads", []), thread]
+
+    def _add_extra(self, key: str, value: Any) -> None:
+        """Queue a value (a watch histogram) for the next history row."""
+        with self._lock:
+            self._extra[key] = value
+            self._fast = False
+
+    def define_metric(  # noqa: PLR0917 (W&B's signature)
+        self,
+        name: str,
+        step_metric: str | None = None,
+        summary: str | None = None,
+        goal: str | None = None,
+        step_sync: bool | None = None,
+        hidden: bool = False,
+    ) -> dict[str, Any]:
+        """Declare how a metric is summarized and which metric is its x-axis."""
+        self._check_open()
+        if not isinstance(name, str) or not name or (name != "*" and check_key(name.rstrip("*"))):
+            raise ValueError(
+                f"define_metric: name must be a metric key (a trailing * allowed), got {name!r}"
+            )
+        if step_metric is not None and check_key(step_metric):
+            raise ValueError(f"define_metric: step_metric {step_metric!r} is not a metric key")
+        if goal not in (None, "minimize", "maximize"):
+            raise ValueError(f"define_metric: goal must be 'minimize' or 'maximize', got {goal!r}")
+        modes = parse_summary(summary)
+        record = {
+            "name": name,
+            "step_metric": step_metric,
+            "summary": modes,
+            "goal": goal,
+            "step_sync": step_sync,
+            "hidden": bool(hidden),
+        }
+        self._summary_state.define(name, modes)
+        self._fast = not (self._extra or self._summary_state.aggregating)
+        self._append_json(rl.METRIC, record)
+        return record
+
+    def watch(  # noqa: PLR0917 (W&B's signature)
+        self,
+        models: Any,
+        criterion: Any = None,
+        log: str | None = "gradients",
+        log_freq: int = 1000,
+        idx: int | None = None,
+        log_graph: bool = False,
+    ) -> None:
+        """Histograms of gradients and/or parameters every ``log_freq`` backward passes."""
+        from fulmen.track._watch import Watcher
+
+        self._check_open()
+        for model in models if isinstance(models, (list, tuple)) else [models]:
+            self._watchers.append(Watcher(self, model, log=log, log_freq=log_freq))
+
+    def unwatch(self, models: Any = None) -> None:
+        """Remove the hooks ``watch`` added (for ``models``, or all)."""
+        wanted = (
+            None if models is None else models if isinstance(models, (list, tuple)) else [models]
+        )
+        keep = []
+        for watcher in self._watchers:
+            if wanted is None or any(watcher.model is m for m in wanted):
+                watcher.remove()
+            else:
+                keep.append(watcher)
+        self._watchers = keep
+
+    def save(self, path: str) -> None:
+        """Copy the file ``path`` into the run's files/ folder (once, now) and record it."""
+        self._check_open()
+        source = Path(path)
+        if not source.is_file():
+            raise ValueError(f"save: {path!r} is not a file")
+        import shutil
+
+        shutil.copyfile(source, self._files / source.name)
+        self._file_written(source.name, "user")
+
+    def save_file(self, path: str, kind: str = "user") -> None:
+        """Record a file written under ``run.dir`` (the run's files/ folder)."""
+        self._check_open()
+        self._file_written(path, kind)
+
+    def log_artifact(
+        self,
+        artifact_or_path: Artifact | str,
+        name: str | None = None,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+    ) -> Artifact:
+        """Store ``artifact`` as a new version when its content changed; apply ``aliases``."""
+        self._check_open()
+        artifact = artifact_or_path
+        if not isinstance(artifact, Artifact):
+            path = Path(str(artifact_or_path))
+            artifact = Artifact(name or path.name.replace(".", "-"), type or "unspecified")
+            if path.is_dir():
+                artifact.add_dir(str(path))
+            else:
+                artifact.add_file(str(path))
+        manifest = self._artifact_store().save(artifact, aliases or [], run_id=self._id)
+        staged = self._files / "artifacts"
+        staged.mkdir(exist_ok=True)
+        atomic_write(staged / f"{artifact.name}-{manifest['version']}.json", json.dumps(manifest))
+        self._append_json(rl.ARTIFACT, _artifact_record(manifest, used=False))
+        return artifact
+
+    def use_artifact(self, artifact_or_name: Artifact | str, type: str | None = None) -> Artifact:
+        """The artifact ``"name:alias"`` or ``"name:v3"`` (``"name"`` means ``"name:latest"``)."""
+        self._check_open()
+        if isinstance(artifact_or_name, Artifact):
+            name = f"{artifact_or_name.name}:{artifact_or_name.version or 'latest'}"
+        else:
+            name = artifact_or_name
+        artifact = self._artifact_store().load(name)
+        if type is not None and artifact.type != type:
+            raise ValueError(f"artifact {name!r} has type {artifact.type!r}, not {type!r}")
+        self._append_json(rl.ARTIFACT, _artifact_record(artifact.manifest, used=True))
+        return artifact
+
+    def _artifact_store(self) -> ArtifactStore:
+        return ArtifactStore(self._root / "artifacts")
+
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
+        """End the run: final summary and exit record, fsync, release the lock. Idempotent."""
+        state = "finished" if not exit_code else "failed"
+        self._finish(exit_code or 0, state)
+
+    def _finish(self, exit_code: int, state: str) -> None:
+        if self._closed:
+            return
+        self._sampler.stopped.set()
+        for tee in self._tees:
+            tee.flush_rest()
+        if self._tees and sys.stdout is self._tees[0]:
+            sys.stdout = self._tees[0].original
+        if self._tees and sys.stderr is self._tees[1]:
+            sys.stderr = self._tees[1].original
+        self.unwatch()
+        for thread in getattr(self, "_deferred_threads", []):
+            thread.join(timeout=10)
+        with self._lock:
+            if self._extra:
+                extra, self._extra = self._extra, {}
+                self._write_row(rl.HISTORY, self._step, {k: ("j", v) for k, v in extra.items()})
+            self._seq += 1
+            update = self._summary_state.result()
+            self._emit(rl.SUMMARY, rl.json_payload(self._seq, {"update": update, "remove": []}))
+            runtime = _perf() - self._t0
+            self._seq += 1
+            exit_record = {"exit_code": exit_code, "state": state, "runtime": runtime}
+            self._emit(rl.EXIT, rl.json_payload(self._seq, exit_record))
+            self._closed = True
+            self._fast = False
+            with contextlib.suppress(OSError):
+                os.fsync(self._fd)
+            os.close(self._fd)
+            if self._output_fd >= 0:
+                os.close(self._output_fd)
+        self._state = state
+        self._write_metadata()
+        os.close(self._lock_fd)  # releases the lock: readers now see the run as ended
+        _deactivate(self)
+
+    # --- properties -----------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = check_name("name", value)
+        self._append_json(rl.RUN, {**self._start_record(), "rename": True})
+
+    @property
+    def project(self) -> str:
+        return self._project
+
+    @property
+    def entity(self) -> str | None:
+        return self._entity
+
+    @property
+    def group(self) -> str | None:
+        return self._group
+
+    @property
+    def job_type(self) -> str | None:
+        return self._job_type
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._tags
+
+    @property
+    def notes(self) -> str | None:
+        return self._notes
+
+    @property
+    def dir(self) -> str:
+        """The run's files/ folder: put files here to keep them with the run."""
+        return str(self._files)
+
+    @property
+    def path(self) -> str:
+        """``entity/project/id`` (``project/id`` without an entity)."""
+        return "/".join(p for p in (self._entity, self._project, self._id) if p)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder ``<dir>/fulmen/run-<time>-<id>``."""
+        return self._run_dir
+
+    @property
+    def log_path(self) -> Path:
+        """The run log file."""
+        return self._path
+
+    @property
+    def url(self) -> str | None:
+        """The run's page on the server: None offline (there is no server to point at)."""
+        return None
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def step(self) -> int:
+        """The step the next ``log()`` without ``step=`` goes to."""
+        return self._step
+
+    @property
+    def disabled(self) -> bool:
+        return False
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.finish()
+        else:
+            self._finish(130 if issubclass(kind, KeyboardInterrupt) else 1, _state_for(kind))
+
+    def __repr__(self) -> str:
+        return f"<Run {self.path} ({self._state})>"
+
+
+def _artifact_record(manifest: dict[str, Any], *, used: bool) -> dict[str, Any]:
+    return {
+        "name": manifest["name"],
+        "type": manifest["type"],
+        "version": manifest["version"],
+        "digest": manifest["digest"],
+        "aliases": manifest.get("aliases", []),
+        "used": used,
+        "entries": len(manifest["entries"]),
+    }
+
+
+def _state_for(kind: type[BaseException]) -> str:
+    return "killed" if issubclass(kind, KeyboardInterrupt) else "failed"
+
+
+def _user() -> str | None:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return None
+
+
+def _auto_resume_id(root: Path) -> str | None:
+    """resume="auto" without an id: the newest run, when it ended without finishing."""
+    link = root / "latest-run"
+    try:
+        run_dir = root / os.readlink(link)
+    except OSError:
+        return None
+    path = log_path(run_dir)
+    if not path.exists():
+        return None
+    state = state_of(run_dir, replay(path))
+    return run_dir.name.split("-", 2)[2] if state in ("crashed", "failed", "killed") else None
+
+
+# --- the active run (module-level functions act on it) -----------------------------------------
+
+_ACTIVE: list[Any] = []
+_HOOKS = {"installed": False}
+_EXCEPTION: list[type[BaseException]] = []
+
+
+def active() -> Any:
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+def _deactivate(run: Any) -> None:
+    if run in _ACTIVE:
+        _ACTIVE.remove(run)
+
+
+def _install_exit_hooks() -> None:
+    if _HOOKS["installed"]:
+        return
+    _HOOKS["installed"] = True
+    previous = sys.excepthook
+
+    def excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        _EXCEPTION.append(kind)
+        previous(kind, exc, tb)
+
+    sys.excepthook = excepthook
+    atexit.register(_finish_at_exit)
+    if threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _on_sigterm)
+        except (ValueError, OSError):
+            pass
+
+
+def _finish_at_exit() -> None:
+    for run in list(_ACTIVE):
+        if _EXCEPTION:
+            kind = _EXCEPTION[-1]
+            run._finish(130 if issubclass(kind, KeyboardInterrupt) else 1, _state_for(kind))
+        else:
+            run.finish()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    for run in list(_ACTIVE):
+        run._finish(128 + signum, "killed")
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def init(  # noqa: PLR0917 (W&B's signature)
+    project: str | None = None,
+    entity: str | None = None,
+    name: str | None = None,
+    id: str | None = None,
+    resume: bool | str | None = None,
+    dir: str | os.PathLike[str] | None = None,
+    mode: str | None = None,
+    anonymous: bool | str | None = None,
+    group: str | None = None,
+    job_type: str | None = None,
+    tags: list[str] | tuple[str, ...] | None = None,
+    notes: str | None = None,
+    config: Any = None,
+    reinit: bool | str | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> Any:
+    """Start a run and make it the active one (see docs/track.md)."""
+    arguments: dict[str, Any] = dict(settings or {})
+    given = {
+        "project": project,
+        "entity": entity,
+        "name": name,
+        "id": id,
+        "resume": resume,
+        "dir": None if dir is None else os.fspath(dir),
+        "mode": mode,
+        "anonymous": anonymous,
+        "group": group,
+        "job_type": job_type,
+        "tags": tags,
+        "notes": notes,
+    }
+    arguments.update({k: v for k, v in given.items() if v is not None})
+    unknown = set(arguments) - set(SETTINGS)
+    if unknown:
+        raise TypeError(f"init() got unknown settings: {', '.join(sorted(unknown))}")
+    resolved = resolve(arguments)
+    for previous in list(_ACTIVE):
+        previous.finish()
+    run: Any
+    if resolved.mode == "disabled":
+        from fulmen.track._disabled import DisabledRun
+
+        run = DisabledRun(resolved, config)
+    else:
+        run = Run(resolved, config)
+        _install_exit_hooks()
+    _ACTIVE.append(run)
+    return run

@@ -1,0 +1,253 @@
+"""What may be logged, and how it is encoded: key checks, value conversion, ``Histogram``.
+
+Conversion produces ``(code, value)`` with the run log's column codes (see runlog.py): ``d`` f64,
+``f`` f32, ``q`` i64, ``?`` bool, ``s`` string, ``j`` JSON. numpy and torch are never imported
+here at module level: a value's type is recognized by its module name, and numpy is imported only
+to build a histogram.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MAX_KEY_LENGTH = 256
+RESERVED_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+# Types whose column code follows from the type alone: these rows can take log()'s fast path.
+TYPE_CODES: dict[type, str] = {float: "d", int: "q", bool: "?"}
+
+
+def check_key(key: object) -> str | None:
+    """Why ``key`` cannot be a metric key, or None when it can."""
+    if not isinstance(key, str):
+        return f"key {key!r} is a {type(key).__name__}, not a string"
+    if not key:
+        return "key '' is empty"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"key {key[:40]!r}... is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}"
+    if _CONTROL.search(key):
+        return f"key {key!r} contains a control character"
+    if key in RESERVED_KEYS:
+        return f"key {key!r} is reserved (fulmen sets _step, _runtime and _timestamp itself)"
+    return None
+
+
+class DeferredTensor:
+    """A CUDA scalar whose copy to the host was started but not waited for (no sync on log())."""
+
+    __slots__ = ("event", "host", "key")
+
+    def __init__(self, key: str, host: Any, event: Any) -> None:
+        self.key, self.host, self.event = key, host, event
+
+
+def convert(key: str, value: Any) -> tuple[str, Any] | DeferredTensor:  # noqa: PLR0911, PLR0912
+    """The column code and encodable value of one logged value; ``TypeError`` naming the key."""
+    kind = type(value)
+    if kind is bool:
+        return "?", value
+    if kind is int:
+        return ("q", value) if _I64_MIN <= value <= _I64_MAX else ("j", value)
+    if kind is float:
+        return "d", value
+    if kind is str:
+        return "s", value
+    if value is None:
+        return "j", None
+    module = kind.__module__
+    if module == "numpy":
+        return _convert_numpy(key, value)
+    if module.startswith("torch") and hasattr(value, "numel"):
+        return _convert_tensor(key, value)
+    to_json = getattr(value, "to_json", None)
+    if callable(to_json):
+        return "j", to_json()
+    if isinstance(value, bool):  # subclasses of the plain types (IntEnum, str enums, ...)
+        return "?", bool(value)
+    if isinstance(value, int):
+        return convert(key, int(value))
+    if isinstance(value, float):
+        return "d", float(value)
+    if isinstance(value, str):
+        return "s", str(value)
+    if isinstance(value, (list, tuple)):
+        try:
+            json.dumps(value, allow_nan=True)
+        except (TypeError, ValueError):
+            pass
+        else:
+            return "j", list(value)
+    raise TypeError(
+        f"cannot log key {key!r}: values of type {kind.__qualname__} are not supported (use "
+        "numbers, bools, strings, 0-d tensors or arrays, Histogram, or lists of numbers)"
+    )
+
+
+def _convert_numpy(key: str, value: Any) -> tuple[str, Any]:
+    dtype_kind = value.dtype.kind
+    if getattr(value, "ndim", 0) == 0:
+        if dtype_kind == "b":
+            return "?", bool(value)
+        if dtype_kind in "iu":
+            return convert(key, int(value))  # type: ignore[return-value]
+        if dtype_kind == "f":
+            return ("f" if value.dtype.itemsize <= 4 else "d"), float(value)
+        if dtype_kind in "US":
+            return "s", str(value)
+    elif dtype_kind in "biuf":
+        return "j", Histogram(value).to_json()
+    raise TypeError(f"cannot log key {key!r}: numpy value of dtype {value.dtype} is not supported")
+
+
+def _convert_tensor(key: str, value: Any) -> tuple[str, Any] | DeferredTensor:
+    import torch
+
+    tensor = value.detach()
+    if tensor.numel() != 1:
+        return "j", Histogram(tensor).to_json()
+    if tensor.is_cuda:
+        # Reading a CUDA value on this thread would wait for every kernel queued before it (a GPU
+        # sync). Start an asynchronous copy instead; the run writes the value when it lands.
+        host = torch.empty((), dtype=tensor.dtype, pin_memory=True)
+        host.copy_(tensor.reshape(()), non_blocking=True)
+        event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+        event.record()
+        return DeferredTensor(key, host, event)
+    item = tensor.item()
+    if isinstance(item, bool):
+        return "?", item
+    if isinstance(item, int):
+        return convert(key, item)
+    if isinstance(item, float):
+        return (
+            "f" if tensor.dtype in (torch.float32, torch.float16, torch.bfloat16) else "d"
+        ), item
+    raise TypeError(f"cannot log key {key!r}: tensor of dtype {tensor.dtype} is not supported")
+
+
+def type_code(value: Any) -> str | None:
+    """The code of ``value`` when its type alone decides it (fast-path types), else None."""
+    kind = type(value)
+    code = TYPE_CODES.get(kind)
+    if code is not None:
+        return code
+    if kind.__module__ == "numpy" and getattr(value, "ndim", 1) == 0:
+        dk = value.dtype.kind
+        if dk == "b":
+            code = "?"
+        elif dk in "iu":
+            code = "q"  # a uint64 beyond int64 fails to pack and takes the slow path
+        elif dk == "f":
+            code = "f" if value.dtype.itemsize <= 4 else "d"
+        if code is not None:
+            TYPE_CODES[kind] = code
+    return code
+
+
+def flatten(data: Mapping[Any, Any], prefix: str = "") -> list[tuple[Any, Any]]:
+    """Nested mappings as ("a/b", value) pairs, in order; keys are checked by the caller."""
+    items: list[tuple[Any, Any]] = []
+    for key, value in data.items():
+        full = f"{prefix}{key}" if isinstance(key, str) else key
+        if isinstance(value, Mapping) and isinstance(key, str):
+            items += flatten(value, full + "/")
+        else:
+            items.append((full, value))
+    return items
+
+
+def jsonable(value: Any) -> Any:  # noqa: PLR0911
+    """``value`` as something JSON can hold: containers kept, other objects as strings."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0:
+        return jsonable(value.item())
+    return str(value)
+
+
+class Histogram:
+    """A histogram as one loggable value: ``run.log({"w": Histogram(values)})``.
+
+    ``sequence`` is any array-like of numbers (list, numpy array, tensor); or pass
+    ``np_histogram=(counts, bin_edges)`` as ``numpy.histogram`` returns. NaN and infinite values
+    are left out of the counts. ``num_bins`` is 1..512 (64 by default, as W&B).
+    """
+
+    MAX_BINS = 512
+
+    def __init__(
+        self,
+        sequence: Sequence[float] | Any | None = None,
+        np_histogram: tuple[Sequence[float], Sequence[float]] | None = None,
+        num_bins: int = 64,
+    ) -> None:
+        if not isinstance(num_bins, int) or not 1 <= num_bins <= self.MAX_BINS:
+            raise ValueError(f"num_bins must be an int in 1..{self.MAX_BINS}, got {num_bins!r}")
+        if np_histogram is not None:
+            counts, edges = np_histogram
+            self.histogram = [float(c) for c in counts]
+            self.bins = [float(e) for e in edges]
+            if len(self.bins) != len(self.histogram) + 1:
+                raise ValueError(
+                    f"np_histogram needs len(bin_edges) == len(counts) + 1, got "
+                    f"{len(self.bins)} and {len(self.histogram)}"
+                )
+            return
+        if sequence is None:
+            raise ValueError("Histogram needs a sequence or np_histogram")
+        import numpy as np
+
+        if hasattr(sequence, "detach"):  # a torch tensor
+            sequence = sequence.detach().float().cpu().numpy()
+        array: Any = np.asarray(sequence, dtype=np.float64).ravel()
+        array = array[np.isfinite(array)]
+        if array.size == 0:
+            self.histogram = [0.0] * num_bins
+            self.bins = [i / num_bins for i in range(num_bins + 1)]
+            return
+        counts, edges = np.histogram(array, bins=num_bins)  # type: ignore[assignment, unused-ignore]
+        self.histogram = [float(c) for c in counts]
+        self.bins = [float(e) for e in edges]
+
+    def to_json(self) -> dict[str, Any]:
+        """The form stored in the run log (a JSON column)."""
+        return {"_type": "histogram", "values": self.histogram, "bins": self.bins}
+
+
+def histogram_of_tensor(tensor: Any, num_bins: int = 64) -> dict[str, Any]:
+    """A histogram computed on the tensor's device (one small copy to the host, a sync point)."""
+    import torch
+
+    flat = tensor.detach().float().reshape(-1)
+    flat = flat[torch.isfinite(flat)]
+    if flat.numel() == 0:
+        return Histogram([], num_bins=num_bins).to_json()
+    lo, hi = float(flat.min()), float(flat.max())  # host copies: a sync, once per log_freq
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts = torch.histc(flat, bins=num_bins, min=lo, max=hi)
+    step = (hi - lo) / num_bins
+    edges = [lo + i * step for i in range(num_bins + 1)]
+    return {"_type": "histogram", "values": counts.cpu().tolist(), "bins": edges}
+
+
+def is_number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and not (isinstance(value, float) and math.isnan(value))
+    )

@@ -1,0 +1,87 @@
+"""Artifacts: content-addressed storage, versions only on change, aliases, use and download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import fulmen.track as track
+from fulmen.track import Api, Artifact
+
+
+def objects(tmp_path: Path) -> list[Path]:
+    return [p for p in (tmp_path / "fulmen" / "artifacts" / "objects").rglob("*") if p.is_file()]
+
+
+def test_versions_dedup_and_aliases(tmp_path: Path) -> None:
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"weights-1")
+    run = track.init()
+    first = Artifact("model-abc", "model", metadata={"epoch": 1})
+    first.add_file(str(ckpt))
+    run.log_artifact(first, aliases=["best"])
+    assert (first.version, sorted(first.aliases)) == ("v0", ["best", "latest"])
+    same = Artifact("model-abc", "model")
+    same.add_file(str(ckpt))
+    run.log_artifact(same)  # same bytes: no new version
+    assert same.version == "v0"
+    ckpt.write_bytes(b"weights-2")
+    changed = Artifact("model-abc", "model")
+    changed.add_file(str(ckpt))
+    changed.add_file(str(ckpt), name="copy/model.ckpt")  # same content twice: stored once
+    run.log_artifact(changed)
+    assert changed.version == "v1" and changed.aliases == ["latest"]
+    assert len(objects(tmp_path)) == 2  # weights-1 and weights-2, each once
+    run.finish()
+
+    user = track.init()
+    best = user.use_artifact("model-abc:best")
+    assert best.version == "v0" and best.metadata == {"epoch": 1}
+    assert Path(best.get_path("model.ckpt").download()).read_bytes() == b"weights-1"
+    latest = user.use_artifact("model-abc")
+    folder = Path(latest.download(str(tmp_path / "dl")))
+    assert (folder / "model.ckpt").read_bytes() == b"weights-2"
+    assert (folder / "copy" / "model.ckpt").read_bytes() == b"weights-2"
+    assert user.use_artifact("model-abc:v1").digest == latest.digest
+    with pytest.raises(ValueError, match="no artifact"):
+        user.use_artifact("model-abc:v7")
+    user.finish()
+    logged = Api().run(run.id).artifacts
+    assert [(a["version"], a["used"]) for a in logged] == [
+        ("v0", False),
+        ("v0", False),
+        ("v1", False),
+    ]
+    assert all(a["used"] for a in Api().run(user.id).artifacts)
+    assert Api().artifact("model-abc:latest").version == "v1"
+
+
+def test_directories_and_bad_names(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.txt").write_text("a")
+    (data / "sub" / "b.txt").write_text("b")
+    art = Artifact("dataset", "dataset")
+    art.add_dir(str(data), name="files")
+    run = track.init()
+    run.log_artifact(art)
+    assert sorted(art.entries) == ["files/a.txt", "files/sub/b.txt"]
+    with pytest.raises(ValueError, match="artifact name"):
+        Artifact("../escape", "model")
+    with pytest.raises(ValueError, match="relative path"):
+        art.add_file(str(data / "a.txt"), name="../../etc/passwd")
+    with pytest.raises(ValueError, match="relative path"):
+        art.add_file(str(data / "a.txt"), name="/abs")
+    with pytest.raises(ValueError, match="alias"):
+        run.log_artifact(art, aliases=["v3"])
+    with pytest.raises(ValueError, match="no files"):
+        run.log_artifact(Artifact("empty", "model"))
+
+
+def test_log_artifact_with_a_path(tmp_path: Path) -> None:
+    (tmp_path / "w.bin").write_bytes(b"x")
+    run = track.init()
+    art = track.log_artifact(str(tmp_path / "w.bin"), name="weights", type="model")
+    assert art.version == "v0" and art.type == "model"
+    assert (Path(run.dir) / "artifacts" / "weights-v0.json").is_file()  # staged for upload
