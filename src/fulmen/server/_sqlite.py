@@ -768,6 +768,29 @@ class SqliteStore:
             "entries": json.loads(e),
         }
 
+    def set_manifest(
+        self,
+        entity: str,
+        project: str,
+        name: str,
+        digest: str,
+        entries: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> str:
+        with self._lock:
+            found = self._writer.execute(
+                "SELECT version FROM artifacts WHERE entity=? AND project=? AND name=? AND digest=?",
+                (entity, project, name, digest),
+            ).fetchone()
+            if found is None:
+                raise NotFound(f"no version of artifact {name!r} has digest {digest}")
+            self._writer.execute(
+                "UPDATE artifacts SET entries=?, metadata=? "
+                "WHERE entity=? AND project=? AND name=? AND digest=?",
+                (_dumps(entries), _dumps(metadata), entity, project, name, digest),
+            )
+            return f"v{found[0]}"
+
     # --- keys and anonymous spaces -------------------------------------------------------------
 
     def create_key(self, entity: str) -> str:

@@ -8,6 +8,7 @@ JSON (each page has its JSON twin). docs/http-api.md lists every endpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -70,6 +71,15 @@ class Held(BaseModel):
 
 class CrashedBody(BaseModel):
     last_seq: int = Field(ge=0, description="the last sequence the client wrote; must equal held")
+
+
+class ManifestBody(BaseModel):
+    """An artifact version's manifest: ``entries`` maps each file's path to its digest and size."""
+
+    digest: str
+    entries: dict[str, dict[str, Any]] = Field(max_length=1_000_000)
+    metadata: dict[str, Any] | None = None
+    description: str | None = None
 
 
 class DigestsBody(BaseModel):
@@ -378,6 +388,28 @@ def _artifacts_router(res: _Resources) -> APIRouter:
     def collections(names: ProjectDep) -> dict[str, Any]:
         return {"artifacts": res.store.artifact_collections(*names)}
 
+    @router.put(base + "/{name}/manifest", summary="Attach a logged version's file manifest")
+    def manifest(names: ProjectDep, name: str, body: ManifestBody) -> dict[str, Any]:
+        name = _names.name("artifact name", name)
+        digest = _names.digest(body.digest)
+        entries: dict[str, Any] = {}
+        for path, entry in body.entries.items():
+            entry_digest = entry.get("digest")
+            if not isinstance(entry_digest, str):
+                raise HTTPException(422, f"entry {path!r} has no digest")
+            entries[_names.relative_path(path)] = {
+                "digest": _names.digest(entry_digest),
+                "size": entry.get("size"),
+            }
+        expected = hashlib.sha256(json.dumps(sorted(body.entries.items())).encode()).hexdigest()
+        if expected != digest:
+            raise HTTPException(400, "the entries do not hash to the manifest's digest")
+        lacking = res.store.missing_blobs(names[0], sorted({e["digest"] for e in entries.values()}))
+        if lacking:
+            raise HTTPException(409, f"upload these blobs first: {', '.join(lacking[:10])}")
+        version = res.store.set_manifest(*names, name, digest, entries, body.metadata or {})
+        return {"name": name, "version": version}
+
     @router.get(base + "/{name}", summary="Versions of an artifact, with their aliases")
     def versions(names: ProjectDep, name: str) -> dict[str, Any]:
         name = _names.name("artifact name", name)
@@ -501,7 +533,7 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
         return JSONResponse({"detail": "the path resolves outside its folder"}, 403)
 
     app.add_middleware(
-        AuthMiddleware,  # type: ignore[arg-type]
+        AuthMiddleware,
         prefix=API_PREFIX,
         store=lambda: res.store,
         require_auth=config.require_auth,

@@ -122,6 +122,16 @@ class Store(Protocol):
 
     def artifact(self, entity: str, project: str, name: str, version: str) -> dict[str, Any]: ...
 
+    def set_manifest(
+        self,
+        entity: str,
+        project: str,
+        name: str,
+        digest: str,
+        entries: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> str: ...
+
     def create_key(self, entity: str) -> str: ...
 
     def entity_for_key(self, key: str) -> str | None: ...

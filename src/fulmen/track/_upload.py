@@ -1,0 +1,390 @@
+"""Uploading a run log to a fulmen server: the online uploader thread and ``fulmen sync``.
+
+Standard library only (``urllib.request``), so ``import fulmen.track`` stays light. The uploader
+reads whole frames from the run log (the durable source of truth), posts them in batches
+(deflate-compressed, at most ``BATCH_BYTES``) to ``POST .../runs/<id>/records``, and moves on by
+what the server acknowledges: the highest contiguous sequence it holds. Re-sending is harmless
+(ingest is idempotent), so an outage or a restart of either side only means resending. ``log()``
+never waits for any of this: it only appends to the file.
+
+After everything is acknowledged, the run's files (``files/``) and artifact blobs the server lacks
+are uploaded, and ``.synced`` in the run folder records the acknowledged sequence per server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fulmen.track import runlog as rl
+
+BATCH_BYTES = 4 << 20
+READ_BYTES = 16 << 20
+MARKER = ".synced"
+RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
+
+
+class UploadError(RuntimeError):
+    """The server refused the upload for good (a bad key, a malformed run log): retrying won't help."""
+
+
+def _quote(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+@dataclass
+class Client:
+    """A tiny HTTP client for the fulmen API (``base_url`` like ``http://127.0.0.1:8080``)."""
+
+    base_url: str
+    api_key: str | None = None
+    timeout: float = 30.0
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> bytes:
+        url = self.base_url.rstrip("/") + "/api/v1" + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query, doseq=True)
+        req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+        if self.api_key:
+            req.add_header("Authorization", f"Bearer {self.api_key}")
+        with urllib.request.urlopen(req, timeout=self.timeout) as response:
+            data: bytes = response.read()
+            return data
+
+    def json(self, method: str, path: str, payload: Any = None, **kw: Any) -> Any:
+        body = None if payload is None else json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        return json.loads(self.request(method, path, body, headers=headers, **kw))
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code in RETRYABLE
+    return isinstance(exc, (urllib.error.URLError, OSError, TimeoutError))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        try:
+            detail = json.loads(exc.read()).get("detail", "")
+        except (ValueError, OSError, AttributeError):
+            detail = ""
+        return f"HTTP {exc.code} {detail}".strip()
+    return str(exc)
+
+
+@dataclass
+class RunUpload:
+    """The upload of one run folder: where it goes and how far the server has it."""
+
+    run_dir: Path
+    client: Client
+    entity: str | None = None
+    project: str | None = None
+    run_id: str | None = None
+    held: int = -1  # -1: not asked yet
+    offset: int = rl.HEADER_SIZE  # file offset of the first frame past ``held``
+    last_seq: int = 0  # the last sequence seen in the file
+    exited: bool = False  # the log holds an EXIT record
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # path -> type, from FILE records
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / f"run-{self.run_dir.name.split('-', 2)[2]}.fulmen"
+
+    def _base(self) -> str:
+        assert self.entity and self.project and self.run_id
+        return (
+            f"/entities/{_quote(self.entity)}/projects/{_quote(self.project)}"
+            f"/runs/{_quote(self.run_id)}"
+        )
+
+    def _identify(self) -> None:
+        """entity, project and id from the first RUN record (the server's viewer for no entity)."""
+        if self.run_id is not None and self.entity:
+            return
+        with self.log_path.open("rb") as f:
+            head = f.read(1 << 16)
+        for item in rl.read_records(head):
+            if isinstance(item, rl.Record) and item.kind == "run":
+                self.run_id = str(item.data["id"])
+                self.project = self.project or str(item.data.get("project") or "uncategorized")
+                self.entity = self.entity or item.data.get("entity")
+                break
+        else:
+            raise UploadError(f"{self.log_path} has no run record yet")
+        if not self.entity:
+            self.entity = str(self.client.json("GET", "/viewer")["entity"])
+
+    def step(self) -> bool:
+        """Upload the next batch of whole frames in the file; False when there was none."""
+        self._identify()
+        if self.held < 0:
+            self.held = int(self.client.json("GET", self._base() + "/records")["held"])
+        base = self.offset
+        with self.log_path.open("rb") as f:
+            f.seek(base)
+            chunk = f.read(READ_BYTES)
+        frames: list[tuple[int, int, int]] = []  # (seq, start, end) within ``chunk``
+        acked_end = 0
+        size = 0
+        for item in rl.read_records(rl.header() + chunk):
+            if not isinstance(item, rl.Record):
+                break  # a torn tail (being written, or a crash): stop before it
+            start, end = item.offset - rl.HEADER_SIZE, item.end - rl.HEADER_SIZE
+            if item.seq > self.last_seq:
+                self._observe(item)
+            if item.seq <= self.held:
+                acked_end = end
+                continue
+            if size + end - start > BATCH_BYTES and frames:
+                break
+            frames.append((item.seq, start, end))
+            size += end - start
+        if frames:
+            body = zlib.compress(chunk[frames[0][1] : frames[-1][2]], 1)
+            data = self.client.request(
+                "POST",
+                self._base() + "/records",
+                body,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Encoding": "deflate",
+                },
+            )
+            self.held = int(json.loads(data)["held"])
+            acked_end = max([acked_end] + [e for seq, _, e in frames if seq <= self.held])
+        self.offset = base + acked_end
+        return bool(frames) and any(seq <= self.held for seq, _, _ in frames)
+
+    @property
+    def done(self) -> bool:
+        """Everything in the file so far is acknowledged."""
+        return self.held >= self.last_seq and self.held >= 0
+
+    def _observe(self, rec: rl.Record) -> None:
+        self.last_seq = max(self.last_seq, rec.seq)
+        if rec.kind == "exit":
+            self.exited = True
+        elif rec.kind == "run":
+            self.exited = False
+        elif rec.kind == "artifact" and not rec.data.get("used"):
+            self.artifacts.append(rec.data)
+        elif rec.kind == "file":
+            self.files[str(rec.data["path"])] = str(rec.data.get("type") or "")
+
+    def drain(self) -> None:
+        """Upload every whole frame in the file now (raises on the first failure)."""
+        while True:
+            before = self.offset
+            sent = self.step()
+            if not sent and self.offset == before:
+                return
+
+    def upload_files(self) -> None:
+        """Upload the run's files (those FILE records name) whose content the server lacks."""
+        folder = (self.run_dir / "files").resolve()
+        remote = {
+            f["path"]: f.get("digest")
+            for f in self.client.json("GET", self._base() + "/files")["files"]
+        }
+        for path in sorted(self.files):
+            local = (folder / path).resolve()
+            if not local.is_relative_to(folder) or not local.is_file():
+                continue  # a link out of the run folder, or a file that is gone: never sent
+            digest = file_sha256(local)
+            if remote.get(path) == digest:
+                continue
+            self.client.request(
+                "PUT",
+                self._base() + "/files/" + urllib.parse.quote(path),
+                local.read_bytes(),
+                headers={"Content-Type": "application/octet-stream"},
+                query={"digest": digest},
+            )
+
+    def upload_artifacts(self) -> None:
+        """Each logged artifact: the blobs the server lacks (by digest), then its manifest."""
+        assert self.entity and self.project
+        objects = self.run_dir.parent / "artifacts" / "objects"
+        for record in self.artifacts:
+            staged = (
+                self.run_dir / "files" / "artifacts" / f"{record['name']}-{record['version']}.json"
+            )
+            if not staged.is_file():
+                continue
+            manifest = json.loads(staged.read_text())
+            entries = manifest.get("entries") or {}
+            digests = sorted({e["digest"] for e in entries.values()})
+            missing = self.client.json(
+                "POST", f"/entities/{_quote(self.entity)}/blobs/missing", {"digests": digests}
+            )["missing"]
+            for digest in missing:
+                blob = objects / digest[:2] / digest
+                self.client.request(
+                    "PUT",
+                    f"/entities/{_quote(self.entity)}/blobs/{digest}",
+                    blob.read_bytes(),
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+            self.client.json(
+                "PUT",
+                f"/entities/{_quote(self.entity)}/projects/{_quote(self.project)}"
+                f"/artifacts/{_quote(str(record['name']))}/manifest",
+                {k: manifest.get(k) for k in ("digest", "entries", "metadata", "description")},
+            )
+
+    def mark_crashed(self) -> None:
+        self.client.json("POST", self._base() + "/crashed", {"last_seq": self.last_seq})
+
+    def write_marker(self) -> None:
+        path = self.run_dir / MARKER
+        try:
+            marks = json.loads(path.read_text())
+        except (OSError, ValueError):
+            marks = {}
+        marks[self.client.base_url.rstrip("/")] = {"held": self.held, "size": self.offset}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(marks))
+        os.replace(tmp, path)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def synced_up_to(run_dir: Path, base_url: str, what: str = "held") -> int:
+    """What ``.synced`` says ``base_url`` acknowledged: the sequence (``held``) or the size of the
+    run log it covers (``size``); -1 when never synced there."""
+    try:
+        marks = json.loads((run_dir / MARKER).read_text())
+        return int(marks[base_url.rstrip("/")][what])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
+
+
+class Uploader:
+    """The online uploader: a daemon thread that tails the run log while the run writes it.
+
+    Failures are retried with exponential backoff (0.5 s doubling to 15 s); ``log()`` is never
+    involved. ``finish(timeout)`` waits at most ``timeout`` seconds for the rest, then reports
+    whether everything reached the server.
+    """
+
+    def __init__(self, upload: RunUpload, *, poll: float = 0.25) -> None:
+        self.upload = upload
+        self.poll = poll
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._final = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="fulmen-uploader", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                sent = self.upload.step()
+                backoff = 0.5
+                if self._final.is_set() and not sent and self.upload.done:
+                    self.upload.upload_files()
+                    self.upload.upload_artifacts()
+                    self.upload.write_marker()
+                    return
+                if not sent:
+                    # idle: wait for more records, or for finish() to ask for the rest
+                    (self._stop if self._final.is_set() else self._final).wait(self.poll)
+            except UploadError as exc:
+                self.error = str(exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - a network or server hiccup: retry
+                if isinstance(exc, urllib.error.HTTPError) and not _retryable(exc):
+                    self.error = _describe(exc)
+                    return
+                self.error = _describe(exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 15.0)
+
+    def finish(self, timeout: float) -> bool:
+        """Upload what is left, waiting at most ``timeout`` s; True when the server has it all."""
+        self._final.set()
+        self._thread.join(timeout)
+        self._stop.set()
+        return (
+            not self._thread.is_alive()
+            and synced_up_to(self.upload.run_dir, self.upload.client.base_url)
+            >= self.upload.last_seq
+        )
+
+
+def sync_run(run_dir: Path, client: Client, *, live: bool) -> RunUpload:
+    """Upload one run folder completely (``fulmen sync``); mark it crashed if it died unfinished."""
+    upload = RunUpload(run_dir, client)
+    upload.drain()
+    if not upload.done:
+        raise UploadError(
+            f"the server holds {run_dir.name} up to record {upload.held} of {upload.last_seq}"
+        )
+    upload.upload_files()
+    upload.upload_artifacts()
+    if not upload.exited and not live:
+        upload.mark_crashed()
+    if upload.exited or not live:
+        upload.write_marker()
+    return upload
+
+
+FINISH_TIMEOUT_VARIABLE = "FULMEN_FINISH_TIMEOUT"
+
+
+def start_online(
+    run_dir: Path, base_url: str, api_key: str | None, project: str, entity: str | None, run_id: str
+) -> Uploader:
+    """The uploader of a run in online mode, started."""
+    upload = RunUpload(run_dir, Client(base_url, api_key), entity, project, run_id)
+    uploader = Uploader(upload)
+    uploader.start()
+    return uploader
+
+
+def finish_online(uploader: Uploader, *, quiet: bool = False) -> bool:
+    """At ``finish()``: wait ``$FULMEN_FINISH_TIMEOUT`` seconds (default 30) at most for the
+    upload; if it is not complete, say which command completes it."""
+    try:
+        timeout = float(os.environ.get(FINISH_TIMEOUT_VARIABLE) or 30.0)
+    except ValueError:
+        timeout = 30.0
+    done = uploader.finish(timeout)
+    if not done and not quiet:
+        why = f" ({uploader.error})" if uploader.error else ""
+        print(
+            f"fulmen: the server does not have all of this run yet{why}; to finish the upload "
+            f"run: fulmen sync {uploader.upload.run_dir}",
+            file=__import__("sys").stderr,
+        )
+    return done

@@ -1,0 +1,221 @@
+"""The whole path against a real ``fulmen server`` process on loopback: online logging, offline +
+``fulmen sync``, the server killed mid-run, the client killed mid-run, 20 writers at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+LOGGER = """
+import os, sys, time
+import fulmen.track as wandb
+n, pause = int(sys.argv[1]), float(sys.argv[2])
+run = wandb.init(project="e2e", id=sys.argv[3], config={"lr": 0.1})
+for i in range(n):
+    run.log({"loss": 1.0 / (i + 1), "trainer/global_step": i * 2})
+    if pause:
+        time.sleep(pause)
+print("logged", flush=True)
+run.finish()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "fulmen", "server", "--port", str(self.port)]
+        self.proc = subprocess.Popen([*cmd, "--data", str(self.data)])
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/api/v1/health", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the server did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.url + "/api/v1" + path, timeout=30) as r:
+            data: bytes = r.read()
+            return data
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    s = Server(tmp_path / "server")
+    s.start()
+    yield s
+    if s.proc is not None and s.proc.poll() is None:
+        s.proc.terminate()
+        s.proc.wait(10)
+
+
+def _env(tmp_path: Path, server: Server | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FULMEN_", "WANDB_"))}
+    env.update(
+        FULMEN_DIR=str(tmp_path / "client"),
+        FULMEN_SETTINGS_FILE=str(tmp_path / "settings"),
+        FULMEN_CONSOLE="off",
+        FULMEN_STATS_INTERVAL="0",
+        FULMEN_DISABLE_GIT="true",
+        FULMEN_FINISH_TIMEOUT="30",
+    )
+    if server is not None:
+        env["FULMEN_BASE_URL"] = server.url
+    env.update(extra)
+    return env
+
+
+def _log(
+    tmp_path: Path, server: Server | None, run_id: str, n: int, pause: float = 0.0, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", LOGGER, str(n), str(pause), run_id],
+        env=_env(tmp_path, server, **extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+
+def _rows(server: Server, run_id: str) -> list[dict[str, object]]:
+    text = server.get(f"/entities/local/projects/e2e/runs/{run_id}/history/export?format=jsonl")
+    return [json.loads(line) for line in text.decode().splitlines()]
+
+
+def _sync(tmp_path: Path, server: Server, *paths: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "fulmen", "sync", *paths],
+        env=_env(tmp_path, server),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_online_run_reads_back_exactly_what_was_logged(tmp_path: Path, server: Server) -> None:
+    _log(tmp_path, server, "online1", 300)
+    rows = _rows(server, "online1")
+    assert [r["loss"] for r in rows] == [1.0 / (i + 1) for i in range(300)]
+    assert [r["trainer/global_step"] for r in rows] == [i * 2 for i in range(300)]
+    run = json.loads(server.get("/entities/local/projects/e2e/runs/online1"))
+    assert run["state"] == "finished"
+    assert run["config"] == {"lr": 0.1}
+    assert run["summary"]["loss"] == 1.0 / 300
+    chart = json.loads(
+        server.get(
+            "/entities/local/projects/e2e/history?run=online1&key=loss&buckets=10"
+            "&x=trainer/global_step"
+        )
+    )["series"][0]
+    assert sum(chart["count"]) == 300
+    assert chart["max"][0] == 1.0 and chart["last"][-1] == 1.0 / 300
+
+    from fulmen.track import Api
+
+    remote = Api(base_url=server.url).run("local/e2e/online1")
+    assert remote.state == "finished" and remote.config == {"lr": 0.1}
+    assert [r["loss"] for r in remote.scan_history(["loss"])] == [r["loss"] for r in rows]
+
+
+def test_offline_then_sync_twice_gives_one_copy(tmp_path: Path, server: Server) -> None:
+    _log(tmp_path, None, "offline1", 500, FULMEN_MODE="offline")
+    _sync(tmp_path, server)
+    first = json.loads(server.get("/entities/local/projects/e2e/runs/offline1"))
+    rows = _rows(server, "offline1")
+    assert "nothing to sync" in _sync(tmp_path, server)
+    _sync(tmp_path, server, str(tmp_path / "client" / "fulmen"))  # forced: resent, ignored
+    again = json.loads(server.get("/entities/local/projects/e2e/runs/offline1"))
+    assert _rows(server, "offline1") == rows and len(rows) == 500
+    assert {k: v for k, v in again.items() if k != "updated"} == {
+        k: v for k, v in first.items() if k != "updated"
+    }
+
+
+def test_server_killed_mid_run_loses_nothing(tmp_path: Path, server: Server) -> None:
+    client = subprocess.Popen(
+        [sys.executable, "-c", LOGGER, "400", "0.005", "outage1"],
+        env=_env(tmp_path, server, FULMEN_FINISH_TIMEOUT="60"),
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    server.kill()
+    time.sleep(1.0)
+    server.start()
+    assert client.wait(120) == 0
+    rows = _rows(server, "outage1")
+    assert [r["_step"] for r in rows] == list(range(400))
+    assert json.loads(server.get("/entities/local/projects/e2e/runs/outage1"))["rows"] == 400
+
+
+def test_client_killed_mid_run_is_completed_by_sync_and_crashed(
+    tmp_path: Path, server: Server
+) -> None:
+    client = subprocess.Popen(
+        [sys.executable, "-c", LOGGER, "100000", "0.001", "killed1"],
+        env=_env(tmp_path, server),
+    )
+    time.sleep(2.0)
+    client.send_signal(signal.SIGKILL)
+    client.wait()
+    _sync(tmp_path, server)
+    run = json.loads(server.get("/entities/local/projects/e2e/runs/killed1"))
+    assert run["state"] == "crashed"
+    rows = _rows(server, "killed1")
+    assert len(rows) > 0 and [r["_step"] for r in rows] == list(range(len(rows)))
+    # every row on the client's disk is on the server
+    from fulmen.track import Api
+
+    local = Api(dir=str(tmp_path / "client")).run("killed1")
+    assert local.rows == len(rows)
+
+
+def test_twenty_writers_at_once(tmp_path: Path, server: Server) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOGGER, "200", "0.002", f"many{i}"],
+            env=_env(tmp_path / f"c{i}", server),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(20)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+        assert "locked" not in err and "sync" not in err
+    page = json.loads(server.get("/entities/local/projects/e2e/runs?limit=100"))
+    assert page["total"] == 20
+    assert all(r["rows"] == 200 and r["state"] == "finished" for r in page["runs"])
