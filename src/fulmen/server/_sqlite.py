@@ -565,12 +565,15 @@ class SqliteStore:
                     ).fetchone()
                     points = int(found[0]) if found else 0
                 else:
+                    # points in range, assuming each piece's points spread evenly over it
+                    c = column
                     found = con.execute(
-                        f"SELECT sum(n) FROM pieces WHERE rid=? AND key=? "
-                        f"AND {column}max>=? AND {column}min<=?",
-                        (rid, key, lo, hi),
+                        f"SELECT sum(n * (min(?, {c}max) - max(?, {c}min) + 1e-9) "
+                        f"/ ({c}max - {c}min + 1e-9)) FROM pieces WHERE rid=? AND key=? "
+                        f"AND {c}max>=? AND {c}min<=?",
+                        (hi, lo, rid, key, lo, hi),
                     ).fetchone()
-                    points = int(found[0] or 0)
+                    points = 0 if found[0] is None else max(1, int(np.ceil(found[0])))
                 if points == 0:
                     series.append((run_id, key, np.empty((0, S.ENTRY_FIELDS)), np.empty(0)))
                     continue
