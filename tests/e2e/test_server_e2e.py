@@ -113,7 +113,7 @@ def _rows(server: Server, run_id: str) -> list[dict[str, object]]:
 
 
 def _sync(tmp_path: Path, server: Server, *paths: str) -> str:
-    out = subprocess.run(
+    out = subprocess.run(  # noqa: PLW1510
         [sys.executable, "-m", "fulmen", "sync", *paths],
         env=_env(tmp_path, server),
         capture_output=True,
@@ -140,12 +140,14 @@ def test_online_run_reads_back_exactly_what_was_logged(tmp_path: Path, server: S
         )
     )["series"][0]
     assert sum(chart["count"]) == 300
-    assert chart["max"][0] == 1.0 and chart["last"][-1] == 1.0 / 300
+    assert chart["max"][0] == 1.0
+    assert chart["last"][-1] == 1.0 / 300
 
     from fulmen.track import Api
 
     remote = Api(base_url=server.url).run("local/e2e/online1")
-    assert remote.state == "finished" and remote.config == {"lr": 0.1}
+    assert remote.state == "finished"
+    assert remote.config == {"lr": 0.1}
     assert [r["loss"] for r in remote.scan_history(["loss"])] == [r["loss"] for r in rows]
 
 
@@ -157,7 +159,8 @@ def test_offline_then_sync_twice_gives_one_copy(tmp_path: Path, server: Server) 
     assert "nothing to sync" in _sync(tmp_path, server)
     _sync(tmp_path, server, str(tmp_path / "client" / "fulmen"))  # forced: resent, ignored
     again = json.loads(server.get("/entities/local/projects/e2e/runs/offline1"))
-    assert _rows(server, "offline1") == rows and len(rows) == 500
+    assert _rows(server, "offline1") == rows
+    assert len(rows) == 500
     assert {k: v for k, v in again.items() if k != "updated"} == {
         k: v for k, v in first.items() if k != "updated"
     }
@@ -193,7 +196,8 @@ def test_client_killed_mid_run_is_completed_by_sync_and_crashed(
     run = json.loads(server.get("/entities/local/projects/e2e/runs/killed1"))
     assert run["state"] == "crashed"
     rows = _rows(server, "killed1")
-    assert len(rows) > 0 and [r["_step"] for r in rows] == list(range(len(rows)))
+    assert len(rows) > 0
+    assert [r["_step"] for r in rows] == list(range(len(rows)))
     # every row on the client's disk is on the server
     from fulmen.track import Api
 
@@ -213,9 +217,10 @@ def test_twenty_writers_at_once(tmp_path: Path, server: Server) -> None:
         for i in range(20)
     ]
     for p in procs:
-        out, err = p.communicate(timeout=240)
+        out, err = p.communicate(timeout=240)  # noqa: RUF059
         assert p.returncode == 0, err
-        assert "locked" not in err and "sync" not in err
+        assert "locked" not in err
+        assert "sync" not in err
     page = json.loads(server.get("/entities/local/projects/e2e/runs?limit=100"))
     assert page["total"] == 20
     assert all(r["rows"] == 200 and r["state"] == "finished" for r in page["runs"])

@@ -73,8 +73,8 @@ class LogWriter:
         fixed = R.fixed_struct(codes)
         body = bytearray(R.uvarint(self.seq))
         body += R.uvarint(schema) + R.svarint(self.seq - step) + R.uvarint(int(runtime * 1e6))
-        body += fixed.pack(*[v for (_, c), v in zip(columns, row.values()) if c in R.FIXED_CODES])
-        for (_, c), v in zip(columns, row.values()):
+        body += fixed.pack(*[v for (_, c), v in zip(columns, row.values()) if c in R.FIXED_CODES])  # noqa: B905
+        for (_, c), v in zip(columns, row.values()):  # noqa: B905
             if c not in R.FIXED_CODES:
                 text = (v if c == "s" else json.dumps(v)).encode()
                 body += R.uvarint(len(text)) + text

@@ -117,7 +117,8 @@ def test_rewind_lower_steps_and_late_values(client: TestClient) -> None:
         params={"run": "rw", "key": "x", "buckets": 100},
     ).json()["series"][0]
     assert sum(chart["count"]) == 9  # rewound points are gone, the lower step is kept
-    assert min(chart["min"]) == -1.0 and max(chart["max"]) == 107.0
+    assert min(chart["min"]) == -1.0
+    assert max(chart["max"]) == 107.0
     assert client.get(f"{RUNS}/rw").json()["history_keys"] == {"x": 9, "y": 1}
 
 
@@ -130,7 +131,7 @@ def test_buckets_keep_spikes_and_zoom(client: TestClient) -> None:
     q = {"run": "big", "key": "v", "buckets": 10}
     series = client.get("/api/v1/entities/local/projects/proj/history", params=q).json()
     s = series["series"][0]
-    assert sum(s["count"]) == 20_000 and max(s["max"]) == 1000.0 and min(s["min"]) == 0.0
+    assert sum(s["count"]) == 20_000 and max(s["max"]) == 1000.0 and min(s["min"]) == 0.0  # noqa: PT018
     zoom = client.get(
         "/api/v1/entities/local/projects/proj/history",
         params={**q, "min": 12_300, "max": 12_399, "buckets": 100},
@@ -139,10 +140,9 @@ def test_buckets_keep_spikes_and_zoom(client: TestClient) -> None:
     custom = client.get(
         "/api/v1/entities/local/projects/proj/history", params={**q, "x": "gs"}
     ).json()["series"][0]
-    assert custom["x"][0] == 0 and max(custom["max"]) == 1000.0
-    wall = client.get(
-        "/api/v1/entities/local/projects/proj/history", params={**q, "x": "_runtime"}
-    )
+    assert custom["x"][0] == 0
+    assert max(custom["max"]) == 1000.0
+    wall = client.get("/api/v1/entities/local/projects/proj/history", params={**q, "x": "_runtime"})
     assert wall.status_code == 200
 
 
@@ -163,11 +163,13 @@ def test_runs_filter_sort_page(client: TestClient) -> None:
     assert client.get(RUNS, params={"state": "running"}).json()["total"] == 2
     assert client.get(RUNS, params={"tag": "even", "group": "g0"}).json()["total"] == 2
     paged = client.get(RUNS, params={"sort": "name", "limit": 5, "offset": 10}).json()
-    assert paged["total"] == 12 and len(paged["runs"]) == 2
+    assert paged["total"] == 12
+    assert len(paged["runs"]) == 2
     assert client.get(RUNS, params={"sort": "bogus"}).status_code == 422
     assert client.get(RUNS, params={"filter": "config.a'b=1"}).status_code in (200, 422)
     projects = client.get("/api/v1/entities/local/projects").json()["projects"]
-    assert projects[0]["name"] == "proj" and projects[0]["runs"] == 12
+    assert projects[0]["name"] == "proj"
+    assert projects[0]["runs"] == 12
 
 
 def test_console_system_files_and_exports(client: TestClient) -> None:
@@ -187,9 +189,12 @@ def test_console_system_files_and_exports(client: TestClient) -> None:
     assert client.get(f"{RUNS}/r1/files/notes/a.txt").content == content
     assert client.get(f"{RUNS}/r1/files").json()["files"][0]["uploaded"] is True
     csv = client.get(f"{RUNS}/r1/history/export").text.splitlines()
-    assert csv[0] == "_step,_runtime,_timestamp,loss,epoch" and len(csv) == 51
+    assert csv[0] == "_step,_runtime,_timestamp,loss,epoch"
+    assert len(csv) == 51
     pq = pytest.importorskip("pyarrow.parquet")
-    table = pq.read_table(io.BytesIO(client.get(f"{RUNS}/r1/history/export?format=parquet").content))
+    table = pq.read_table(
+        io.BytesIO(client.get(f"{RUNS}/r1/history/export?format=parquet").content)
+    )
     assert table.column("loss").to_pylist() == [1.0 / (i + 1) for i in range(50)]
 
 

@@ -59,7 +59,8 @@ def test_keys_are_scoped_to_their_entity_and_stored_hashed(tmp_path: Path) -> No
         "alice"
     )
     db = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("fulmen.db*"))
-    assert key.encode() not in db and hashlib.sha256(key.encode()).hexdigest().encode() in db
+    assert key.encode() not in db
+    assert hashlib.sha256(key.encode()).hexdigest().encode() in db
 
 
 def test_anonymous_spaces_only_by_their_link(tmp_path: Path) -> None:
@@ -79,10 +80,13 @@ def test_anonymous_spaces_only_by_their_link(tmp_path: Path) -> None:
 
 
 def test_only_loopback_is_open_by_default() -> None:
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")  # noqa: PT018
+    assert not is_loopback("0.0.0.0")
+    assert not is_loopback("192.168.1.2")
     data = Path("unused")
-    assert not config_for("127.0.0.1", data, None, insecure=False, allow_anonymous=False).require_auth
+    assert not config_for(
+        "127.0.0.1", data, None, insecure=False, allow_anonymous=False
+    ).require_auth
     assert config_for("0.0.0.0", data, None, insecure=False, allow_anonymous=False).require_auth
     assert not config_for("0.0.0.0", data, None, insecure=True, allow_anonymous=False).require_auth
 
@@ -141,7 +145,8 @@ def test_a_symlink_out_of_the_blob_folder_is_not_followed(tmp_path: Path) -> Non
     blob.unlink()
     blob.symlink_to(outside)
     response = client.get(f"{base}/files/a.txt")
-    assert response.status_code in (403, 404) and b"secret" not in response.content
+    assert response.status_code in (403, 404)
+    assert b"secret" not in response.content
 
 
 def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
@@ -159,7 +164,7 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
         def check(case: object) -> None:
             response = case.call()  # type: ignore[attr-defined]
             if response.status_code >= 500:
-                failures.append((op.label, response.status_code, response.text[:200]))
+                failures.append((op.label, response.status_code, response.text[:200]))  # noqa: B023
 
         check()
     assert failures == []

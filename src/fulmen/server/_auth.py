@@ -81,7 +81,7 @@ class AuthMiddleware:
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
 
-    def _principal(self, scope: Scope, rel: str) -> tuple[str | None, int, str]:
+    def _principal(self, scope: Scope, rel: str) -> tuple[str | None, int, str]:  # noqa: PLR0911
         headers = dict(scope.get("headers") or [])
         raw = headers.get(b"authorization")
         store = self.store()

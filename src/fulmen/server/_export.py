@@ -144,7 +144,7 @@ def csv_stream(names: list[str], data: Iterator[dict[str, Any]]) -> Iterator[byt
 
 
 def jsonl_stream(data: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    """One JSON object per line; NaN and infinities as Python writes them (the client reads them)."""
+    """One JSON object per line; NaN and infinities as Python writes them (the client reads them)."""  # noqa: E501
     chunk: list[str] = []
     for row in data:
         chunk.append(json.dumps(row, separators=(",", ":"), default=str))

@@ -148,7 +148,7 @@ class _Points:
     def __init__(self) -> None:
         self.by_key: dict[str, list[list[float]]] = {}
 
-    def add(self, key: str, ordinal: int, step: int, rt: float, ts: float, value: float) -> None:
+    def add(self, key: str, ordinal: int, step: int, rt: float, ts: float, value: float) -> None:  # noqa: PLR0917
         cols = self.by_key.get(key)
         if cols is None:
             cols = self.by_key[key] = [[], [], [], [], []]
@@ -201,7 +201,7 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
     return batch
 
 
-def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
+def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:  # noqa: PLR0915, PLR0912
     kind, data = rec.kind, rec.data
     if kind in ("history", "patch"):
         step, runtime, values = decode_history(data, rec.seq, state.schemas)
@@ -268,7 +268,7 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities as None: JSON (and SQLite's JSON functions) have neither."""
+    """``value`` with NaN and infinities as None: JSON (and SQLite's JSON functions) have neither."""  # noqa: E501
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

@@ -4,7 +4,8 @@ No SQL here (the store keeps the bytes); this module turns points into bytes and
 
 A series is the history of one metric of one run, in row order. Each point has five float64 fields:
 the row's ordinal (its position in the run's history, shared by every metric logged in that row),
-``_step``, ``_runtime``, ``_timestamp`` and the value. Points are kept in pieces of ``PIECE`` points;
+``_step``, ``_runtime``, ``_timestamp`` and the value. Points are kept in pieces of ``PIECE``
+points;
 piece ``k`` holds points ``k*PIECE`` to ``(k+1)*PIECE - 1``. Next to each piece the store keeps its
 precomputed buckets at three resolutions: groups of 16 points (level 1), of 256 (level 2) and the
 whole piece (level 3). A bucket (an "entry") is ``ENTRY_FIELDS`` float64s.
@@ -13,7 +14,8 @@ A chart query for ``n`` buckets picks, per series, the coarsest level whose grou
 points one requested bucket would hold, so it reads about ``n`` to ``16 n`` entries whatever the
 number of points: its cost follows the buckets, not the points. A narrower step range (a zoom) reads
 only the pieces that overlap it, at a finer level. Entries are placed in the requested bucket of
-their first point, so a bucket edge is exact to within one precomputed group (which holds at most the
+their first point, so a bucket edge is exact to within one precomputed group (which holds at most
+the
 points of one requested bucket); min and max of every point are kept, so no spike is lost.
 """
 
@@ -66,7 +68,7 @@ def unpack_entries(data: bytes) -> Array:
 
 
 def entries_of(points: Array, group: int) -> Array:
-    """Aggregate consecutive groups of ``group`` points into entries, shape (groups, ENTRY_FIELDS)."""
+    """Aggregate consecutive groups of ``group`` points into entries, shape (groups, ENTRY_FIELDS)."""  # noqa: E501
     n = points.shape[1]
     if n == 0:
         return np.empty((0, ENTRY_FIELDS))
@@ -183,7 +185,7 @@ class Buckets:
 
 def _clean(values: Array) -> list[float | None]:
     # JSON has no NaN/Infinity: send null for NaN, keep infinities as huge floats
-    return [None if v != v else float(v) for v in values.tolist()]
+    return [None if v != v else float(v) for v in values.tolist()]  # noqa: PLR0124
 
 
 def bucketize(entries: Array, x: Array, lo: float, hi: float, buckets: int) -> Buckets:

@@ -160,7 +160,7 @@ class SqliteStore:
         with self._lock:
             con = self._writer
             row = con.execute(
-                "SELECT rid, held, ingest_state FROM runs WHERE entity=? AND project=? AND run_id=?",
+                "SELECT rid, held, ingest_state FROM runs WHERE entity=? AND project=? AND run_id=?",  # noqa: E501
                 (entity, project, run_id),
             ).fetchone()
             rid, held, state_text = row if row else (None, 0, None)
@@ -185,7 +185,7 @@ class SqliteStore:
                 raise
             return batch.held
 
-    def _apply(self, con: sqlite3.Connection, rid: int, batch: Batch, state: RunState) -> None:
+    def _apply(self, con: sqlite3.Connection, rid: int, batch: Batch, state: RunState) -> None:  # noqa: PLR0912
         con.execute(
             "INSERT INTO segments VALUES (?, ?, ?, ?)",
             (rid, batch.first_seq, batch.held, batch.frames),
@@ -525,10 +525,10 @@ class SqliteStore:
             "WHERE entity=? AND project=? AND run_id=?) ORDER BY key",
             (entity, project, run_id),
         ).fetchall()
-        out["history_keys"] = {k: n for k, n in keys}
+        out["history_keys"] = {k: n for k, n in keys}  # noqa: C416
         return out
 
-    def _entries(
+    def _entries(  # noqa: PLR0917
         self, rid: int, key: str, level: int, column: str | None, lo: float, hi: float
     ) -> S.Array:
         con = self._read
@@ -657,7 +657,7 @@ class SqliteStore:
             raise NotFound(f"file {path!r} of run {run_id} not found")
         return str(row[0])
 
-    def put_file(
+    def put_file(  # noqa: PLR0917
         self, entity: str, project: str, run_id: str, path: str, digest: str, size: int
     ) -> None:
         with self._lock:
@@ -771,7 +771,7 @@ class SqliteStore:
             "entries": json.loads(e),
         }
 
-    def set_manifest(
+    def set_manifest(  # noqa: PLR0917
         self,
         entity: str,
         project: str,
@@ -782,7 +782,7 @@ class SqliteStore:
     ) -> str:
         with self._lock:
             found = self._writer.execute(
-                "SELECT version FROM artifacts WHERE entity=? AND project=? AND name=? AND digest=?",
+                "SELECT version FROM artifacts WHERE entity=? AND project=? AND name=? AND digest=?",  # noqa: E501
                 (entity, project, name, digest),
             ).fetchone()
             if found is None:

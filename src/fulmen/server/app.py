@@ -150,7 +150,7 @@ def _parse_filter(text: str) -> Filter:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, decompressed (``Content-Encoding: gzip`` or ``deflate``), at most ``limit`` bytes."""
+    """The body, decompressed (``Content-Encoding: gzip`` or ``deflate``), at most ``limit`` bytes."""  # noqa: E501
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding not in ("identity", "gzip", "deflate"):
         raise HTTPException(415, f"Content-Encoding {encoding!r}: send gzip, deflate or none")
@@ -162,7 +162,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     try:
         async for chunk in request.stream():
             if decoder is not None:
-                chunk = decoder.decompress(chunk, limit - size + 1)
+                chunk = decoder.decompress(chunk, limit - size + 1)  # noqa: PLW2901
                 if decoder.unconsumed_tail:
                     raise HTTPException(413, f"the batch is larger than {limit} bytes")
             size += len(chunk)
@@ -202,7 +202,7 @@ def _meta_router(res: _Resources) -> APIRouter:
     return router
 
 
-def _runs_router(res: _Resources) -> APIRouter:
+def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
     router = APIRouter(tags=["runs"])
     runs_path = "/entities/{entity}/projects/{project}/runs"
     run_path = runs_path + "/{run_id}"
@@ -218,12 +218,12 @@ def _runs_router(res: _Resources) -> APIRouter:
         return {"projects": res.store.projects(_names.name("entity", entity))}
 
     @router.get(runs_path, summary="Runs of a project: filter, sort, page")
-    def runs(
+    def runs(  # noqa: PLR0917
         names: ProjectDep,
         state: Annotated[list[str] | None, Query(max_length=10)] = None,
         tag: Annotated[list[str] | None, Query(max_length=20)] = None,
         group: Annotated[str | None, Query(max_length=128)] = None,
-        filter: Annotated[list[str] | None, Query(max_length=20)] = None,  # noqa: A002
+        filter: Annotated[list[str] | None, Query(max_length=20)] = None,
         sort: Annotated[str, Query(max_length=200)] = "-created",
         limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -325,7 +325,7 @@ def _runs_router(res: _Resources) -> APIRouter:
     @router.get(run_path + "/history/export", summary="A run's whole history, unsampled")
     def export(
         ref: RunDep,
-        format: Annotated[str, Query(pattern="^(csv|parquet|jsonl)$")] = "csv",  # noqa: A002
+        format: Annotated[str, Query(pattern="^(csv|parquet|jsonl)$")] = "csv",
     ) -> StreamingResponse:
         from fulmen.server import _export
 
@@ -358,14 +358,14 @@ def _runs_router(res: _Resources) -> APIRouter:
         "/entities/{entity}/projects/{project}/history",
         summary="Chart data: many runs x many keys, bucketed (min, max, last)",
     )
-    def history(
+    def history(  # noqa: PLR0917
         names: ProjectDep,
         run: Annotated[list[str], Query(min_length=1, max_length=1000)],
         key: Annotated[list[str], Query(min_length=1, max_length=100)],
         buckets: Annotated[int, Query(ge=1, le=10_000)] = 1000,
         x: Annotated[str, Query(max_length=256)] = "_step",
-        min: Annotated[float | None, Query(allow_inf_nan=False)] = None,  # noqa: A002
-        max: Annotated[float | None, Query(allow_inf_nan=False)] = None,  # noqa: A002
+        min: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+        max: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     ) -> dict[str, Any]:
         query = HistoryQuery(
             runs=tuple(_names.run_id(r) for r in run),

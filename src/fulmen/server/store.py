@@ -106,7 +106,7 @@ class Store(Protocol):
 
     def file_digest(self, entity: str, project: str, run_id: str, path: str) -> str: ...
 
-    def put_file(
+    def put_file(  # noqa: PLR0917
         self, entity: str, project: str, run_id: str, path: str, digest: str, size: int
     ) -> None: ...
 
@@ -122,7 +122,7 @@ class Store(Protocol):
 
     def artifact(self, entity: str, project: str, name: str, version: str) -> dict[str, Any]: ...
 
-    def set_manifest(
+    def set_manifest(  # noqa: PLR0917
         self,
         entity: str,
         project: str,

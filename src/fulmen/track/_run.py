@@ -74,7 +74,7 @@ def log_path(run_dir: Path) -> Path:
 class Run:
     """One run being recorded. Create it with ``init()``; see docs/track.md for every method."""
 
-    def __init__(self, settings: Settings, config: Any = None) -> None:
+    def __init__(self, settings: Settings, config: Any = None) -> None:  # noqa: PLR0915
         self._settings = s = settings
         self.mode = s.mode
         root = s.dir / "fulmen"

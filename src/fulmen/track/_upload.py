@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -35,7 +34,7 @@ RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
 
 
 class UploadError(RuntimeError):
-    """The server refused the upload for good (a bad key, a malformed run log): retrying won't help."""
+    """The server refused the upload for good (a bad key, a malformed run log): retrying won't help."""  # noqa: E501
 
 
 def _quote(part: str) -> str:
@@ -112,7 +111,7 @@ class RunUpload:
         return self.run_dir / f"run-{self.run_dir.name.split('-', 2)[2]}.fulmen"
 
     def _base(self) -> str:
-        assert self.entity and self.project and self.run_id
+        assert self.entity and self.project and self.run_id  # noqa: PT018
         return (
             f"/entities/{_quote(self.entity)}/projects/{_quote(self.project)}"
             f"/runs/{_quote(self.run_id)}"
@@ -224,7 +223,8 @@ class RunUpload:
 
     def upload_artifacts(self) -> None:
         """Each logged artifact: the blobs the server lacks (by digest), then its manifest."""
-        assert self.entity and self.project
+        assert self.entity
+        assert self.project
         objects = self.run_dir.parent / "artifacts" / "objects"
         for record in self.artifacts:
             staged = (
@@ -322,7 +322,7 @@ class Uploader:
             except UploadError as exc:
                 self.error = str(exc)
                 return
-            except Exception as exc:  # noqa: BLE001 - a network or server hiccup: retry
+            except Exception as exc:
                 if isinstance(exc, urllib.error.HTTPError) and not _retryable(exc):
                     self.error = _describe(exc)
                     return
@@ -362,7 +362,7 @@ def sync_run(run_dir: Path, client: Client, *, live: bool) -> RunUpload:
 FINISH_TIMEOUT_VARIABLE = "FULMEN_FINISH_TIMEOUT"
 
 
-def start_online(
+def start_online(  # noqa: PLR0917
     run_dir: Path, base_url: str, api_key: str | None, project: str, entity: str | None, run_id: str
 ) -> Uploader:
     """The uploader of a run in online mode, started."""
