@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import fulmen.track as track
+from fulmen import track
 from fulmen.track import _run
 
 QUIET = {

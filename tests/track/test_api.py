@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import fulmen.track as track
+from fulmen import track
 from fulmen.cli import cli
 from fulmen.track import Api
 
@@ -34,7 +34,8 @@ def test_runs_and_filters() -> None:
     with pytest.raises(ValueError, match="unknown filter"):
         api.runs(filters={"colour": "red"})
     run = api.run(f"a/{ids[0]}")
-    assert run.path == f"a/{ids[0]}" and run.group == "ga"
+    assert run.path == f"a/{ids[0]}"
+    assert run.group == "ga"
     with pytest.raises(ValueError, match="belongs to project"):
         api.run(f"b/{ids[0]}")
     with pytest.raises(ValueError, match="no run"):
@@ -77,8 +78,11 @@ def test_fulmen_runs_lists_local_runs(tmp_path: Path) -> None:
     assert lines[0].split() == ["ID", "NAME", "PROJECT", "STATE", "ROWS", "METRICS"]
     assert len(lines) == 4
     assert all(any(line.startswith(i) for line in lines) for i in ids)
-    assert "finished" in lines[1] and " 10 " in lines[1] and "loss=0.1" in lines[1]
+    assert "finished" in lines[1]
+    assert " 10 " in lines[1]
+    assert "loss=0.1" in lines[1]
     result = CliRunner().invoke(cli, ["runs", str(tmp_path), "--project", "b"])
     assert len(result.output.splitlines()) == 2
     empty = CliRunner().invoke(cli, ["runs", str(tmp_path / "none")])
-    assert empty.exit_code == 0 and "no runs under" in empty.output
+    assert empty.exit_code == 0
+    assert "no runs under" in empty.output

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import fulmen.track as track
+from fulmen import track
 from fulmen.track import Api, Artifact
 
 
@@ -31,13 +31,15 @@ def test_versions_dedup_and_aliases(tmp_path: Path) -> None:
     changed.add_file(str(ckpt))
     changed.add_file(str(ckpt), name="copy/model.ckpt")  # same content twice: stored once
     run.log_artifact(changed)
-    assert changed.version == "v1" and changed.aliases == ["latest"]
+    assert changed.version == "v1"
+    assert changed.aliases == ["latest"]
     assert len(objects(tmp_path)) == 2  # weights-1 and weights-2, each once
     run.finish()
 
     user = track.init()
     best = user.use_artifact("model-abc:best")
-    assert best.version == "v0" and best.metadata == {"epoch": 1}
+    assert best.version == "v0"
+    assert best.metadata == {"epoch": 1}
     assert Path(best.get_path("model.ckpt").download()).read_bytes() == b"weights-1"
     latest = user.use_artifact("model-abc")
     folder = Path(latest.download(str(tmp_path / "dl")))
@@ -83,5 +85,6 @@ def test_log_artifact_with_a_path(tmp_path: Path) -> None:
     (tmp_path / "w.bin").write_bytes(b"x")
     run = track.init()
     art = track.log_artifact(str(tmp_path / "w.bin"), name="weights", type="model")
-    assert art.version == "v0" and art.type == "model"
+    assert art.version == "v0"
+    assert art.type == "model"
     assert (Path(run.dir) / "artifacts" / "weights-v0.json").is_file()  # staged for upload

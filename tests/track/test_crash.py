@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import random
 import signal
-import threading
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +30,8 @@ CHILD = """
 
 def _drain(child: subprocess.Popen[str]) -> str:
     # read through the file objects: lines already in their buffers count as reported
-    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout is not None
+    assert child.stderr is not None
     rest = child.stdout.read()
     child.stdout.close()
     child.stderr.close()
@@ -44,11 +45,14 @@ def test_kill_9_loses_no_row_whose_log_returned(tmp_path: Path) -> None:
     trials = 20
     for trial in range(trials):
         child = start_child(CHILD, tmp_path)
-        assert child.stdout is not None and child.stderr is not None
+        assert child.stdout is not None
+        assert child.stderr is not None
         lines: list[str] = []
         # a thread reads the reports as they come, so the child never waits on the pipe and the
         # kill lands at a random point of its loop (inside log() or between calls)
-        reader = threading.Thread(target=lambda out=child.stdout: lines.extend(out), daemon=True)
+        reader = threading.Thread(
+            target=lambda out=child.stdout, sink=lines: sink.extend(out), daemon=True
+        )
         reader.start()
         while not lines and child.poll() is None:
             time.sleep(0.01)
@@ -85,10 +89,12 @@ def test_a_killed_run_resumes_after_its_torn_tail(tmp_path: Path) -> None:
     with log.open("ab") as f:
         f.write(b"\xa3\x40\x00\x00")  # a torn frame, as a crash mid-write leaves it
     before = Api().run("t").rows
-    import fulmen.track as track
+    from fulmen import track
 
     run = track.init(id="t", resume="allow")
     run.log({"i": -1, "loss": 0.0, "tag": ""})
     run.finish()
     after = Api().run("t")
-    assert after.corrupt == [] and after.rows == before + 1 and after.state == "finished"
+    assert after.corrupt == []
+    assert after.rows == before + 1
+    assert after.state == "finished"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
 import pytest
 
-import fulmen.track as track
+from fulmen import track
 from fulmen.track import runlog
 from fulmen.track.runlog import Corrupt, Record, decode_history, read_records
 
@@ -38,7 +39,7 @@ def test_header_and_kinds_in_order(tmp_path: Path) -> None:
     assert [r.seq for r in items] == list(range(1, len(items) + 1))
     # offsets tile the file: each frame starts where the previous ended
     assert items[0].offset == runlog.HEADER_SIZE
-    assert all(a.end == b.offset for a, b in zip(items, items[1:], strict=False))
+    assert all(a.end == b.offset for a, b in itertools.pairwise(items))
     assert items[-1].end == len(data)
 
 
@@ -66,9 +67,11 @@ def test_torn_tail_at_every_offset(tmp_path: Path) -> None:
         # every frame wholly before the cut is read back, nothing else
         assert good == [r for r in full if r.end <= cut], cut
         if cut < runlog.HEADER_SIZE:
-            assert len(bad) == 1 and bad[0].torn
+            assert len(bad) == 1
+            assert bad[0].torn
         elif any(r.offset < cut < r.end for r in full):
-            assert len(bad) == 1 and bad[0].torn, cut
+            assert len(bad) == 1, cut
+            assert bad[0].torn, cut
         else:
             assert bad == []
 
@@ -102,13 +105,15 @@ def test_garbage_between_frames_is_skipped(tmp_path: Path) -> None:
 
 def test_not_a_run_log(tmp_path: Path) -> None:
     (bad,) = read_records(b"hello world, this is not a run log")
-    assert isinstance(bad, Corrupt) and "magic" in bad.reason
+    assert isinstance(bad, Corrupt)
+    assert "magic" in bad.reason
 
 
 def test_newer_version_is_refused(tmp_path: Path) -> None:
     header = runlog.HEADER.pack(runlog.MAGIC, runlog.FORMAT_VERSION + 1, 0, 0)
     (bad,) = read_records(header)
-    assert isinstance(bad, Corrupt) and "newer" in bad.reason
+    assert isinstance(bad, Corrupt)
+    assert "newer" in bad.reason
 
 
 @pytest.mark.parametrize("value", [0, 1, 127, 128, 16383, 16384, 2**21, 2**40])
@@ -122,4 +127,6 @@ def test_special_floats_survive(tmp_path: Path) -> None:
     run.log({"nan": math.nan, "inf": math.inf, "ninf": -math.inf})
     run.finish()
     (row,) = track.Api().run(run.id).history()
-    assert math.isnan(row["nan"]) and row["inf"] == math.inf and row["ninf"] == -math.inf
+    assert math.isnan(row["nan"])
+    assert row["inf"] == math.inf
+    assert row["ninf"] == -math.inf

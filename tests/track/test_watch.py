@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-import fulmen.track as track
+from fulmen import track
 from fulmen.track import Api
 
 
@@ -37,7 +37,8 @@ def test_gradient_and_parameter_histograms_every_log_freq_passes() -> None:
     for name in ("0.weight", "0.bias", "2.weight", "2.bias"):
         for prefix in ("gradients", "parameters"):
             hist = row[f"{prefix}/{name}"]
-            assert hist["_type"] == "histogram" and len(hist["values"]) == 64
+            assert hist["_type"] == "histogram"
+            assert len(hist["values"]) == 64
             assert len(hist["bins"]) == 65
     assert sum(row["parameters/0.weight"]["values"]) == 12  # 3 x 4 weights
 
@@ -59,7 +60,8 @@ def test_topology_is_recorded_once_as_a_file_and_unwatch_stops() -> None:
     run = track.init()
     run.watch(model, log_freq=1)
     topology = json.loads((Path(run.dir) / "model-topology.json").read_text())
-    assert topology["type"] == "Sequential" and topology["total_parameters"] == 15 + 8
+    assert topology["type"] == "Sequential"
+    assert topology["total_parameters"] == 15 + 8
     assert topology["children"][0]["parameters"][0] == {
         "name": "weight",
         "shape": [3, 4],

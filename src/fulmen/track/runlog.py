@@ -155,7 +155,8 @@ class Record(NamedTuple):
 
     ``data`` is the parsed JSON object for JSON kinds, the raw body bytes for HISTORY and PATCH
     (decode it with :func:`decode_history` and the SCHEMA records seen before it), and
-    ``{"stream": "stdout" | "stderr", "text": str}`` for CONSOLE.
+    ``{"stream": "stdout" | "stderr", "text": str}`` for CONSOLE. A kind this reader does not know
+    (from a newer writer) is named ``"kind-<n>"`` with its raw body.
     """
 
     seq: int
@@ -199,7 +200,7 @@ def _try_frame(buf: bytes, pos: int) -> tuple[int, int, int] | str:
     """(kind, payload start, payload end) of a good frame at ``pos``, or why there is none."""
     lead = buf[pos]
     kind = lead & 0x0F
-    if lead & 0xF0 != LEAD_MARK or kind not in KINDS:
+    if lead & 0xF0 != LEAD_MARK or kind == 0:
         return "bad lead byte"
     try:
         n, start = _read_uvarint(buf, pos + 1)
@@ -219,6 +220,8 @@ def _try_frame(buf: bytes, pos: int) -> tuple[int, int, int] | str:
 def _decode_body(kind: int, body: bytes) -> tuple[int, Any]:
     seq, pos = _read_uvarint(body, 0)
     if kind in (HISTORY, PATCH):
+        return seq, body[pos:]
+    if kind not in KINDS:  # a kind from a newer writer: passed on undecoded
         return seq, body[pos:]
     if kind == CONSOLE:
         stream = "stderr" if body[pos] == 2 else "stdout"
@@ -257,9 +260,9 @@ def read_records(source: str | Path | bytes | BinaryIO) -> Iterator[Record | Cor
                 seq, data = _decode_body(kind, buf[start:end])
             except (ValueError, IndexError, UnicodeDecodeError) as exc:
                 # CRC-valid but undecodable: a writer bug, not a torn write; report and skip
-                yield Corrupt(pos, end, f"undecodable {KINDS[kind]} body: {exc}")
+                yield Corrupt(pos, end, f"undecodable {_name(kind)} body: {exc}")
             else:
-                yield Record(seq, KINDS[kind], pos, end, data)
+                yield Record(seq, _name(kind), pos, end, data)
             pos = end
             continue
         reason = found
@@ -269,6 +272,10 @@ def read_records(source: str | Path | bytes | BinaryIO) -> Iterator[Record | Cor
             return
         yield Corrupt(pos, nxt, reason if reason != "torn" else "frame runs past the next frame")
         pos = nxt
+
+
+def _name(kind: int) -> str:
+    return KINDS.get(kind) or f"kind-{kind}"
 
 
 def _resync(buf: bytes, pos: int) -> int | None:
