@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from fulmen.server._series import FIELDS, Array
-from fulmen.track.runlog import Corrupt, Record, decode_history, header, read_records
+from fulmen.track.runlog import (
+    Corrupt,
+    Record,
+    _read_svarint,
+    _read_uvarint,
+    decode_history,
+    header,
+    read_records,
+)
 
 RECENT_ROWS = 256  # rows a PATCH may still reach (late values arrive within moments)
 
@@ -88,6 +96,25 @@ class RunState:
                 agg["sum"] = agg.get("sum", 0.0) + value
                 agg["n"] = agg.get("n", 0) + 1
 
+    def observe_many(self, keys: list[str], columns: list[Array], last: list[Any]) -> None:
+        """``observe`` for many rows at once: ``columns[i]`` holds every value of ``keys[i]``
+        (as floats), ``last`` the last row's values as logged."""
+        self.observe(dict(zip(keys, last, strict=True)))  # last values, overrides dropped
+        if not self.modes:
+            return
+        for key, values in zip(keys, columns, strict=True):
+            if self.modes_of(key) is None:
+                continue
+            agg = self.agg.setdefault(key, {})
+            if "first" not in agg and len(values):
+                agg["first"] = float(values[0])
+            finite = values[~np.isnan(values)]
+            if len(finite):
+                agg["min"] = min(agg.get("min", np.inf), float(finite.min()))
+                agg["max"] = max(agg.get("max", -np.inf), float(finite.max()))
+                agg["sum"] = agg.get("sum", 0.0) + float(finite.sum())
+                agg["n"] = agg.get("n", 0) + len(finite)
+
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in self.last.items():
@@ -142,28 +169,94 @@ class Batch:
         return not self.frames
 
 
+_DTYPES = {"d": "<f8", "f": "<f4", "q": "<i8", "?": "?"}
+
+
+class _Group:
+    """HISTORY records of one schema whose columns are all fixed-size, decoded together by numpy
+    when flushed (the common case: a row of numbers costs a few varint reads and list appends)."""
+
+    def __init__(self, columns: list[tuple[str, str]]) -> None:
+        self.keys = [k for k, _ in columns]
+        self.dtype = np.dtype([(f"f{i}", _DTYPES[c]) for i, (_, c) in enumerate(columns)])
+        self.size = self.dtype.itemsize
+        self.ords: list[int] = []
+        self.steps: list[int] = []
+        self.runtimes: list[int] = []  # microseconds
+        self.seqs: list[int] = []
+        self.raw: list[bytes] = []
+
+
 class _Points:
-    """Per-metric point lists for the rows of a batch, flushed as arrays at a REWIND or the end."""
+    """The points of a batch's rows, per metric: fast groups and a slow path (PATCH, rows with
+    strings or media), combined in log order when flushed."""
 
-    def __init__(self) -> None:
-        self.by_key: dict[str, list[list[float]]] = {}
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+        self.groups: dict[int, _Group] = {}
+        self.slow: dict[str, list[list[float]]] = {}
+        self.chunks: dict[str, list[Array]] = {}
 
-    def add(self, key: str, ordinal: int, step: int, rt: float, ts: float, value: float) -> None:  # noqa: PLR0917
-        cols = self.by_key.get(key)
+    def group(self, schema_id: int) -> _Group | None:
+        g = self.groups.get(schema_id)
+        if g is None:
+            columns = self.state.schemas[schema_id]
+            if any(c not in _DTYPES for _, c in columns):
+                return None
+            g = self.groups[schema_id] = _Group(columns)
+        return g
+
+    def add(self, key: str, row: tuple[int, int, float, float, float, int]) -> None:
+        """One point (ordinal, step, runtime, timestamp, value, seq) on the slow path."""
+        cols = self.slow.get(key)
         if cols is None:
-            cols = self.by_key[key] = [[], [], [], [], []]
-        elif cols[0] and cols[0][-1] == ordinal:  # the same row again: the later value wins
-            cols[4][-1] = value
-            return
-        cols[0].append(ordinal)
-        cols[1].append(step)
-        cols[2].append(rt)
-        cols[3].append(ts)
-        cols[4].append(value)
+            cols = self.slow[key] = [[], [], [], [], [], []]
+        for col, v in zip(cols, row, strict=True):
+            col.append(v)
+
+    def flush_groups(self) -> None:
+        """Decode the fast groups into arrays and update the summary, in log order."""
+        state = self.state
+        for g in sorted(self.groups.values(), key=lambda g: g.seqs[-1] if g.seqs else 0):
+            if not g.seqs:
+                continue
+            table = np.frombuffer(b"".join(g.raw), dtype=g.dtype)
+            runtime = np.array(g.runtimes, dtype=np.float64) / 1e6
+            base = np.stack(
+                [
+                    np.array(g.ords, dtype=np.float64),
+                    np.array(g.steps, dtype=np.float64),
+                    runtime,
+                    state.segment_time + (runtime - state.segment_runtime),
+                ]
+            )
+            seqs = np.array(g.seqs, dtype=np.float64)
+            state.runtime = max(state.runtime, float(runtime.max()))
+            columns = []
+            for i, key in enumerate(g.keys):
+                values = table[f"f{i}"].astype(np.float64)
+                columns.append(values)
+                self.chunks.setdefault(key, []).append(np.vstack([base, values, seqs]))
+            state.observe_many(g.keys, columns, table[-1].tolist())
+        self.groups = {}
 
     def flush(self) -> dict[str, Array]:
-        out = {k: np.array(v, dtype=np.float64).reshape(FIELDS, -1) for k, v in self.by_key.items()}
-        self.by_key = {}
+        self.flush_groups()
+        for key, cols in self.slow.items():
+            self.chunks.setdefault(key, []).append(np.array(cols, dtype=np.float64))
+        self.slow = {}
+        out: dict[str, Array] = {}
+        for key, parts in self.chunks.items():
+            both = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+            ords = both[0]
+            if len(parts) > 1 or (len(ords) > 1 and bool((ords[1:] <= ords[:-1]).any())):
+                both = both[:, np.lexsort((both[5], ords))]  # by row, then log order
+                ords = both[0]
+                keep = np.ones(len(ords), dtype=bool)
+                keep[:-1] = ords[1:] != ords[:-1]  # the same row twice: the later value wins
+                both = both[:, keep]
+            out[key] = np.ascontiguousarray(both[:FIELDS])
+        self.chunks = {}
         return out
 
 
@@ -174,7 +267,7 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
     start_offset: int | None = None
     end_offset = 0
     batch = Batch(held=held, frames=b"", first_seq=first)
-    points = _Points()
+    points = _Points(state)
     for item in read_records(buf):
         if isinstance(item, Corrupt):
             raise BadBatch(
@@ -193,7 +286,10 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
             _apply(rec, state, batch, points)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise BadBatch(f"record {rec.seq} ({rec.kind}) does not decode: {exc}") from exc
-    flushed = points.flush()
+    try:
+        flushed = points.flush()
+    except (ValueError, TypeError) as exc:
+        raise BadBatch(f"history records do not decode: {exc}") from exc
     if flushed:
         batch.series.append(("points", flushed))
     if start_offset is not None:
@@ -203,28 +299,35 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
 
 def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:  # noqa: PLR0915, PLR0912
     kind, data = rec.kind, rec.data
-    if kind in ("history", "patch"):
+    if kind == "history":
+        schema_id, pos = _read_uvarint(data, 0)
+        delta, pos = _read_svarint(data, pos)
+        runtime_us, pos = _read_uvarint(data, pos)
+        group = points.group(schema_id)
+        if group is not None:
+            if len(data) != pos + group.size:
+                raise ValueError(f"{len(data) - pos} value bytes, the schema has {group.size}")
+            step = rec.seq - delta
+            group.ords.append(_ordinal(state, batch, step, patch=False))
+            group.steps.append(step)
+            group.runtimes.append(runtime_us)
+            group.seqs.append(rec.seq)
+            group.raw.append(data[pos : pos + group.size])
+            return
+    if kind in ("history", "patch"):  # PATCH, or a row with strings or media: one at a time
+        points.flush_groups()
         step, runtime, values = decode_history(data, rec.seq, state.schemas)
         timestamp = state.segment_time + (runtime - state.segment_runtime)
         state.runtime = max(state.runtime, runtime)
-        ordinal: int | None = None
-        if kind == "patch":
-            ordinal = next((o for s, o in reversed(state.recent) if s == step), None)
-        elif state.last_step == step and state.next_ordinal > 0:
-            ordinal = state.next_ordinal - 1  # another part of the same row
-        if ordinal is None:
-            ordinal = state.next_ordinal
-            state.next_ordinal += 1
-            state.last_step = step
-            state.recent.append((step, ordinal))
-            if len(state.recent) > RECENT_ROWS * 2:
-                del state.recent[:RECENT_ROWS]
-            batch.rows += 1
+        ordinal = _ordinal(state, batch, step, patch=kind == "patch")
         for key, value in values.items():
             if isinstance(value, (int, float)):  # bool too: charts show it as 0/1
-                points.add(key, ordinal, step, runtime, timestamp, float(value))
+                points.add(key, (ordinal, step, runtime, timestamp, float(value), rec.seq))
         state.observe(values)
-    elif kind == "schema":
+        return
+    if kind in ("schema", "rewind", "run", "summary", "metric"):
+        points.flush_groups()  # these change how the rows before and after them are read
+    if kind == "schema":
         state.schemas[int(data["id"])] = [(str(k), str(c)) for k, c in data["columns"]]
     elif kind == "rewind":
         flushed = points.flush()
@@ -265,6 +368,24 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
         batch.stats.append((rec.seq, data))
     elif kind == "exit":
         batch.exit = data
+
+
+def _ordinal(state: RunState, batch: Batch, step: int, *, patch: bool) -> int:
+    """The row a HISTORY (or PATCH) record at ``step`` belongs to; a new row when none."""
+    if patch:
+        for s, o in reversed(state.recent):
+            if s == step:
+                return o
+    elif state.last_step == step and state.next_ordinal > 0:
+        return state.next_ordinal - 1  # another part of the same row (commit=False, step=)
+    ordinal = state.next_ordinal
+    state.next_ordinal += 1
+    state.last_step = step
+    state.recent.append((step, ordinal))
+    if len(state.recent) > RECENT_ROWS * 2:
+        del state.recent[:RECENT_ROWS]
+    batch.rows += 1
+    return ordinal
 
 
 def json_safe(value: Any) -> Any:
