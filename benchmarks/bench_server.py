@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from benchmarks.harness import RESULTS_DIR, Case, compare
 
@@ -96,7 +97,6 @@ def sync_case(work: Path, rows: int) -> tuple[Case, subprocess.Popen[bytes]]:
 
 
 def _build_big(path: Path, runs: int, steps: int) -> None:
-    from fulmen.server import _series as S
     from fulmen.server._sqlite import SqliteStore
 
     store = SqliteStore(path)
@@ -121,7 +121,7 @@ def history_case(work: Path, runs: int, steps: int) -> Case:
     from fulmen.server._sqlite import SqliteStore
     from fulmen.server.store import HistoryQuery
 
-    cached = RESULTS_DIR / f"bench_server_{runs}x{steps}.db"
+    cached = RESULTS_DIR / f"bench_server_v2_{runs}x{steps}.db"  # v2: with overview blocks
     if not cached.exists():
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
@@ -133,7 +133,7 @@ def history_case(work: Path, runs: int, steps: int) -> Case:
     def run() -> float:
         start = time.perf_counter()
         series = store.history("bench", "big", query)
-        json.dumps(series)
+        orjson.dumps({"series": series}, option=orjson.OPT_SERIALIZE_NUMPY)  # as the API answers
         elapsed = time.perf_counter() - start
         assert len(series) == runs
         assert sum(series[0]["count"]) == steps

@@ -174,18 +174,14 @@ def x_from_step_metric(entries: Array, x_entries: Array) -> Array:
 
 @dataclass
 class Buckets:
-    """Chart data of one series: per non-empty bucket, its first x, and min, max, last, count."""
+    """Chart data of one series: per non-empty bucket, its first x, and min, max, last, count
+    (numpy arrays; the API writes them with orjson, NaN as null)."""
 
-    x: list[float]
-    min: list[float | None]
-    max: list[float | None]
-    last: list[float | None]
-    count: list[int]
-
-
-def _clean(values: Array) -> list[float | None]:
-    # JSON has no NaN/Infinity: send null for NaN, keep infinities as huge floats
-    return [None if v != v else float(v) for v in values.tolist()]  # noqa: PLR0124
+    x: Array
+    min: Array
+    max: Array
+    last: Array
+    count: npt.NDArray[np.int64]
 
 
 def bucketize(entries: Array, x: Array, lo: float, hi: float, buckets: int) -> Buckets:
@@ -193,17 +189,19 @@ def bucketize(entries: Array, x: Array, lo: float, hi: float, buckets: int) -> B
     inside = (x >= lo) & (x <= hi)
     entries, x = entries[inside], x[inside]
     if len(entries) == 0:
-        return Buckets([], [], [], [], [])
+        empty = np.empty(0)
+        return Buckets(empty, empty, empty, empty, np.empty(0, dtype=np.int64))
     width = (hi - lo) / buckets if hi > lo else 1.0
     index = np.minimum(((x - lo) / width).astype(np.int64), buckets - 1)
-    order = np.argsort(index, kind="stable")  # stable: row order within a bucket
-    index, entries, x = index[order], entries[order], x[order]
+    if len(index) > 1 and bool((index[1:] < index[:-1]).any()):
+        order = np.argsort(index, kind="stable")  # stable: row order within a bucket
+        index, entries, x = index[order], entries[order], x[order]
     starts = np.flatnonzero(np.concatenate([[True], index[1:] != index[:-1]]))
     ends = np.concatenate([starts[1:], [len(index)]]) - 1
     return Buckets(
-        x=x[starts].tolist(),
-        min=_clean(np.fmin.reduceat(entries[:, E_MIN], starts)),
-        max=_clean(np.fmax.reduceat(entries[:, E_MAX], starts)),
-        last=_clean(entries[ends, E_LAST]),
-        count=np.add.reduceat(entries[:, E_COUNT], starts).astype(np.int64).tolist(),
+        x=x[starts],
+        min=np.fmin.reduceat(entries[:, E_MIN], starts),
+        max=np.fmax.reduceat(entries[:, E_MAX], starts),
+        last=entries[ends, E_LAST],
+        count=np.add.reduceat(entries[:, E_COUNT], starts).astype(np.int64),
     )

@@ -55,9 +55,15 @@ CREATE TABLE IF NOT EXISTS series (
 CREATE TABLE IF NOT EXISTS pieces (
     rid INTEGER NOT NULL, key TEXT NOT NULL, piece INTEGER NOT NULL, n INTEGER NOT NULL,
     ord_first REAL NOT NULL, smin REAL, smax REAL, rmin REAL, rmax REAL, tmin REAL, tmax REAL,
-    l1 BLOB NOT NULL, l2 BLOB NOT NULL, l3 BLOB NOT NULL
-);
+    l3 BLOB NOT NULL, l2 BLOB NOT NULL, l1 BLOB NOT NULL  -- small first: reading l2 or l3
+);                                                      -- never walks l1's overflow pages
 CREATE UNIQUE INDEX IF NOT EXISTS pieces_key ON pieces (rid, key, piece);
+CREATE TABLE IF NOT EXISTS overview (
+    rid INTEGER NOT NULL, key TEXT NOT NULL, level INTEGER NOT NULL, block INTEGER NOT NULL,
+    n INTEGER NOT NULL, smin REAL, smax REAL, rmin REAL, rmax REAL, tmin REAL, tmax REAL,
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS overview_key ON overview (rid, key, level, block);
 CREATE TABLE IF NOT EXISTS points (
     rid INTEGER NOT NULL, key TEXT NOT NULL, piece INTEGER NOT NULL, data BLOB NOT NULL
 );
@@ -96,6 +102,7 @@ CREATE TABLE IF NOT EXISTS anonymous (hash TEXT PRIMARY KEY, created REAL NOT NU
 SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id"}
 OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 ANON_PREFIX = "anon-"
+BLOCK = 64  # pieces per overview block: a chart over 1M points reads 4 rows per series
 
 
 def _hash(secret: str) -> str:
@@ -312,34 +319,49 @@ class SqliteStore:
     def _write_points(
         self, con: sqlite3.Connection, rid: int, key: str, from_piece: int, points: S.Array
     ) -> None:
-        """Replace every piece from ``from_piece`` on with ``points`` (which start there)."""
+        """Replace every piece from ``from_piece`` on with ``points`` (which start there), then
+        the overview blocks (levels 2 and 3 of ``BLOCK`` pieces each) those pieces fall in."""
         con.execute("DELETE FROM points WHERE rid=? AND key=? AND piece>=?", (rid, key, from_piece))
         con.execute("DELETE FROM pieces WHERE rid=? AND key=? AND piece>=?", (rid, key, from_piece))
+        first_block = from_piece // BLOCK
+        # (piece, n, smin, smax, rmin, rmax, tmin, tmax, l3, l2) of the block's earlier pieces
+        rows: list[tuple[Any, ...]] = con.execute(
+            "SELECT piece, n, smin, smax, rmin, rmax, tmin, tmax, l3, l2 FROM pieces "
+            "WHERE rid=? AND key=? AND piece>=? ORDER BY piece",
+            (rid, key, first_block * BLOCK),
+        ).fetchall()
         n = points.shape[1]
         for i, start in enumerate(range(0, n, S.PIECE)):
             part = points[:, start : start + S.PIECE]
-            summary = S.summarize(part)
+            m = S.summarize(part)
             piece = from_piece + i
             con.execute(
                 "INSERT INTO points VALUES (?, ?, ?, ?)", (rid, key, piece, S.pack_points(part))
             )
+            bounds = (m.step_min, m.step_max, m.runtime_min, m.runtime_max, m.time_min, m.time_max)
+            l1, l2, l3 = m.levels
             con.execute(
                 "INSERT INTO pieces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    rid,
-                    key,
-                    piece,
-                    summary.n,
-                    summary.ord_first,
-                    summary.step_min,
-                    summary.step_max,
-                    summary.runtime_min,
-                    summary.runtime_max,
-                    summary.time_min,
-                    summary.time_max,
-                    *summary.levels,
-                ),
+                (rid, key, piece, m.n, m.ord_first, *bounds, l3, l2, l1),
             )
+            rows.append((piece, m.n, *bounds, l3, l2))
+        con.execute(
+            "DELETE FROM overview WHERE rid=? AND key=? AND block>=?", (rid, key, first_block)
+        )
+        blocks: dict[int, list[tuple[Any, ...]]] = {}
+        for row in rows:
+            blocks.setdefault(int(row[0]) // BLOCK, []).append(row)
+        for block, members in blocks.items():
+            stats = (
+                sum(int(r[1]) for r in members),
+                *(min(r[c] for r in members) if c % 2 == 0 else max(r[c] for r in members)
+                  for c in range(2, 8)),
+            )  # fmt: skip
+            for level, column in ((3, 8), (2, 9)):
+                con.execute(
+                    "INSERT INTO overview VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (rid, key, level, block, *stats, b"".join(r[column] for r in members)),
+                )
         total = from_piece * S.PIECE + n
         last_ord = float(points[S.ORD, -1]) if n else -1.0
         con.execute(
@@ -543,9 +565,12 @@ class SqliteStore:
             if not rows:
                 return np.empty((0, S.ENTRY_FIELDS))
             return S.entries_of(np.concatenate([S.unpack_points(r[0]) for r in rows], axis=1), 1)
-        rows = con.execute(
-            f"SELECT l{level} FROM pieces WHERE rid=? AND key=?{bounds} ORDER BY piece", params
-        ).fetchall()
+        if level == 1:
+            sql = f"SELECT l1 FROM pieces WHERE rid=? AND key=?{bounds} ORDER BY piece"
+        else:  # levels 2 and 3: one overview row per BLOCK pieces
+            sql = f"SELECT data FROM overview WHERE rid=? AND key=? AND level={int(level)}{bounds} "
+            sql += "ORDER BY block"
+        rows = con.execute(sql, params).fetchall()
         if not rows:
             return np.empty((0, S.ENTRY_FIELDS))
         return S.unpack_entries(b"".join(r[0] for r in rows))
@@ -559,18 +584,18 @@ class SqliteStore:
         series: list[tuple[str, str, S.Array, S.Array]] = []
         for run_id, rid in rids.items():
             for key in query.keys:
-                if column is None:
+                if column is None or (query.lo is None and query.hi is None):
                     found = con.execute(
                         "SELECT n FROM series WHERE rid=? AND key=?", (rid, key)
                     ).fetchone()
                     points = int(found[0]) if found else 0
                 else:
-                    # points in range, assuming each piece's points spread evenly over it
+                    # points in range, assuming each block's points spread evenly over it
                     c = column
                     found = con.execute(
                         f"SELECT sum(n * (min(?, {c}max) - max(?, {c}min) + 1e-9) "
-                        f"/ ({c}max - {c}min + 1e-9)) FROM pieces WHERE rid=? AND key=? "
-                        f"AND {c}max>=? AND {c}min<=?",
+                        f"/ ({c}max - {c}min + 1e-9)) FROM overview WHERE rid=? AND key=? "
+                        f"AND level=3 AND {c}max>=? AND {c}min<=?",
                         (hi, lo, rid, key, lo, hi),
                     ).fetchone()
                     points = 0 if found[0] is None else max(1, int(np.ceil(found[0])))

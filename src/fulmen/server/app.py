@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from fulmen.__about__ import __version__
@@ -366,7 +367,7 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
         x: Annotated[str, Query(max_length=256)] = "_step",
         min: Annotated[float | None, Query(allow_inf_nan=False)] = None,
         max: Annotated[float | None, Query(allow_inf_nan=False)] = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         query = HistoryQuery(
             runs=tuple(_names.run_id(r) for r in run),
             keys=tuple(_names.key(k) for k in key),
@@ -375,7 +376,11 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
             lo=min,
             hi=max,
         )
-        return {"x": x, "buckets": buckets, "series": res.store.history(*names, query)}
+        series = res.store.history(*names, query)
+        # orjson writes the bucket arrays straight from numpy (NaN as null): 10x json's speed
+        payload = {"x": x, "buckets": buckets, "series": series}
+        return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), 200,
+                        media_type="application/json")  # fmt: skip
 
     return router
 
