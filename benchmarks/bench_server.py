@@ -100,20 +100,12 @@ def _build_big(path: Path, runs: int, steps: int) -> None:
     from fulmen.server._sqlite import SqliteStore
 
     store = SqliteStore(path)
-    con = store._writer
     rng = np.random.default_rng(0)
     for r in range(runs):
-        con.execute("BEGIN")
-        rid = con.execute(
-            "INSERT INTO runs (entity, project, run_id, created, updated) VALUES (?, ?, ?, ?, ?)",
-            ("bench", "big", f"r{r}", time.time(), time.time()),
-        ).lastrowid
-        assert rid is not None
         ords = np.arange(steps, dtype=np.float64)
         values = np.cumsum(rng.standard_normal(steps))
         points = np.stack([ords, ords, ords * 0.01, 1.7e9 + ords * 0.01, values])
-        store._write_points(con, rid, "loss", 0, points)
-        con.execute("COMMIT")
+        store.load_series("bench", "big", f"r{r}", "loss", points)
     store.close()
 
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,15 +40,16 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, *args: str) -> None:
         self.data = data
+        self.args = args
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "fulmen", "server", "--port", str(self.port)]
-        self.proc = subprocess.Popen([*cmd, "--data", str(self.data)])
+        self.proc = subprocess.Popen([*cmd, "--data", str(self.data), *self.args])
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -224,3 +226,23 @@ def test_twenty_writers_at_once(tmp_path: Path, server: Server) -> None:
     page = json.loads(server.get("/entities/local/projects/e2e/runs?limit=100"))
     assert page["total"] == 20
     assert all(r["rows"] == 200 and r["state"] == "finished" for r in page["runs"])
+
+
+def test_anonymous_run_on_a_server_that_requires_keys(tmp_path: Path) -> None:
+    server = Server(tmp_path / "server", "--host", "0.0.0.0", "--allow-anonymous")
+    server.start()
+    try:
+        out = _log(tmp_path, server, "anon1", 20, FULMEN_ANONYMOUS="true")
+        link = next(line for line in out.stderr.splitlines() if "anonymous run" in line)
+        url = link.split("link): ", 1)[1]
+        with urllib.request.urlopen(url, timeout=10) as r:
+            run = json.loads(r.read())
+        assert run["state"] == "finished"
+        assert run["rows"] == 20
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            server.get("/entities")
+        assert refused.value.code == 401
+    finally:
+        assert server.proc is not None
+        server.proc.terminate()
+        server.proc.wait(10)

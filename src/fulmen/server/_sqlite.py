@@ -305,6 +305,30 @@ class SqliteStore:
                 (entity, project, name, str(alias), version),
             )
 
+    def load_series(
+        self, entity: str, project: str, run_id: str, key: str, points: S.Array
+    ) -> None:
+        """Bulk-load one metric's points (``(FIELDS, n)``, by row ordinal) into a run, creating
+        the run: for imports and benchmarks, bypassing run-log decoding."""
+        with self._lock:
+            con = self._writer
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute(
+                    "INSERT OR IGNORE INTO runs (entity, project, run_id, created, updated) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (entity, project, run_id, time.time(), time.time()),
+                )
+                (rid,) = con.execute(
+                    "SELECT rid FROM runs WHERE entity=? AND project=? AND run_id=?",
+                    (entity, project, run_id),
+                ).fetchone()
+                self._add_points(con, int(rid), key, points)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     # --- scalar series -------------------------------------------------------------------------
 
     def _load_points(self, con: sqlite3.Connection, rid: int, key: str, from_piece: int) -> S.Array:

@@ -134,8 +134,9 @@ class Run:
             from fulmen.track._upload import start_online
 
             self._uploader = start_online(
-                run_dir, s.base_url, s.api_key, self._project, self._entity, self._id
-            )
+                run_dir, s.base_url, s.api_key, self._project, self._entity, self._id,
+                bool(s.anonymous),
+            )  # fmt: skip
         if s.mode_note and not s.silent:
             print(s.mode_note, file=sys.stderr)
 

@@ -105,6 +105,7 @@ class RunUpload:
     exited: bool = False  # the log holds an EXIT record
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # path -> type, from FILE records
+    anonymous: bool = False  # with no key, log into an anonymous space (--allow-anonymous)
 
     @property
     def log_path(self) -> Path:
@@ -132,7 +133,13 @@ class RunUpload:
         else:
             raise UploadError(f"{self.log_path} has no run record yet")
         if not self.entity:
-            self.entity = str(self.client.json("GET", "/viewer")["entity"])
+            try:
+                self.entity = str(self.client.json("GET", "/viewer")["entity"])
+            except urllib.error.HTTPError as exc:
+                if exc.code != 401 or not self.anonymous:
+                    raise
+                # no key, anonymous=True: an anonymous space, reachable only by its link
+                self.entity = str(self.client.json("POST", "/anonymous", {})["entity"])
 
     def step(self) -> bool:
         """Upload the next batch of whole frames in the file; False when there was none."""
@@ -363,10 +370,17 @@ FINISH_TIMEOUT_VARIABLE = "FULMEN_FINISH_TIMEOUT"
 
 
 def start_online(  # noqa: PLR0917
-    run_dir: Path, base_url: str, api_key: str | None, project: str, entity: str | None, run_id: str
+    run_dir: Path,
+    base_url: str,
+    api_key: str | None,
+    project: str,
+    entity: str | None,
+    run_id: str,
+    anonymous: bool = False,
 ) -> Uploader:
     """The uploader of a run in online mode, started."""
     upload = RunUpload(run_dir, Client(base_url, api_key), entity, project, run_id)
+    upload.anonymous = anonymous
     uploader = Uploader(upload)
     uploader.start()
     return uploader
@@ -380,6 +394,13 @@ def finish_online(uploader: Uploader, *, quiet: bool = False) -> bool:
     except ValueError:
         timeout = 30.0
     done = uploader.finish(timeout)
+    up = uploader.upload
+    if up.entity and up.entity.startswith("anon-") and not quiet:
+        print(
+            f"fulmen: anonymous run (keep this link): {up.client.base_url.rstrip('/')}/api/v1"
+            f"/entities/{up.entity}/projects/{_quote(up.project or '')}/runs/{up.run_id}",
+            file=__import__("sys").stderr,
+        )
     if not done and not quiet:
         why = f" ({uploader.error})" if uploader.error else ""
         print(
