@@ -246,3 +246,34 @@ def test_anonymous_run_on_a_server_that_requires_keys(tmp_path: Path) -> None:
         assert server.proc is not None
         server.proc.terminate()
         server.proc.wait(10)
+
+
+ARTIFACT = """
+import sys
+from pathlib import Path
+import fulmen.track as wandb
+run = wandb.init(project="e2e", id=sys.argv[1])
+weights = Path(sys.argv[2])
+weights.write_bytes(b"weights " * 1000)
+run.log_artifact(str(weights), name="model-" + run.id, type="model", aliases=["best"])
+run.finish()
+"""
+
+
+def test_artifacts_reach_the_server_with_only_missing_blobs(tmp_path: Path, server: Server) -> None:
+    inodes = []
+    for run_id in ("art1", "art2"):  # the second run logs the same bytes: not sent again
+        subprocess.run(
+            [sys.executable, "-c", ARTIFACT, run_id, str(tmp_path / "w.bin")],
+            env=_env(tmp_path, server),
+            check=True,
+            timeout=120,
+        )
+        base = f"/entities/local/projects/e2e/artifacts/model-{run_id}"
+        version = json.loads(server.get(f"{base}/best"))
+        assert version["aliases"] == ["best", "latest"]
+        assert server.get(f"{base}/v0/files/w.bin") == b"weights " * 1000
+        blobs = [p for p in (server.data / "blobs").rglob("*") if p.parent.name != "tmp"]
+        inodes.append({p.stat().st_ino for p in blobs if p.is_file()})
+    assert len(inodes[0]) == 1
+    assert inodes[1] == inodes[0]  # an upload would have replaced the file (a new inode)

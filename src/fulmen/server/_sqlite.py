@@ -1,4 +1,5 @@
-"""The embedded store: one SQLite file in WAL mode. The only module of fulmen with SQL in it.
+"""The embedded store: one SQLite file in WAL mode. The only module of fulmen with SQL in it
+(which is why it is long: every query the server makes is here, and nowhere else).
 
 One writer, many readers: every write goes through one connection under one lock (so no two
 writers ever contend and "database is locked" cannot happen), and each reading thread has its own

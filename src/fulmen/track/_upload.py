@@ -155,6 +155,11 @@ class RunUpload:
         size = 0
         for item in rl.read_records(rl.header() + chunk):
             if not isinstance(item, rl.Record):
+                if not item.torn:  # damage inside the file: say so rather than stop silently
+                    raise UploadError(
+                        f"{self.log_path} is damaged at byte {base + item.offset - rl.HEADER_SIZE}"
+                        f" ({item.reason}); the server holds records up to {self.held}"
+                    )
                 break  # a torn tail (being written, or a crash): stop before it
             start, end = item.offset - rl.HEADER_SIZE, item.end - rl.HEADER_SIZE
             if item.seq > self.last_seq:
