@@ -79,8 +79,8 @@ def sync_case(work: Path, rows: int) -> tuple[Case, subprocess.Popen[bytes]]:
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
-            urllib.request.urlopen(url + "/api/v1/health", timeout=1).read()
-            break
+            with urllib.request.urlopen(url + "/api/v1/health", timeout=1):
+                break
         except OSError:
             time.sleep(0.1)
     counter = iter(range(10_000))

@@ -53,8 +53,8 @@ class Server:
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
-                urllib.request.urlopen(self.url + "/api/v1/health", timeout=1).read()
-                return
+                with urllib.request.urlopen(self.url + "/api/v1/health", timeout=1):
+                    return
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError("the server did not start")
@@ -242,6 +242,7 @@ def test_anonymous_run_on_a_server_that_requires_keys(tmp_path: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:
             server.get("/entities")
         assert refused.value.code == 401
+        refused.value.close()
     finally:
         assert server.proc is not None
         server.proc.terminate()
@@ -277,3 +278,48 @@ def test_artifacts_reach_the_server_with_only_missing_blobs(tmp_path: Path, serv
         inodes.append({p.stat().st_ino for p in blobs if p.is_file()})
     assert len(inodes[0]) == 1
     assert inodes[1] == inodes[0]  # an upload would have replaced the file (a new inode)
+
+
+def test_sync_with_keys_on_a_server_that_requires_them(tmp_path: Path) -> None:
+    server = Server(tmp_path / "server", "--host", "0.0.0.0")
+    server.start()
+    try:
+        made = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fulmen",
+                "server",
+                "--data",
+                str(server.data),
+                "create-key",
+                "--entity",
+                "alice",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        key = made.stdout.strip()
+        _log(tmp_path, None, "keyed1", 30, FULMEN_MODE="offline")
+        sync = [sys.executable, "-m", "fulmen", "sync", "--host", server.url]
+        env = _env(tmp_path, None)
+        wrong = subprocess.run(
+            [*sync, "--key", "nope"], env=env, capture_output=True, text=True, check=False
+        )
+        assert wrong.returncode == 1
+        assert "401" in wrong.stdout
+        right = subprocess.run(
+            [*sync, "--key", key], env=env, capture_output=True, text=True, check=False
+        )
+        assert right.returncode == 0, right.stdout + right.stderr
+        request = urllib.request.Request(
+            server.url + "/api/v1/entities/alice/projects/e2e/runs/keyed1",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert json.loads(r.read())["rows"] == 30
+    finally:
+        assert server.proc is not None
+        server.proc.terminate()
+        server.proc.wait(10)

@@ -10,7 +10,14 @@ from pathlib import Path
 from fulmen.track._replay import is_live
 from fulmen.track._run import log_path
 from fulmen.track._settings import DEFAULT_SETTINGS_FILE, SETTINGS_FILE_VARIABLE, resolve
-from fulmen.track._upload import Client, UploadError, _describe, sync_run, synced_up_to
+from fulmen.track._upload import (
+    Client,
+    ServerError,
+    UploadError,
+    _describe,
+    sync_run,
+    synced_up_to,
+)
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
@@ -92,7 +99,7 @@ def sync_paths(
     for run_dir in targets:
         try:
             upload = sync_run(run_dir, client, live=is_live(run_dir))
-        except (UploadError, OSError) as exc:
+        except (UploadError, ServerError, OSError) as exc:
             echo(f"fulmen sync: {run_dir.name}: failed: {_describe(exc)}")
             failed.append(run_dir)
             continue

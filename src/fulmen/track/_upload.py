@@ -33,6 +33,15 @@ MARKER = ".synced"
 RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
 
 
+class ServerError(RuntimeError):
+    """The server answered with an error status (``code``) and said why (``detail``)."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"HTTP {code} {detail}".strip())
+        self.code = code
+        self.detail = detail
+
+
 class UploadError(RuntimeError):
     """The server refused the upload for good (a bad key, a malformed run log): retrying won't help."""  # noqa: E501
 
@@ -64,9 +73,18 @@ class Client:
         req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
         if self.api_key:
             req.add_header("Authorization", f"Bearer {self.api_key}")
-        with urllib.request.urlopen(req, timeout=self.timeout) as response:
-            data: bytes = response.read()
-            return data
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+                data: bytes = response.read()
+                return data
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read()).get("detail", "")
+            except (ValueError, OSError, AttributeError):
+                detail = ""
+            finally:
+                exc.close()  # the error holds the connection open until closed
+            raise ServerError(exc.code, str(detail)) from None
 
     def json(self, method: str, path: str, payload: Any = None, **kw: Any) -> Any:
         body = None if payload is None else json.dumps(payload).encode()
@@ -75,18 +93,12 @@ class Client:
 
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, urllib.error.HTTPError):
+    if isinstance(exc, ServerError):
         return exc.code in RETRYABLE
     return isinstance(exc, (urllib.error.URLError, OSError, TimeoutError))
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        try:
-            detail = json.loads(exc.read()).get("detail", "")
-        except (ValueError, OSError, AttributeError):
-            detail = ""
-        return f"HTTP {exc.code} {detail}".strip()
     return str(exc)
 
 
@@ -135,7 +147,7 @@ class RunUpload:
         if not self.entity:
             try:
                 self.entity = str(self.client.json("GET", "/viewer")["entity"])
-            except urllib.error.HTTPError as exc:
+            except ServerError as exc:
                 if exc.code != 401 or not self.anonymous:
                     raise
                 # no key, anonymous=True: an anonymous space, reachable only by its link
@@ -335,7 +347,7 @@ class Uploader:
                 self.error = str(exc)
                 return
             except Exception as exc:
-                if isinstance(exc, urllib.error.HTTPError) and not _retryable(exc):
+                if isinstance(exc, ServerError) and not _retryable(exc):
                     self.error = _describe(exc)
                     return
                 self.error = _describe(exc)
