@@ -284,18 +284,9 @@ def test_sync_with_keys_on_a_server_that_requires_them(tmp_path: Path) -> None:
     server = Server(tmp_path / "server", "--host", "0.0.0.0")
     server.start()
     try:
+        command = [sys.executable, "-m", "fulmen", "server", "--data", str(server.data)]
         made = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fulmen",
-                "server",
-                "--data",
-                str(server.data),
-                "create-key",
-                "--entity",
-                "alice",
-            ],
+            [*command, "create-key", "--entity", "alice"],
             capture_output=True,
             text=True,
             check=True,
