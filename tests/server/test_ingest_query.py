@@ -167,6 +167,13 @@ def test_runs_filter_sort_page(client: TestClient) -> None:
     assert len(paged["runs"]) == 2
     assert client.get(RUNS, params={"sort": "bogus"}).status_code == 422
     assert client.get(RUNS, params={"filter": "config.a'b=1"}).status_code in (200, 422)
+    searched = client.get(RUNS, params={"search": "R1", "sort": "run_id"}).json()["runs"]
+    assert [r["id"] for r in searched] == ["r1", "r10", "r11"]
+    assert client.get(RUNS, params={"search": "%"}).json()["total"] == 0  # no LIKE wildcards
+    columns = client.get("/api/v1/entities/local/projects/proj/columns").json()
+    assert columns["config"] == {"lr": 12, "model": 12}
+    assert columns["summary"] == {"loss": 12}
+    assert columns["history"] == {"loss": 12}
     projects = client.get("/api/v1/entities/local/projects").json()["projects"]
     assert projects[0]["name"] == "proj"
     assert projects[0]["runs"] == 12
@@ -188,14 +195,22 @@ def test_console_system_files_and_exports(client: TestClient) -> None:
     assert wrong.status_code == 400
     assert client.get(f"{RUNS}/r1/files/notes/a.txt").content == content
     assert client.get(f"{RUNS}/r1/files").json()["files"][0]["uploaded"] is True
+    w2 = LogWriter(seq=w.seq)
+    w2.history(50, {"hist": {"_type": "histogram", "bins": [0, 1], "values": [3]}})
+    post(client, "r1", w2.body())
+    picked = client.get(
+        f"{RUNS}/r1/history/export", params={"format": "jsonl", "key": "hist"}
+    ).text.splitlines()
+    assert [json.loads(line)["hist"]["values"] for line in picked] == [[3]]
+    assert set(json.loads(picked[0])) == {"_step", "_runtime", "_timestamp", "hist"}
     csv = client.get(f"{RUNS}/r1/history/export").text.splitlines()
-    assert csv[0] == "_step,_runtime,_timestamp,loss,epoch"
-    assert len(csv) == 51
+    assert csv[0] == "_step,_runtime,_timestamp,loss,epoch,hist"
+    assert len(csv) == 52
     pq = pytest.importorskip("pyarrow.parquet")
     table = pq.read_table(
         io.BytesIO(client.get(f"{RUNS}/r1/history/export?format=parquet").content)
     )
-    assert table.column("loss").to_pylist() == [1.0 / (i + 1) for i in range(50)]
+    assert table.column("loss").to_pylist() == [*(1.0 / (i + 1) for i in range(50)), None]
 
 
 def test_artifacts_upload_only_missing_blobs(client: TestClient) -> None:

@@ -143,11 +143,13 @@ def csv_stream(names: list[str], data: Iterator[dict[str, Any]]) -> Iterator[byt
     yield buf.getvalue().encode()
 
 
-def jsonl_stream(data: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    """One JSON object per line; NaN and infinities as Python writes them (the client reads them)."""  # noqa: E501
+def jsonl_stream(names: list[str], data: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    """One JSON object per line with the ``names`` the row has; NaN and infinities as Python
+    writes them (the client reads them back)."""
     chunk: list[str] = []
     for row in data:
-        chunk.append(json.dumps(row, separators=(",", ":"), default=str))
+        picked = {n: row[n] for n in names if n in row}
+        chunk.append(json.dumps(picked, separators=(",", ":"), default=str))
         if len(chunk) >= 4096:
             yield ("\n".join(chunk) + "\n").encode()
             chunk = []

@@ -522,6 +522,10 @@ class SqliteStore:
         if query.group is not None:
             where.append("grp=?")
             params.append(query.group)
+        if query.search:
+            escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("(name LIKE ? ESCAPE '\\' OR run_id LIKE ? ESCAPE '\\')")
+            params += [f"%{escaped}%"] * 2
         for f in query.filters:
             column, _, path = f.field.partition(".")
             if column not in ("config", "summary") or not path or f.op not in OPS:
@@ -557,6 +561,26 @@ class SqliteStore:
             [*params, *order_params, *order_params, query.limit, query.offset],
         ).fetchall()
         return RunPage(int(total), [self._run_dict(r, full=False) for r in rows])
+
+    def columns(self, entity: str, project: str) -> dict[str, dict[str, int]]:
+        """Every top-level config and summary key of the project's runs, and every history key,
+        each with the number of runs that have it (the runs table's column chooser)."""
+        con = self._read
+        out: dict[str, dict[str, int]] = {}
+        for column in ("config", "summary"):
+            rows = con.execute(
+                f"SELECT j.key, count(*) FROM runs, json_each(runs.{column}) AS j "
+                "WHERE entity=? AND project=? GROUP BY j.key ORDER BY j.key",
+                (entity, project),
+            ).fetchall()
+            out[column] = {str(k): int(n) for k, n in rows}
+        rows = con.execute(
+            "SELECT key, count(*) FROM series WHERE rid IN "
+            "(SELECT rid FROM runs WHERE entity=? AND project=?) GROUP BY key ORDER BY key",
+            (entity, project),
+        ).fetchall()
+        out["history"] = {str(k): int(n) for k, n in rows}
+        return out
 
     def run(self, entity: str, project: str, run_id: str) -> dict[str, Any]:
         row = self._read.execute(

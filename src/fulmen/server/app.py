@@ -224,6 +224,7 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
         state: Annotated[list[str] | None, Query(max_length=10)] = None,
         tag: Annotated[list[str] | None, Query(max_length=20)] = None,
         group: Annotated[str | None, Query(max_length=128)] = None,
+        search: Annotated[str | None, Query(max_length=128)] = None,
         filter: Annotated[list[str] | None, Query(max_length=20)] = None,
         sort: Annotated[str, Query(max_length=200)] = "-created",
         limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
@@ -233,6 +234,7 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
             states=tuple(state or ()),
             tags=tuple(tag or ()),
             group=group,
+            search=search,
             filters=tuple(_parse_filter(f) for f in filter or ()),
             sort=sort,
             limit=limit,
@@ -243,6 +245,13 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
         return {"total": page.total, "limit": limit, "offset": offset, "runs": page.runs}
+
+    @router.get(
+        "/entities/{entity}/projects/{project}/columns",
+        summary="Config, summary and history keys of a project's runs (table columns)",
+    )
+    def columns(names: ProjectDep) -> dict[str, Any]:
+        return res.store.columns(*names)
 
     @router.get(run_path, summary="One run: config, summary, metadata, state")
     def run(ref: RunDep) -> dict[str, Any]:
@@ -327,6 +336,7 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
     def export(
         ref: RunDep,
         format: Annotated[str, Query(pattern="^(csv|parquet|jsonl)$")] = "csv",
+        key: Annotated[list[str] | None, Query(max_length=100)] = None,
     ) -> StreamingResponse:
         from fulmen.server import _export
 
@@ -336,13 +346,17 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
             return res.store.frames(ref.entity, ref.project, ref.run_id)
 
         names, rows = _export.rows(frames)
+        if key:  # only rows that have every one of these keys, and only these columns
+            wanted = [_names.key(k) for k in key]
+            names = [*_export.BUILTIN, *(k for k in wanted if k not in _export.BUILTIN)]
+            rows = (r for r in rows if all(k in r for k in wanted))
         filename = f"{ref.run_id}-history.{format}"
         headers = {"content-disposition": f'attachment; filename="{filename}"'}
         if format == "csv":
             return StreamingResponse(_export.csv_stream(names, rows), 200, headers, "text/csv")
         if format == "jsonl":
             return StreamingResponse(
-                _export.jsonl_stream(rows), 200, headers, "application/x-ndjson"
+                _export.jsonl_stream(names, rows), 200, headers, "application/x-ndjson"
             )
         try:
             import pyarrow  # noqa: F401

@@ -49,6 +49,7 @@ class RunQuery:
     states: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()  # every tag must be on the run
     group: str | None = None
+    search: str | None = None  # a substring of the name or id (case-insensitive)
     filters: tuple[Filter, ...] = ()
     sort: str = "-created"  # a column (created, updated, name, state, runtime) or config./summary.
     limit: int = 50
@@ -89,6 +90,8 @@ class Store(Protocol):
     def projects(self, entity: str) -> list[dict[str, Any]]: ...
 
     def runs(self, entity: str, project: str, query: RunQuery) -> RunPage: ...
+
+    def columns(self, entity: str, project: str) -> dict[str, dict[str, int]]: ...
 
     def run(self, entity: str, project: str, run_id: str) -> dict[str, Any]: ...
 
