@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fulmen import track
-from fulmen.track import _run
+from fulmen.track import _active
 
 QUIET = {
     "FULMEN_CONSOLE": "off",
@@ -33,7 +33,7 @@ def clean_tracker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     yield tmp_path
-    for run in list(_run._ACTIVE):
+    for run in list(_active.ACTIVE):
         run.finish()
     assert track.run is None
 

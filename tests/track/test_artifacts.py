@@ -88,3 +88,18 @@ def test_log_artifact_with_a_path(tmp_path: Path) -> None:
     assert art.version == "v0"
     assert art.type == "model"
     assert (Path(run.dir) / "artifacts" / "weights-v0.json").is_file()  # staged for upload
+
+
+def test_download_cache_keeps_under_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FULMEN_ARTIFACT_CACHE_MAX_BYTES", "1500")
+    run = track.init()
+    for i in range(3):
+        (tmp_path / "blob").write_bytes(bytes([i]) * 1000)
+        art = Artifact("blob", "data")
+        art.add_file(str(tmp_path / "blob"))
+        run.log_artifact(art)
+    folders = [Path(run.use_artifact(f"blob:v{i}").download()) for i in range(3)]
+    assert [f.exists() for f in folders] == [False, False, True]  # 1000 B each, 1500 B allowed
+    assert len(objects(tmp_path)) == 3  # the store itself is never trimmed

@@ -615,3 +615,55 @@ def test_a_folder_nobody_can_write_is_a_clear_error_at_init() -> None:
     # /proc refuses new folders even to root (the chmod test above is skipped for root)
     with pytest.raises(Error, match="cannot create the run directory"):
         track.init(dir="/proc/self/fulmen-test")
+
+
+class _LandedEvent:
+    """Stands in for a CUDA event (the edge of the world: no GPU here): already complete."""
+
+    def synchronize(self) -> None:
+        pass
+
+
+def test_deferred_device_values_patch_their_row() -> None:
+    import torch
+
+    from fulmen.track._values import DeferredTensor
+
+    run = track.init()
+    run.log({"loss": 1.0})
+    run.log({"loss": 2.0, "acc": 0.5})
+    # a CUDA scalar logged at step 0 whose copy lands after later rows were written
+    run._defer(0, [DeferredTensor("gpu_loss", torch.tensor(0.25), _LandedEvent())])
+    run.finish()
+    rows = history(run.id)
+    assert rows[0]["loss"] == 1.0
+    assert rows[0]["gpu_loss"] == 0.25
+    assert "gpu_loss" not in rows[1]
+    kinds = [r.kind for r in read_records(run.log_path) if isinstance(r, Record)]
+    assert "patch" in kinds
+
+
+def test_online_with_a_server_configured(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FULMEN_BASE_URL", "http://127.0.0.1:9")
+    run = track.init()  # a configured server makes online the default mode
+    assert run.mode == "online"
+    assert capsys.readouterr().err == ""
+    run.finish()
+    with pytest.raises(ValueError, match="anonymous=False requires credentials"):
+        track.init(anonymous=False)
+    monkeypatch.setenv("WANDB_API_KEY", "key-from-wandb-variable")
+    assert track.init(anonymous=False).mode == "online"
+
+
+def test_histogram_arguments() -> None:
+    hist = track.Histogram(np_histogram=([1, 2], [0.0, 0.5, 1.0]))
+    assert hist.to_json() == {"_type": "histogram", "values": [1.0, 2.0], "bins": [0.0, 0.5, 1.0]}
+    with pytest.raises(ValueError, match="num_bins"):
+        track.Histogram([1.0], num_bins=0)
+    with pytest.raises(ValueError, match="len"):
+        track.Histogram(np_histogram=([1, 2], [0.0, 1.0]))
+    with pytest.raises(ValueError, match="sequence or np_histogram"):
+        track.Histogram()
+    assert sum(track.Histogram([math.nan, math.inf, 1.0]).histogram) == 1

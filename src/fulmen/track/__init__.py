@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from fulmen.track._active import active
 from fulmen.track._api import Api, ApiRun
 from fulmen.track._artifacts import Artifact, ArtifactEntry
 from fulmen.track._config import Config, Summary
-from fulmen.track._run import Error, Run, StepWarning, active, init
+from fulmen.track._init import init
+from fulmen.track._run import Error, Run, StepWarning
 from fulmen.track._values import Histogram
 
 __all__ = [

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from fulmen.track._artifacts import Artifact, ArtifactStore
+from fulmen.track._layout import log_path
 from fulmen.track._replay import RunData, replay, state_of
-from fulmen.track._run import log_path
 from fulmen.track._settings import resolve
 
 

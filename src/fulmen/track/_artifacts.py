@@ -5,7 +5,9 @@ Layout under ``<dir>/fulmen/artifacts/``::
     objects/<sha256[:2]>/<sha256>        every distinct file content, once (across versions, runs)
     <name>/v<N>.json                     the manifest of version N: entries name -> sha256, size
     <name>/aliases.json                  alias -> version ("latest" is the newest version)
-    downloads/<name>/<version>/...       copies made by download() (a cache: delete at will)
+    downloads/<name>/<version>/...       copies made by download(): a cache, kept under
+                                         FULMEN_ARTIFACT_CACHE_MAX_BYTES (least recently used
+                                         versions go first)
 
 A new version is made only when the manifest's digest differs from every existing version's; a
 version's files are immutable. Names are checked: no user string becomes a path without containment.
@@ -129,11 +131,14 @@ class Artifact:
 
     def download(self, root: str | None = None) -> str:
         """Copy every file to ``root``; returns the folder. The default root is
-        ``<dir>/fulmen/artifacts/downloads/<name>/<version>``."""
+        ``<dir>/fulmen/artifacts/downloads/<name>/<version>``, a cache with a size limit."""
         target = self._target(root)
         for name in self.manifest.get("entries", {}):
             self._copy_entry(name, str(target))
         target.mkdir(parents=True, exist_ok=True)
+        if root is None and self._store is not None:
+            os.utime(target)  # most recently used: evicted last
+            self._store.trim_downloads(keep=target)
         return str(target)
 
     def _target(self, root: str | None) -> Path:
@@ -243,6 +248,24 @@ class ArtifactStore:
         _bind(artifact, self, manifest)
         return artifact
 
+    def trim_downloads(self, keep: Path | None = None, max_bytes: int | None = None) -> None:
+        """Delete the least recently used download folders until the cache fits ``max_bytes``
+        (default: FULMEN_ARTIFACT_CACHE_MAX_BYTES, else 10 GiB). The store itself is never
+        trimmed: offline, its objects are the only copy."""
+        import shutil
+
+        limit = max_bytes if max_bytes is not None else _cache_limit()
+        folders = [v for n in (self.root / "downloads").glob("*") for v in n.glob("v*")]
+        sizes = {f: sum(p.stat().st_size for p in f.rglob("*") if p.is_file()) for f in folders}
+        total = sum(sizes.values())
+        for folder in sorted(folders, key=lambda f: f.stat().st_mtime):
+            if total <= limit:
+                break
+            if keep is not None and folder == keep:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            total -= sizes[folder]
+
     @staticmethod
     def _versions(folder: Path) -> dict[int, dict[str, Any]]:
         out = {}
@@ -258,6 +281,16 @@ class ArtifactStore:
             return dict(json.loads((folder / "aliases.json").read_text()))
         except (OSError, ValueError):
             return {}
+
+
+def _cache_limit() -> int:
+    value = os.environ.get("FULMEN_ARTIFACT_CACHE_MAX_BYTES")
+    try:
+        return int(value) if value else 10 * 2**30
+    except ValueError:
+        raise ValueError(
+            f"FULMEN_ARTIFACT_CACHE_MAX_BYTES must be a number of bytes, got {value!r}"
+        ) from None
 
 
 def _copyfile(source: Path, dest: Path) -> None:

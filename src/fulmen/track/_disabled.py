@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fulmen.track._active import deactivate
 from fulmen.track._artifacts import Artifact
 from fulmen.track._config import Config, Summary
 from fulmen.track._replay import SummaryState
@@ -63,9 +64,7 @@ class DisabledRun:
         return Artifact(str(artifact_or_name).partition(":")[0], type or "unspecified")
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
-        from fulmen.track._run import _deactivate
-
-        _deactivate(self)
+        deactivate(self)
 
     def __enter__(self) -> DisabledRun:
         return self

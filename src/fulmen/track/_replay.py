@@ -154,7 +154,7 @@ class RunData:
         return max((r["_step"] for r in self.rows), default=-1)
 
 
-def iter_rows(  # noqa: PLR0912 (one branch per record kind)
+def iter_rows(  # noqa: PLR0912, PLR0915 (one branch per record kind)
     path: Path, data: RunData | None = None
 ) -> Iterator[dict[str, Any]]:
     """History rows in order, with rewinds applied lazily by the caller (see ``replay``).
@@ -175,6 +175,8 @@ def iter_rows(  # noqa: PLR0912 (one branch per record kind)
             data.last_seq = rec.seq
         if kind in ("history", "patch"):
             step, runtime, values = decode_history(body, rec.seq, schemas)
+            if data is not None:
+                data.summary.observe(values)
             if kind == "patch":
                 values["__patch__"] = True
             values["_step"] = step
@@ -199,8 +201,10 @@ def iter_rows(  # noqa: PLR0912 (one branch per record kind)
         elif kind == "config":
             data.config.update(body)
         elif kind == "summary":
+            current = data.summary.result()
             for key, value in body.get("update", {}).items():
-                data.summary.set(key, value)
+                if key not in current or current[key] != value:  # the final summary repeats
+                    data.summary.set(key, value)  # what the rows give: only real changes stick
             for key in body.get("remove", []):
                 data.summary.remove(key)
         elif kind == "metric":
@@ -234,7 +238,6 @@ def replay(path: Path) -> RunData:
             rows[-1].update(row)  # another part of the same row (commit=False, step=)
         else:
             rows.append(row)
-        data.summary.observe({k: v for k, v in row.items() if not k.startswith("_")})
     return data
 
 

@@ -8,12 +8,10 @@ numbers, keys and types seen before): one precompiled ``struct`` pack, a CRC, on
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -25,10 +23,12 @@ from typing import Any
 
 from fulmen.__about__ import __version__
 from fulmen.track import runlog as rl
+from fulmen.track._active import deactivate, state_for
 from fulmen.track._artifacts import Artifact, ArtifactStore
 from fulmen.track._config import Config, Summary
-from fulmen.track._replay import RunData, SummaryState, parse_summary, replay, state_of
-from fulmen.track._settings import SETTINGS, Settings, check_name, resolve
+from fulmen.track._layout import auto_resume_id, find_run_dir, log_path, new_id
+from fulmen.track._replay import RunData, SummaryState, parse_summary, replay
+from fulmen.track._settings import Settings, check_name
 from fulmen.track._system import ConsoleTee, Sampler, atomic_write
 from fulmen.track._values import DeferredTensor, check_key, convert, flatten, type_code
 
@@ -37,8 +37,10 @@ _uvarint, _svarint, _frame = rl.uvarint, rl.svarint, rl.frame
 _HISTORY_LEAD = rl.LEAD_BYTE[rl.HISTORY]
 _HISTORY_CRC = rl.LEAD_CRC[rl.HISTORY]
 _crc32 = __import__("zlib").crc32
-_pack_crc = __import__("struct").Struct("<I").pack
+_struct = __import__("struct").Struct
+_pack_crc = _struct("<I").pack
 _write = os.write
+_pack_seq = rl.SEQ.pack
 _SMALL = [bytes((i,)) for i in range(128)]
 LOCK_WAIT_S = 0.25
 
@@ -49,26 +51,6 @@ class Error(RuntimeError):
 
 class StepWarning(UserWarning):
     """A row was logged at a step lower than an earlier one; it is kept (said once per run)."""
-
-
-_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-
-
-def _new_id() -> str:
-    return "".join(_ID_ALPHABET[b % 36] for b in os.urandom(8))
-
-
-def find_run_dir(root: Path, run_id: str) -> Path | None:
-    """The newest folder ``root/run-<time>-<run_id>``, if any."""
-    try:
-        matches = [p for p in root.glob(f"run-*-{run_id}") if p.name.split("-", 2)[2] == run_id]
-    except OSError:
-        return None
-    return max(matches, key=lambda p: p.name) if matches else None
-
-
-def log_path(run_dir: Path) -> Path:
-    return run_dir / f"run-{run_dir.name.split('-', 2)[2]}.fulmen"
 
 
 class Run:
@@ -108,8 +90,8 @@ class Run:
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self._last = self._summary_state.last
-        self._fast = True
+        self._observe: Any = None
+        self._refresh_fast()
         self.start_time = time.time()
         self._t0 = _perf() - self._rt0_us / 1e6  # runtime continues across resumes
         self._append_json(rl.RUN, self._start_record())
@@ -152,9 +134,9 @@ class Run:
             raise Error(f"cannot write to the run directory {root}: permission denied")
         run_id = s.id
         if run_id is None and s.resume == "auto":
-            run_id = _auto_resume_id(root)
+            run_id = auto_resume_id(root)
         if run_id is None:
-            run_id = _new_id()
+            run_id = new_id()
         lock_file = root / ".locks" / f"{run_id}.lock"
         try:
             fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
@@ -222,7 +204,7 @@ class Run:
         self._seq = data.last_seq
         self._step = data.max_step + 1
         self._last_written = data.last_step
-        self._rt0_us = int(data.runtime * 1e6) + 1
+        self._rt0_us = int(data.runtime * 1e6) + 1000
         self._next_schema = data.max_schema + 1
         self.config._data.update(data.config)
         self._summary_state = data.summary
@@ -335,6 +317,7 @@ class Run:
 
     def _summary_changed(self, update: dict[str, Any], remove: list[str]) -> None:
         self._check_open()
+        self._refresh_fast()
         self._append_json(rl.SUMMARY, {"update": update, "remove": remove})
 
     def _console(self, stream: int, text: str) -> None:
@@ -346,7 +329,7 @@ class Run:
                 with contextlib.suppress(OSError):
                     _write(self._output_fd, data)
             self._seq += 1
-            self._emit(rl.CONSOLE, _uvarint(self._seq) + bytes((stream,)) + data)
+            self._emit(rl.CONSOLE, _pack_seq(self._seq) + bytes((stream,)) + data)
 
     def _stats(self, stats: dict[str, float]) -> None:
         self._append_json(rl.STATS, stats)
@@ -357,6 +340,15 @@ class Run:
         except OSError:
             size = 0
         self._append_json(rl.FILE, {"path": path, "type": kind, "size": size})
+
+    def _refresh_fast(self) -> None:
+        """Pick what log()'s fast path does with a row's values for the summary: a plain
+        ``dict.update`` of the last values, unless aggregates or user-set keys need more."""
+        state = self._summary_state
+        with self._lock:  # a watch hook may be adding a histogram from another thread
+            self._fast = not self._extra and not self._closed
+            plain = not (state.aggregating or state.overrides or state.removed)
+            self._observe = state.last.update if plain else state.observe
 
     def _check_open(self) -> None:
         if self._closed:
@@ -372,20 +364,20 @@ class Run:
             vals = data.values()
             enc = self._fast_schemas.get((*data, *map(type, vals)))
             if enc is not None:
+                # One struct packs the whole payload: seq, the schema + step-delta prefix,
+                # runtime and the values. Nothing here may block but the write itself.
+                runtime_ms = int((_perf() - self._t0) * 1e3)
+                lock = self._lock
+                lock.acquire()
+                seq = self._seq + 1
+                at = self._step
+                if seq - at != enc[1]:  # the cached prefix (and struct) are for another delta
+                    self._retarget(enc, seq - at)
                 try:
-                    packed = enc[2](*vals)
+                    payload = enc[2](seq, enc[3], runtime_ms, *vals)
                 except Exception:  # an int beyond 64 bits, ...: the general path handles it
-                    packed = None
-                if packed is not None:
-                    lock = self._lock
-                    lock.acquire()
-                    seq = self._seq + 1
-                    step = self._step
-                    if seq - step != enc[1]:  # the cached schema + step-delta prefix is stale
-                        enc[1], enc[3] = seq - step, enc[0] + _svarint(seq - step)
-                    payload = (
-                        _uvarint(seq) + enc[3] + _uvarint(int((_perf() - self._t0) * 1e6)) + packed
-                    )
+                    payload = None
+                if payload is not None:
                     n = len(payload)
                     fr = (
                         _HISTORY_LEAD
@@ -399,15 +391,16 @@ class Run:
                         lock.release()
                         raise Error(f"could not write to the run log: {exc.strerror}") from exc
                     self._seq = seq
-                    self._step = step + 1
-                    self._last_written = step
+                    self._step = at + 1
+                    self._last_written = at
                     lock.release()
                     if n != len(fr):
                         with lock:
                             self._seq += 1
                             self._short_write(n)
-                    self._last.update(data)
+                    self._observe(data)
                     return
+                lock.release()
         self._log_general(data, step, commit)
 
     def _log_general(self, data: Any, step: Any, commit: Any) -> None:  # noqa: PLR0912
@@ -453,7 +446,7 @@ class Run:
             self._summary_state.observe({k: v for k, (_, v) in row.items()})
         if deferred:
             self._defer(at, deferred)
-        self._fast = not (self._extra or self._summary_state.aggregating)
+        self._refresh_fast()
         if not errors and not deferred and type(data) is dict and len(row) == len(data):
             self._remember_fast(data, row)
         if errors:
@@ -500,7 +493,8 @@ class Run:
             self._emit(rl.SCHEMA, rl.json_payload(self._seq, body))
         codes = "".join(c for _, c in columns)
         fixed = rl.fixed_struct(codes)
-        parts = [fixed.pack(*(v for c, v in row.values() if c in rl.FIXED_CODES))]
+        runtime_ms = min(int((_perf() - self._t0) * 1e3), 2**32 - 1)
+        parts = [fixed.pack(runtime_ms, *(v for c, v in row.values() if c in rl.FIXED_CODES))]
         for code, value in row.values():
             if code == "s":
                 raw = value.encode("utf-8", "surrogatepass")
@@ -510,8 +504,7 @@ class Run:
                 continue
             parts += (_uvarint(len(raw)), raw)
         self._seq += 1
-        runtime = int((_perf() - self._t0) * 1e6)
-        head = _uvarint(self._seq) + _uvarint(sid) + _svarint(self._seq - step) + _uvarint(runtime)
+        head = _pack_seq(self._seq) + _uvarint(sid) + _svarint(self._seq - step)
         self._emit(kind, head + b"".join(parts))
         if kind == rl.HISTORY:
             self._last_written = step
@@ -525,10 +518,16 @@ class Run:
             codes.append((key, code))
         sid = self._schema_ids[tuple(codes)]
         signature = (*data, *map(type, data.values()))
-        sid_bytes = _uvarint(sid)
-        pack = rl.fixed_struct("".join(c for _, c in codes)).pack
-        # [schema id bytes, step delta the prefix is for, pack, prefix]: see log()'s fast path
-        self._fast_schemas[signature] = [sid_bytes, None, pack, b""]
+        fixed = "".join(c for _, c in codes)
+        # [schema id bytes, step delta, pack, prefix, fixed codes]: see log()'s fast path
+        self._fast_schemas[signature] = [_uvarint(sid), None, None, b"", fixed]
+
+    @staticmethod
+    def _retarget(enc: list[Any], delta: int) -> None:
+        """Point a fast-path entry at another step delta: its prefix and payload struct."""
+        prefix = enc[0] + _svarint(delta)
+        layout = f"<I{len(prefix)}sI{enc[4]}"
+        enc[1], enc[2], enc[3] = delta, _struct(layout).pack, prefix
 
     def _defer(self, step: int, items: list[DeferredTensor]) -> None:
         # CUDA scalars: written as a PATCH of this row once their copies land (a helper thread
@@ -588,7 +587,7 @@ class Run:
             "hidden": bool(hidden),
         }
         self._summary_state.define(name, modes)
-        self._fast = not (self._extra or self._summary_state.aggregating)
+        self._refresh_fast()
         self._append_json(rl.METRIC, record)
         return record
 
@@ -716,7 +715,7 @@ class Run:
         self._state = state
         self._write_metadata()
         os.close(self._lock_fd)  # releases the lock: readers now see the run as ended
-        _deactivate(self)
+        deactivate(self)
         if self._uploader is not None:  # a bounded wait, then the `fulmen sync` command
             from fulmen.track._upload import finish_online
 
@@ -808,7 +807,7 @@ class Run:
         if kind is None:
             self.finish()
         else:
-            self._finish(130 if issubclass(kind, KeyboardInterrupt) else 1, _state_for(kind))
+            self._finish(130 if issubclass(kind, KeyboardInterrupt) else 1, state_for(kind))
 
     def __repr__(self) -> str:
         return f"<Run {self.path} ({self._state})>"
@@ -826,10 +825,6 @@ def _artifact_record(manifest: dict[str, Any], *, used: bool) -> dict[str, Any]:
     }
 
 
-def _state_for(kind: type[BaseException]) -> str:
-    return "killed" if issubclass(kind, KeyboardInterrupt) else "failed"
-
-
 def _user() -> str | None:
     import getpass
 
@@ -837,121 +832,3 @@ def _user() -> str | None:
         return getpass.getuser()
     except (OSError, KeyError):
         return None
-
-
-def _auto_resume_id(root: Path) -> str | None:
-    """resume="auto" without an id: the newest run, when it ended without finishing."""
-    link = root / "latest-run"
-    try:
-        run_dir = root / os.readlink(link)
-    except OSError:
-        return None
-    path = log_path(run_dir)
-    if not path.exists():
-        return None
-    state = state_of(run_dir, replay(path))
-    return run_dir.name.split("-", 2)[2] if state in ("crashed", "failed", "killed") else None
-
-
-# --- the active run (module-level functions act on it) -----------------------------------------
-
-_ACTIVE: list[Any] = []
-_HOOKS = {"installed": False}
-_EXCEPTION: list[type[BaseException]] = []
-
-
-def active() -> Any:
-    return _ACTIVE[-1] if _ACTIVE else None
-
-
-def _deactivate(run: Any) -> None:
-    if run in _ACTIVE:
-        _ACTIVE.remove(run)
-
-
-def _install_exit_hooks() -> None:
-    if _HOOKS["installed"]:
-        return
-    _HOOKS["installed"] = True
-    previous = sys.excepthook
-
-    def excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        _EXCEPTION.append(kind)
-        previous(kind, exc, tb)
-
-    sys.excepthook = excepthook
-    atexit.register(_finish_at_exit)
-    if threading.current_thread() is threading.main_thread():
-        try:
-            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, _on_sigterm)
-        except (ValueError, OSError):
-            pass
-
-
-def _finish_at_exit() -> None:
-    for run in list(_ACTIVE):
-        if _EXCEPTION:
-            kind = _EXCEPTION[-1]
-            run._finish(130 if issubclass(kind, KeyboardInterrupt) else 1, _state_for(kind))
-        else:
-            run.finish()
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    for run in list(_ACTIVE):
-        run._finish(128 + signum, "killed")
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def init(  # noqa: PLR0917 (W&B's signature)
-    project: str | None = None,
-    entity: str | None = None,
-    name: str | None = None,
-    id: str | None = None,
-    resume: bool | str | None = None,
-    dir: str | os.PathLike[str] | None = None,
-    mode: str | None = None,
-    anonymous: bool | str | None = None,
-    group: str | None = None,
-    job_type: str | None = None,
-    tags: list[str] | tuple[str, ...] | None = None,
-    notes: str | None = None,
-    config: Any = None,
-    reinit: bool | str | None = None,
-    settings: Mapping[str, Any] | None = None,
-) -> Any:
-    """Start a run and make it the active one (see docs/track.md)."""
-    arguments: dict[str, Any] = dict(settings or {})
-    given = {
-        "project": project,
-        "entity": entity,
-        "name": name,
-        "id": id,
-        "resume": resume,
-        "dir": None if dir is None else os.fspath(dir),
-        "mode": mode,
-        "anonymous": anonymous,
-        "group": group,
-        "job_type": job_type,
-        "tags": tags,
-        "notes": notes,
-    }
-    arguments.update({k: v for k, v in given.items() if v is not None})
-    unknown = set(arguments) - set(SETTINGS)
-    if unknown:
-        raise TypeError(f"init() got unknown settings: {', '.join(sorted(unknown))}")
-    resolved = resolve(arguments)
-    for previous in list(_ACTIVE):
-        previous.finish()
-    run: Any
-    if resolved.mode == "disabled":
-        from fulmen.track._disabled import DisabledRun
-
-        run = DisabledRun(resolved, config)
-    else:
-        run = Run(resolved, config)
-        _install_exit_hooks()
-    _ACTIVE.append(run)
-    return run

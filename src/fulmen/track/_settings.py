@@ -203,9 +203,7 @@ def _float(name: str, value: Any) -> float:
 
 
 def _mode(value: Any, s: Settings) -> str:
-    if value is None:
-        return "online" if s.base_url else "offline"
-    text = str(value).lower()
+    text = ("online" if s.base_url else "offline") if value is None else str(value).lower()
     text = {"dryrun": "offline", "run": "online"}.get(text, text)
     if text not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {value!r}")

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+METADATA_DELAY_S = 0.25
+
 
 def atomic_write(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` through a temporary file and an atomic rename."""
@@ -80,6 +82,10 @@ class Sampler(threading.Thread):
         self._last_cpu = (time.monotonic(), _cpu_seconds())
 
     def run(self) -> None:
+        # Wait a moment first: starting heavy work at once would hold the GIL while init()
+        # returns (Thread.start waits for the thread), costing init() milliseconds.
+        if self.stopped.wait(METADATA_DELAY_S):
+            return
         try:
             self._metadata()
         except Exception as exc:  # metadata is best effort; never kill the sampler for it

@@ -10,13 +10,14 @@ Grammar (all integers little-endian; ``uvarint`` is LEB128, ``svarint`` is zigza
     frame   := u8:lead uvarint:n u32:crc payload[n]
     lead    := 0xA0 | kind                   (high nibble 0xA is the resync marker, kind 1..15)
     crc     := CRC-32 (zlib.crc32) of lead byte followed by payload
-    payload := uvarint:seq body              (seq starts at 1 and increases by 1 per frame)
+    payload := u32:seq body                  (seq starts at 1 and increases by 1 per frame)
 
     body of HISTORY (kind 3), binary:
-        uvarint:schema  svarint:(seq - step)  uvarint:runtime_us  values
+        uvarint:schema  svarint:(seq - step)  u32:runtime_ms  values
         values := the row's columns, in the schema's order: fixed-size columns packed first as
                   one struct (d: f64, f: f32, q: i64, ?: u8 bool), then each variable column as
                   uvarint:len bytes (s: UTF-8 string, j: JSON text)
+        runtime_ms and the fixed-size columns are one struct ("<I" + codes): one pack per row
     body of CONSOLE (kind 8): u8:stream (1 stdout, 2 stderr) then UTF-8 text
     body of every other kind: one UTF-8 JSON object (NaN and Infinity allowed, as Python writes)
 
@@ -24,13 +25,14 @@ Kinds and their JSON fields:
 
     1 RUN       run start or resume: id, name, project, entity, group, job_type, tags, notes,
                 resumed (bool), time (wall clock, s), runtime (s of runtime already recorded
-                before this segment), host, user, program, args, python, pid, git (or null)
+                before this segment), mode, host, user, program, args, python, pid, fulmen
+                (the writer's version); git state is a FILE (git.json) written a moment later
     2 CONFIG    update: {key: value, ...} merged into the config (nested dicts kept)
     3 HISTORY   one history record (binary, above); _step = seq - (seq - step)
     4 SUMMARY   update: {key: value}, remove: [key, ...]; applied after rows seen so far
     5 METRIC    define_metric: name, step_metric, summary (list), goal, step_sync, hidden
     6 FILE      path (relative to the run's files/ folder), type ("console", "requirements",
-                "topology", "user", "media", ...), size
+                "git", "diff", "topology", "user", ...), size
     7 ARTIFACT  name, type, version, digest, aliases, used (bool: use_artifact), entries
     8 CONSOLE   binary, above
     9 STATS     system metrics: {"cpu": %, "rss_mb": ..., "gpu.0.util": ..., ...}
@@ -44,8 +46,8 @@ Kinds and their JSON fields:
 Rows: consecutive HISTORY records with the same step are one row (``commit=False`` and explicit
 ``step=`` append parts of a row as separate records, so each ``log()`` is durable on return). A
 HISTORY record whose step is lower than an earlier one, without a REWIND before it, is kept as a row
-of its own (an ordinary run that logged a lower step). _runtime is runtime_us / 1e6; _timestamp is
-the segment's RUN.time + (_runtime - RUN.runtime).
+of its own (an ordinary run that logged a lower step). _runtime is runtime_ms / 1000 (it saturates
+at 2**32 - 1 ms, 49.7 days); _timestamp is the segment's RUN.time + (_runtime - RUN.runtime).
 
 Reading: frames are checked by CRC. A frame that does not check is reported as a ``Corrupt`` and
 the reader resumes at the next offset holding a lead byte whose frame checks. A frame cut off by the
@@ -140,8 +142,11 @@ def frame(kind: int, payload: bytes) -> bytes:
     return LEAD_BYTE[kind] + uvarint(len(payload)) + _CRC.pack(crc) + payload
 
 
+SEQ = struct.Struct("<I")
+
+
 def json_payload(seq: int, obj: Any) -> bytes:
-    return uvarint(seq) + json.dumps(obj, separators=(",", ":"), default=str).encode()
+    return SEQ.pack(seq) + json.dumps(obj, separators=(",", ":"), default=str).encode()
 
 
 # --- decoding ------------------------------------------------------------------------------------
@@ -218,7 +223,8 @@ def _try_frame(buf: bytes, pos: int) -> tuple[int, int, int] | str:
 
 
 def _decode_body(kind: int, body: bytes) -> tuple[int, Any]:
-    seq, pos = _read_uvarint(body, 0)
+    (seq,) = SEQ.unpack_from(body, 0)
+    pos = SEQ.size
     if kind in (HISTORY, PATCH):
         return seq, body[pos:]
     if kind not in KINDS:  # a kind from a newer writer: passed on undecoded
@@ -298,11 +304,13 @@ def good_end(path: str | Path) -> int:
 
 
 _STRUCTS: dict[str, struct.Struct] = {}
+# id(columns) -> (columns, struct, keys of fixed-size columns, codes): decode_history's cache
+_COMPILED: dict[int, tuple[Any, struct.Struct, tuple[str, ...], str]] = {}
 
 
 def fixed_struct(codes: str) -> struct.Struct:
-    """The struct that packs a schema's fixed-size columns (cached)."""
-    fmt = "<" + "".join(c for c in codes if c in FIXED_CODES)
+    """The struct that packs runtime_ms and a schema's fixed-size columns (cached)."""
+    fmt = "<I" + "".join(c for c in codes if c in FIXED_CODES)
     s = _STRUCTS.get(fmt)
     if s is None:
         s = _STRUCTS[fmt] = struct.Struct(fmt)
@@ -320,19 +328,27 @@ def decode_history(
     """
     schema_id, pos = _read_uvarint(body, 0)
     delta, pos = _read_svarint(body, pos)
-    runtime_us, pos = _read_uvarint(body, pos)
     columns = schemas[schema_id]
-    codes = "".join(c for _, c in columns)
-    fixed = fixed_struct(codes)
-    values = iter(fixed.unpack_from(body, pos))
+    cached = _COMPILED.get(id(columns))
+    if cached is None or cached[0] is not columns:  # compile once per schema
+        if len(_COMPILED) > 4096:
+            _COMPILED.clear()
+        codes = "".join(c for _, c in columns)
+        fixed_keys = tuple(k for k, c in columns if c in FIXED_CODES)
+        cached = _COMPILED[id(columns)] = (columns, fixed_struct(codes), fixed_keys, codes)
+    _, fixed, fixed_keys, codes = cached
+    values = fixed.unpack_from(body, pos)
+    if len(fixed_keys) == len(codes):  # all fixed-size: the common case
+        return seq - delta, values[0] / 1e3, dict(zip(fixed_keys, values[1:], strict=True))
     pos += fixed.size
+    rest = iter(values[1:])
     row: dict[str, Any] = {}
     for key, code in columns:
         if code in FIXED_CODES:
-            row[key] = next(values)
+            row[key] = next(rest)
             continue
         n, pos = _read_uvarint(body, pos)
         text = body[pos : pos + n].decode()
         pos += n
         row[key] = text if code == "s" else json.loads(text)
-    return seq - delta, runtime_us / 1e6, row
+    return seq - delta, values[0] / 1e3, row
