@@ -70,11 +70,14 @@ class LogWriter:
             self.record("schema", {"id": schema, "columns": [list(c) for c in columns]})
         self.seq += 1
         codes = "".join(c for _, c in columns)
-        fixed = R.fixed_struct(codes)
-        body = bytearray(R.uvarint(self.seq))
-        body += R.uvarint(schema) + R.svarint(self.seq - step) + R.uvarint(int(runtime * 1e6))
-        body += fixed.pack(*[v for (_, c), v in zip(columns, row.values()) if c in R.FIXED_CODES])  # noqa: B905
-        for (_, c), v in zip(columns, row.values()):  # noqa: B905
+        fixed = R.fixed_struct(codes)  # runtime_ms, then the fixed-size columns
+        body = bytearray(R.SEQ.pack(self.seq))
+        body += R.uvarint(schema) + R.svarint(self.seq - step)
+        fixed_values = [
+            v for (_, c), v in zip(columns, row.values(), strict=True) if c in R.FIXED_CODES
+        ]
+        body += fixed.pack(round(runtime * 1000), *fixed_values)
+        for (_, c), v in zip(columns, row.values(), strict=True):
             if c not in R.FIXED_CODES:
                 text = (v if c == "s" else json.dumps(v)).encode()
                 body += R.uvarint(len(text)) + text
@@ -83,7 +86,7 @@ class LogWriter:
     def console(self, text: str, stream: int = 1) -> int:
         self.seq += 1
         return self._emit(
-            "console", R.uvarint(self.seq) + struct.pack("<B", stream) + text.encode()
+            "console", R.SEQ.pack(self.seq) + struct.pack("<B", stream) + text.encode()
         )
 
     def body(self) -> bytes:

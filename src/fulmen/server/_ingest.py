@@ -178,11 +178,12 @@ class _Group:
 
     def __init__(self, columns: list[tuple[str, str]]) -> None:
         self.keys = [k for k, _ in columns]
-        self.dtype = np.dtype([(f"f{i}", _DTYPES[c]) for i, (_, c) in enumerate(columns)])
+        fields = [("runtime_ms", "<u4")]  # the struct's first member (see runlog's grammar)
+        fields += [(f"f{i}", _DTYPES[c]) for i, (_, c) in enumerate(columns)]
+        self.dtype = np.dtype(fields)
         self.size = self.dtype.itemsize
         self.ords: list[int] = []
         self.steps: list[int] = []
-        self.runtimes: list[int] = []  # microseconds
         self.seqs: list[int] = []
         self.raw: list[bytes] = []
 
@@ -221,7 +222,7 @@ class _Points:
             if not g.seqs:
                 continue
             table = np.frombuffer(b"".join(g.raw), dtype=g.dtype)
-            runtime = np.array(g.runtimes, dtype=np.float64) / 1e6
+            runtime = table["runtime_ms"].astype(np.float64) / 1e3
             base = np.stack(
                 [
                     np.array(g.ords, dtype=np.float64),
@@ -237,7 +238,7 @@ class _Points:
                 values = table[f"f{i}"].astype(np.float64)
                 columns.append(values)
                 self.chunks.setdefault(key, []).append(np.vstack([base, values, seqs]))
-            state.observe_many(g.keys, columns, table[-1].tolist())
+            state.observe_many(g.keys, columns, table[-1].tolist()[1:])
         self.groups = {}
 
     def flush(self) -> dict[str, Array]:
@@ -302,7 +303,6 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
     if kind == "history":
         schema_id, pos = _read_uvarint(data, 0)
         delta, pos = _read_svarint(data, pos)
-        runtime_us, pos = _read_uvarint(data, pos)
         group = points.group(schema_id)
         if group is not None:
             if len(data) != pos + group.size:
@@ -310,7 +310,6 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
             step = rec.seq - delta
             group.ords.append(_ordinal(state, batch, step, patch=False))
             group.steps.append(step)
-            group.runtimes.append(runtime_us)
             group.seqs.append(rec.seq)
             group.raw.append(data[pos : pos + group.size])
             return

@@ -7,8 +7,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from fulmen.track._layout import log_path
 from fulmen.track._replay import is_live
-from fulmen.track._run import log_path
 from fulmen.track._settings import DEFAULT_SETTINGS_FILE, SETTINGS_FILE_VARIABLE, resolve
 from fulmen.track._upload import (
     Client,

@@ -121,7 +121,9 @@ class RunUpload:
 
     @property
     def log_path(self) -> Path:
-        return self.run_dir / f"run-{self.run_dir.name.split('-', 2)[2]}.fulmen"
+        from fulmen.track._layout import log_path
+
+        return log_path(self.run_dir)
 
     def _base(self) -> str:
         assert self.entity and self.project and self.run_id  # noqa: PT018
