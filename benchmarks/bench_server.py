@@ -134,6 +134,26 @@ def history_case(work: Path, runs: int, steps: int) -> Case:
     return Case(f"history {runs} runs x {steps:,} steps, 1000 buckets", run)
 
 
+def history_http_case(runs: int, steps: int) -> Case:
+    """The same query through the HTTP app in-process (routing, validation, orjson)."""
+    from fastapi.testclient import TestClient
+
+    from fulmen.server.app import ServerConfig, create_app
+
+    cached = RESULTS_DIR / f"bench_server_v2_{runs}x{steps}.db"
+    client = TestClient(create_app(ServerConfig(data=cached.parent, db=f"sqlite:///{cached}")))
+    params = {"run": [f"r{r}" for r in range(runs)], "key": "loss", "buckets": 1000}
+
+    def run() -> float:
+        start = time.perf_counter()
+        response = client.get("/api/v1/entities/bench/projects/big/history", params=params)
+        elapsed = time.perf_counter() - start
+        assert response.status_code == 200
+        return elapsed
+
+    return Case(f"same, GET /history in-process ({runs} runs)", run)
+
+
 def runs_case(work: Path, runs: int) -> Case:
     from fulmen.server._sqlite import SqliteStore
     from fulmen.server.store import Filter, RunQuery
@@ -180,6 +200,7 @@ def main() -> None:
         report["sync_points_per_s"] = rows * KEYS / median
         for case, target, key in [
             (history_case(work, runs_big, steps_big), 0.1, "history_s"),
+            (history_http_case(runs_big, steps_big), 0.1, "history_http_s"),
             (runs_case(work, runs_table), 0.1, "runs_query_s"),
         ]:
             result = compare(case.name, [case], baseline=case.name, repeats=args.repeats)

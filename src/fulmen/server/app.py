@@ -452,11 +452,9 @@ def _artifacts_router(res: _Resources) -> APIRouter:
     def missing(entity: str, body: DigestsBody) -> dict[str, Any]:
         entity = _names.name("entity", entity)
         digests = [_names.digest(d) for d in body.digests]
-        lacking = [
-            d
-            for d in res.store.missing_blobs(entity, digests)
-            if not _adopt(res, entity, d)  # bytes already here (another entity's): no upload
-        ]
+        # per entity: another entity's copy of the same bytes does not count (the client must
+        # prove it has them by uploading; on disk the blob is stored once either way)
+        lacking = res.store.missing_blobs(entity, digests)
         return {"missing": lacking}
 
     @router.put(
@@ -473,12 +471,6 @@ def _artifacts_router(res: _Resources) -> APIRouter:
         return {"digest": digest, "size": size}
 
     return router
-
-
-def _adopt(res: _Resources, entity: str, digest: str) -> bool:
-    # Dedup across entities without leaking: the client still proved nothing, so we only skip the
-    # upload when the blob is already visible to this entity. Content from others stays private.
-    return res.store.has_blob(entity, digest)
 
 
 def _entry_digest(entries: Any, path: str) -> str:
