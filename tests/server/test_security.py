@@ -168,3 +168,16 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
 
         check()
     assert failures == []
+
+
+def test_every_body_is_capped(tmp_path: Path) -> None:
+    client = TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+    url = f"{API_PREFIX}/entities/local/blobs/missing"
+    big = b'{"digests": [' + b'"x",' * 5_000_000 + b'"x"]}'
+    assert client.post(url, content=big).status_code == 413  # declared length
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(40):
+            yield b" " * (1 << 20)
+
+    assert client.post(url, content=chunks()).status_code == 413

@@ -121,3 +121,35 @@ async def _refuse(send: Send, status: int, why: str) -> None:
         headers.append((b"www-authenticate", b'Bearer realm="fulmen"'))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Caps every request body: ``limit_for(scope)`` bytes, counted as they arrive (a declared
+    ``Content-Length`` over the cap is refused at once), so no route reads an unbounded body."""
+
+    def __init__(self, app: ASGIApp, *, limit_for: Callable[[Scope], int]) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _refuse(send, 413, f"the body is larger than {limit} bytes")
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                from fastapi import HTTPException
+
+                raise HTTPException(413, f"the body is larger than {limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)

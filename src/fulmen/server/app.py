@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from fulmen.__about__ import __version__
 from fulmen.server import _names
-from fulmen.server._auth import EVERYTHING, AuthMiddleware
+from fulmen.server._auth import EVERYTHING, AuthMiddleware, BodyLimit
 from fulmen.server._blobs import BlobTooLarge, DigestMismatch, FileBlobs
 from fulmen.server._ingest import BadBatch
 from fulmen.server.store import (
@@ -42,6 +42,7 @@ from fulmen.server.store import (
 API_PREFIX = "/api/v1"
 MAX_BATCH = 32 << 20  # bytes of frames in one ingest batch, after decompression
 MAX_BLOB = 16 << 30  # bytes in one uploaded file
+MAX_JSON = 16 << 20  # bytes in any other request body
 DEFAULT_ENTITY = "local"  # the entity of an open server's requests that name none
 
 
@@ -129,6 +130,7 @@ def _run_ref(entity: str, project: str, run_id: str) -> RunRef:
 
 ProjectDep = Annotated[tuple[str, str], Depends(_project)]
 RunDep = Annotated[RunRef, Depends(_run_ref)]
+_UPLOAD_PATH = re.compile(r"/runs/[^/]+/files/|/blobs/[0-9a-f]{64}$")
 _FILTER = re.compile(r"^((?:config|summary)\.[^<>=!]+?)(!=|>=|<=|=|<|>)(.*)$")
 
 
@@ -543,6 +545,15 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
     async def forbidden(request: Request, exc: PermissionError) -> JSONResponse:
         return JSONResponse({"detail": "the path resolves outside its folder"}, 403)
 
+    def limit_for(scope: Any) -> int:
+        path, method = scope["path"], scope.get("method")
+        if method == "POST" and path.endswith("/records"):
+            return config.max_batch  # compressed; decompressed size is checked again
+        if method == "PUT" and _UPLOAD_PATH.search(path):
+            return config.max_blob
+        return MAX_JSON
+
+    app.add_middleware(BodyLimit, limit_for=limit_for)  # inner: runs after auth
     app.add_middleware(
         AuthMiddleware,
         prefix=API_PREFIX,
