@@ -317,3 +317,37 @@ def test_sync_with_keys_on_a_server_that_requires_them(tmp_path: Path) -> None:
         assert server.proc is not None
         server.proc.terminate()
         server.proc.wait(10)
+
+
+HANGING = """
+import sys, time
+import fulmen.track as wandb
+run = wandb.init(project="e2e", id="hang1")
+start = time.perf_counter()
+for i in range(2000):
+    run.log({"loss": float(i)})
+print("log_s", time.perf_counter() - start, flush=True)
+start = time.perf_counter()
+run.finish()
+print("finish_s", time.perf_counter() - start, flush=True)
+"""
+
+
+def test_a_hanging_server_slows_neither_log_nor_finish(tmp_path: Path) -> None:
+    # a server that accepts connections and never answers: the worst outage for a client
+    with socket.socket() as hang:
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(100)
+        url = f"http://127.0.0.1:{hang.getsockname()[1]}"
+        out = subprocess.run(
+            [sys.executable, "-c", HANGING],
+            env=_env(tmp_path, None, FULMEN_BASE_URL=url, FULMEN_FINISH_TIMEOUT="1"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    times = dict(line.split() for line in out.stdout.splitlines())
+    assert float(times["log_s"]) < 1.0  # 2,000 rows; a blocking upload would take 30 s each
+    assert float(times["finish_s"]) < 5.0  # the bounded wait, then the sync command
+    assert "fulmen sync" in out.stderr
