@@ -9,6 +9,7 @@ import io
 import json
 import zlib
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -240,3 +241,15 @@ def test_artifacts_upload_only_missing_blobs(client: TestClient) -> None:
     assert client.get(f"{base}/v0/files/model.pt").content == blob
     listing = client.get("/api/v1/entities/local/projects/proj/artifacts").json()
     assert listing["artifacts"][0]["name"] == "model-r1"
+
+
+def test_names_follow_the_clients_rules(client: TestClient) -> None:
+    w = LogWriter()
+    w.run("r1", project="my project (v2) ü")
+    project = quote("my project (v2) ü", safe="")
+    url = f"/api/v1/entities/local/projects/{project}/runs"
+    assert client.post(f"{url}/r1/records", content=w.body()).status_code == 200
+    assert client.get(url).json()["total"] == 1
+    for bad in ("%2e%2e", "a%5cb", "a%01b", "x" * 129):
+        assert client.get(f"/api/v1/entities/local/projects/{bad}/runs").status_code == 422
+    assert client.get("/api/v1/entities/local/projects/p/runs/bad%20id").status_code == 422

@@ -15,7 +15,9 @@ from urllib.parse import unquote
 
 from fastapi import HTTPException
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@+=, -]{0,127}$")
+_NAME_BAD = re.compile(r"[/\\\x00-\x1f\x7f]")  # the client's rule (fulmen.track check_name)
+_ALIAS = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ARTIFACT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _KEY_BAD = re.compile(r"[\x00-\x1f\x7f]")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -29,9 +31,24 @@ def bad(what: str, value: str, allowed: str) -> HTTPException:
 
 
 def name(what: str, value: str) -> str:
-    """An entity, project or artifact name."""
-    if not _NAME.match(value) or value.strip() != value or ".." in value:
-        raise bad(what, value, "1 to 128 letters, digits and _.:@+=,- or spaces")
+    """An entity or project name, as the client allows them: 1 to 128 characters, no path
+    separator or control character, not '.' or '..' (names are never file-system paths here)."""
+    if not value or len(value) > 128 or _NAME_BAD.search(value) or value in (".", ".."):
+        raise bad(what, value, "1 to 128 characters, no '/', '\\' or control characters")
+    return value
+
+
+def artifact_name(value: str) -> str:
+    """As the client allows them (fulmen.track check_artifact_name)."""
+    if not _ARTIFACT.match(value):
+        raise bad("artifact name", value, "1 to 128 characters from A-Z a-z 0-9 _ . -")
+    return value
+
+
+def alias(value: str) -> str:
+    """An artifact version (``v3``) or alias (``latest``, ``best``)."""
+    if not _ALIAS.match(value) or value in (".", ".."):
+        raise bad("version or alias", value, "1 to 64 characters from A-Z a-z 0-9 _ . -")
     return value
 
 

@@ -411,7 +411,7 @@ def _artifacts_router(res: _Resources) -> APIRouter:
 
     @router.put(base + "/{name}/manifest", summary="Attach a logged version's file manifest")
     def manifest(names: ProjectDep, name: str, body: ManifestBody) -> dict[str, Any]:
-        name = _names.name("artifact name", name)
+        name = _names.artifact_name(name)
         digest = _names.digest(body.digest)
         entries: dict[str, Any] = {}
         for path, entry in body.entries.items():
@@ -433,20 +433,18 @@ def _artifacts_router(res: _Resources) -> APIRouter:
 
     @router.get(base + "/{name}", summary="Versions of an artifact, with their aliases")
     def versions(names: ProjectDep, name: str) -> dict[str, Any]:
-        name = _names.name("artifact name", name)
+        name = _names.artifact_name(name)
         return {"versions": res.store.artifact_versions(*names, name)}
 
     @router.get(base + "/{name}/{version}", summary="One version (vN or an alias) and its files")
     def version(names: ProjectDep, name: str, version: str) -> dict[str, Any]:
-        name = _names.name("artifact name", name)
-        return res.store.artifact(*names, name, _names.name("version", version))
+        name = _names.artifact_name(name)
+        return res.store.artifact(*names, name, _names.alias(version))
 
     @router.get(base + "/{name}/{version}/files/{path:path}", summary="Download an artifact file")
     def artifact_file(names: ProjectDep, name: str, version: str, path: str) -> StreamingResponse:
         path = _names.relative_path(path)
-        art = res.store.artifact(
-            *names, _names.name("artifact name", name), _names.name("version", version)
-        )
+        art = res.store.artifact(*names, _names.artifact_name(name), _names.alias(version))
         digest = _entry_digest(art["entries"], path)
         return _blob_response(res, digest, path)
 
