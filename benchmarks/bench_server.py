@@ -113,7 +113,7 @@ def history_case(work: Path, runs: int, steps: int) -> Case:
     from fulmen.server._sqlite import SqliteStore
     from fulmen.server.store import HistoryQuery
 
-    cached = RESULTS_DIR / f"bench_server_v2_{runs}x{steps}.db"  # v2: with overview blocks
+    cached = RESULTS_DIR / f"bench_server_v3_{runs}x{steps}.db"  # v3: overview of full pieces
     if not cached.exists():
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
@@ -140,7 +140,7 @@ def history_http_case(runs: int, steps: int) -> Case:
 
     from fulmen.server.app import ServerConfig, create_app
 
-    cached = RESULTS_DIR / f"bench_server_v2_{runs}x{steps}.db"
+    cached = RESULTS_DIR / f"bench_server_v3_{runs}x{steps}.db"
     client = TestClient(create_app(ServerConfig(data=cached.parent, db=f"sqlite:///{cached}")))
     params = {"run": [f"r{r}" for r in range(runs)], "key": "loss", "buckets": 1000}
 

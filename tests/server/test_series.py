@@ -66,3 +66,18 @@ def test_rewind_and_late_values_rebuild_the_overview(store: SqliteStore) -> None
     chart = _chart(store, 10)
     assert int(np.sum(chart["count"])) == 100_000  # type: ignore[call-overload]
     assert float(np.min(chart["min"])) == -7.0  # type: ignore[call-overload]
+
+
+def test_live_appends_rewrite_only_the_partial_piece(store: SqliteStore) -> None:
+    con = store._writer
+    store._add_points(con, 1, "v", _points(0, 300_000))
+    overview = "SELECT rowid, level, block, length(data) FROM overview ORDER BY rowid"
+    before = con.execute(overview).fetchall()
+    for start in range(300_000, 300_050, 10):  # a live run: small batches
+        store._add_points(con, 1, "v", _points(start, 10))
+    assert con.execute(overview).fetchall() == before  # untouched until a piece fills
+    chart = _chart(store, 100)
+    assert int(np.sum(chart["count"])) == 300_050  # type: ignore[call-overload]
+    store._add_points(con, 1, "v", _points(300_050, S.PIECE))  # fills a piece
+    assert con.execute(overview).fetchall() != before
+    assert int(np.sum(_chart(store, 100)["count"])) == 300_050 + S.PIECE  # type: ignore[call-overload]

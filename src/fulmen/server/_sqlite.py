@@ -345,34 +345,47 @@ class SqliteStore:
         self, con: sqlite3.Connection, rid: int, key: str, from_piece: int, points: S.Array
     ) -> None:
         """Replace every piece from ``from_piece`` on with ``points`` (which start there), then
-        the overview blocks (levels 2 and 3 of ``BLOCK`` pieces each) those pieces fall in."""
+        the overview blocks (levels 2 and 3 of ``BLOCK`` full pieces each) that changed.
+
+        Only full pieces go into the overview: a live run's batches rewrite just the last,
+        partial piece, and the overview only when a piece fills (or a rewind or late value
+        reaches back); queries add the partial piece's entries themselves (``_entries``)."""
+        found = con.execute("SELECT n FROM series WHERE rid=? AND key=?", (rid, key)).fetchone()
+        old_full = (int(found[0]) if found else 0) // S.PIECE
         con.execute("DELETE FROM points WHERE rid=? AND key=? AND piece>=?", (rid, key, from_piece))
         con.execute("DELETE FROM pieces WHERE rid=? AND key=? AND piece>=?", (rid, key, from_piece))
-        first_block = from_piece // BLOCK
-        # (piece, n, smin, smax, rmin, rmax, tmin, tmax, l3, l2) of the block's earlier pieces
-        rows: list[tuple[Any, ...]] = con.execute(
-            "SELECT piece, n, smin, smax, rmin, rmax, tmin, tmax, l3, l2 FROM pieces "
-            "WHERE rid=? AND key=? AND piece>=? ORDER BY piece",
-            (rid, key, first_block * BLOCK),
-        ).fetchall()
         n = points.shape[1]
         for i, start in enumerate(range(0, n, S.PIECE)):
             part = points[:, start : start + S.PIECE]
             m = S.summarize(part)
-            piece = from_piece + i
-            con.execute(
-                "INSERT INTO points VALUES (?, ?, ?, ?)", (rid, key, piece, S.pack_points(part))
-            )
             bounds = (m.step_min, m.step_max, m.runtime_min, m.runtime_max, m.time_min, m.time_max)
             l1, l2, l3 = m.levels
             con.execute(
-                "INSERT INTO pieces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (rid, key, piece, m.n, m.ord_first, *bounds, l3, l2, l1),
+                "INSERT INTO points VALUES (?, ?, ?, ?)",
+                (rid, key, from_piece + i, S.pack_points(part)),
             )
-            rows.append((piece, m.n, *bounds, l3, l2))
+            con.execute(
+                "INSERT INTO pieces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rid, key, from_piece + i, m.n, m.ord_first, *bounds, l3, l2, l1),
+            )
+        total = from_piece * S.PIECE + n
+        last_ord = float(points[S.ORD, -1]) if n else -1.0
+        con.execute(
+            "INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?)", (rid, key, total, last_ord)
+        )
+        new_full = total // S.PIECE
+        if from_piece >= old_full and new_full == old_full:
+            return  # only the partial last piece changed
+        first_block = min(from_piece, old_full) // BLOCK
         con.execute(
             "DELETE FROM overview WHERE rid=? AND key=? AND block>=?", (rid, key, first_block)
         )
+        # (piece, n, smin, smax, rmin, rmax, tmin, tmax, l3, l2) of the full pieces to cover
+        rows = con.execute(
+            "SELECT piece, n, smin, smax, rmin, rmax, tmin, tmax, l3, l2 FROM pieces "
+            "WHERE rid=? AND key=? AND piece>=? AND piece<? ORDER BY piece",
+            (rid, key, first_block * BLOCK, new_full),
+        ).fetchall()
         blocks: dict[int, list[tuple[Any, ...]]] = {}
         for row in rows:
             blocks.setdefault(int(row[0]) // BLOCK, []).append(row)
@@ -387,11 +400,6 @@ class SqliteStore:
                     "INSERT INTO overview VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (rid, key, level, block, *stats, b"".join(r[column] for r in members)),
                 )
-        total = from_piece * S.PIECE + n
-        last_ord = float(points[S.ORD, -1]) if n else -1.0
-        con.execute(
-            "INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?)", (rid, key, total, last_ord)
-        )
 
     def _add_points(self, con: sqlite3.Connection, rid: int, key: str, new: S.Array) -> None:
         row = con.execute(
@@ -616,10 +624,15 @@ class SqliteStore:
             return S.entries_of(np.concatenate([S.unpack_points(r[0]) for r in rows], axis=1), 1)
         if level == 1:
             sql = f"SELECT l1 FROM pieces WHERE rid=? AND key=?{bounds} ORDER BY piece"
-        else:  # levels 2 and 3: one overview row per BLOCK pieces
+            rows = con.execute(sql, params).fetchall()
+        else:  # levels 2 and 3: one overview row per BLOCK full pieces, then the partial piece
             sql = f"SELECT data FROM overview WHERE rid=? AND key=? AND level={int(level)}{bounds} "
-            sql += "ORDER BY block"
-        rows = con.execute(sql, params).fetchall()
+            rows = con.execute(sql + "ORDER BY block", params).fetchall()
+            rows += con.execute(
+                f"SELECT l{int(level)} FROM pieces WHERE rid=? AND key=?{bounds} AND n<? "
+                "AND piece=(SELECT max(piece) FROM pieces WHERE rid=? AND key=?)",
+                [*params, S.PIECE, rid, key],
+            ).fetchall()
         if not rows:
             return np.empty((0, S.ENTRY_FIELDS))
         return S.unpack_entries(b"".join(r[0] for r in rows))
