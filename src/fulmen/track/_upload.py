@@ -315,9 +315,10 @@ def synced_up_to(run_dir: Path, base_url: str, what: str = "held") -> int:
 class Uploader:
     """The online uploader: a daemon thread that tails the run log while the run writes it.
 
-    It wakes every second (or at once for finish()). Failures are retried with exponential backoff (0.5 s doubling to 15 s); ``log()`` is never
-    involved. ``finish(timeout)`` waits at most ``timeout`` seconds for the rest, then reports
-    whether everything reached the server.
+    It wakes every second (at once for ``finish()``) and sends what the run appended. Failures
+    are retried with exponential backoff (0.5 s doubling to 15 s); ``log()`` is never involved.
+    ``finish(timeout)`` waits at most ``timeout`` seconds for the rest, then reports whether
+    everything reached the server.
     """
 
     def __init__(self, upload: RunUpload, *, poll: float = 1.0) -> None:
