@@ -351,3 +351,24 @@ def test_a_hanging_server_slows_neither_log_nor_finish(tmp_path: Path) -> None:
     assert float(times["log_s"]) < 1.0  # 2,000 rows; a blocking upload would take 30 s each
     assert float(times["finish_s"]) < 5.0  # the bounded wait, then the sync command
     assert "fulmen sync" in out.stderr
+
+
+def test_sync_reads_past_a_frame_bigger_than_its_read_size(
+    tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fulmen.track import _upload
+    from tests.server.runlogs import LogWriter
+
+    monkeypatch.setattr(_upload, "READ_BYTES", 1000)
+    run_dir = tmp_path / "fulmen" / "run-20260101_000000-big1"
+    w = LogWriter(run_dir / "run-big1.fulmen")
+    w.run("big1", project="e2e")
+    w.record("config", {"blob": "x" * 5000})  # one frame of 5 kB
+    for i in range(100):
+        w.history(i, {"v": float(i)})
+    w.record("exit", {"exit_code": 0, "state": "finished", "runtime": 1.0})
+    upload = _upload.sync_run(run_dir, _upload.Client(server.url), live=False)
+    assert upload.held == w.seq
+    assert len(_rows(server, "big1")) == 100
+    run = json.loads(server.get("/entities/local/projects/e2e/runs/big1"))
+    assert len(run["config"]["blob"]) == 5000

@@ -161,30 +161,15 @@ class RunUpload:
         if self.held < 0:
             self.held = int(self.client.json("GET", self._base() + "/records")["held"])
         base = self.offset
-        with self.log_path.open("rb") as f:
-            f.seek(base)
-            chunk = f.read(READ_BYTES)
-        frames: list[tuple[int, int, int]] = []  # (seq, start, end) within ``chunk``
-        acked_end = 0
-        size = 0
-        for item in rl.read_records(rl.header() + chunk):
-            if not isinstance(item, rl.Record):
-                if not item.torn:  # damage inside the file: say so rather than stop silently
-                    raise UploadError(
-                        f"{self.log_path} is damaged at byte {base + item.offset - rl.HEADER_SIZE}"
-                        f" ({item.reason}); the server holds records up to {self.held}"
-                    )
-                break  # a torn tail (being written, or a crash): stop before it
-            start, end = item.offset - rl.HEADER_SIZE, item.end - rl.HEADER_SIZE
-            if item.seq > self.last_seq:
-                self._observe(item)
-            if item.seq <= self.held:
-                acked_end = end
-                continue
-            if size + end - start > BATCH_BYTES and frames:
+        read = READ_BYTES
+        while True:
+            with self.log_path.open("rb") as f:
+                f.seek(base)
+                chunk = f.read(read)
+            frames, acked_end = self._scan(chunk, base)
+            if frames or acked_end or len(chunk) < read or read >= rl.MAX_FRAME:
                 break
-            frames.append((item.seq, start, end))
-            size += end - start
+            read *= 2  # one frame bigger than what was read: read more
         if frames:
             body = zlib.compress(chunk[frames[0][1] : frames[-1][2]], 1)
             data = self.client.request(
@@ -200,6 +185,31 @@ class RunUpload:
             acked_end = max([acked_end] + [e for seq, _, e in frames if seq <= self.held])
         self.offset = base + acked_end
         return bool(frames) and any(seq <= self.held for seq, _, _ in frames)
+
+    def _scan(self, chunk: bytes, base: int) -> tuple[list[tuple[int, int, int]], int]:
+        """The frames of ``chunk`` to send next, (seq, start, end), and where the acknowledged
+        frames at its start end."""
+        frames: list[tuple[int, int, int]] = []
+        acked_end = size = 0
+        for item in rl.read_records(rl.header() + chunk):
+            if not isinstance(item, rl.Record):
+                if not item.torn:  # damage inside the file: say so rather than stop silently
+                    raise UploadError(
+                        f"{self.log_path} is damaged at byte {base + item.offset - rl.HEADER_SIZE}"
+                        f" ({item.reason}); the server holds records up to {self.held}"
+                    )
+                break  # a torn tail (being written, or a crash; or the end of what was read)
+            start, end = item.offset - rl.HEADER_SIZE, item.end - rl.HEADER_SIZE
+            if item.seq > self.last_seq:
+                self._observe(item)
+            if item.seq <= self.held:
+                acked_end = end
+                continue
+            if size + end - start > BATCH_BYTES and frames:
+                break
+            frames.append((item.seq, start, end))
+            size += end - start
+        return frames, acked_end
 
     @property
     def done(self) -> bool:
