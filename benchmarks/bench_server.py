@@ -142,6 +142,7 @@ def history_http_case(runs: int, steps: int) -> Case:
 
     cached = RESULTS_DIR / f"bench_server_v3_{runs}x{steps}.db"
     client = TestClient(create_app(ServerConfig(data=cached.parent, db=f"sqlite:///{cached}")))
+    client.__enter__()  # one event loop and worker threads for every request, as in a server
     params = {"run": [f"r{r}" for r in range(runs)], "key": "loss", "buckets": 1000}
 
     def run() -> float:
