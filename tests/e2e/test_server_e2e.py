@@ -281,6 +281,13 @@ def test_artifacts_reach_the_server_with_only_missing_blobs(tmp_path: Path, serv
         inodes.append({p.stat().st_ino for p in blobs if p.is_file()})
     assert len(inodes[0]) == 1
     assert inodes[1] == inodes[0]  # an upload would have replaced the file (a new inode)
+    from fulmen.track import Api
+
+    remote = Api(base_url=server.url).artifact("e2e/model-art2:best")
+    assert (remote.version, remote.type) == ("v0", "model")
+    folder = Path(remote.download(str(tmp_path / "dl")))
+    assert (folder / "w.bin").read_bytes() == b"weights " * 1000
+    assert remote.get_path("w.bin").size == 8000
 
 
 def test_sync_with_keys_on_a_server_that_requires_them(tmp_path: Path) -> None:

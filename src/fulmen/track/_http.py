@@ -3,12 +3,16 @@ local ``Api`` (``runs``, ``run``; ``ApiRun``'s properties, ``scan_history``, ``h
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fulmen.track._upload import Client
+from fulmen.track._artifacts import check_entry_name
+from fulmen.track._upload import Client, file_sha256
 
 _COLUMNS = ("id", "name", "project", "entity", "group", "job_type", "state")
 
@@ -61,6 +65,18 @@ class HttpApi:
         entity, project = self._split("/".join(parts[:-1]) if len(parts) > 1 else None)
         data = self.client.json("GET", _run_base(entity, project, run_id))
         return HttpRun(self.client, entity, project, data)
+
+    def artifact(self, name: str) -> HttpArtifact:
+        """``"name:alias"`` or ``"name:v3"`` (``"name"`` is ``"name:latest"``), optionally
+        ``"entity/project/name:alias"``."""
+        path, _, version = name.partition(":")
+        parts = path.split("/")
+        entity, project = self._split("/".join(parts[:-1]) if len(parts) > 1 else None)
+        base = (
+            f"/entities/{quote(entity, safe='')}/projects/{quote(project, safe='')}"
+            f"/artifacts/{quote(parts[-1], safe='')}/{quote(version or 'latest', safe='')}"
+        )
+        return HttpArtifact(self.client, base, self.client.json("GET", base))
 
 
 def _run_base(entity: str, project: str, run_id: str) -> str:
@@ -131,3 +147,72 @@ class HttpRun:
 
     def __repr__(self) -> str:
         return f"<HttpRun {self.path} ({self.state})>"
+
+
+class HttpArtifactEntry:
+    """One file of an artifact on the server: ``name``, ``digest`` (SHA-256), ``size``."""
+
+    def __init__(self, artifact: HttpArtifact, name: str, digest: str, size: int) -> None:
+        self._artifact, self.name, self.digest, self.size = artifact, name, digest, size
+
+    def download(self, root: str | None = None) -> str:
+        """Fetch this file into ``root`` (default: the artifact's folder); return its path."""
+        return self._artifact._fetch(self.name, root)
+
+
+class HttpArtifact:
+    """An artifact version on the server, shaped like a logged ``Artifact``: ``name``, ``type``,
+    ``version``, ``aliases``, ``digest``, ``metadata``, ``manifest``, ``entries``,
+    ``get_path(name)``, ``download(root)``."""
+
+    def __init__(self, client: Client, base: str, data: dict[str, Any]) -> None:
+        self._client, self._base = client, base
+        self.name: str = data["name"]
+        self.type: str | None = data.get("type")
+        self.version: str = data["version"]
+        self.aliases: list[str] = list(data.get("aliases") or [])
+        self.digest: str | None = data.get("digest")
+        self.metadata: dict[str, Any] = dict(data.get("metadata") or {})
+        entries = data.get("entries")
+        self.manifest: dict[str, Any] = {"entries": entries if isinstance(entries, dict) else {}}
+
+    @property
+    def entries(self) -> dict[str, HttpArtifactEntry]:
+        return {
+            n: HttpArtifactEntry(self, n, e["digest"], int(e.get("size") or 0))
+            for n, e in self.manifest["entries"].items()
+        }
+
+    def get_path(self, name: str) -> HttpArtifactEntry:
+        entry = self.entries.get(name)
+        if entry is None:
+            raise KeyError(f"artifact {self.name}:{self.version} has no file {name!r}")
+        return entry
+
+    def download(self, root: str | None = None) -> str:
+        """Fetch every file into ``root`` (default ``./artifacts/<name>/<version>``)."""
+        for name in self.manifest["entries"]:
+            self._fetch(name, root)
+        target = self._root(root)
+        target.mkdir(parents=True, exist_ok=True)
+        return str(target)
+
+    def _root(self, root: str | None) -> Path:
+        return Path(root) if root is not None else Path("artifacts") / self.name / self.version
+
+    def _fetch(self, name: str, root: str | None) -> str:
+        target = self._root(root).resolve()
+        dest = (target / check_entry_name(name)).resolve()
+        if not dest.is_relative_to(target):  # a server cannot write outside the folder
+            raise ValueError(f"artifact file {name!r} would land outside {target}")
+        entry = self.manifest["entries"][name]
+        if dest.is_file() and file_sha256(dest) == entry["digest"]:
+            return str(dest)
+        data = self._client.request("GET", f"{self._base}/files/{quote(name)}")
+        if hashlib.sha256(data).hexdigest() != entry["digest"]:
+            raise ValueError(f"artifact file {name!r} does not match its digest")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+        return str(dest)
