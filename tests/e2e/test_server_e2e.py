@@ -379,3 +379,24 @@ def test_sync_reads_past_a_frame_bigger_than_its_read_size(
     assert len(_rows(server, "big1")) == 100
     run = json.loads(server.get("/entities/local/projects/e2e/runs/big1"))
     assert len(run["config"]["blob"]) == 5000
+
+
+def test_one_server_per_data_folder(tmp_path: Path, server: Server) -> None:
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fulmen",
+            "server",
+            "--port",
+            str(_free_port()),
+            "--data",
+            str(server.data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode != 0
+    assert "another fulmen server" in second.stderr

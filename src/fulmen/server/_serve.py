@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
 from fulmen.server.app import ServerConfig, create_app
@@ -40,8 +41,17 @@ def serve(
     insecure: bool = False,
     allow_anonymous: bool = False,
 ) -> None:
+    import fcntl
+
     import uvicorn
 
+    data.mkdir(parents=True, exist_ok=True)
+    lock = os.open(data / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:  # one server per data folder: its store is the database's only writer
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        raise SystemExit(f"fulmen server: another fulmen server is using {data}") from None
     config = config_for(host, data, db, insecure=insecure, allow_anonymous=allow_anonymous)
     app = create_app(config)
     app.state.resources.store  # noqa: B018 - open (and create) the database before listening
