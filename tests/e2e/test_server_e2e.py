@@ -150,6 +150,7 @@ def test_online_run_reads_back_exactly_what_was_logged(tmp_path: Path, server: S
     listed = Api(base_url=server.url).runs("local/e2e", {"config.lr": 0.1, "state": "finished"})
     assert [r.id for r in listed] == ["online1"]
     assert Api(base_url=server.url).runs("e2e", {"config.lr": 0.2}) == []
+    assert Api(base_url=server.url).run("online1").path == "local/e2e/online1"
     remote = Api(base_url=server.url).run("local/e2e/online1")
     assert remote.state == "finished"
     assert remote.config == {"lr": 0.1}

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fulmen.track._artifacts import check_entry_name
-from fulmen.track._upload import Client, file_sha256
+from fulmen.track._upload import Client, ServerError, file_sha256
 
 _COLUMNS = ("id", "name", "project", "entity", "group", "job_type", "state")
 
@@ -60,9 +60,22 @@ class HttpApi:
         return [HttpRun(self.client, entity, name, r) for r in page["runs"]]
 
     def run(self, path: str) -> HttpRun:
+        """One run, by ``entity/project/id``, ``project/id`` or ``id`` (any project of the
+        entity, as the local Api finds a run by id alone)."""
         parts = path.split("/")
         run_id = parts[-1]
-        entity, project = self._split("/".join(parts[:-1]) if len(parts) > 1 else None)
+        if len(parts) == 1:
+            projects = self.client.json("GET", f"/entities/{quote(self.entity, safe='')}/projects")
+            for p in projects["projects"]:
+                try:
+                    data = self.client.json("GET", _run_base(self.entity, p["name"], run_id))
+                except ServerError as exc:
+                    if exc.code != 404:
+                        raise
+                    continue
+                return HttpRun(self.client, self.entity, p["name"], data)
+            raise ValueError(f"no run {run_id!r} on the server for entity {self.entity!r}")
+        entity, project = self._split("/".join(parts[:-1]))
         data = self.client.json("GET", _run_base(entity, project, run_id))
         return HttpRun(self.client, entity, project, data)
 
