@@ -120,7 +120,9 @@ def test_rewind_lower_steps_and_late_values(client: TestClient) -> None:
     assert sum(chart["count"]) == 9  # rewound points are gone, the lower step is kept
     assert min(chart["min"]) == -1.0
     assert max(chart["max"]) == 107.0
-    assert client.get(f"{RUNS}/rw").json()["history_keys"] == {"x": 9, "y": 1}
+    run = client.get(f"{RUNS}/rw").json()
+    assert run["history_keys"] == {"_step": 9, "x": 9, "y": 1}
+    assert run["rows"] == 9  # 12 rows logged, 3 rewound
 
 
 def test_buckets_keep_spikes_and_zoom(client: TestClient) -> None:
@@ -174,7 +176,7 @@ def test_runs_filter_sort_page(client: TestClient) -> None:
     columns = client.get("/api/v1/entities/local/projects/proj/columns").json()
     assert columns["config"] == {"lr": 12, "model": 12}
     assert columns["summary"] == {"loss": 12}
-    assert columns["history"] == {"loss": 12}
+    assert columns["history"] == {"_step": 12, "loss": 12}
     projects = client.get("/api/v1/entities/local/projects").json()["projects"]
     assert projects[0]["name"] == "proj"
     assert projects[0]["runs"] == 12

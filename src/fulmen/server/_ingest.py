@@ -29,6 +29,7 @@ from fulmen.track.runlog import (
 )
 
 RECENT_ROWS = 256  # rows a PATCH may still reach (late values arrive within moments)
+ROWS = "_step"  # the series with one point per row (value: the step), whatever the row holds
 
 
 class BadBatch(ValueError):
@@ -162,7 +163,6 @@ class Batch:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     exit: dict[str, Any] | None = None
-    rows: int = 0
 
     @property
     def empty(self) -> bool:
@@ -234,6 +234,7 @@ class _Points:
             seqs = np.array(g.seqs, dtype=np.float64)
             state.runtime = max(state.runtime, float(runtime.max()))
             columns = []
+            self.chunks.setdefault(ROWS, []).append(np.vstack([base, base[1], seqs]))
             for i, key in enumerate(g.keys):
                 values = table[f"f{i}"].astype(np.float64)
                 columns.append(values)
@@ -308,7 +309,7 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
             if len(data) != pos + group.size:
                 raise ValueError(f"{len(data) - pos} value bytes, the schema has {group.size}")
             step = rec.seq - delta
-            group.ords.append(_ordinal(state, batch, step, patch=False))
+            group.ords.append(_ordinal(state, step, patch=False))
             group.steps.append(step)
             group.seqs.append(rec.seq)
             group.raw.append(data[pos : pos + group.size])
@@ -318,7 +319,8 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
         step, runtime, values = decode_history(data, rec.seq, state.schemas)
         timestamp = state.segment_time + (runtime - state.segment_runtime)
         state.runtime = max(state.runtime, runtime)
-        ordinal = _ordinal(state, batch, step, patch=kind == "patch")
+        ordinal = _ordinal(state, step, patch=kind == "patch")
+        points.add(ROWS, (ordinal, step, runtime, timestamp, float(step), rec.seq))
         for key, value in values.items():
             if isinstance(value, (int, float)):  # bool too: charts show it as 0/1
                 points.add(key, (ordinal, step, runtime, timestamp, float(value), rec.seq))
@@ -369,7 +371,7 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
         batch.exit = data
 
 
-def _ordinal(state: RunState, batch: Batch, step: int, *, patch: bool) -> int:
+def _ordinal(state: RunState, step: int, *, patch: bool) -> int:
     """The row a HISTORY (or PATCH) record at ``step`` belongs to; a new row when none."""
     if patch:
         for s, o in reversed(state.recent):
@@ -383,7 +385,6 @@ def _ordinal(state: RunState, batch: Batch, step: int, *, patch: bool) -> int:
     state.recent.append((step, ordinal))
     if len(state.recent) > RECENT_ROWS * 2:
         del state.recent[:RECENT_ROWS]
-    batch.rows += 1
     return ordinal
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from fulmen.server import _series as S
-from fulmen.server._ingest import Batch, RunState, decode_batch, json_safe
+from fulmen.server._ingest import ROWS, Batch, RunState, decode_batch, json_safe
 from fulmen.server.store import Conflict, HistoryQuery, NotFound, RunPage, RunQuery
 
 SCHEMA = """
@@ -232,17 +232,17 @@ class SqliteStore:
             sets["exit"] = _dumps(batch.exit)
             if batch.exit.get("runtime") is not None:
                 sets["runtime"] = float(batch.exit["runtime"])
-        assignments = ", ".join(f"{column}=?" for column in sets)
-        con.execute(
-            f"UPDATE runs SET {assignments}, rows=rows+? WHERE rid=?",
-            (*sets.values(), batch.rows, rid),
-        )
         for op, arg in batch.series:
             if op == "points":
                 for key, points in arg.items():
                     self._add_points(con, rid, key, points)
             else:
                 self._rewind(con, rid, float(arg))
+        # every row has a point in the series ROWS (its step), so rewinds are counted right
+        found = con.execute("SELECT n FROM series WHERE rid=? AND key=?", (rid, ROWS)).fetchone()
+        sets["rows"] = int(found[0]) if found else 0
+        assignments = ", ".join(f"{column}=?" for column in sets)
+        con.execute(f"UPDATE runs SET {assignments} WHERE rid=?", (*sets.values(), rid))
         if batch.console:
             con.executemany(
                 "INSERT OR REPLACE INTO console VALUES (?, ?, ?, ?)",
