@@ -754,16 +754,23 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 raise NotFound(f"run {entity}/{project}/{run_id} not found")
-            self._writer.execute("BEGIN IMMEDIATE")
-            self._writer.execute(
-                "INSERT INTO files (rid, path, size, digest) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (rid, path) DO UPDATE SET size=excluded.size, digest=excluded.digest",
-                (row[0], path, size, digest),
-            )
-            self._writer.execute(
-                "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", (entity, digest, size)
-            )
-            self._writer.execute("COMMIT")
+            # one statement each, both or neither: the file is listed only with its blob
+            self._writer.execute("SAVEPOINT put_file")
+            try:
+                self._writer.execute(
+                    "INSERT INTO files (rid, path, size, digest) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (rid, path) DO UPDATE SET size=excluded.size, "
+                    "digest=excluded.digest",
+                    (row[0], path, size, digest),
+                )
+                self._writer.execute(
+                    "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", (entity, digest, size)
+                )
+            except BaseException:
+                self._writer.execute("ROLLBACK TO put_file")
+                raise
+            finally:
+                self._writer.execute("RELEASE put_file")
 
     def missing_blobs(self, entity: str, digests: list[str]) -> list[str]:
         con = self._read
