@@ -24,6 +24,9 @@ import os, sys, time
 import fulmen.track as wandb
 n, pause = int(sys.argv[1]), float(sys.argv[2])
 run = wandb.init(project="e2e", id=sys.argv[3], config={"lr": 0.1})
+with open(os.path.join(run.dir, "notes.txt"), "w") as f:
+    f.write("notes of " + sys.argv[3])
+run.save_file("notes.txt")
 for i in range(n):
     run.log({"loss": 1.0 / (i + 1), "trainer/global_step": i * 2})
     if pause:
@@ -135,6 +138,14 @@ def test_online_run_reads_back_exactly_what_was_logged(tmp_path: Path, server: S
     assert run["state"] == "finished"
     assert run["config"] == {"lr": 0.1}
     assert run["summary"]["loss"] == 1.0 / 300
+    files = json.loads(server.get("/entities/local/projects/e2e/runs/online1/files"))["files"]
+    assert files  # the run's own files (metadata, requirements, ...), every one uploaded
+    assert all(f["uploaded"] for f in files), files
+    first = files[0]["path"]
+    local = next((tmp_path / "client" / "fulmen").glob("run-*-online1")) / "files" / first
+    assert server.get(f"/entities/local/projects/e2e/runs/online1/files/{first}") == (
+        local.read_bytes()
+    )
     chart = json.loads(
         server.get(
             "/entities/local/projects/e2e/history?run=online1&key=loss&buckets=10"

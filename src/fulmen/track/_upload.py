@@ -23,7 +23,7 @@ import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fulmen.track import runlog as rl
 
@@ -62,7 +62,7 @@ class Client:
         self,
         method: str,
         path: str,
-        body: bytes | None = None,
+        body: bytes | _Exactly | None = None,
         *,
         headers: dict[str, str] | None = None,
         query: dict[str, Any] | None = None,
@@ -86,10 +86,35 @@ class Client:
                 exc.close()  # the error holds the connection open until closed
             raise ServerError(exc.code, str(detail)) from None
 
+    def put_file(self, path: str, local: Path, query: dict[str, Any] | None = None) -> None:
+        """PUT a file's bytes, streamed (a blob may be larger than memory)."""
+        size = local.stat().st_size
+        with local.open("rb") as f:
+            self.request(
+                "PUT",
+                path,
+                _Exactly(f, size),
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                query=query,
+            )
+
     def json(self, method: str, path: str, payload: Any = None, **kw: Any) -> Any:
         body = None if payload is None else json.dumps(payload).encode()
         headers = {"Content-Type": "application/json"} if body is not None else {}
         return json.loads(self.request(method, path, body, headers=headers, **kw))
+
+
+class _Exactly:
+    """A file read as exactly ``size`` bytes (what Content-Length said), even if it grows."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self.f, self.left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -249,13 +274,14 @@ class RunUpload:
             digest = file_sha256(local)
             if remote.get(path) == digest:
                 continue
-            self.client.request(
-                "PUT",
-                self._base() + "/files/" + urllib.parse.quote(path),
-                local.read_bytes(),
-                headers={"Content-Type": "application/octet-stream"},
-                query={"digest": digest},
-            )
+            try:
+                self.client.put_file(
+                    self._base() + "/files/" + urllib.parse.quote(path), local, {"digest": digest}
+                )
+            except ServerError as exc:
+                if exc.code != 400:
+                    raise
+                # the file changed while it was sent (a live run's output.log): next time
 
     def upload_artifacts(self) -> None:
         """Each logged artifact: the blobs the server lacks (by digest), then its manifest."""
@@ -275,12 +301,9 @@ class RunUpload:
                 "POST", f"/entities/{_quote(self.entity)}/blobs/missing", {"digests": digests}
             )["missing"]
             for digest in missing:
-                blob = objects / digest[:2] / digest
-                self.client.request(
-                    "PUT",
+                self.client.put_file(
                     f"/entities/{_quote(self.entity)}/blobs/{digest}",
-                    blob.read_bytes(),
-                    headers={"Content-Type": "application/octet-stream"},
+                    objects / digest[:2] / digest,
                 )
             self.client.json(
                 "PUT",
