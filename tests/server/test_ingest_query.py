@@ -241,6 +241,10 @@ def test_artifacts_upload_only_missing_blobs(client: TestClient) -> None:
     assert client.get(base).json()["versions"][0]["aliases"] == ["best", "latest"]
     assert client.get(f"{base}/best").json()["entries"] == entries
     assert client.get(f"{base}/v0/files/model.pt").content == blob
+    logged = client.get(f"{RUNS}/r1/artifacts").json()["artifacts"]
+    assert [(a["name"], a["version"], a["aliases"]) for a in logged] == [
+        ("model-r1", "v0", ["best", "latest"])
+    ]
     listing = client.get("/api/v1/entities/local/projects/proj/artifacts").json()
     assert listing["artifacts"][0]["name"] == "model-r1"
 

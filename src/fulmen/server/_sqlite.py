@@ -833,6 +833,25 @@ class SqliteStore:
             for v, t, d, r, c, m in rows
         ]
 
+    def run_artifacts(self, entity: str, project: str, run_id: str) -> list[dict[str, Any]]:
+        self._rid(entity, project, run_id)  # 404 for an unknown run
+        rows = self._read.execute(
+            "SELECT name, version, type, digest, created FROM artifacts "
+            "WHERE entity=? AND project=? AND run_id=? ORDER BY name, version",
+            (entity, project, run_id),
+        ).fetchall()
+        return [
+            {
+                "name": n,
+                "version": f"v{v}",
+                "type": t,
+                "digest": d,
+                "created": c,
+                "aliases": self._aliases(entity, project, n).get(int(v), []),
+            }
+            for n, v, t, d, c in rows
+        ]
+
     def artifact(self, entity: str, project: str, name: str, version: str) -> dict[str, Any]:
         con = self._read
         if version.startswith("v") and version[1:].isdigit():

@@ -302,6 +302,10 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
     def system(ref: RunDep) -> dict[str, Any]:
         return {"stats": res.store.system(ref.entity, ref.project, ref.run_id)}
 
+    @router.get(run_path + "/artifacts", summary="Artifact versions a run logged")
+    def run_artifacts(ref: RunDep) -> dict[str, Any]:
+        return {"artifacts": res.store.run_artifacts(ref.entity, ref.project, ref.run_id)}
+
     @router.get(run_path + "/files", summary="A run's files")
     def files(ref: RunDep) -> dict[str, Any]:
         return {"files": res.store.files(ref.entity, ref.project, ref.run_id)}

@@ -125,6 +125,8 @@ class Store(Protocol):
 
     def artifact(self, entity: str, project: str, name: str, version: str) -> dict[str, Any]: ...
 
+    def run_artifacts(self, entity: str, project: str, run_id: str) -> list[dict[str, Any]]: ...
+
     def set_manifest(  # noqa: PLR0917
         self,
         entity: str,
