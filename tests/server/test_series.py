@@ -81,3 +81,12 @@ def test_live_appends_rewrite_only_the_partial_piece(store: SqliteStore) -> None
     store._add_points(con, 1, "v", _points(300_050, S.PIECE))  # fills a piece
     assert con.execute(overview).fetchall() != before
     assert int(np.sum(_chart(store, 100)["count"])) == 300_050 + S.PIECE  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("n", [100, S.PIECE + 100])
+def test_zoom_reaches_the_partial_last_piece(store: SqliteStore, n: int) -> None:
+    store._add_points(store._writer, 1, "v", _points(0, n))
+    for lo, hi in ((n - 50, n - 1), (n - 5, n - 5)):
+        chart = _chart(store, 10, lo=lo, hi=hi)
+        assert int(np.sum(chart["count"])) == hi - lo + 1  # type: ignore[call-overload]
+        assert chart["x"][0] == lo  # type: ignore[index]

@@ -652,13 +652,19 @@ class SqliteStore:
                     ).fetchone()
                     points = int(found[0]) if found else 0
                 else:
-                    # points in range, assuming each block's points spread evenly over it
+                    # points in range, assuming each block's (and the partial last
+                    # piece's) points spread evenly over its x range
                     c = column
+                    share = (
+                        f"n * (min(?, {c}max) - max(?, {c}min) + 1e-9) / ({c}max - {c}min + 1e-9)"
+                    )
+                    within = f"rid=? AND key=? AND {c}max>=? AND {c}min<=?"
                     found = con.execute(
-                        f"SELECT sum(n * (min(?, {c}max) - max(?, {c}min) + 1e-9) "
-                        f"/ ({c}max - {c}min + 1e-9)) FROM overview WHERE rid=? AND key=? "
-                        f"AND level=3 AND {c}max>=? AND {c}min<=?",
-                        (hi, lo, rid, key, lo, hi),
+                        f"SELECT sum(share) FROM (SELECT {share} AS share FROM overview "
+                        f"WHERE {within} AND level=3 UNION ALL SELECT {share} FROM pieces "
+                        f"WHERE {within} AND n<? AND piece=(SELECT max(piece) FROM pieces "
+                        "WHERE rid=? AND key=?))",
+                        (hi, lo, rid, key, lo, hi, hi, lo, rid, key, lo, hi, S.PIECE, rid, key),
                     ).fetchone()
                     points = 0 if found[0] is None else max(1, int(np.ceil(found[0])))
                 if points == 0:

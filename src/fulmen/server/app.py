@@ -388,6 +388,8 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
         min: Annotated[float | None, Query(allow_inf_nan=False)] = None,
         max: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     ) -> Response:
+        if min is not None and max is not None and min > max:
+            raise HTTPException(422, f"min ({min}) is larger than max ({max})")
         query = HistoryQuery(
             runs=tuple(_names.run_id(r) for r in run),
             keys=tuple(_names.key(k) for k in key),
