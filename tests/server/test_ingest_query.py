@@ -201,13 +201,27 @@ def test_console_system_files_and_exports(client: TestClient) -> None:
     w2 = LogWriter(seq=w.seq)
     w2.history(50, {"hist": {"_type": "histogram", "bins": [0, 1], "values": [3]}})
     post(client, "r1", w2.body())
+    w3 = LogWriter(seq=w2.seq)
+    w3.record("rewind", {"step": 51})  # nothing to drop at 51
+    w3.history(51, {"hist": {"_type": "histogram", "values": [float("nan")]}, "t": "x"})
+    w3.history(51, {"hist": {"_type": "histogram", "values": [4]}}, patch=True)  # late: replaces
+    post(client, "r1", w3.body())
+    got = client.get(f"{RUNS}/r1/history/values", params={"key": "hist"}).json()["values"]
+    assert [(v["_step"], v["value"]["values"]) for v in got] == [(50, [3]), (51, [4])]
+    nan = client.get(f"{RUNS}/r1/history/values", params={"key": "t", "min": 51}).json()
+    assert nan["values"][0]["value"] == "x"
+    w4 = LogWriter(seq=w3.seq)
+    w4.record("rewind", {"step": 51})  # drops the row at 51 and its values
+    post(client, "r1", w4.body())
+    got = client.get(f"{RUNS}/r1/history/values", params={"key": "hist"}).json()["values"]
+    assert [v["_step"] for v in got] == [50]
     picked = client.get(
         f"{RUNS}/r1/history/export", params={"format": "jsonl", "key": "hist"}
     ).text.splitlines()
     assert [json.loads(line)["hist"]["values"] for line in picked] == [[3]]
     assert set(json.loads(picked[0])) == {"_step", "_runtime", "_timestamp", "hist"}
     csv = client.get(f"{RUNS}/r1/history/export").text.splitlines()
-    assert csv[0] == "_step,_runtime,_timestamp,loss,epoch,hist"
+    assert csv[0] == "_step,_runtime,_timestamp,loss,epoch,hist,t"
     assert len(csv) == 52
     pq = pytest.importorskip("pyarrow.parquet")
     table = pq.read_table(

@@ -155,7 +155,9 @@ class Batch:
     first_seq: int
     starts: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
-    # ("points", {key: (FIELDS, n) array}) and ("rewind", step), in log order
+    # ("points", {key: (FIELDS, n) array}), ("values", [(key, ordinal, step, runtime,
+    # timestamp, JSON text), ...]) for strings, media and histograms, and ("rewind", step), in
+    # log order
     series: list[tuple[str, Any]] = field(default_factory=list)
     console: list[tuple[int, str, str]] = field(default_factory=list)
     stats: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
@@ -197,6 +199,7 @@ class _Points:
         self.groups: dict[int, _Group] = {}
         self.slow: dict[str, list[list[float]]] = {}
         self.chunks: dict[str, list[Array]] = {}
+        self.other: list[tuple[str, int, int, float, float, str]] = []
 
     def group(self, schema_id: int) -> _Group | None:
         g = self.groups.get(schema_id)
@@ -241,6 +244,17 @@ class _Points:
                 self.chunks.setdefault(key, []).append(np.vstack([base, values, seqs]))
             state.observe_many(g.keys, columns, table[-1].tolist()[1:])
         self.groups = {}
+
+    def ops(self) -> list[tuple[str, Any]]:
+        """What was collected since the last call, as ``Batch.series`` operations."""
+        out: list[tuple[str, Any]] = []
+        points = self.flush()
+        if points:
+            out.append(("points", points))
+        if self.other:
+            out.append(("values", self.other))
+            self.other = []
+        return out
 
     def flush(self) -> dict[str, Array]:
         self.flush_groups()
@@ -289,11 +303,9 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise BadBatch(f"record {rec.seq} ({rec.kind}) does not decode: {exc}") from exc
     try:
-        flushed = points.flush()
+        batch.series += points.ops()
     except (ValueError, TypeError) as exc:
         raise BadBatch(f"history records do not decode: {exc}") from exc
-    if flushed:
-        batch.series.append(("points", flushed))
     if start_offset is not None:
         batch.frames = buf[start_offset:end_offset]
     return batch
@@ -324,6 +336,9 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
         for key, value in values.items():
             if isinstance(value, (int, float)):  # bool too: charts show it as 0/1
                 points.add(key, (ordinal, step, runtime, timestamp, float(value), rec.seq))
+            else:  # a string, media, a histogram: kept whole, by row
+                text = json.dumps(value, separators=(",", ":"), default=str)
+                points.other.append((key, ordinal, step, runtime, timestamp, text))
         state.observe(values)
         return
     if kind in ("schema", "rewind", "run", "summary", "metric"):
@@ -331,9 +346,7 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
     if kind == "schema":
         state.schemas[int(data["id"])] = [(str(k), str(c)) for k, c in data["columns"]]
     elif kind == "rewind":
-        flushed = points.flush()
-        if flushed:
-            batch.series.append(("points", flushed))
+        batch.series += points.ops()
         step = int(data["step"])
         batch.series.append(("rewind", step))
         state.recent = [(s, o) for s, o in state.recent if s < step]

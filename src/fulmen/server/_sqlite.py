@@ -69,6 +69,10 @@ CREATE TABLE IF NOT EXISTS points (
     rid INTEGER NOT NULL, key TEXT NOT NULL, piece INTEGER NOT NULL, data BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS points_key ON points (rid, key, piece);
+CREATE TABLE IF NOT EXISTS other_values (
+    rid INTEGER NOT NULL, key TEXT NOT NULL, ordinal INTEGER NOT NULL, step INTEGER NOT NULL,
+    runtime REAL, timestamp REAL, value TEXT NOT NULL, PRIMARY KEY (rid, key, ordinal)
+);
 CREATE TABLE IF NOT EXISTS console (
     rid INTEGER NOT NULL, seq INTEGER NOT NULL, stream TEXT NOT NULL, text TEXT NOT NULL,
     PRIMARY KEY (rid, seq)
@@ -236,6 +240,11 @@ class SqliteStore:
             if op == "points":
                 for key, points in arg.items():
                     self._add_points(con, rid, key, points)
+            elif op == "values":
+                con.executemany(
+                    "INSERT OR REPLACE INTO other_values VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(rid, *v) for v in arg],
+                )
             else:
                 self._rewind(con, rid, float(arg))
         # every row has a point in the series ROWS (its step), so rewinds are counted right
@@ -429,6 +438,11 @@ class SqliteStore:
                 if cut == points.shape[1]:
                     break  # nothing at or past the rewound step here
                 if cut > 0 or piece == 0:
+                    if key == ROWS:  # the rows that go are those from this one on
+                        con.execute(
+                            "DELETE FROM other_values WHERE rid=? AND ordinal>=?",
+                            (rid, int(points[S.ORD, cut])),
+                        )
                     self._write_points(con, rid, key, piece, points[:, :cut])
                     break
                 piece -= 1
@@ -837,6 +851,20 @@ class SqliteStore:
                 "aliases": aliases.get(int(v), []),
             }
             for v, t, d, r, c, m in rows
+        ]
+
+    def values(  # noqa: PLR0917
+        self, entity: str, project: str, run_id: str, key: str, lo: float, hi: float, limit: int
+    ) -> list[dict[str, Any]]:
+        rid = self._rid(entity, project, run_id)
+        rows = self._read.execute(
+            "SELECT step, runtime, timestamp, value FROM other_values "
+            "WHERE rid=? AND key=? AND step>=? AND step<=? ORDER BY ordinal LIMIT ?",
+            (rid, key, lo, hi, limit),
+        ).fetchall()
+        return [
+            {"_step": st, "_runtime": rt, "_timestamp": ts, "value": json.loads(v)}
+            for st, rt, ts, v in rows
         ]
 
     def run_artifacts(self, entity: str, project: str, run_id: str) -> list[dict[str, Any]]:

@@ -376,6 +376,29 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
         )
 
     @router.get(
+        run_path + "/history/values",
+        summary="One key's strings, media or histograms by step (no sampling)",
+    )
+    def values(
+        ref: RunDep,
+        key: Annotated[str, Query(max_length=256)],
+        min: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+        max: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    ) -> Response:
+        found = res.store.values(
+            ref.entity,
+            ref.project,
+            ref.run_id,
+            _names.key(key),
+            -float("inf") if min is None else min,
+            float("inf") if max is None else max,
+            limit,
+        )
+        # orjson: NaN inside a logged value becomes null instead of failing the answer
+        return Response(orjson.dumps({"key": key, "values": found}), media_type="application/json")
+
+    @router.get(
         "/entities/{entity}/projects/{project}/history",
         summary="Chart data: many runs x many keys, bucketed (min, max, last)",
     )

@@ -97,6 +97,12 @@ class Store(Protocol):
 
     def history(self, entity: str, project: str, query: HistoryQuery) -> list[dict[str, Any]]: ...
 
+    def values(  # noqa: PLR0917
+        self, entity: str, project: str, run_id: str, key: str, lo: float, hi: float, limit: int
+    ) -> list[dict[str, Any]]:
+        """A key's non-numeric history (strings, media, histograms) by row, steps in [lo, hi]."""
+        ...
+
     def frames(self, entity: str, project: str, run_id: str) -> Iterator[bytes]: ...
 
     def console(
