@@ -412,3 +412,26 @@ def test_one_server_per_data_folder(tmp_path: Path, server: Server) -> None:
     )
     assert second.returncode != 0
     assert "another fulmen server" in second.stderr
+
+
+def test_sync_of_a_live_offline_run_then_of_the_finished_run(
+    tmp_path: Path, server: Server
+) -> None:
+    client = subprocess.Popen(
+        [sys.executable, "-c", LOGGER, "300", "0.01", "live1"],
+        env=_env(tmp_path, None, FULMEN_MODE="offline"),
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(1.5)
+    out = _sync(tmp_path, server)
+    assert "still running" in out
+    run = json.loads(server.get("/entities/local/projects/e2e/runs/live1"))
+    assert run["state"] == "running"
+    assert 0 < run["rows"] < 300
+    run_dir = next((tmp_path / "client" / "fulmen").glob("run-*-live1"))
+    assert not (run_dir / ".synced").exists()  # not everything is there yet
+    assert client.wait(120) == 0
+    _sync(tmp_path, server)
+    run = json.loads(server.get("/entities/local/projects/e2e/runs/live1"))
+    assert (run["state"], run["rows"]) == ("finished", 300)
+    assert (run_dir / ".synced").exists()
