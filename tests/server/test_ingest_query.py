@@ -163,6 +163,11 @@ def test_runs_filter_sort_page(client: TestClient) -> None:
         params={"filter": ["config.lr>=0.3", "config.model.depth<9"], "sort": "summary.loss"},
     ).json()
     assert [r["id"] for r in page["runs"]] == ["r8", "r7", "r6", "r5", "r4", "r3"]
+    slim = client.get(
+        RUNS, params={"field": ["config.model.depth", "summary.loss", "config.nope"], "limit": 1}
+    ).json()["runs"][0]
+    assert (slim["config"], slim["summary"]) == ({"model": {"depth": 11}}, {"loss": 1.0})
+    assert client.get(RUNS, params={"field": "tags"}).status_code == 422
     assert client.get(RUNS, params={"state": "running"}).json()["total"] == 2
     assert client.get(RUNS, params={"tag": "even", "group": "g0"}).json()["total"] == 2
     paged = client.get(RUNS, params={"sort": "name", "limit": 5, "offset": 10}).json()

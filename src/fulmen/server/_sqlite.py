@@ -122,6 +122,31 @@ def json_path(dotted: str) -> str:
     return "$" + "".join(f'."{p}"' for p in parts)
 
 
+def _pick(data: dict[str, Any], paths: list[list[str]]) -> dict[str, Any]:
+    """Only the values at ``paths`` (each a list of nested keys) of ``data``, nesting kept."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        value: Any = data
+        for part in path:
+            if not isinstance(value, dict) or part not in value:
+                break
+            value = value[part]
+        else:
+            target = out
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            if path:
+                target[path[-1]] = value
+    return out
+
+
+def _keep_fields(runs: list[dict[str, Any]], fields: tuple[str, ...]) -> None:
+    for column in ("config", "summary"):
+        paths = [f.split(".")[1:] for f in fields if f.split(".")[0] == column]
+        for run in runs:
+            run[column] = _pick(run[column], paths)
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(json_safe(value), separators=(",", ":"), default=str)
 
@@ -582,7 +607,10 @@ class SqliteStore:
             f"ORDER BY {order} IS NULL, {order} {direction}, rid {direction} LIMIT ? OFFSET ?",
             [*params, *order_params, *order_params, query.limit, query.offset],
         ).fetchall()
-        return RunPage(int(total), [self._run_dict(r, full=False) for r in rows])
+        runs = [self._run_dict(r, full=False) for r in rows]
+        if query.fields is not None:
+            _keep_fields(runs, query.fields)
+        return RunPage(int(total), runs)
 
     def columns(self, entity: str, project: str) -> dict[str, dict[str, int]]:
         """Every top-level config and summary key of the project's runs, and every history key,

@@ -134,6 +134,13 @@ _UPLOAD_PATH = re.compile(r"/runs/[^/]+/files/|/blobs/[0-9a-f]{64}$")
 _FILTER = re.compile(r"^((?:config|summary)\.[^<>=!]+?)(!=|>=|<=|=|<|>)(.*)$")
 
 
+def _field(text: str) -> str:
+    column, _, path = text.partition(".")
+    if column not in ("config", "summary") or not path or len(text) > 300:
+        raise HTTPException(422, f"field {text!r}: write config.<key> or summary.<key>")
+    return text
+
+
 def _parse_filter(text: str) -> Filter:
     match = _FILTER.match(text)
     if match is None:
@@ -227,6 +234,7 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
         tag: Annotated[list[str] | None, Query(max_length=20)] = None,
         group: Annotated[str | None, Query(max_length=128)] = None,
         search: Annotated[str | None, Query(max_length=128)] = None,
+        field: Annotated[list[str] | None, Query(max_length=200)] = None,
         filter: Annotated[list[str] | None, Query(max_length=20)] = None,
         sort: Annotated[str, Query(max_length=200)] = "-created",
         limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
@@ -237,6 +245,7 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
             tags=tuple(tag or ()),
             group=group,
             search=search,
+            fields=None if field is None else tuple(_field(f) for f in field),
             filters=tuple(_parse_filter(f) for f in filter or ()),
             sort=sort,
             limit=limit,

@@ -54,6 +54,8 @@ class RunQuery:
     sort: str = "-created"  # a column (created, updated, name, state, runtime) or config./summary.
     limit: int = 50
     offset: int = 0
+    # only these config./summary. paths in each run's config and summary (None: all of them)
+    fields: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
