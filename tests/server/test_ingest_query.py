@@ -278,3 +278,24 @@ def test_names_follow_the_clients_rules(client: TestClient) -> None:
     for bad in ("%2e%2e", "a%5cb", "a%01b", "x" * 129):
         assert client.get(f"/api/v1/entities/local/projects/{bad}/runs").status_code == 422
     assert client.get("/api/v1/entities/local/projects/p/runs/bad%20id").status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("exit", {"state": "finished", "runtime": "soon"}),
+        ("file", {"size": 3}),
+        ("artifact", {"name": 5}),
+        ("run", {"id": "r1", "time": "now"}),
+        ("config", ["not", "an", "object"]),
+        ("rewind", {"step": "x"}),
+    ],
+)
+def test_records_with_wrong_fields_are_400(client: TestClient, kind: str, body: object) -> None:
+    w = LogWriter()
+    w.run("r1")
+    w.record(kind, body)
+    r = client.post(f"{RUNS}/r1/records", content=w.body())
+    assert r.status_code == 400, r.text
+    assert kind in r.json()["detail"]
+    assert client.get(f"{RUNS}/r1/records").json() == {"held": 0}  # nothing of the batch held

@@ -311,8 +311,35 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
     return batch
 
 
+# JSON kinds: the fields the store relies on, and the types they must have (None: may be absent)
+_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "run": {"time": (int, float, type(None)), "runtime": (int, float, type(None)),
+            "tags": (list, tuple, type(None)), "name": (str, type(None))},
+    "exit": {"state": (str, type(None)), "runtime": (int, float, type(None))},
+    "file": {"path": (str,), "size": (int, type(None))},
+    "artifact": {"name": (str,), "digest": (str, type(None)), "aliases": (list, type(None))},
+    "metric": {"name": (str,)},
+    "summary": {"update": (dict, type(None)), "remove": (list, type(None))},
+    "rewind": {"step": (int,)},
+    "schema": {"id": (int,), "columns": (list,)},
+}  # fmt: skip
+
+
+def _check(kind: str, data: Any) -> None:
+    """A JSON record the store can apply, or a ValueError that names what is wrong."""
+    if kind in ("history", "patch", "console") or kind.startswith("kind-"):
+        return
+    if not isinstance(data, dict):
+        raise ValueError(f"a {kind} record must be a JSON object")
+    for name, types in _FIELDS.get(kind, {}).items():
+        value = data.get(name)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ValueError(f"{kind}.{name} is {type(value).__name__}")
+
+
 def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:  # noqa: PLR0915, PLR0912
     kind, data = rec.kind, rec.data
+    _check(kind, data)
     if kind == "history":
         schema_id, pos = _read_uvarint(data, 0)
         delta, pos = _read_svarint(data, pos)
