@@ -299,3 +299,29 @@ def test_records_with_wrong_fields_are_400(client: TestClient, kind: str, body: 
     assert r.status_code == 400, r.text
     assert kind in r.json()["detail"]
     assert client.get(f"{RUNS}/r1/records").json() == {"held": 0}  # nothing of the batch held
+
+
+def test_corrupted_records_with_valid_checksums_never_500(client: TestClient) -> None:
+    import random
+
+    from fulmen.track import runlog as R
+
+    w = LogWriter()
+    w.run("r1")
+    w.record("config", {"a": 1})
+    for i in range(5):
+        w.history(i, {"x": float(i), "s": "text", "m": {"_type": "image"}})
+    w.history(5, {"y": 1.0}, patch=True)
+    w.console("out\n")
+    w.record("exit", {"exit_code": 0, "state": "finished", "runtime": 1.0})
+    rng = random.Random(0)
+    for trial in range(300):
+        i = rng.randrange(len(w.frames))
+        raw = w.frames[i]
+        _, pos = R._read_uvarint(raw, 1)
+        payload = bytearray(raw[pos + 4 :])  # after lead, length and CRC
+        for _ in range(rng.randint(1, 4)):  # damage the body, keep the sequence number
+            payload[rng.randrange(4, len(payload))] = rng.randrange(256)
+        mutated = [*w.frames[:i], R.frame(raw[0] & 0x0F, bytes(payload)), *w.frames[i + 1 :]]
+        r = client.post(f"{RUNS}/m{trial}/records", content=b"".join(mutated))
+        assert r.status_code in (200, 400), (trial, r.status_code, r.text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,11 +301,11 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
         batch.held = rec.seq
         try:
             _apply(rec, state, batch, points)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, struct.error) as exc:
             raise BadBatch(f"record {rec.seq} ({rec.kind}) does not decode: {exc}") from exc
     try:
         batch.series += points.ops()
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, struct.error) as exc:
         raise BadBatch(f"history records do not decode: {exc}") from exc
     if start_offset is not None:
         batch.frames = buf[start_offset:end_offset]
