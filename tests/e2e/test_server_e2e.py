@@ -220,6 +220,7 @@ def test_client_killed_mid_run_is_completed_by_sync_and_crashed(
 
     local = Api(dir=str(tmp_path / "client")).run("killed1")
     assert local.rows == len(rows)
+    assert "nothing to sync" in _sync(tmp_path, server)  # the marker covers the whole file
 
 
 def test_twenty_writers_at_once(tmp_path: Path, server: Server) -> None:

@@ -321,7 +321,10 @@ class RunUpload:
             marks = json.loads(path.read_text())
         except (OSError, ValueError):
             marks = {}
-        marks[self.client.base_url.rstrip("/")] = {"held": self.held, "size": self.offset}
+        # the whole file's size, torn tail included: called only once nothing more will be
+        # written (the run exited or its writer is gone), so a later sync skips the run
+        size = self.log_path.stat().st_size
+        marks[self.client.base_url.rstrip("/")] = {"held": self.held, "size": size}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(marks))
         os.replace(tmp, path)
