@@ -100,5 +100,9 @@ def _worker(
                 buffer,
             )
             queue.put(buffer.getvalue())
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # no barrier: the other ranks may never reach it
+        raise
+    from fulmen.train.strategy import _end_process_group
+
+    _end_process_group()  # every rank waits for the others, then the group ends in order
