@@ -67,6 +67,82 @@ def runs(directory: str | None, project: str | None) -> None:
         )
 
 
+DEFAULT_DATA = "~/.local/share/fulmen/server"
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8080, show_default=True, type=int, help="port to listen on")
+@click.option("--data", default=DEFAULT_DATA, show_default=True, help="the server's data folder")
+@click.option("--db", default=None, help="database URL (default: SQLite in the data folder)")
+@click.option("--insecure", is_flag=True, help="serve a non-loopback address without API keys")
+@click.option("--allow-anonymous", is_flag=True, help="accept anonymous runs without a key")
+@click.pass_context
+def server(  # noqa: PLR0917
+    ctx: click.Context,
+    host: str,
+    port: int,
+    data: str,
+    db: str | None,
+    insecure: bool,
+    allow_anonymous: bool,
+) -> None:
+    """Run the self-hosted tracking server (API under /api/v1)."""
+    from pathlib import Path
+
+    ctx.obj = {"data": Path(data).expanduser(), "db": db}
+    if ctx.invoked_subcommand is not None:
+        return
+    from fulmen.server._serve import serve
+
+    serve(host, port, ctx.obj["data"], db, insecure=insecure, allow_anonymous=allow_anonymous)
+
+
+@server.command("create-key")
+@click.option("--entity", required=True, help="the entity the key may read and write")
+@click.pass_context
+def create_key(ctx: click.Context, entity: str) -> None:
+    """Print a new API key for ENTITY (the server keeps only its hash)."""
+    from fulmen.server import _names
+    from fulmen.server.store import open_store
+
+    try:
+        _names.name("entity", entity)
+    except Exception as exc:
+        raise click.BadParameter(str(getattr(exc, "detail", exc)), param_hint="--entity") from exc
+    store = open_store(ctx.obj["data"], ctx.obj["db"])
+    try:
+        click.echo(store.create_key(entity))
+    finally:
+        store.close()
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--host", "base_url", default=None, help="server URL (default: settings)")
+@click.option("--key", "api_key", default=None, help="API key (default: settings)")
+def sync(paths: tuple[str, ...], base_url: str | None, api_key: str | None) -> None:
+    """Upload offline or unfinished runs (default: every unsynced run under the tracker dir)."""
+    from fulmen.track._sync import sync_paths
+
+    failures = sync_paths(list(paths), base_url=base_url, api_key=api_key, echo=click.echo)
+    if failures:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.option("--host", "base_url", default=None, help="server URL, e.g. http://127.0.0.1:8080")
+@click.option("--key", "api_key", default=None, help="API key from `fulmen server create-key`")
+def login(base_url: str | None, api_key: str | None) -> None:
+    """Store the server URL and API key in the settings file (readable by you only)."""
+    from fulmen.track._sync import save_login
+
+    if base_url is None and api_key is None:
+        api_key = click.prompt("API key", hide_input=True)
+    path = save_login(base_url, api_key)
+    click.echo(f"fulmen: saved to {path}")
+
+
 def _is_scalar(value: object) -> bool:
     return isinstance(value, (int, float, str, bool))
 

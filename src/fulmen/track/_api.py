@@ -22,7 +22,22 @@ class Api:
     """Read runs: ``Api().runs(project)``, ``Api().run(id)``; ``dir`` is what ``init`` got as
     ``dir`` (default: the same settings as ``init``), or its ``fulmen`` folder."""
 
-    def __init__(self, overrides: Mapping[str, Any] | None = None, dir: str | None = None) -> None:
+    def __new__(
+        cls, *args: Any, base_url: str | None = None, api_key: str | None = None, **kwargs: Any
+    ) -> Any:
+        if base_url is not None:  # the same reads over a fulmen server (fulmen.track._http)
+            from fulmen.track._http import HttpApi
+
+            return HttpApi(base_url, api_key, (kwargs.get("overrides") or {}).get("project"))
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        overrides: Mapping[str, Any] | None = None,
+        dir: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.root = _root_of(dir or (overrides or {}).get("dir"))
 
     def _run_dirs(self) -> list[Path]:

@@ -56,7 +56,7 @@ class StepWarning(UserWarning):
 class Run:
     """One run being recorded. Create it with ``init()``; see docs/track.md for every method."""
 
-    def __init__(self, settings: Settings, config: Any = None) -> None:
+    def __init__(self, settings: Settings, config: Any = None) -> None:  # noqa: PLR0915
         self._settings = s = settings
         self.mode = s.mode
         root = s.dir / "fulmen"
@@ -111,6 +111,14 @@ class Run:
             on_stats=self._stats,
         )
         self._sampler.start()
+        self._uploader = None
+        if self.mode == "online" and s.base_url:  # tails the run log; log() never waits for it
+            from fulmen.track._upload import start_online
+
+            self._uploader = start_online(
+                run_dir, s.base_url, s.api_key, self._project, self._entity, self._id,
+                bool(s.anonymous),
+            )  # fmt: skip
         if s.mode_note and not s.silent:
             print(s.mode_note, file=sys.stderr)
 
@@ -708,6 +716,10 @@ class Run:
         self._write_metadata()
         os.close(self._lock_fd)  # releases the lock: readers now see the run as ended
         deactivate(self)
+        if self._uploader is not None:  # a bounded wait, then the `fulmen sync` command
+            from fulmen.track._upload import finish_online
+
+            finish_online(self._uploader, quiet=self._settings.silent)
 
     # --- properties -----------------------------------------------------------------------------
 

@@ -1,0 +1,207 @@
+"""Scalar history as numpy arrays: pieces, their precomputed buckets, and chart bucketing.
+
+No SQL here (the store keeps the bytes); this module turns points into bytes and back.
+
+A series is the history of one metric of one run, in row order. Each point has five float64 fields:
+the row's ordinal (its position in the run's history, shared by every metric logged in that row),
+``_step``, ``_runtime``, ``_timestamp`` and the value. Points are kept in pieces of ``PIECE``
+points;
+piece ``k`` holds points ``k*PIECE`` to ``(k+1)*PIECE - 1``. Next to each piece the store keeps its
+precomputed buckets at three resolutions: groups of 16 points (level 1), of 256 (level 2) and the
+whole piece (level 3). A bucket (an "entry") is ``ENTRY_FIELDS`` float64s.
+
+A chart query for ``n`` buckets picks, per series, the coarsest level whose groups hold at most the
+points one requested bucket would hold, so it reads about ``n`` to ``16 n`` entries whatever the
+number of points: its cost follows the buckets, not the points. A narrower step range (a zoom) reads
+only the pieces that overlap it, at a finer level. Entries are placed in the requested bucket of
+their first point, so a bucket edge is exact to within one precomputed group (which holds at most
+the
+points of one requested bucket); min and max of every point are kept, so no spike is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+PIECE = 4096
+LEVEL_SIZES = (1, 16, 256, PIECE)  # points per entry at levels 0 (raw) .. 3
+FIELDS = 5  # ordinal, step, runtime, timestamp, value
+ORD, STEP, RUNTIME, TIMESTAMP, VALUE = range(FIELDS)
+# entry fields
+(
+    E_STEP,
+    E_RUNTIME,
+    E_TIMESTAMP,
+    E_ORD_FIRST,
+    E_ORD_LAST,
+    E_FIRST,
+    E_MIN,
+    E_MAX,
+    E_LAST,
+    E_COUNT,
+) = range(10)
+ENTRY_FIELDS = 10
+AXES = {"_step": E_STEP, "_runtime": E_RUNTIME, "_timestamp": E_TIMESTAMP}
+
+Array = npt.NDArray[np.float64]
+
+
+def pack_points(points: Array) -> bytes:
+    """(FIELDS, n) -> bytes."""
+    return np.ascontiguousarray(points, dtype="<f8").tobytes()
+
+
+def unpack_points(data: bytes) -> Array:
+    """bytes -> (FIELDS, n)."""
+    return np.frombuffer(data, dtype="<f8").reshape(FIELDS, -1)
+
+
+def pack_entries(entries: Array) -> bytes:
+    return np.ascontiguousarray(entries, dtype="<f8").tobytes()
+
+
+def unpack_entries(data: bytes) -> Array:
+    return np.frombuffer(data, dtype="<f8").reshape(-1, ENTRY_FIELDS)
+
+
+def entries_of(points: Array, group: int) -> Array:
+    """Aggregate consecutive groups of ``group`` points into entries, shape (groups, ENTRY_FIELDS)."""  # noqa: E501
+    n = points.shape[1]
+    if n == 0:
+        return np.empty((0, ENTRY_FIELDS))
+    starts = np.arange(0, n, group)
+    ends = np.minimum(starts + group, n) - 1
+    values = points[VALUE]
+    out = np.empty((len(starts), ENTRY_FIELDS))
+    out[:, E_STEP] = points[STEP, starts]
+    out[:, E_RUNTIME] = points[RUNTIME, starts]
+    out[:, E_TIMESTAMP] = points[TIMESTAMP, starts]
+    out[:, E_ORD_FIRST] = points[ORD, starts]
+    out[:, E_ORD_LAST] = points[ORD, ends]
+    out[:, E_FIRST] = values[starts]
+    out[:, E_LAST] = values[ends]
+    if group == 1:
+        out[:, E_MIN] = values
+        out[:, E_MAX] = values
+        out[:, E_COUNT] = 1.0
+    else:
+        # fmin/fmax skip NaN, so one NaN does not hide a group's range
+        out[:, E_MIN] = np.fmin.reduceat(values, starts)
+        out[:, E_MAX] = np.fmax.reduceat(values, starts)
+        out[:, E_COUNT] = (ends - starts + 1).astype(np.float64)
+    return out
+
+
+@dataclass(frozen=True)
+class PieceSummary:
+    """What the store keeps next to one piece's points."""
+
+    n: int
+    ord_first: float
+    step_min: float
+    step_max: float
+    runtime_min: float
+    runtime_max: float
+    time_min: float
+    time_max: float
+    levels: tuple[bytes, bytes, bytes]  # packed entries at levels 1, 2, 3
+
+
+def summarize(points: Array) -> PieceSummary:
+    return PieceSummary(
+        n=points.shape[1],
+        ord_first=float(points[ORD, 0]),
+        step_min=float(points[STEP].min()),
+        step_max=float(points[STEP].max()),
+        runtime_min=float(points[RUNTIME].min()),
+        runtime_max=float(points[RUNTIME].max()),
+        time_min=float(points[TIMESTAMP].min()),
+        time_max=float(points[TIMESTAMP].max()),
+        levels=(
+            pack_entries(entries_of(points, LEVEL_SIZES[1])),
+            pack_entries(entries_of(points, LEVEL_SIZES[2])),
+            pack_entries(entries_of(points, LEVEL_SIZES[3])),
+        ),
+    )
+
+
+def level_for(points: int, buckets: int) -> int:
+    """The coarsest level whose entries hold no more points than one requested bucket."""
+    per_bucket = points / max(buckets, 1)
+    level = 0
+    for candidate, size in enumerate(LEVEL_SIZES):
+        if size <= per_bucket:
+            level = candidate
+    return level
+
+
+def merge_points(old: Array, new: Array) -> Array:
+    """``old`` then ``new`` ordered by row ordinal; where both have a row, ``new`` wins."""
+    both = np.concatenate([old, new], axis=1)
+    order = np.argsort(both[ORD], kind="stable")
+    both = both[:, order]
+    ords = both[ORD]
+    keep = np.ones(len(ords), dtype=bool)
+    keep[:-1] = ords[1:] != ords[:-1]  # the later of two equal ordinals is the newer value
+    return np.ascontiguousarray(both[:, keep])
+
+
+def rewind_cut(steps: Array, step: float) -> int:
+    """How many leading points survive a REWIND to ``step`` (trailing points >= step go)."""
+    below = np.flatnonzero(steps < step)
+    return 0 if len(below) == 0 else int(below[-1]) + 1
+
+
+def x_from_step_metric(entries: Array, x_entries: Array) -> Array:
+    """The x of each entry on a custom axis: the step metric's value at (or before) its first row.
+
+    ``x_entries`` are the step metric's own entries; each gives its value at its first and last
+    row. Entries before the metric's first row get NaN (and are left out of the chart).
+    """
+    if len(x_entries) == 0:
+        return np.full(len(entries), np.nan)
+    ords = np.concatenate([x_entries[:, E_ORD_FIRST], x_entries[:, E_ORD_LAST]])
+    vals = np.concatenate([x_entries[:, E_FIRST], x_entries[:, E_LAST]])
+    order = np.argsort(ords, kind="stable")
+    ords, vals = ords[order], vals[order]
+    pos = np.searchsorted(ords, entries[:, E_ORD_FIRST], side="right") - 1
+    x = np.where(pos >= 0, vals[np.maximum(pos, 0)], np.nan)
+    return np.asarray(x, dtype=np.float64)
+
+
+@dataclass
+class Buckets:
+    """Chart data of one series: per non-empty bucket, its first x, and min, max, last, count
+    (numpy arrays; the API writes them with orjson, NaN as null)."""
+
+    x: Array
+    min: Array
+    max: Array
+    last: Array
+    count: npt.NDArray[np.int64]
+
+
+def bucketize(entries: Array, x: Array, lo: float, hi: float, buckets: int) -> Buckets:
+    """Group entries (with their x) into ``buckets`` equal-width buckets over ``[lo, hi]``."""
+    inside = (x >= lo) & (x <= hi)
+    entries, x = entries[inside], x[inside]
+    if len(entries) == 0:
+        empty = np.empty(0)
+        return Buckets(empty, empty, empty, empty, np.empty(0, dtype=np.int64))
+    width = (hi - lo) / buckets if hi > lo else 1.0
+    index = np.minimum(((x - lo) / width).astype(np.int64), buckets - 1)
+    if len(index) > 1 and bool((index[1:] < index[:-1]).any()):
+        order = np.argsort(index, kind="stable")  # stable: row order within a bucket
+        index, entries, x = index[order], entries[order], x[order]
+    starts = np.flatnonzero(np.concatenate([[True], index[1:] != index[:-1]]))
+    ends = np.concatenate([starts[1:], [len(index)]]) - 1
+    return Buckets(
+        x=x[starts],
+        min=np.fmin.reduceat(entries[:, E_MIN], starts),
+        max=np.fmax.reduceat(entries[:, E_MAX], starts),
+        last=entries[ends, E_LAST],
+        count=np.add.reduceat(entries[:, E_COUNT], starts).astype(np.int64),
+    )

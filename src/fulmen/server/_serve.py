@@ -1,0 +1,60 @@
+"""``fulmen server``: the app under uvicorn, with the bind-address rule of the security model."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from fulmen.server.app import ServerConfig, create_app
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def config_for(
+    host: str, data: Path, db: str | None, *, insecure: bool, allow_anonymous: bool
+) -> ServerConfig:
+    """Any address but loopback requires API keys, unless the operator says ``--insecure``."""
+    return ServerConfig(
+        data=data,
+        db=db,
+        require_auth=not is_loopback(host) and not insecure,
+        allow_anonymous=allow_anonymous,
+    )
+
+
+def serve(
+    host: str,
+    port: int,
+    data: Path,
+    db: str | None,
+    *,
+    insecure: bool = False,
+    allow_anonymous: bool = False,
+) -> None:
+    import fcntl
+
+    import uvicorn
+
+    data.mkdir(parents=True, exist_ok=True)
+    lock = os.open(data / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:  # one server per data folder: its store is the database's only writer
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        raise SystemExit(f"fulmen server: another fulmen server is using {data}") from None
+    config = config_for(host, data, db, insecure=insecure, allow_anonymous=allow_anonymous)
+    app = create_app(config)
+    app.state.resources.store  # noqa: B018 - open (and create) the database before listening
+    mode = "API keys required" if config.require_auth else "open (loopback)"
+    print(f"fulmen server: http://{host}:{port}/api/v1  data {data}  {mode}", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

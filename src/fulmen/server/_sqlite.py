@@ -1,0 +1,999 @@
+"""The embedded store: one SQLite file in WAL mode. The only module of fulmen with SQL in it
+(which is why it is long: every query the server makes is here, and nowhere else).
+
+One writer, many readers: every write goes through one connection under one lock (so no two
+writers ever contend and "database is locked" cannot happen), and each reading thread has its own
+connection, which WAL lets read while the writer writes. A batch is one transaction: after a kill -9
+the database holds whole batches only, and ``held`` says which.
+
+Tables: ``runs`` (one row per run with config, summary and metadata as JSON, the run's ingest state
+and ``held``), ``segments`` (the accepted frames verbatim, for export), ``series`` / ``pieces`` /
+``points`` (scalar history, see ``_series``), ``console``, ``stats``, ``files``, ``artifacts`` and
+``aliases``, ``blobs`` (which entity may read which digest), ``api_keys`` (SHA-256 hashes only) and
+``anonymous`` (hashes of the anonymous spaces' tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fulmen.server import _series as S
+from fulmen.server._ingest import ROWS, Batch, RunState, decode_batch, json_safe
+from fulmen.server.store import Conflict, HistoryQuery, NotFound, RunPage, RunQuery
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    rid INTEGER PRIMARY KEY,
+    entity TEXT NOT NULL, project TEXT NOT NULL, run_id TEXT NOT NULL,
+    name TEXT, grp TEXT, job_type TEXT, tags TEXT NOT NULL DEFAULT '[]', notes TEXT,
+    state TEXT NOT NULL DEFAULT 'running',
+    created REAL NOT NULL, updated REAL NOT NULL, runtime REAL NOT NULL DEFAULT 0,
+    held INTEGER NOT NULL DEFAULT 0, rows INTEGER NOT NULL DEFAULT 0,
+    config TEXT NOT NULL DEFAULT '{}', summary TEXT NOT NULL DEFAULT '{}',
+    meta TEXT NOT NULL DEFAULT '{}', exit TEXT, metrics TEXT NOT NULL DEFAULT '[]',
+    ingest_state TEXT,
+    UNIQUE (entity, project, run_id)
+);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (entity, project, created);
+CREATE TABLE IF NOT EXISTS segments (
+    rid INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (rid, first_seq)
+);
+CREATE TABLE IF NOT EXISTS series (
+    rid INTEGER NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL, last_ord REAL NOT NULL,
+    PRIMARY KEY (rid, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pieces (
+    rid INTEGER NOT NULL, key TEXT NOT NULL, piece INTEGER NOT NULL, n INTEGER NOT NULL,
+    ord_first REAL NOT NULL, smin REAL, smax REAL, rmin REAL, rmax REAL, tmin REAL, tmax REAL,
+    l3 BLOB NOT NULL, l2 BLOB NOT NULL, l1 BLOB NOT NULL  -- small first: reading l2 or l3
+);                                                      -- never walks l1's overflow pages
+CREATE UNIQUE INDEX IF NOT EXISTS pieces_key ON pieces (rid, key, piece);
+CREATE TABLE IF NOT EXISTS overview (
+    rid INTEGER NOT NULL, key TEXT NOT NULL, level INTEGER NOT NULL, block INTEGER NOT NULL,
+    n INTEGER NOT NULL, smin REAL, smax REAL, rmin REAL, rmax REAL, tmin REAL, tmax REAL,
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS overview_key ON overview (rid, key, level, block);
+CREATE TABLE IF NOT EXISTS points (
+    rid INTEGER NOT NULL, key TEXT NOT NULL, piece INTEGER NOT NULL, data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS points_key ON points (rid, key, piece);
+CREATE TABLE IF NOT EXISTS other_values (
+    rid INTEGER NOT NULL, key TEXT NOT NULL, ordinal INTEGER NOT NULL, step INTEGER NOT NULL,
+    runtime REAL, timestamp REAL, value TEXT NOT NULL, PRIMARY KEY (rid, key, ordinal)
+);
+CREATE TABLE IF NOT EXISTS console (
+    rid INTEGER NOT NULL, seq INTEGER NOT NULL, stream TEXT NOT NULL, text TEXT NOT NULL,
+    PRIMARY KEY (rid, seq)
+);
+CREATE TABLE IF NOT EXISTS stats (
+    rid INTEGER NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (rid, seq)
+);
+CREATE TABLE IF NOT EXISTS files (
+    rid INTEGER NOT NULL, path TEXT NOT NULL, type TEXT, size INTEGER, digest TEXT,
+    PRIMARY KEY (rid, path)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    aid INTEGER PRIMARY KEY, entity TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL,
+    type TEXT, version INTEGER NOT NULL, digest TEXT, metadata TEXT NOT NULL DEFAULT '{}',
+    entries TEXT NOT NULL DEFAULT '{}', run_id TEXT, created REAL NOT NULL,
+    UNIQUE (entity, project, name, version)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    entity TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL,
+    version INTEGER NOT NULL, PRIMARY KEY (entity, project, name, alias)
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    entity TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (entity, digest)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_keys (
+    hash TEXT PRIMARY KEY, entity TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS anonymous (hash TEXT PRIMARY KEY, created REAL NOT NULL);
+"""
+
+SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id"}
+OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+ANON_PREFIX = "anon-"
+BLOCK = 64  # pieces per overview block: a chart over 1M points reads 4 rows per series
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def json_path(dotted: str) -> str:
+    """``a.b`` -> ``$."a"."b"`` (names are validated: no quotes reach here)."""
+    parts = dotted.split(".")
+    if any(not p or '"' in p or "\\" in p for p in parts):
+        raise ValueError(f"bad field path {dotted!r}")
+    return "$" + "".join(f'."{p}"' for p in parts)
+
+
+def _pick(data: dict[str, Any], paths: list[list[str]]) -> dict[str, Any]:
+    """Only the values at ``paths`` (each a list of nested keys) of ``data``, nesting kept."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        value: Any = data
+        for part in path:
+            if not isinstance(value, dict) or part not in value:
+                break
+            value = value[part]
+        else:
+            target = out
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            if path:
+                target[path[-1]] = value
+    return out
+
+
+def _keep_fields(runs: list[dict[str, Any]], fields: tuple[str, ...]) -> None:
+    for column in ("config", "summary"):
+        paths = [f.split(".")[1:] for f in fields if f.split(".")[0] == column]
+        for run in runs:
+            run[column] = _pick(run[column], paths)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(json_safe(value), separators=(",", ":"), default=str)
+
+
+class SqliteStore:
+    """The ``Store`` on one SQLite file (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._writer = self._connect()
+        self._writer.executescript(SCHEMA)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")  # durable across a process kill; WAL keeps order
+        con.execute("PRAGMA busy_timeout=10000")
+        con.execute("PRAGMA cache_size=-65536")
+        return con
+
+    @property
+    def _read(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = self._connect()
+            con.execute("PRAGMA query_only=ON")
+            self._local.con = con
+            with self._readers_lock:
+                self._readers.append(con)
+        return con
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for con in self._readers:
+                con.close()
+            self._readers.clear()
+        with self._lock:
+            self._writer.close()
+
+    # --- ingest --------------------------------------------------------------------------------
+
+    def ingest(self, entity: str, project: str, run_id: str, body: bytes) -> int:
+        with self._lock:
+            con = self._writer
+            row = con.execute(
+                "SELECT rid, held, ingest_state FROM runs WHERE entity=? AND project=? AND run_id=?",  # noqa: E501
+                (entity, project, run_id),
+            ).fetchone()
+            rid, held, state_text = row if row else (None, 0, None)
+            state = RunState.from_json(state_text)
+            batch = decode_batch(body, held, state)  # raises BadBatch before anything is written
+            if batch.empty:
+                return int(held)
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                if rid is None:
+                    now = time.time()
+                    rid = con.execute(
+                        "INSERT INTO runs (entity, project, run_id, created, updated) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (entity, project, run_id, now, now),
+                    ).lastrowid
+                assert rid is not None
+                self._apply(con, rid, batch, state)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return batch.held
+
+    def _apply(self, con: sqlite3.Connection, rid: int, batch: Batch, state: RunState) -> None:  # noqa: PLR0912
+        con.execute(
+            "INSERT INTO segments VALUES (?, ?, ?, ?)",
+            (rid, batch.first_seq, batch.held, batch.frames),
+        )
+        sets: dict[str, Any] = {
+            "held": batch.held,
+            "updated": time.time(),
+            "ingest_state": state.to_json(),
+            "summary": _dumps(state.summary()),
+            "runtime": state.runtime,
+        }
+        for start in batch.starts:
+            meta = {k: v for k, v in start.items() if k not in ("tags", "notes")}
+            sets.update(
+                name=start.get("name") or start.get("id"),
+                grp=start.get("group"),
+                job_type=start.get("job_type"),
+                tags=_dumps(list(start.get("tags") or [])),
+                notes=start.get("notes"),
+                state="running",
+                meta=_dumps(meta),
+                exit=None,
+            )
+            if not start.get("resumed") and start.get("time"):
+                sets["created"] = float(start["time"])
+        if batch.config:
+            (old,) = con.execute("SELECT config FROM runs WHERE rid=?", (rid,)).fetchone()
+            config = json.loads(old)
+            config.update(json_safe(batch.config))
+            sets["config"] = _dumps(config)
+        if batch.metrics:
+            (old,) = con.execute("SELECT metrics FROM runs WHERE rid=?", (rid,)).fetchone()
+            sets["metrics"] = _dumps(json.loads(old) + batch.metrics)
+        if batch.exit is not None:
+            sets["state"] = str(batch.exit.get("state", "finished"))
+            sets["exit"] = _dumps(batch.exit)
+            if batch.exit.get("runtime") is not None:
+                sets["runtime"] = float(batch.exit["runtime"])
+        for op, arg in batch.series:
+            if op == "points":
+                for key, points in arg.items():
+                    self._add_points(con, rid, key, points)
+            elif op == "values":
+                con.executemany(
+                    "INSERT OR REPLACE INTO other_values VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(rid, *v) for v in arg],
+                )
+            else:
+                self._rewind(con, rid, float(arg))
+        # every row has a point in the series ROWS (its step), so rewinds are counted right
+        found = con.execute("SELECT n FROM series WHERE rid=? AND key=?", (rid, ROWS)).fetchone()
+        sets["rows"] = int(found[0]) if found else 0
+        assignments = ", ".join(f"{column}=?" for column in sets)
+        con.execute(f"UPDATE runs SET {assignments} WHERE rid=?", (*sets.values(), rid))
+        if batch.console:
+            con.executemany(
+                "INSERT OR REPLACE INTO console VALUES (?, ?, ?, ?)",
+                [(rid, seq, stream, text) for seq, stream, text in batch.console],
+            )
+        if batch.stats:
+            con.executemany(
+                "INSERT OR REPLACE INTO stats VALUES (?, ?, ?)",
+                [(rid, seq, _dumps(data)) for seq, data in batch.stats],
+            )
+        for f in batch.files:
+            con.execute(
+                "INSERT INTO files (rid, path, type, size) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (rid, path) DO UPDATE SET type=excluded.type, size=excluded.size",
+                (rid, str(f["path"]), f.get("type"), f.get("size")),
+            )
+        if batch.artifacts:
+            entity, project, run_id = con.execute(
+                "SELECT entity, project, run_id FROM runs WHERE rid=?", (rid,)
+            ).fetchone()
+            for art in batch.artifacts:
+                if not art.get("used"):
+                    self._log_artifact(con, entity, project, run_id, art)
+
+    def _log_artifact(
+        self, con: sqlite3.Connection, entity: str, project: str, run_id: str, art: dict[str, Any]
+    ) -> None:
+        name, digest = str(art["name"]), art.get("digest")
+        found = con.execute(
+            "SELECT version FROM artifacts WHERE entity=? AND project=? AND name=? AND digest=?",
+            (entity, project, name, digest),
+        ).fetchone()
+        if found is None:
+            (latest,) = con.execute(
+                "SELECT coalesce(max(version), -1) FROM artifacts "
+                "WHERE entity=? AND project=? AND name=?",
+                (entity, project, name),
+            ).fetchone()
+            version = int(latest) + 1
+            con.execute(
+                "INSERT INTO artifacts (entity, project, name, type, version, digest, metadata, "
+                "entries, run_id, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entity,
+                    project,
+                    name,
+                    art.get("type"),
+                    version,
+                    digest,
+                    _dumps(art.get("metadata") or {}),
+                    _dumps(art.get("entries") or {}),
+                    run_id,
+                    time.time(),
+                ),
+            )
+        else:
+            version = int(found[0])
+        for alias in {"latest", *(art.get("aliases") or [])}:
+            con.execute(
+                "INSERT OR REPLACE INTO aliases VALUES (?, ?, ?, ?, ?)",
+                (entity, project, name, str(alias), version),
+            )
+
+    def load_series(
+        self, entity: str, project: str, run_id: str, key: str, points: S.Array
+    ) -> None:
+        """Bulk-load one metric's points (``(FIELDS, n)``, by row ordinal) into a run, creating
+        the run: for imports and benchmarks, bypassing run-log decoding."""
+        with self._lock:
+            con = self._writer
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute(
+                    "INSERT OR IGNORE INTO runs (entity, project, run_id, created, updated) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (entity, project, run_id, time.time(), time.time()),
+                )
+                (rid,) = con.execute(
+                    "SELECT rid FROM runs WHERE entity=? AND project=? AND run_id=?",
+                    (entity, project, run_id),
+                ).fetchone()
+                self._add_points(con, int(rid), key, points)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    # --- scalar series -------------------------------------------------------------------------
+
+    def _load_points(self, con: sqlite3.Connection, rid: int, key: str, from_piece: int) -> S.Array:
+        rows = con.execute(
+            "SELECT data FROM points WHERE rid=? AND key=? AND piece>=? ORDER BY piece",
+            (rid, key, from_piece),
+        ).fetchall()
+        if not rows:
+            return np.empty((S.FIELDS, 0))
+        return np.concatenate([S.unpack_points(r[0]) for r in rows], axis=1)
+
+    def _write_points(
+        self, con: sqlite3.Connection, rid: int, key: str, from_piece: int, points: S.Array
+    ) -> None:
+        """Replace every piece from ``from_piece`` on with ``points`` (which start there), then
+        the overview blocks (levels 2 and 3 of ``BLOCK`` full pieces each) that changed.
+
+        Only full pieces go into the overview: a live run's batches rewrite just the last,
+        partial piece, and the overview only when a piece fills (or a rewind or late value
+        reaches back); queries add the partial piece's entries themselves (``_entries``)."""
+        found = con.execute("SELECT n FROM series WHERE rid=? AND key=?", (rid, key)).fetchone()
+        old_full = (int(found[0]) if found else 0) // S.PIECE
+        con.execute("DELETE FROM points WHERE rid=? AND key=? AND piece>=?", (rid, key, from_piece))
+        con.execute("DELETE FROM pieces WHERE rid=? AND key=? AND piece>=?", (rid, key, from_piece))
+        n = points.shape[1]
+        for i, start in enumerate(range(0, n, S.PIECE)):
+            part = points[:, start : start + S.PIECE]
+            m = S.summarize(part)
+            bounds = (m.step_min, m.step_max, m.runtime_min, m.runtime_max, m.time_min, m.time_max)
+            l1, l2, l3 = m.levels
+            con.execute(
+                "INSERT INTO points VALUES (?, ?, ?, ?)",
+                (rid, key, from_piece + i, S.pack_points(part)),
+            )
+            con.execute(
+                "INSERT INTO pieces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rid, key, from_piece + i, m.n, m.ord_first, *bounds, l3, l2, l1),
+            )
+        total = from_piece * S.PIECE + n
+        last_ord = float(points[S.ORD, -1]) if n else -1.0
+        con.execute(
+            "INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?)", (rid, key, total, last_ord)
+        )
+        new_full = total // S.PIECE
+        if from_piece >= old_full and new_full == old_full:
+            return  # only the partial last piece changed
+        first_block = min(from_piece, old_full) // BLOCK
+        con.execute(
+            "DELETE FROM overview WHERE rid=? AND key=? AND block>=?", (rid, key, first_block)
+        )
+        # (piece, n, smin, smax, rmin, rmax, tmin, tmax, l3, l2) of the full pieces to cover
+        rows = con.execute(
+            "SELECT piece, n, smin, smax, rmin, rmax, tmin, tmax, l3, l2 FROM pieces "
+            "WHERE rid=? AND key=? AND piece>=? AND piece<? ORDER BY piece",
+            (rid, key, first_block * BLOCK, new_full),
+        ).fetchall()
+        blocks: dict[int, list[tuple[Any, ...]]] = {}
+        for row in rows:
+            blocks.setdefault(int(row[0]) // BLOCK, []).append(row)
+        for block, members in blocks.items():
+            stats = (
+                sum(int(r[1]) for r in members),
+                *(min(r[c] for r in members) if c % 2 == 0 else max(r[c] for r in members)
+                  for c in range(2, 8)),
+            )  # fmt: skip
+            for level, column in ((3, 8), (2, 9)):
+                con.execute(
+                    "INSERT INTO overview VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (rid, key, level, block, *stats, b"".join(r[column] for r in members)),
+                )
+
+    def _add_points(self, con: sqlite3.Connection, rid: int, key: str, new: S.Array) -> None:
+        row = con.execute(
+            "SELECT n, last_ord FROM series WHERE rid=? AND key=?", (rid, key)
+        ).fetchone()
+        n, last_ord = (0, -1.0) if row is None else (int(row[0]), float(row[1]))
+        if new[S.ORD, 0] > last_ord:  # the usual case: new rows after the old ones
+            first = n // S.PIECE
+            old = self._load_points(con, rid, key, first) if n % S.PIECE else None
+            merged = new if old is None else np.concatenate([old, new], axis=1)
+        else:  # a late value (PATCH) or the same row again: merge by row ordinal
+            found = con.execute(
+                "SELECT max(piece) FROM pieces WHERE rid=? AND key=? AND ord_first<=?",
+                (rid, key, float(new[S.ORD].min())),
+            ).fetchone()
+            first = int(found[0] or 0)
+            merged = S.merge_points(self._load_points(con, rid, key, first), new)
+        self._write_points(con, rid, key, first, merged)
+
+    def _rewind(self, con: sqlite3.Connection, rid: int, step: float) -> None:
+        keys = con.execute("SELECT key, n FROM series WHERE rid=?", (rid,)).fetchall()
+        for key, n in keys:
+            piece = (int(n) - 1) // S.PIECE
+            while piece >= 0:
+                points = self._load_points(con, rid, key, piece)
+                cut = S.rewind_cut(points[S.STEP], step)
+                if cut == points.shape[1]:
+                    break  # nothing at or past the rewound step here
+                if cut > 0 or piece == 0:
+                    if key == ROWS:  # the rows that go are those from this one on
+                        con.execute(
+                            "DELETE FROM other_values WHERE rid=? AND ordinal>=?",
+                            (rid, int(points[S.ORD, cut])),
+                        )
+                    self._write_points(con, rid, key, piece, points[:, :cut])
+                    break
+                piece -= 1
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def _rid(self, entity: str, project: str, run_id: str) -> int:
+        row = self._read.execute(
+            "SELECT rid FROM runs WHERE entity=? AND project=? AND run_id=?",
+            (entity, project, run_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"run {entity}/{project}/{run_id} not found")
+        return int(row[0])
+
+    def held(self, entity: str, project: str, run_id: str) -> int:
+        row = self._read.execute(
+            "SELECT held FROM runs WHERE entity=? AND project=? AND run_id=?",
+            (entity, project, run_id),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def mark_crashed(self, entity: str, project: str, run_id: str, last_seq: int) -> str:
+        with self._lock:
+            row = self._writer.execute(
+                "SELECT held, state FROM runs WHERE entity=? AND project=? AND run_id=?",
+                (entity, project, run_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"run {entity}/{project}/{run_id} not found")
+            held, state = int(row[0]), str(row[1])
+            if held != last_seq:
+                raise Conflict(f"the server holds records up to {held}, not {last_seq}")
+            if state == "running":
+                state = "crashed"
+                self._writer.execute(
+                    "UPDATE runs SET state=?, updated=? WHERE entity=? AND project=? AND run_id=?",
+                    (state, time.time(), entity, project, run_id),
+                )
+            return state
+
+    def entities(self, only: str | None) -> list[dict[str, Any]]:
+        rows = self._read.execute(
+            "SELECT entity, count(DISTINCT project), count(*) FROM runs "
+            "WHERE entity NOT LIKE 'anon-%' GROUP BY entity ORDER BY entity"
+        ).fetchall()
+        return [
+            {"name": e, "projects": p, "runs": r} for e, p, r in rows if only is None or e == only
+        ]
+
+    def projects(self, entity: str) -> list[dict[str, Any]]:
+        rows = self._read.execute(
+            "SELECT project, count(*), max(updated) FROM runs WHERE entity=? "
+            "GROUP BY project ORDER BY project",
+            (entity,),
+        ).fetchall()
+        return [{"name": p, "runs": n, "updated": u} for p, n, u in rows]
+
+    def _run_dict(self, row: sqlite3.Row | tuple[Any, ...], full: bool) -> dict[str, Any]:
+        (run_id, name, grp, job_type, tags, notes, state, created, updated, runtime, held, rows,
+         config, summary) = row[:14]  # fmt: skip
+        out: dict[str, Any] = {
+            "id": run_id,
+            "name": name,
+            "group": grp,
+            "job_type": job_type,
+            "tags": json.loads(tags),
+            "notes": notes,
+            "state": state,
+            "created": created,
+            "updated": updated,
+            "runtime": runtime,
+            "held": held,
+            "rows": rows,
+            "config": json.loads(config),
+            "summary": json.loads(summary),
+        }
+        if full:
+            meta, exit_, metrics = row[14:17]
+            out["metadata"] = json.loads(meta)
+            out["exit"] = None if exit_ is None else json.loads(exit_)
+            out["metrics"] = json.loads(metrics)
+        return out
+
+    _RUN_COLUMNS = (
+        "run_id, name, grp, job_type, tags, notes, state, created, updated, runtime, held, rows, "
+        "config, summary"
+    )
+
+    def runs(self, entity: str, project: str, query: RunQuery) -> RunPage:
+        where = ["entity=?", "project=?"]
+        params: list[Any] = [entity, project]
+        if query.states:
+            where.append(f"state IN ({', '.join('?' * len(query.states))})")
+            params += query.states
+        for tag in query.tags:
+            where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value=?)")
+            params.append(tag)
+        if query.group is not None:
+            where.append("grp=?")
+            params.append(query.group)
+        if query.search:
+            escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("(name LIKE ? ESCAPE '\\' OR run_id LIKE ? ESCAPE '\\')")
+            params += [f"%{escaped}%"] * 2
+        for f in query.filters:
+            column, _, path = f.field.partition(".")
+            if column not in ("config", "summary") or not path or f.op not in OPS:
+                raise ValueError(f"bad filter {f.field} {f.op}")
+            if f.value is None:
+                where.append(f"json_extract({column}, ?) IS {'NOT ' if f.op == '!=' else ''}NULL")
+                params.append(json_path(path))
+            else:
+                where.append(f"json_extract({column}, ?) {OPS[f.op]} ?")
+                value = f.value if not isinstance(f.value, bool) else int(f.value)
+                params += [json_path(path), value]
+        descending = query.sort.startswith("-")
+        sort = query.sort.lstrip("-+")
+        if sort in SORT_COLUMNS:
+            order = {"run_id": "run_id"}.get(sort, sort)
+            order_params: list[Any] = []
+        else:
+            column, _, path = sort.partition(".")
+            if column not in ("config", "summary") or not path:
+                raise ValueError(
+                    f"sort {query.sort!r}: use one of {', '.join(sorted(SORT_COLUMNS))}, "
+                    "config.<key> or summary.<key>, with '-' for descending"
+                )
+            order = f"json_extract({column}, ?)"
+            order_params = [json_path(path)]
+        clause = " AND ".join(where)
+        direction = "DESC" if descending else "ASC"
+        con = self._read
+        (total,) = con.execute(f"SELECT count(*) FROM runs WHERE {clause}", params).fetchone()
+        rows = con.execute(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE {clause} "
+            f"ORDER BY {order} IS NULL, {order} {direction}, rid {direction} LIMIT ? OFFSET ?",
+            [*params, *order_params, *order_params, query.limit, query.offset],
+        ).fetchall()
+        runs = [self._run_dict(r, full=False) for r in rows]
+        if query.fields is not None:
+            _keep_fields(runs, query.fields)
+        return RunPage(int(total), runs)
+
+    def columns(self, entity: str, project: str) -> dict[str, dict[str, int]]:
+        """Every top-level config and summary key of the project's runs, and every history key,
+        each with the number of runs that have it (the runs table's column chooser)."""
+        con = self._read
+        out: dict[str, dict[str, int]] = {}
+        for column in ("config", "summary"):
+            rows = con.execute(
+                f"SELECT j.key, count(*) FROM runs, json_each(runs.{column}) AS j "
+                "WHERE entity=? AND project=? GROUP BY j.key ORDER BY j.key",
+                (entity, project),
+            ).fetchall()
+            out[column] = {str(k): int(n) for k, n in rows}
+        rows = con.execute(
+            "SELECT key, count(*) FROM series WHERE rid IN "
+            "(SELECT rid FROM runs WHERE entity=? AND project=?) GROUP BY key ORDER BY key",
+            (entity, project),
+        ).fetchall()
+        out["history"] = {str(k): int(n) for k, n in rows}
+        return out
+
+    def run(self, entity: str, project: str, run_id: str) -> dict[str, Any]:
+        row = self._read.execute(
+            f"SELECT {self._RUN_COLUMNS}, meta, exit, metrics FROM runs "
+            "WHERE entity=? AND project=? AND run_id=?",
+            (entity, project, run_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"run {entity}/{project}/{run_id} not found")
+        out = self._run_dict(row, full=True)
+        keys = self._read.execute(
+            "SELECT key, n FROM series WHERE rid=(SELECT rid FROM runs "
+            "WHERE entity=? AND project=? AND run_id=?) ORDER BY key",
+            (entity, project, run_id),
+        ).fetchall()
+        out["history_keys"] = {k: n for k, n in keys}  # noqa: C416
+        return out
+
+    def _entries(  # noqa: PLR0917
+        self, rid: int, key: str, level: int, column: str | None, lo: float, hi: float
+    ) -> S.Array:
+        con = self._read
+        bounds = "" if column is None else f" AND {column}max>=? AND {column}min<=?"
+        params: list[Any] = [rid, key] + ([] if column is None else [lo, hi])
+        if level == 0:
+            rows = con.execute(
+                "SELECT p.data FROM points p JOIN pieces q USING (rid, key, piece) "
+                f"WHERE p.rid=? AND p.key=?{bounds.replace(' AND ', ' AND q.')} ORDER BY p.piece",
+                params,
+            ).fetchall()
+            if not rows:
+                return np.empty((0, S.ENTRY_FIELDS))
+            return S.entries_of(np.concatenate([S.unpack_points(r[0]) for r in rows], axis=1), 1)
+        if level == 1:
+            sql = f"SELECT l1 FROM pieces WHERE rid=? AND key=?{bounds} ORDER BY piece"
+            rows = con.execute(sql, params).fetchall()
+        else:  # levels 2 and 3: one overview row per BLOCK full pieces, then the partial piece
+            sql = f"SELECT data FROM overview WHERE rid=? AND key=? AND level={int(level)}{bounds} "
+            rows = con.execute(sql + "ORDER BY block", params).fetchall()
+            rows += con.execute(
+                f"SELECT l{int(level)} FROM pieces WHERE rid=? AND key=?{bounds} AND n<? "
+                "AND piece=(SELECT max(piece) FROM pieces WHERE rid=? AND key=?)",
+                [*params, S.PIECE, rid, key],
+            ).fetchall()
+        if not rows:
+            return np.empty((0, S.ENTRY_FIELDS))
+        return S.unpack_entries(b"".join(r[0] for r in rows))
+
+    def history(self, entity: str, project: str, query: HistoryQuery) -> list[dict[str, Any]]:
+        con = self._read
+        rids = {run_id: self._rid(entity, project, run_id) for run_id in query.runs}
+        column = {"_step": "s", "_runtime": "r", "_timestamp": "t"}.get(query.x)
+        lo = -np.inf if query.lo is None else query.lo
+        hi = np.inf if query.hi is None else query.hi
+        series: list[tuple[str, str, S.Array, S.Array]] = []
+        for run_id, rid in rids.items():
+            for key in query.keys:
+                if column is None or (query.lo is None and query.hi is None):
+                    found = con.execute(
+                        "SELECT n FROM series WHERE rid=? AND key=?", (rid, key)
+                    ).fetchone()
+                    points = int(found[0]) if found else 0
+                else:
+                    # points in range, assuming each block's (and the partial last
+                    # piece's) points spread evenly over its x range
+                    c = column
+                    share = (
+                        f"n * (min(?, {c}max) - max(?, {c}min) + 1e-9) / ({c}max - {c}min + 1e-9)"
+                    )
+                    within = f"rid=? AND key=? AND {c}max>=? AND {c}min<=?"
+                    found = con.execute(
+                        f"SELECT sum(share) FROM (SELECT {share} AS share FROM overview "
+                        f"WHERE {within} AND level=3 UNION ALL SELECT {share} FROM pieces "
+                        f"WHERE {within} AND n<? AND piece=(SELECT max(piece) FROM pieces "
+                        "WHERE rid=? AND key=?))",
+                        (hi, lo, rid, key, lo, hi, hi, lo, rid, key, lo, hi, S.PIECE, rid, key),
+                    ).fetchone()
+                    points = 0 if found[0] is None else max(1, int(np.ceil(found[0])))
+                if points == 0:
+                    series.append((run_id, key, np.empty((0, S.ENTRY_FIELDS)), np.empty(0)))
+                    continue
+                level = S.level_for(points, query.buckets)
+                entries = self._entries(rid, key, level, column, lo, hi)
+                if column is not None:
+                    x = entries[:, S.AXES[query.x]]
+                else:  # a step metric as the x-axis: its own entries give x by row ordinal
+                    x_entries = self._entries(rid, query.x, level, None, lo, hi)
+                    x = S.x_from_step_metric(entries, x_entries)
+                series.append((run_id, key, entries, x))
+        finite = [x[np.isfinite(x)] for _, _, _, x in series]
+        finite = [x for x in finite if len(x)]
+        if query.lo is None:
+            lo = min((float(x.min()) for x in finite), default=0.0)
+        if query.hi is None:
+            hi = max((float(x.max()) for x in finite), default=0.0)
+        out = []
+        for run_id, key, entries, x in series:
+            b = S.bucketize(entries, x, lo, hi, query.buckets)
+            out.append(
+                {
+                    "run": run_id,
+                    "key": key,
+                    "x": b.x,
+                    "min": b.min,
+                    "max": b.max,
+                    "last": b.last,
+                    "count": b.count,
+                }
+            )
+        return out
+
+    def frames(self, entity: str, project: str, run_id: str) -> Iterator[bytes]:
+        rid = self._rid(entity, project, run_id)
+        last = 0
+        while True:  # one segment at a time: an export never holds the whole run in memory
+            row = self._read.execute(
+                "SELECT first_seq, data FROM segments WHERE rid=? AND first_seq>? "
+                "ORDER BY first_seq LIMIT 1",
+                (rid, last),
+            ).fetchone()
+            if row is None:
+                return
+            last = int(row[0])
+            yield bytes(row[1])
+
+    def console(
+        self, entity: str, project: str, run_id: str, after: int, limit: int
+    ) -> list[dict[str, Any]]:
+        rid = self._rid(entity, project, run_id)
+        rows = self._read.execute(
+            "SELECT seq, stream, text FROM console WHERE rid=? AND seq>? ORDER BY seq LIMIT ?",
+            (rid, after, limit),
+        ).fetchall()
+        return [{"seq": s, "stream": st, "text": t} for s, st, t in rows]
+
+    def system(self, entity: str, project: str, run_id: str) -> list[dict[str, Any]]:
+        rid = self._rid(entity, project, run_id)
+        rows = self._read.execute(
+            "SELECT seq, data FROM stats WHERE rid=? ORDER BY seq", (rid,)
+        ).fetchall()
+        return [{"seq": s, **json.loads(d)} for s, d in rows]
+
+    def files(self, entity: str, project: str, run_id: str) -> list[dict[str, Any]]:
+        rid = self._rid(entity, project, run_id)
+        rows = self._read.execute(
+            "SELECT path, type, size, digest FROM files WHERE rid=? ORDER BY path", (rid,)
+        ).fetchall()
+        return [
+            {"path": p, "type": t, "size": s, "digest": d, "uploaded": d is not None}
+            for p, t, s, d in rows
+        ]
+
+    def file_digest(self, entity: str, project: str, run_id: str, path: str) -> str:
+        rid = self._rid(entity, project, run_id)
+        row = self._read.execute(
+            "SELECT digest FROM files WHERE rid=? AND path=?", (rid, path)
+        ).fetchone()
+        if row is None or row[0] is None:
+            raise NotFound(f"file {path!r} of run {run_id} not found")
+        return str(row[0])
+
+    def put_file(  # noqa: PLR0917
+        self, entity: str, project: str, run_id: str, path: str, digest: str, size: int
+    ) -> None:
+        with self._lock:
+            row = self._writer.execute(
+                "SELECT rid FROM runs WHERE entity=? AND project=? AND run_id=?",
+                (entity, project, run_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"run {entity}/{project}/{run_id} not found")
+            # one statement each, both or neither: the file is listed only with its blob
+            self._writer.execute("SAVEPOINT put_file")
+            try:
+                self._writer.execute(
+                    "INSERT INTO files (rid, path, size, digest) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (rid, path) DO UPDATE SET size=excluded.size, "
+                    "digest=excluded.digest",
+                    (row[0], path, size, digest),
+                )
+                self._writer.execute(
+                    "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", (entity, digest, size)
+                )
+            except BaseException:
+                self._writer.execute("ROLLBACK TO put_file")
+                raise
+            finally:
+                self._writer.execute("RELEASE put_file")
+
+    def missing_blobs(self, entity: str, digests: list[str]) -> list[str]:
+        con = self._read
+        return [
+            d
+            for d in digests
+            if con.execute(
+                "SELECT 1 FROM blobs WHERE entity=? AND digest=?", (entity, d)
+            ).fetchone()
+            is None
+        ]
+
+    def add_blob(self, entity: str, digest: str, size: int) -> None:
+        with self._lock:
+            self._writer.execute(
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", (entity, digest, size)
+            )
+
+    def has_blob(self, entity: str, digest: str) -> bool:
+        return not self.missing_blobs(entity, [digest])
+
+    def artifact_collections(self, entity: str, project: str) -> list[dict[str, Any]]:
+        rows = self._read.execute(
+            "SELECT name, type, count(*), max(created) FROM artifacts "
+            "WHERE entity=? AND project=? GROUP BY name ORDER BY name",
+            (entity, project),
+        ).fetchall()
+        return [{"name": n, "type": t, "versions": c, "updated": u} for n, t, c, u in rows]
+
+    def _aliases(self, entity: str, project: str, name: str) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for alias, version in self._read.execute(
+            "SELECT alias, version FROM aliases WHERE entity=? AND project=? AND name=? "
+            "ORDER BY alias",
+            (entity, project, name),
+        ):
+            out.setdefault(int(version), []).append(alias)
+        return out
+
+    def artifact_versions(self, entity: str, project: str, name: str) -> list[dict[str, Any]]:
+        rows = self._read.execute(
+            "SELECT version, type, digest, run_id, created, metadata FROM artifacts "
+            "WHERE entity=? AND project=? AND name=? ORDER BY version",
+            (entity, project, name),
+        ).fetchall()
+        if not rows:
+            raise NotFound(f"artifact {name!r} not found in {entity}/{project}")
+        aliases = self._aliases(entity, project, name)
+        return [
+            {
+                "name": name,
+                "version": f"v{v}",
+                "type": t,
+                "digest": d,
+                "run": r,
+                "created": c,
+                "metadata": json.loads(m),
+                "aliases": aliases.get(int(v), []),
+            }
+            for v, t, d, r, c, m in rows
+        ]
+
+    def values(  # noqa: PLR0917
+        self, entity: str, project: str, run_id: str, key: str, lo: float, hi: float, limit: int
+    ) -> list[dict[str, Any]]:
+        rid = self._rid(entity, project, run_id)
+        rows = self._read.execute(
+            "SELECT step, runtime, timestamp, value FROM other_values "
+            "WHERE rid=? AND key=? AND step>=? AND step<=? ORDER BY ordinal LIMIT ?",
+            (rid, key, lo, hi, limit),
+        ).fetchall()
+        return [
+            {"_step": st, "_runtime": rt, "_timestamp": ts, "value": json.loads(v)}
+            for st, rt, ts, v in rows
+        ]
+
+    def run_artifacts(self, entity: str, project: str, run_id: str) -> list[dict[str, Any]]:
+        self._rid(entity, project, run_id)  # 404 for an unknown run
+        rows = self._read.execute(
+            "SELECT name, version, type, digest, created FROM artifacts "
+            "WHERE entity=? AND project=? AND run_id=? ORDER BY name, version",
+            (entity, project, run_id),
+        ).fetchall()
+        return [
+            {
+                "name": n,
+                "version": f"v{v}",
+                "type": t,
+                "digest": d,
+                "created": c,
+                "aliases": self._aliases(entity, project, n).get(int(v), []),
+            }
+            for n, v, t, d, c in rows
+        ]
+
+    def artifact(self, entity: str, project: str, name: str, version: str) -> dict[str, Any]:
+        con = self._read
+        if version.startswith("v") and version[1:].isdigit():
+            number: int | None = int(version[1:])
+        else:
+            found = con.execute(
+                "SELECT version FROM aliases WHERE entity=? AND project=? AND name=? AND alias=?",
+                (entity, project, name, version),
+            ).fetchone()
+            number = None if found is None else int(found[0])
+        row = None
+        if number is not None:
+            row = con.execute(
+                "SELECT type, digest, run_id, created, metadata, entries FROM artifacts "
+                "WHERE entity=? AND project=? AND name=? AND version=?",
+                (entity, project, name, number),
+            ).fetchone()
+        if row is None or number is None:
+            raise NotFound(f"artifact {name}:{version} not found in {entity}/{project}")
+        t, d, r, c, m, e = row
+        return {
+            "name": name,
+            "version": f"v{number}",
+            "type": t,
+            "digest": d,
+            "run": r,
+            "created": c,
+            "metadata": json.loads(m),
+            "aliases": self._aliases(entity, project, name).get(number, []),
+            "entries": json.loads(e),
+        }
+
+    def set_manifest(  # noqa: PLR0917
+        self,
+        entity: str,
+        project: str,
+        name: str,
+        digest: str,
+        entries: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> str:
+        with self._lock:
+            found = self._writer.execute(
+                "SELECT version FROM artifacts WHERE entity=? AND project=? AND name=? AND digest=?",  # noqa: E501
+                (entity, project, name, digest),
+            ).fetchone()
+            if found is None:
+                raise NotFound(f"no version of artifact {name!r} has digest {digest}")
+            self._writer.execute(
+                "UPDATE artifacts SET entries=?, metadata=? "
+                "WHERE entity=? AND project=? AND name=? AND digest=?",
+                (_dumps(entries), _dumps(metadata), entity, project, name, digest),
+            )
+            return f"v{found[0]}"
+
+    # --- keys and anonymous spaces -------------------------------------------------------------
+
+    def create_key(self, entity: str) -> str:
+        key = "fulmen_" + secrets.token_urlsafe(32)
+        with self._lock:
+            self._writer.execute(
+                "INSERT INTO api_keys VALUES (?, ?, ?)", (_hash(key), entity, time.time())
+            )
+        return key
+
+    def entity_for_key(self, key: str) -> str | None:
+        row = self._read.execute(
+            "SELECT entity FROM api_keys WHERE hash=?", (_hash(key),)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def create_anonymous(self) -> str:
+        token = secrets.token_urlsafe(24).replace("-", "x").replace("_", "y")
+        with self._lock:
+            self._writer.execute("INSERT INTO anonymous VALUES (?, ?)", (_hash(token), time.time()))
+        return ANON_PREFIX + token
+
+    def anonymous_exists(self, entity: str) -> bool:
+        if not entity.startswith(ANON_PREFIX):
+            return False
+        token = entity.removeprefix(ANON_PREFIX)
+        row = self._read.execute("SELECT 1 FROM anonymous WHERE hash=?", (_hash(token),)).fetchone()
+        return row is not None

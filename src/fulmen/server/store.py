@@ -1,0 +1,171 @@
+"""The store's interface: what the HTTP layer asks of a database, whatever the database is.
+
+``SqliteStore`` (``fulmen.server._sqlite``, the only module with SQL) is the embedded default; a
+PostgreSQL store implements the same ``Store`` protocol later. Blobs (run files, artifact files)
+live behind ``BlobStore`` (``fulmen.server._blobs``: files under the data folder; an object store
+later), addressed by their SHA-256 digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "Conflict",
+    "Filter",
+    "HistoryQuery",
+    "NotFound",
+    "RunQuery",
+    "Store",
+    "open_store",
+]
+
+
+class NotFound(LookupError):
+    """The entity, project, run, artifact or file does not exist (HTTP 404)."""
+
+
+class Conflict(ValueError):
+    """The request contradicts what the store holds (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One condition on runs: ``field`` is ``config.<path>`` or ``summary.<path>`` (dots go into
+    nested objects), ``op`` one of ``= != < <= > >=``, ``value`` a JSON value."""
+
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Which runs of a project, in which order, which page."""
+
+    states: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # every tag must be on the run
+    group: str | None = None
+    search: str | None = None  # a substring of the name or id (case-insensitive)
+    filters: tuple[Filter, ...] = ()
+    sort: str = "-created"  # a column (created, updated, name, state, runtime) or config./summary.
+    limit: int = 50
+    offset: int = 0
+    # only these config./summary. paths in each run's config and summary (None: all of them)
+    fields: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Chart data: ``keys`` of ``runs`` in ``buckets`` buckets over ``[lo, hi]`` of ``x``."""
+
+    runs: tuple[str, ...]
+    keys: tuple[str, ...]
+    buckets: int = 1000
+    x: str = "_step"  # _step, _runtime, _timestamp, or any metric (trainer/global_step, epoch)
+    lo: float | None = None
+    hi: float | None = None
+
+
+@dataclass
+class RunPage:
+    total: int
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Store(Protocol):
+    """Every read and write the server makes. Names are validated before they get here."""
+
+    def ingest(self, entity: str, project: str, run_id: str, body: bytes) -> int:
+        """Apply a batch of run-log frames; answer the highest contiguous sequence held."""
+        ...
+
+    def held(self, entity: str, project: str, run_id: str) -> int: ...
+
+    def mark_crashed(self, entity: str, project: str, run_id: str, last_seq: int) -> str: ...
+
+    def entities(self, only: str | None) -> list[dict[str, Any]]: ...
+
+    def projects(self, entity: str) -> list[dict[str, Any]]: ...
+
+    def runs(self, entity: str, project: str, query: RunQuery) -> RunPage: ...
+
+    def columns(self, entity: str, project: str) -> dict[str, dict[str, int]]: ...
+
+    def run(self, entity: str, project: str, run_id: str) -> dict[str, Any]: ...
+
+    def history(self, entity: str, project: str, query: HistoryQuery) -> list[dict[str, Any]]: ...
+
+    def values(  # noqa: PLR0917
+        self, entity: str, project: str, run_id: str, key: str, lo: float, hi: float, limit: int
+    ) -> list[dict[str, Any]]:
+        """A key's non-numeric history (strings, media, histograms) by row, steps in [lo, hi]."""
+        ...
+
+    def frames(self, entity: str, project: str, run_id: str) -> Iterator[bytes]: ...
+
+    def console(
+        self, entity: str, project: str, run_id: str, after: int, limit: int
+    ) -> list[dict[str, Any]]: ...
+
+    def system(self, entity: str, project: str, run_id: str) -> list[dict[str, Any]]: ...
+
+    def files(self, entity: str, project: str, run_id: str) -> list[dict[str, Any]]: ...
+
+    def file_digest(self, entity: str, project: str, run_id: str, path: str) -> str: ...
+
+    def put_file(  # noqa: PLR0917
+        self, entity: str, project: str, run_id: str, path: str, digest: str, size: int
+    ) -> None: ...
+
+    def missing_blobs(self, entity: str, digests: list[str]) -> list[str]: ...
+
+    def add_blob(self, entity: str, digest: str, size: int) -> None: ...
+
+    def has_blob(self, entity: str, digest: str) -> bool: ...
+
+    def artifact_collections(self, entity: str, project: str) -> list[dict[str, Any]]: ...
+
+    def artifact_versions(self, entity: str, project: str, name: str) -> list[dict[str, Any]]: ...
+
+    def artifact(self, entity: str, project: str, name: str, version: str) -> dict[str, Any]: ...
+
+    def run_artifacts(self, entity: str, project: str, run_id: str) -> list[dict[str, Any]]: ...
+
+    def set_manifest(  # noqa: PLR0917
+        self,
+        entity: str,
+        project: str,
+        name: str,
+        digest: str,
+        entries: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> str: ...
+
+    def create_key(self, entity: str) -> str: ...
+
+    def entity_for_key(self, key: str) -> str | None: ...
+
+    def create_anonymous(self) -> str: ...
+
+    def anonymous_exists(self, entity: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(data: Path, db: str | None = None) -> Store:
+    """The store for ``--data DIR`` and ``--db URL`` (only ``sqlite:///PATH`` for now)."""
+    from fulmen.server._sqlite import SqliteStore
+
+    if db is None:
+        return SqliteStore(data / "fulmen.db")
+    if db.startswith("sqlite:///"):
+        return SqliteStore(Path(db.removeprefix("sqlite:///")))
+    scheme = db.split(":", 1)[0]
+    raise ValueError(
+        f"--db {db!r}: the {scheme!r} store is not available yet; use sqlite:///PATH "
+        "(or leave --db out for a SQLite file in the data folder)"
+    )
