@@ -78,7 +78,7 @@ DEFAULT_DATA = "~/.local/share/fulmen/server"
 @click.option("--insecure", is_flag=True, help="serve a non-loopback address without API keys")
 @click.option("--allow-anonymous", is_flag=True, help="accept anonymous runs without a key")
 @click.pass_context
-def server(  # noqa: PLR0917
+def server(
     ctx: click.Context,
     host: str,
     port: int,

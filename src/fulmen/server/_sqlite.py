@@ -649,7 +649,7 @@ class SqliteStore:
         out["history_keys"] = {k: n for k, n in keys}  # noqa: C416
         return out
 
-    def _entries(  # noqa: PLR0917
+    def _entries(
         self, rid: int, key: str, level: int, column: str | None, lo: float, hi: float
     ) -> S.Array:
         con = self._read
@@ -792,7 +792,7 @@ class SqliteStore:
             raise NotFound(f"file {path!r} of run {run_id} not found")
         return str(row[0])
 
-    def put_file(  # noqa: PLR0917
+    def put_file(
         self, entity: str, project: str, run_id: str, path: str, digest: str, size: int
     ) -> None:
         with self._lock:
@@ -881,7 +881,7 @@ class SqliteStore:
             for v, t, d, r, c, m in rows
         ]
 
-    def values(  # noqa: PLR0917
+    def values(
         self, entity: str, project: str, run_id: str, key: str, lo: float, hi: float, limit: int
     ) -> list[dict[str, Any]]:
         rid = self._rid(entity, project, run_id)
@@ -946,7 +946,7 @@ class SqliteStore:
             "entries": json.loads(e),
         }
 
-    def set_manifest(  # noqa: PLR0917
+    def set_manifest(
         self,
         entity: str,
         project: str,

@@ -228,7 +228,7 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
         return {"projects": res.store.projects(_names.name("entity", entity))}
 
     @router.get(runs_path, summary="Runs of a project: filter, sort, page")
-    def runs(  # noqa: PLR0917
+    def runs(
         names: ProjectDep,
         state: Annotated[list[str] | None, Query(max_length=10)] = None,
         tag: Annotated[list[str] | None, Query(max_length=20)] = None,
@@ -411,7 +411,7 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
         "/entities/{entity}/projects/{project}/history",
         summary="Chart data: many runs x many keys, bucketed (min, max, last)",
     )
-    def history(  # noqa: PLR0917
+    def history(
         names: ProjectDep,
         run: Annotated[list[str], Query(min_length=1, max_length=1000)],
         key: Annotated[list[str], Query(min_length=1, max_length=100)],

@@ -99,7 +99,7 @@ class Store(Protocol):
 
     def history(self, entity: str, project: str, query: HistoryQuery) -> list[dict[str, Any]]: ...
 
-    def values(  # noqa: PLR0917
+    def values(
         self, entity: str, project: str, run_id: str, key: str, lo: float, hi: float, limit: int
     ) -> list[dict[str, Any]]:
         """A key's non-numeric history (strings, media, histograms) by row, steps in [lo, hi]."""
@@ -117,7 +117,7 @@ class Store(Protocol):
 
     def file_digest(self, entity: str, project: str, run_id: str, path: str) -> str: ...
 
-    def put_file(  # noqa: PLR0917
+    def put_file(
         self, entity: str, project: str, run_id: str, path: str, digest: str, size: int
     ) -> None: ...
 
@@ -135,7 +135,7 @@ class Store(Protocol):
 
     def run_artifacts(self, entity: str, project: str, run_id: str) -> list[dict[str, Any]]: ...
 
-    def set_manifest(  # noqa: PLR0917
+    def set_manifest(
         self,
         entity: str,
         project: str,

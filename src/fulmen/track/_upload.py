@@ -425,7 +425,7 @@ def sync_run(run_dir: Path, client: Client, *, live: bool) -> RunUpload:
 FINISH_TIMEOUT_VARIABLE = "FULMEN_FINISH_TIMEOUT"
 
 
-def start_online(  # noqa: PLR0917
+def start_online(
     run_dir: Path,
     base_url: str,
     api_key: str | None,
