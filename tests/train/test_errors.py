@@ -65,9 +65,11 @@ def test_plateau_without_monitor_and_unknown_scheduler_keys() -> None:
     [
         ({"precision": "8-true"}, r"precision='8-true'.*'32-true', '16-mixed'"),
         ({"accelerator": "tpu"}, r"accelerator='tpu'.*'cpu'"),
-        ({"strategy": "ddp"}, r"strategy='ddp'.*not available"),
+        ({"strategy": "fsdp"}, r"strategy='fsdp'.*not available"),
         ({"strategy": "nonsense"}, r"strategy='nonsense'\) is unknown"),
-        ({"devices": 2, "accelerator": "cpu"}, r"devices=2.*not available"),
+        ({"devices": 2, "strategy": "single_device"}, r"single_device.*devices=2.*'ddp'"),
+        ({"devices": "two"}, r"devices='two'.*not understood"),
+        ({"num_nodes": 0}, r"num_nodes=0.*>= 1"),
         ({"gradient_clip_algorithm": "l3"}, r"gradient_clip_algorithm='l3'"),
         ({"accumulate_grad_batches": 0}, r"accumulate_grad_batches=0"),
     ],

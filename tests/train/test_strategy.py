@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fulmen.train.strategy import (
+    DDPStrategy,
     SingleDeviceStrategy,
     Strategy,
     move_to_device,
@@ -25,8 +26,9 @@ def test_select_device_and_resolve_strategy() -> None:
     strategy = resolve_strategy("auto", torch.device("cpu"))
     assert isinstance(strategy, SingleDeviceStrategy)
     assert isinstance(strategy, Strategy)
-    with pytest.raises(ValueError, match=r"ddp_spawn.*not available"):
-        resolve_strategy("ddp_spawn", torch.device("cpu"))
+    assert isinstance(resolve_strategy("ddp_spawn", "cpu", 2), DDPStrategy)
+    with pytest.raises(ValueError, match=r"deepspeed.*not available"):
+        resolve_strategy("deepspeed", torch.device("cpu"))
     with pytest.raises(TypeError, match="expected a str or Strategy"):
         resolve_strategy(3, torch.device("cpu"))
 

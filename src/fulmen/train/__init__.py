@@ -8,13 +8,14 @@ from fulmen.train.callback import Callback
 from fulmen.train.loggers import CSVLogger, Logger
 from fulmen.train.module import LightningDataModule, LightningModule
 from fulmen.train.precision import Precision
-from fulmen.train.strategy import SingleDeviceStrategy, Strategy
+from fulmen.train.strategy import DDPStrategy, SingleDeviceStrategy, Strategy
 from fulmen.train.trainer import Trainer
 from fulmen.train.utilities import rank_zero_only, seed_everything
 
 __all__ = [
     "CSVLogger",
     "Callback",
+    "DDPStrategy",
     "LightningDataModule",
     "LightningModule",
     "Logger",

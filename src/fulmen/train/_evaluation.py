@@ -140,7 +140,9 @@ def per_dataloader(metrics: dict[str, float], n: int) -> list[dict[str, float]]:
     return out
 
 
-def predict(trainer: Trainer, module: LightningModule, given: Any, keep: bool) -> Any:
+def predict(
+    trainer: Trainer, module: LightningModule, given: Any, keep: bool, gather: bool = False
+) -> Any:
     loaders = as_loader_list(given if given is not None else source(trainer, "predict_dataloader"))
     if not loaders:
         raise ValueError(
@@ -179,6 +181,10 @@ def predict(trainer: Trainer, module: LightningModule, given: Any, keep: bool) -
         trainer._event("on_predict_end")
     if not keep:
         return None
+    if gather and trainer.world_size > 1:
+        from fulmen.train._data_parallel import gather_predictions
+
+        predictions = [gather_predictions(trainer.strategy, p) for p in predictions]
     return predictions if multiple else predictions[0]
 
 

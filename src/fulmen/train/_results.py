@@ -66,6 +66,8 @@ class _Metric:
         "prog_bar",
         "reduce_fx",
         "sync",
+        "synced_epoch",
+        "synced_step",
         "total",
         "value",
         "weight",
@@ -88,6 +90,10 @@ class _Metric:
         self.on_epoch = on_epoch
         self.reduce_fx = reduce_fx
         self.sync = sync
+        # sync_dist values, reduced across ranks at the sync points (Results.sync_step and
+        # sync_epoch, which every rank reaches together): (count or step value, reduced value).
+        self.synced_epoch: tuple[int, float] | None = None
+        self.synced_step: tuple[Any, float] | None = None
         self.value: torch.Tensor | float | None = 0.0  # None: a Metric object without forward
         self.total: torch.Tensor | float = 0.0
         self.weight = 0
@@ -129,28 +135,28 @@ class _Metric:
 
     def reset_epoch(self) -> None:
         self.total, self.weight, self.count, self.epoch_done = 0.0, 0, 0, False
+        self.synced_epoch = None
 
     def step_value(self) -> float:
         value = self.value
         if value is None:  # a Metric object updated without forward: its value so far
             value = self.obj.compute()
-        if self.sync is not None:
-            value = self.sync(torch.as_tensor(value), self.reduce_fx)
+        synced = self.synced_step
+        if synced is not None and synced[0] is value:
+            return synced[1]
+        # Never a collective here: a read between sync points (the progress bar, on rank zero
+        # only) would wait forever for the other ranks. It sees this rank's own value.
         return float(value)  # a device sync point for tensors on an accelerator
 
     def epoch_value(self) -> float:
         if self.obj is not None:  # after the epoch, the value computed before the reset
             return float(self.total) if self.epoch_done else float(self.obj.compute())
-        total = self.total
-        if self.sync is not None:  # one collective per metric; the DDP issue may batch them
-            reduce = "sum" if self.reduce_fx == "mean" else self.reduce_fx
-            total = self.sync(torch.as_tensor(total), reduce)
+        synced = self.synced_epoch
+        if synced is not None and synced[0] == self.count:
+            return synced[1]
         if self.reduce_fx == "mean":
-            weight = self.weight
-            if self.sync is not None:
-                weight = int(self.sync(torch.tensor(float(weight)), "sum").item())
-            return float(total) / max(weight, 1)
-        return float(total)
+            return float(self.total) / max(self.weight, 1)
+        return float(self.total)
 
 
 class Results:
@@ -167,8 +173,47 @@ class Results:
         self.fresh.clear()
         self.cache.clear()
 
+    def sync_step(self) -> None:
+        """Reduce the fresh ``sync_dist`` step values across ranks (every rank calls this)."""
+        todo = [m for m in self.fresh.values() if m.sync is not None and m.on_step]
+        if not todo:
+            return
+        values = []
+        for m in todo:
+            value = m.value if m.value is not None else m.obj.compute()
+            values.append(value)
+        reduced = _reduce_grouped(
+            todo[0].sync, [(m.reduce_fx, (v,)) for m, v in zip(todo, values, strict=True)]
+        )
+        for m, v, (out, *_) in zip(todo, values, reduced, strict=True):
+            m.synced_step = (v, out)
+
+    def sync_epoch(self) -> None:
+        """Reduce every ``sync_dist`` epoch value across ranks, in one collective per reduce op.
+
+        Every rank calls this at the same points (the end of each epoch); the reduced values are
+        kept for every later read (callbacks, loggers, the progress bar) until the next update.
+        """
+        todo = [
+            m
+            for m in self.metrics.values()
+            if m.sync is not None and m.on_epoch and m.count and not m.epoch_done and m.obj is None
+        ]
+        if not todo:
+            return
+        requests: list[tuple[str, tuple[Any, ...]]] = []
+        for m in todo:
+            if m.reduce_fx == "mean":  # sum of the weighted totals / sum of the weights
+                requests.append(("sum", (m.total, float(m.weight))))
+            else:
+                requests.append((m.reduce_fx, (m.total,)))
+        for m, parts in zip(todo, _reduce_grouped(todo[0].sync, requests), strict=True):
+            value = parts[0] / max(parts[1], 1.0) if m.reduce_fx == "mean" else parts[0]
+            m.synced_epoch = (m.count, value)
+
     def step_metrics(self, *, logger: bool = True) -> dict[str, float]:
         """The fresh step values (``name_step`` when the metric is also an epoch metric)."""
+        self.sync_step()
         out: dict[str, float] = {}
         for m in self.fresh.values():
             if m.on_step and (m.logger or not logger):
@@ -177,6 +222,7 @@ class Results:
 
     def epoch_metrics(self, *, logger: bool = True) -> dict[str, float]:
         """Every epoch value (``name_epoch`` when the metric is also a step metric)."""
+        self.sync_epoch()
         out: dict[str, float] = {}
         for m in self.metrics.values():
             if m.on_epoch and m.count and not m.epoch_done and (m.logger or not logger):
@@ -210,6 +256,30 @@ class Results:
             elif m.count:
                 out[m.name] = m.epoch_value()
         return out
+
+
+def _reduce_grouped(
+    sync: Any, requests: list[tuple[str, tuple[Any, ...]]]
+) -> list[tuple[float, ...]]:
+    """Reduce many scalars with one collective per reduce op ("sum", "mean", "max", "min").
+
+    ``requests`` holds (op, scalars) per metric; the answer holds the reduced scalars, in order.
+    Each group is stacked into one float64 vector: a single all_reduce instead of one per metric
+    (Lightning makes one call per metric and value, slow at epoch end: its issue #17988).
+    """
+    groups: dict[str, list[Any]] = {}
+    where: list[tuple[str, int, int]] = []
+    for op, scalars in requests:
+        group = groups.setdefault(op, [])
+        where.append((op, len(group), len(scalars)))
+        group.extend(scalars)
+    reduced: dict[str, list[float]] = {}
+    for op, group in groups.items():
+        stacked = torch.stack(
+            [torch.as_tensor(v).detach().to("cpu", torch.float64).reshape(()) for v in group]
+        )
+        reduced[op] = sync(stacked, op).tolist()  # the collective
+    return [tuple(reduced[op][start : start + n]) for op, start, n in where]
 
 
 def _is_metric_object(value: Any) -> bool:

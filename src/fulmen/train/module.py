@@ -143,6 +143,24 @@ class LightningModule(_HyperparametersMixin, torch.nn.Module):
         if self.global_rank == 0:
             print(*args, **kwargs)
 
+    def all_gather(self, data: Any, group: Any = None, sync_grads: bool = False) -> Any:
+        """Tensors (or a dict/list/tuple of them) from every process, each stacked on a new first
+        dimension of size world_size; unchanged in a single process. A collective under DDP."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size == 1:
+            return data
+        strategy = trainer.strategy
+
+        def gather(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: gather(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return type(value)(gather(v) for v in value)
+            tensor = torch.as_tensor(value, device=strategy.root_device)
+            return strategy.all_gather(tensor, sync_grads=sync_grads)
+
+        return gather(data)
+
     # ----------------------------------------------------------------- logging
     def log(
         self,

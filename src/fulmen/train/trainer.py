@@ -5,9 +5,13 @@ The loop, as the code runs it (hooks in the order they fire; "event X" calls the
 what it logs is seen by ModelCheckpoint and EarlyStopping)::
 
     fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path):
+        strategy.launch                      (DDP: start or join the other processes; all of
+                                              what follows runs in each of them)
         load the checkpoint (if ckpt_path) and hand each logger its "loggers" entry
         move the module to the device, convert it to the precision
-        prepare_data                         (datamodule, then module)
+        prepare_data                         (datamodule, then module; on local rank zero, or
+                                              global rank zero when prepare_data_per_node is
+                                              False; the others wait at a barrier)
         configure_callbacks                  (the module's callbacks join the Trainer's)
         setup("fit")                         (datamodule, callbacks, then module)
         configure_model
@@ -93,7 +97,7 @@ from fulmen.train.callbacks._defaults import checkpoints_last, default_callbacks
 from fulmen.train.loggers import Logger, resolve_loggers
 from fulmen.train.module import LightningDataModule, LightningModule
 from fulmen.train.precision import Precision
-from fulmen.train.strategy import Strategy, resolve_strategy, select_device
+from fulmen.train.strategy import Strategy, resolve_strategy
 
 __all__ = ["Trainer"]
 
@@ -155,13 +159,10 @@ class Trainer:
         reload_dataloaders_every_n_epochs: int = 0,
         default_root_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        if num_nodes != 1:
-            raise ValueError(
-                f"Trainer(num_nodes={num_nodes!r}): multi-node training is not available in this "
-                "version of fulmen yet"
-            )
-        device = select_device(accelerator, devices)
-        self.strategy: Strategy = resolve_strategy(strategy, device)
+        # First: a DDP strategy sets the rank that loggers and rank_zero_only read.
+        self.strategy: Strategy = resolve_strategy(
+            strategy, accelerator, devices, num_nodes, use_distributed_sampler
+        )
         self.precision_plugin = Precision(
             "32-true" if precision is None else precision, self.strategy.root_device
         )
@@ -398,16 +399,19 @@ class Trainer:
 
     @property
     def num_devices(self) -> int:
-        return 1
+        return len(self.device_ids)
 
     @property
     def device_ids(self) -> list[int]:
+        indexes = getattr(self.strategy, "device_indexes", None)
+        if indexes is not None:
+            return list(indexes)
         index = self.strategy.root_device.index
         return [0 if index is None else index]
 
     @property
     def num_nodes(self) -> int:
-        return 1
+        return int(getattr(self.strategy, "num_nodes", 1))
 
     @property
     def training(self) -> bool:
@@ -494,8 +498,13 @@ class Trainer:
         datamodule: LightningDataModule | None = None,
         return_predictions: bool | None = None,
         ckpt_path: str | os.PathLike[str] | None = None,
+        *,
+        gather_predictions: bool = False,
     ) -> Any:
-        """``predict_step`` over the dataloader(s): a list of outputs (a list per dataloader)."""
+        """``predict_step`` over the dataloader(s): a list of outputs (a list per dataloader).
+
+        Under DDP each rank predicts its share; ``gather_predictions=True`` returns every rank's
+        outputs on every rank (see docs/distributed.md)."""
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         return self._run(
@@ -506,6 +515,7 @@ class Trainer:
             None,
             dataloaders,
             return_predictions=return_predictions is not False,
+            gather=gather_predictions,
         )
 
     def save_checkpoint(
@@ -529,7 +539,20 @@ class Trainer:
             print(*args, **kwargs)
 
     # ------------------------------------------------------------------ the run
-    def _run(
+    def _run(self, *args: Any, **options: Any) -> Any:
+        # DDP starts or joins the other processes here (ddp_spawn runs _run_here in them).
+        return self.strategy.launch(self._run_here, *args, **options)
+
+    def __getstate__(self) -> dict[str, Any]:  # ddp_spawn pickles the Trainer
+        state = self.__dict__.copy()
+        state.pop("_to_device", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._to_device = lambda batch, idx: batch
+
+    def _run_here(
         self,
         stage: str,
         model: LightningModule | None,
@@ -630,9 +653,12 @@ class Trainer:
                 _checkpoint.restore_loggers(self, checkpoint)
         self._attach_module(module)
         datamodule = self.datamodule
-        if datamodule is not None:
-            datamodule.prepare_data()
-        module.prepare_data()
+        per_node = getattr(datamodule or module, "prepare_data_per_node", True)
+        if (self.local_rank if per_node else self.global_rank) == 0:  # downloads happen once
+            if datamodule is not None:
+                datamodule.prepare_data()
+            module.prepare_data()
+        self.strategy.barrier("prepare_data")
         self._prepare_callbacks(module)
         if datamodule is not None:
             datamodule.setup(stage)
@@ -646,7 +672,9 @@ class Trainer:
         if checkpoint is not None:
             _checkpoint.restore_module(self, checkpoint)
         if stage == "predict":
-            return _evaluation.predict(self, module, eval_loaders, options["return_predictions"])
+            return _evaluation.predict(
+                self, module, eval_loaders, options["return_predictions"], options["gather"]
+            )
         return _evaluation.evaluate_standalone(
             self, stage, module, eval_loaders, options["verbose"]
         )
@@ -781,6 +809,7 @@ class Trainer:
         # The module's hook first, so that what it logs is seen by checkpointing/early stopping.
         self._fx = "on_train_epoch_end"
         module.on_train_epoch_end()
+        self._train_results.sync_epoch()  # sync_dist values, batched, before callbacks read them
         for cb in self._hooked["on_train_epoch_end"]:
             self._call_one(cb, "on_train_epoch_end")
         self._emit(self._train_results.epoch_metrics())

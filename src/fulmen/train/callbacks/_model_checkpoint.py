@@ -348,7 +348,9 @@ class ModelCheckpoint(Callback):
         filepath = self.format_checkpoint_name(candidates)
         if self._enable_version_counter:
             version = self.STARTING_VERSION
-            while os.path.isfile(filepath) and filepath != to_delete:
+            # Rank zero's view, shared (a collective under DDP): a rank that looked after rank
+            # zero had written the file would otherwise pick another name.
+            while trainer.strategy.broadcast(os.path.isfile(filepath)) and filepath != to_delete:
                 filepath = self.format_checkpoint_name(candidates, ver=version)
                 version += 1
         return filepath
