@@ -42,6 +42,7 @@ def run_folders(root: Path) -> list[Path]:
 class _Followed:
     upload: object  # RunUpload (imported lazily)
     finished: bool = False
+    size: int = -1  # the run log's size when it was last seen finished
     failed: str = ""
 
 
@@ -65,11 +66,17 @@ class Follower:
             known = self._runs.get(run_dir)
             if known is None:
                 known = self._runs[run_dir] = _Followed(RunUpload(run_dir, Client(self.base_url, None)))
-            if known.finished:
-                continue
             upload = known.upload
             assert isinstance(upload, RunUpload)
+            if known.finished:
+                try:
+                    if upload.log_path.stat().st_size == known.size:
+                        continue
+                except OSError:
+                    continue
+                known.finished = False  # it grew: resumed by a new process
             try:
+                size = upload.log_path.stat().st_size  # before: what grows after is seen next
                 upload.drain()
                 live = is_live(run_dir)
                 if upload.exited or not live:
@@ -78,6 +85,7 @@ class Follower:
                     if not upload.exited:
                         upload.mark_crashed()
                     known.finished = True
+                    known.size = size
             except (UploadError, ServerError, OSError) as exc:
                 why = _describe(exc)
                 if why != known.failed:  # say it once, keep trying on the next pass
