@@ -17,7 +17,17 @@ pytestmark = pytest.mark.slow
 
 def test_demo_trains_a_run_that_the_dashboard_serves(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "fulmen", "demo", "--no-serve", "--dir", str(tmp_path), "--epochs", "2"],
+        [
+            sys.executable,
+            "-m",
+            "fulmen",
+            "demo",
+            "--no-serve",
+            "--dir",
+            str(tmp_path),
+            "--epochs",
+            "2",
+        ],
         capture_output=True,
         text=True,
         timeout=240,
@@ -45,11 +55,13 @@ def test_demo_trains_a_run_that_the_dashboard_serves(tmp_path: Path) -> None:
         proc.stdout.close()
     run = view["run"]
     assert run["state"] == "finished"
-    assert run["config"]["lr"] == 5e-3 and run["config"]["hidden"] == 64
+    assert run["config"]["lr"] == 5e-3
+    assert run["config"]["hidden"] == 64
     assert {"train/loss", "val/loss", "val/acc"} <= set(view["charts"])
     assert view["x"] == "trainer/global_step"
     assert any(k.startswith("gradients/") for k in view["histograms"])
     assert any(f["type"] == "topology" and f["uploaded"] for f in view["files"])
     (model,) = view["artifacts"]
-    assert model["name"] == f"model-{run['id']}" and "best" in model["aliases"]
+    assert model["name"] == f"model-{run['id']}"
+    assert "best" in model["aliases"]
     assert model["entries"]

@@ -14,14 +14,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
-import fulmen as pl
 from fulmen.loggers import WandbLogger
+from fulmen.train import LightningDataModule, LightningModule, Trainer
 from fulmen.train.callbacks import ModelCheckpoint
 
 PROJECT = "fulmen-demo"
 
 
-class DemoData(pl.LightningDataModule):
+class DemoData(LightningDataModule):
     """Three classes from 20 noisy features (the first five decide), fixed seed."""
 
     def __init__(self, n: int = 3000, batch_size: int = 64) -> None:
@@ -41,7 +41,7 @@ class DemoData(pl.LightningDataModule):
         return DataLoader(self.val_set, batch_size=500)
 
 
-class DemoClassifier(pl.LightningModule):
+class DemoClassifier(LightningModule):
     """A two-layer MLP; logs loss and accuracy per step (train) and per epoch (val)."""
 
     def __init__(self, hidden: int = 64, lr: float = 5e-3) -> None:
@@ -52,7 +52,8 @@ class DemoClassifier(pl.LightningModule):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         x, y = batch
@@ -79,7 +80,7 @@ def train_demo(root: Path, *, epochs: int = 6, quiet: bool = False) -> tuple[Pat
     logger = WandbLogger(project=PROJECT, save_dir=str(root), log_model=True, mode="offline")
     model = DemoClassifier()
     logger.watch(model, log="all", log_freq=20)
-    trainer = pl.Trainer(
+    trainer = Trainer(
         max_epochs=epochs,
         logger=logger,
         log_every_n_steps=5,

@@ -149,9 +149,7 @@ def login(base_url: str | None, api_key: str | None) -> None:
 @click.option("--port", default=0, type=int, help="port to listen on (default: a free one)")
 @click.option("--poll", default=1.0, show_default=True, help="seconds between looks at the runs")
 @click.option("--serve-for", type=float, default=None, help="stop after this many seconds")
-def ui(
-    directory: str | None, host: str, port: int, poll: float, serve_for: float | None
-) -> None:
+def ui(directory: str | None, host: str, port: int, poll: float, serve_for: float | None) -> None:
     """Serve the dashboard over the run folders under DIRECTORY (default: where init() writes),
     following live runs; prints the URL. The database is temporary (nothing is written to DIR)."""
     from pathlib import Path
@@ -161,14 +159,18 @@ def ui(
     from fulmen.track._settings import resolve
 
     if not is_loopback(host):
-        raise click.BadParameter("fulmen ui serves loopback only; use fulmen server", param_hint="--host")
+        raise click.BadParameter(
+            "fulmen ui serves loopback only; use fulmen server", param_hint="--host"
+        )
     root = Path(directory) if directory else resolve({"mode": "offline"}).dir
     serve_runs(root.expanduser().absolute(), host=host, port=port, poll=poll, serve_for=serve_for,
                echo=click.echo)  # fmt: skip
 
 
 @cli.command()
-@click.option("--dir", "directory", default=None, help="where the run goes (default: where init() writes)")
+@click.option(
+    "--dir", "directory", default=None, help="where the run goes (default: where init() writes)"
+)
 @click.option("--epochs", default=6, show_default=True, help="training epochs")
 @click.option("--no-serve", is_flag=True, help="stop after training; print where the run is")
 @click.option("--port", default=0, type=int, help="port for the dashboard (default: a free one)")

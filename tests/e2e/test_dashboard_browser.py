@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,16 +24,16 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 XSS = "<script>alert(1)</script>"
 STEPS = 60
 
-LOGGER = """
-import sys, math
+LOGGER = f"""
+import sys
 import fulmen.track as wandb
 name, lr, group = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-run = wandb.init(project="dash", name=name, group=group, config={"lr": lr, "layers": 2},
+run = wandb.init(project="dash", name=name, group=group, config={{"lr": lr, "layers": 2}},
                  tags=["t1"], mode="offline")
-for i in range(%d):
-    run.log({"loss": lr * 10 / (i + 1) + (5.0 if i == 37 else 0.0), "trainer/global_step": i * 4})
+for i in range({STEPS}):
+    run.log({{"loss": lr * 10 / (i + 1) + (5.0 if i == 37 else 0.0), "trainer/global_step": i * 4}})
 run.finish()
-""" % STEPS
+"""
 
 
 def logged_loss(lr: float, i: int) -> float:
@@ -230,9 +229,11 @@ def test_run_page_shows_config_summary_and_console(ui: str, page: Any) -> None:
     run_id = _run_ids(ui)["alpha"]
     page.goto(f"{ui}/local/dash/runs/{run_id}")
     config = page.locator("#config").inner_text()
-    assert "lr" in config and "0.1" in config
+    assert "lr" in config
+    assert "0.1" in config
     summary = page.locator("#summary").inner_text()
-    assert "loss" in summary and repr(logged_loss(0.1, STEPS - 1)) in summary
+    assert "loss" in summary
+    assert repr(logged_loss(0.1, STEPS - 1)) in summary
     page.wait_for_selector('.panel[data-key="loss"][data-series="1"]')
     page.screenshot(path=str(ARTIFACTS / "dashboard-run.png"), full_page=True)
 
@@ -241,7 +242,8 @@ def test_compare_page_diffs_config(ui: str, page: Any) -> None:
     ids = _run_ids(ui)
     page.goto(f"{ui}/local/dash/compare?run={ids['alpha']}&run={ids['gamma']}")
     diff = page.locator("#config-diff").inner_text()
-    assert "lr" in diff and "layers" not in diff
+    assert "lr" in diff
+    assert "layers" not in diff
     page.wait_for_selector('.panel[data-key="loss"][data-series="2"]')
     page.screenshot(path=str(ARTIFACTS / "dashboard-compare.png"), full_page=True)
 
@@ -258,5 +260,6 @@ def test_user_text_is_never_executed(ui: str, page: Any) -> None:
     assert "onerror" in page.locator("#config").inner_text()
     assert page.evaluate("() => window.__xss") is None
     assert page.dialogs == []
-    assert page.locator("img").count() == 0 and page.locator("main script").count() == 0
+    assert page.locator("img").count() == 0
+    assert page.locator("main script").count() == 0
     page.screenshot(path=str(ARTIFACTS / "dashboard-xss.png"), full_page=True)

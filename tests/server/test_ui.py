@@ -72,4 +72,6 @@ def test_fulmen_ui_serves_and_follows_the_runs(tmp_path: Path) -> None:
         assert proc.stdout is not None
         proc.stdout.close()
         os.close(held)
-    assert os.listdir(tmp_path / "fulmen" / "run-20260101_000000-aaaa1111") == ["run-aaaa1111.fulmen"]
+    assert os.listdir(tmp_path / "fulmen" / "run-20260101_000000-aaaa1111") == [
+        "run-aaaa1111.fulmen"
+    ]

@@ -82,7 +82,9 @@ def view_project(store: Store, entity: str, project: str) -> dict[str, Any]:
     if not any(columns.values()) and store.runs(entity, project, RunQuery(limit=1)).total == 0:
         raise HTTPException(404, f"project {entity}/{project} has no runs")
     summary = [k for k in sorted(columns["summary"]) if not k.startswith(_HIDDEN_PREFIXES)]
-    chosen = [f"summary.{k}" for k in summary[:4]] + [f"config.{k}" for k in sorted(columns["config"])[:3]]
+    chosen = [f"summary.{k}" for k in summary[:4]] + [
+        f"config.{k}" for k in sorted(columns["config"])[:3]
+    ]
     return {
         "entity": entity,
         "project": project,
@@ -112,7 +114,7 @@ def view_run(store: Store, entity: str, project: str, run_id: str) -> dict[str, 
     for art in artifacts:  # metadata and aliases of each logged version
         try:
             full = store.artifact(entity, project, art["name"], _version(art["version"]))
-        except Exception:  # noqa: BLE001 - a version whose manifest has not arrived yet
+        except Exception:
             full = {}
         art["metadata"] = full.get("metadata") or {}
         entries = full.get("entries") or {}
@@ -144,7 +146,7 @@ def view_compare(store: Store, entity: str, project: str, run_ids: list[str]) ->
         if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1
     ]
     same = [k for k in names if k not in {d["key"] for d in diff}]
-    history = {k: 1 for k in keys}
+    history = dict.fromkeys(keys, 1)
     return {
         "entity": entity,
         "project": project,
@@ -216,7 +218,8 @@ def html_projects(view: dict[str, Any]) -> str:
             )
     table = (
         '<table class="plain" id="projects"><thead><tr><th>entity</th><th>project</th>'
-        f'<th class="num">runs</th><th>updated</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        '<th class="num">runs</th><th>updated</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
         if rows
         else '<p class="empty">No runs yet. Log one with <code>fulmen.track</code> or run '
         "<code>fulmen demo</code>.</p>"
@@ -298,7 +301,7 @@ def html_run(view: dict[str, Any]) -> str:
     files = "".join(
         f'<li><a href="{esc(base + "/files/" + f["path"])}" download>{esc(f["path"])}</a> '
         f'<span class="muted">{esc(f.get("type") or "")} {esc(f.get("size") or "")} B'
-        f'{"" if f.get("uploaded") or f.get("digest") else " (not uploaded)"}</span></li>'
+        f"{'' if f.get('uploaded') or f.get('digest') else ' (not uploaded)'}</span></li>"
         for f in view["files"]
     )
     arts = []
@@ -306,7 +309,8 @@ def html_run(view: dict[str, Any]) -> str:
         version = _version(a["version"])
         art_base = f"/api/v1/entities/{entity}/projects/{project}/artifacts/{a['name']}/{version}"
         links = "".join(
-            f'<a href="{esc(art_base + "/files/" + p)}" download>{esc(p)}</a> ' for p in a["entries"]
+            f'<a href="{esc(art_base + "/files/" + p)}" download>{esc(p)}</a> '
+            for p in a["entries"]
         )
         arts.append(
             f"<tr><td>{esc(a['name'])}:{esc(version)}</td><td>{esc(a.get('type'))}</td>"
@@ -356,9 +360,11 @@ def html_compare(view: dict[str, Any]) -> str:
     n_runs, n_same = len(view["runs"]), len(view["same"])
     body = f"""<h1>Compare {n_runs} runs</h1>
 <section><h2>Config differences</h2>
-<table class="plain" id="config-diff"><thead><tr><th>key</th>{head}</tr></thead><tbody>{rows}</tbody></table>
+<table class="plain" id="config-diff"><thead><tr><th>key</th>{head}</tr></thead>
+<tbody>{rows}</tbody></table>
 <p class="muted">{n_same} keys are equal in every run.</p></section>
-<section class="charts">{_CHART_CONTROLS.format(group="")}<div id="charts" class="panels"></div></section>"""
+<section class="charts">{_CHART_CONTROLS.format(group="")}
+<div id="charts" class="panels"></div></section>"""
     crumbs = [("projects", "/"), (entity, ""), (project, f"/{entity}/{project}"), ("compare", "")]
     return _page("compare", crumbs, body, view, "compare")
 
@@ -376,7 +382,7 @@ def pages_router(store: Any) -> APIRouter:
     def static(name: str) -> Response:
         if name not in STATIC:
             raise HTTPException(404, f"no static file {name!r}")
-        text = resources.files("fulmen.server").joinpath("static", name).read_text("utf-8")
+        text = resources.files("fulmen.server").joinpath("static").joinpath(name).read_text("utf-8")
         suffix = name[name.rfind(".") :]
         return Response(text, media_type=_TYPES[suffix], headers={"cache-control": "max-age=3600"})
 
@@ -405,7 +411,10 @@ def pages_router(store: Any) -> APIRouter:
 
     @router.get("/{entity}/{project}/compare.json")
     def compare_json(
-        request: Request, entity: str, project: str, run: list[str] = Query(default=[])  # noqa: B008
+        request: Request,
+        entity: str,
+        project: str,
+        run: list[str] = Query(default=[]),  # noqa: B008
     ) -> Response:
         e = _check_entity(request, entity)
         ids = [_names.run_id(r) for r in run[:20]]
@@ -413,11 +422,16 @@ def pages_router(store: Any) -> APIRouter:
 
     @router.get("/{entity}/{project}/compare")
     def compare(
-        request: Request, entity: str, project: str, run: list[str] = Query(default=[])  # noqa: B008
+        request: Request,
+        entity: str,
+        project: str,
+        run: list[str] = Query(default=[]),  # noqa: B008
     ) -> HTMLResponse:
         e = _check_entity(request, entity)
         ids = [_names.run_id(r) for r in run[:20]]
-        return HTMLResponse(html_compare(view_compare(store(), e, _names.name("project", project), ids)))
+        return HTMLResponse(
+            html_compare(view_compare(store(), e, _names.name("project", project), ids))
+        )
 
     @router.get("/{entity}/{project}.json")
     def project_json(request: Request, entity: str, project: str) -> Response:

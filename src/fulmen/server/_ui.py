@@ -48,7 +48,7 @@ class _Followed:
 
 @dataclass
 class Follower:
-    """Uploads the run folders under ``root`` to ``base_url``, again and again (``poll`` seconds)."""
+    """Uploads the run folders under ``root`` to ``base_url``, again every ``poll`` seconds."""
 
     root: Path
     base_url: str
@@ -65,7 +65,9 @@ class Follower:
         for run_dir in run_folders(self.root):
             known = self._runs.get(run_dir)
             if known is None:
-                known = self._runs[run_dir] = _Followed(RunUpload(run_dir, Client(self.base_url, None)))
+                known = self._runs[run_dir] = _Followed(
+                    RunUpload(run_dir, Client(self.base_url, None))
+                )
             upload = known.upload
             assert isinstance(upload, RunUpload)
             if known.finished:
@@ -97,7 +99,7 @@ class Follower:
         while not self._stop.is_set():
             try:
                 self.once()
-            except Exception as exc:  # noqa: BLE001 - the follower must outlive one bad pass
+            except Exception as exc:
                 self.echo(f"fulmen ui: {exc!r}")
             self._stop.wait(self.poll)
 
@@ -133,6 +135,7 @@ def serve_runs(
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     follower = Follower(root, url, poll, echo)
     if serve_for is not None:
+
         def stop_later() -> None:
             time.sleep(serve_for)
             server.should_exit = True
