@@ -439,3 +439,31 @@ def test_sync_of_a_live_offline_run_then_of_the_finished_run(
     run = json.loads(server.get("/entities/local/projects/e2e/runs/live1"))
     assert (run["state"], run["rows"]) == ("finished", 300)
     assert (run_dir / ".synced").exists()
+
+
+def test_the_uploader_sends_heartbeats_while_the_run_is_quiet(
+    tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fulmen.track import _upload
+    from tests.server.runlogs import LogWriter
+
+    monkeypatch.setattr(_upload, "HEARTBEAT_S", 0.3)
+    run_dir = tmp_path / "fulmen" / "run-20260101_000000-quiet1"
+    w = LogWriter(run_dir / "run-quiet1.fulmen")
+    w.run("quiet1", project="e2e")
+    uploader = _upload.Uploader(_upload.RunUpload(run_dir, _upload.Client(server.url)), poll=0.1)
+    uploader.start()
+    try:
+        deadline = time.time() + 10
+        url = "/entities/local/projects/e2e/runs/quiet1"
+        while time.time() < deadline:
+            try:
+                first = json.loads(server.get(url))["updated"]
+                break
+            except urllib.error.HTTPError as exc:
+                exc.close()
+                time.sleep(0.1)
+        time.sleep(1.0)  # nothing new to send: heartbeats only
+        assert json.loads(server.get(url))["updated"] > first
+    finally:
+        uploader.finish(0)

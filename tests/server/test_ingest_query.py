@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import json
+import time
 import zlib
 from pathlib import Path
 from urllib.parse import quote
@@ -325,3 +326,24 @@ def test_corrupted_records_with_valid_checksums_never_500(client: TestClient) ->
         mutated = [*w.frames[:i], R.frame(raw[0] & 0x0F, bytes(payload)), *w.frames[i + 1 :]]
         r = client.post(f"{RUNS}/m{trial}/records", content=b"".join(mutated))
         assert r.status_code in (200, 400), (trial, r.status_code, r.text)
+
+
+def test_a_quiet_running_run_turns_stale_until_heard_from(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fulmen.server import _sqlite
+
+    monkeypatch.setattr(_sqlite, "STALE_AFTER", 0.2)
+    w = LogWriter()
+    w.run("r1")
+    post(client, "r1", w.body())
+    assert client.get(f"{RUNS}/r1").json()["stale"] is False
+    time.sleep(0.3)
+    assert client.get(f"{RUNS}/r1").json()["stale"] is True
+    assert client.post(f"{RUNS}/r1/heartbeat").status_code == 200
+    assert client.get(f"{RUNS}/r1").json()["stale"] is False
+    assert client.post(f"{RUNS}/nope/heartbeat").status_code == 404
+    w.record("exit", {"exit_code": 0, "state": "finished", "runtime": 1.0})
+    post(client, "r1", w.body())
+    time.sleep(0.3)
+    assert client.get(RUNS).json()["runs"][0]["stale"] is False  # only running runs go stale

@@ -107,6 +107,7 @@ CREATE TABLE IF NOT EXISTS anonymous (hash TEXT PRIMARY KEY, created REAL NOT NU
 SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id"}
 OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 ANON_PREFIX = "anon-"
+STALE_AFTER = 300.0  # seconds without records or heartbeats before a running run is "stale"
 BLOCK = 64  # pieces per overview block: a chart over 1M points reads 4 rows per series
 
 
@@ -490,6 +491,15 @@ class SqliteStore:
         ).fetchone()
         return 0 if row is None else int(row[0])
 
+    def heartbeat(self, entity: str, project: str, run_id: str) -> None:
+        with self._lock:
+            found = self._writer.execute(
+                "UPDATE runs SET updated=? WHERE entity=? AND project=? AND run_id=?",
+                (time.time(), entity, project, run_id),
+            ).rowcount
+        if not found:
+            raise NotFound(f"run {entity}/{project}/{run_id} not found")
+
     def mark_crashed(self, entity: str, project: str, run_id: str, last_seq: int) -> str:
         with self._lock:
             row = self._writer.execute(
@@ -539,6 +549,9 @@ class SqliteStore:
             "state": state,
             "created": created,
             "updated": updated,
+            # running, yet nothing heard for STALE_AFTER s: its client may be gone (a kill -9);
+            # `fulmen sync` of its folder settles it (crashed), new records clear it
+            "stale": state == "running" and time.time() - updated > STALE_AFTER,
             "runtime": runtime,
             "held": held,
             "rows": rows,

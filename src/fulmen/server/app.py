@@ -294,6 +294,11 @@ def _runs_router(res: _Resources) -> APIRouter:  # noqa: PLR0915
             raise HTTPException(400, str(exc)) from exc
         return Held(held=held)
 
+    @router.post(run_path + "/heartbeat", summary="The run's client is alive, with nothing new")
+    def heartbeat(ref: RunDep) -> dict[str, Any]:
+        res.store.heartbeat(ref.entity, ref.project, ref.run_id)
+        return {"ok": True}
+
     @router.post(run_path + "/crashed", summary="Mark a dead run crashed once all is held")
     def crashed(ref: RunDep, body: CrashedBody) -> dict[str, Any]:
         state = res.store.mark_crashed(ref.entity, ref.project, ref.run_id, body.last_seq)

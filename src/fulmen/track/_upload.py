@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,6 +32,7 @@ BATCH_BYTES = 4 << 20
 READ_BYTES = 16 << 20
 MARKER = ".synced"
 RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
+HEARTBEAT_S = 60.0  # a live run with nothing to send says so this often (the server: "stale")
 
 
 class ServerError(RuntimeError):
@@ -312,6 +314,10 @@ class RunUpload:
                 {k: manifest.get(k) for k in ("digest", "entries", "metadata", "description")},
             )
 
+    def heartbeat(self) -> None:
+        if self.held > 0:  # the run exists on the server
+            self.client.json("POST", self._base() + "/heartbeat", {})
+
     def mark_crashed(self) -> None:
         self.client.json("POST", self._base() + "/crashed", {"last_seq": self.last_seq})
 
@@ -370,10 +376,16 @@ class Uploader:
 
     def _loop(self) -> None:
         backoff = 0.5
+        heard = time.monotonic()  # when the server last heard from this run
         while not self._stop.is_set():
             try:
                 sent = self.upload.step()
                 backoff = 0.5
+                if sent:
+                    heard = time.monotonic()
+                elif time.monotonic() - heard > HEARTBEAT_S:
+                    self.upload.heartbeat()  # a quiet run is not a dead one
+                    heard = time.monotonic()
                 if self._final.is_set() and not sent and self.upload.done:
                     self.upload.upload_files()
                     self.upload.upload_artifacts()
