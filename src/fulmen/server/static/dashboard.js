@@ -7,6 +7,7 @@
   const page = document.body.dataset.page;
   const params = new URLSearchParams(location.search);
   const LIVE_MS = Number(params.get("live_ms")) || 3000;
+  const CHARTED = Number(params.get("charted")) || 10; // runs charted until the user picks
   const enc = encodeURIComponent;
   const api = (path) => `/api/v1/entities/${enc(view.entity)}/projects/${enc(view.project)}${path}`;
 
@@ -242,7 +243,7 @@
 
     function shownRuns() {
       if (state.shown) return state.runs.filter((r) => state.shown.has(r.id));
-      return state.runs.slice(0, 10); // by default the first ten runs of the table are charted
+      return state.runs.slice(0, CHARTED); // by default the first runs of the table are charted
     }
 
     function renderRows() {
@@ -274,7 +275,7 @@
             const a = el("a", "", c.get(r)); a.href = `/${enc(view.entity)}/${enc(view.project)}/runs/${enc(r.id)}`;
             cell.append(a);
           } else if (c.key === "state") {
-            cell.append(el("span", `state state-${r.state}`, r.state));
+            cell.append(el("span", `state state-${r.stale ? "stale" : r.state}`, r.stale ? "stale" : r.state));
           } else cell.textContent = c.get(r);
           row.append(cell);
         }
