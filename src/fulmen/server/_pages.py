@@ -33,6 +33,8 @@ _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=ut
 # history keys that are not charted on the project page (system keys, histograms logged by watch)
 _HIDDEN_PREFIXES = ("_", "gradients/", "parameters/", "system/", "trainer/global_step")
 MAX_PANELS = 24  # chart panels on a project page (every key is still in the run page)
+# runs rendered with the project page itself, so the table paints before the whole list arrives
+FIRST_PAGE = 100
 
 
 def esc(value: Any) -> str:
@@ -79,17 +81,20 @@ def view_project(store: Store, entity: str, project: str) -> dict[str, Any]:
     """The project page's setup: columns to choose from, the default columns, charts and x-axis.
     The runs themselves come from ``GET /api/v1/.../runs`` (sorted, filtered, paged there)."""
     columns = store.columns(entity, project)
-    if not any(columns.values()) and store.runs(entity, project, RunQuery(limit=1)).total == 0:
-        raise HTTPException(404, f"project {entity}/{project} has no runs")
     summary = [k for k in sorted(columns["summary"]) if not k.startswith(_HIDDEN_PREFIXES)]
     chosen = [f"summary.{k}" for k in summary[:4]] + [
         f"config.{k}" for k in sorted(columns["config"])[:3]
     ]
+    first = store.runs(entity, project, RunQuery(fields=tuple(chosen), limit=FIRST_PAGE))
+    if first.total == 0:
+        raise HTTPException(404, f"project {entity}/{project} has no runs")
     return {
         "entity": entity,
         "project": project,
         "columns": columns,
         "default_columns": chosen,
+        # the first runs in the table's default order (-created), as GET .../runs answers them
+        "first": {"total": first.total, "runs": first.runs},
         "charts": chart_keys(columns["history"]),
         "x": default_x(columns["history"]),
         "x_choices": _x_choices(columns["history"]),
