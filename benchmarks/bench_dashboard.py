@@ -3,8 +3,9 @@
 1. Project page with 10,000 runs (20 config + 20 summary values each): time from navigation to the
    runs table's first rows on screen (first paint of the table, which comes with the page; target
    <= 1 s), the browser's own first-contentful-paint, the time until all 10,000 runs are loaded
-   into the table (fetched after the first paint), and scrolling: the mean time to render a new window of rows after a
-   jump of the scroll position (virtualized rows), over 50 jumps across the whole table.
+   into the table (fetched after the first paint), and scrolling: the mean time to render a new
+   window of rows after a jump of the scroll position (virtualized rows), over 50 jumps across
+   the whole table.
 2. A chart of 100 runs x 1M steps of one metric (the server benchmark's database, built directly
    through the store and cached in benchmarks/results/): time from asking the page for the chart
    to the canvas being drawn with 100 series (fetch of the buckets + JSON + draw; target <= 1 s),
