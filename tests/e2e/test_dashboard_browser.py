@@ -3,6 +3,7 @@ serving real run folders from a subprocess on loopback. Screenshots go to test-a
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -263,3 +264,43 @@ def test_user_text_is_never_executed(ui: str, page: Any) -> None:
     assert page.locator("img").count() == 0
     assert page.locator("main script").count() == 0
     page.screenshot(path=str(ARTIFACTS / "dashboard-xss.png"), full_page=True)
+
+
+def test_live_runs_update_the_table_and_charts(browser: Any, tmp_path: Path) -> None:
+    run_dir = tmp_path / "fulmen" / "run-20260101_000000-live0001"
+    writer = LogWriter(run_dir / "run-live0001.fulmen")
+    writer.run("live0001", "live", name="live run")
+    writer.history(0, {"loss": 1.0})
+    lock = tmp_path / "fulmen" / ".locks" / "live0001.lock"
+    lock.parent.mkdir()
+    held = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as the writing process holds it: the run is live
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fulmen", "ui", str(tmp_path), "--poll", "0.2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    try:
+        assert proc.stdout is not None
+        url = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())
+        assert url
+        page = context.new_page()
+        page.goto(url.group(0) + "/local/live?live_ms=300")
+        page.wait_for_selector('.panel[data-key="loss"][data-points="1"]')
+        assert page.locator("#runs-body .state").first.inner_text() == "running"
+        for i in range(1, 5):
+            writer.history(i, {"loss": 1.0 / (i + 1)})
+        page.wait_for_selector('.panel[data-key="loss"][data-points="5"]', timeout=20_000)
+        writer.record("exit", {"exit_code": 0, "runtime": 1.0})
+        page.wait_for_function(
+            "() => document.querySelector('#runs-body .state').textContent === 'finished'",
+            timeout=20_000,
+        )
+    finally:
+        context.close()
+        proc.terminate()
+        proc.wait(30)
+        assert proc.stdout is not None
+        proc.stdout.close()
+        os.close(held)

@@ -310,9 +310,11 @@
         document.getElementById("run-count").textContent = String(e.message || e); return;
       }
       if (seq !== loading) return;
+      const wasLive = state.runs.some((r) => r.state === "running");
       state.runs = page.runs; state.total = page.total;
       paint();
-      if (!quiet || state.runs.some((r) => r.state === "running")) await panels.setRuns(shownRuns());
+      // charts too, and once more after the last running run ended (its final points)
+      if (!quiet || wasLive) await panels.setRuns(shownRuns());
     }
 
     let scheduled = false;
