@@ -304,3 +304,62 @@ def test_live_runs_update_the_table_and_charts(browser: Any, tmp_path: Path) -> 
         assert proc.stdout is not None
         proc.stdout.close()
         os.close(held)
+
+
+def test_chart_controls_axis_log_smoothing_tooltip(ui: str, page: Any) -> None:
+    page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    with page.expect_request(lambda r: "/history?" in r.url and "x=_step" in r.url):
+        page.select_option("#x-axis", "_step")
+    page.wait_for_function(
+        """() => document.querySelector('.panel[data-key="loss"] canvas').fulmen.series
+            .every(s => s.x.length < 2 || s.x[1] === 1)"""
+    )
+    page.check("#log-scale")
+    assert page.evaluate(
+        "() => document.querySelector('.panel[data-key=\"loss\"] canvas').fulmen.log"
+    )
+    page.fill("#smoothing", "0.9")
+    page.dispatch_event("#smoothing", "input")
+    smoothed = _chart(page, "loss")["series"][1]
+    assert smoothed["y"][0] == pytest.approx(smoothed["lo"][0])  # debiased: starts at the data
+    assert smoothed["y"][5] > smoothed["lo"][5]  # then lags behind a falling curve
+    box = page.locator('.panel[data-key="loss"] .chart-overlay').bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+    tip = page.locator('.panel[data-key="loss"] .chart-tip')
+    assert tip.is_visible()
+    assert "alpha" in tip.inner_text() and "_step" in tip.inner_text()
+
+
+def test_demo_serves_its_run_page(browser: Any, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fulmen", "demo", "--dir", str(tmp_path), "--epochs", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the last line printed is the dashboard URL of the run
+            match = re.search(r"(http://127\.0\.0\.1:\d+/local/fulmen-demo/runs/\w+)", line)
+            if match:
+                break
+        else:
+            raise AssertionError("fulmen demo printed no URL")
+        page = context.new_page()
+        page.goto(match.group(1))
+        assert "hidden" in page.locator("#config").inner_text()
+        page.wait_for_selector('.panel[data-key="train/loss"][data-series="1"]')
+        page.wait_for_selector("#histograms .panel[data-steps]")
+        page.wait_for_function(
+            "() => document.getElementById('topology').textContent.includes('Linear')"
+        )
+        assert "best" in page.locator("#artifacts").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "dashboard-demo-run.png"), full_page=True)
+    finally:
+        context.close()
+        proc.terminate()
+        proc.wait(30)
+        assert proc.stdout is not None
+        proc.stdout.close()

@@ -176,7 +176,7 @@ def _brief(run: dict[str, Any]) -> dict[str, Any]:
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in config.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict) and value and "_type" not in value:  # not into media
             out.update(_flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
@@ -271,11 +271,16 @@ def html_project(view: dict[str, Any]) -> str:
     return _page(project, crumbs, body, view, "project")
 
 
+def _cell(value: Any) -> Any:
+    """A media value (histogram, image, ...) is named by its type, not dumped."""
+    if isinstance(value, dict) and "_type" in value:
+        return f"({value['_type']})"
+    return value
+
+
 def _kv_table(values: dict[str, Any], table_id: str) -> str:
     rows = "".join(
-        f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>"
-        for k, v in _flatten(values).items()
-        if not (isinstance(v, dict) and v.get("_type"))
+        f"<tr><th>{esc(k)}</th><td>{esc(_cell(v))}</td></tr>" for k, v in _flatten(values).items()
     )
     return f'<table class="kv" id="{table_id}"><tbody>{rows}</tbody></table>'
 
