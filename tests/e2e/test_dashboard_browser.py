@@ -328,7 +328,8 @@ def test_chart_controls_axis_log_smoothing_tooltip(ui: str, page: Any) -> None:
     page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
     tip = page.locator('.panel[data-key="loss"] .chart-tip')
     assert tip.is_visible()
-    assert "alpha" in tip.inner_text() and "_step" in tip.inner_text()
+    assert "alpha" in tip.inner_text()
+    assert "_step" in tip.inner_text()
 
 
 def test_demo_serves_its_run_page(browser: Any, tmp_path: Path) -> None:
