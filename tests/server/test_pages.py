@@ -87,8 +87,12 @@ def test_pages_are_scoped_to_the_key_entity(tmp_path: Path) -> None:
     client = TestClient(app)
     key = app.state.resources.store.create_key("alice")
     alice = {"Authorization": f"Bearer {key}"}
-    assert client.get("/").status_code == 401
+    refused = client.get("/")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith("Basic")  # a browser asks for the key
     assert client.get("/", headers=alice).status_code == 200
+    assert client.get("/", auth=("anyone", key)).status_code == 200
+    assert client.get(f"{API_PREFIX}/entities").headers["www-authenticate"].startswith("Bearer")
     assert client.get("/bob/p", headers=alice).status_code == 403
     assert client.get("/bob/p.json", headers=alice).status_code == 403
 
