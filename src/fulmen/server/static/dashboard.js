@@ -402,7 +402,18 @@
       const pre = document.getElementById("topology");
       pre.classList.remove("muted"); pre.textContent = lines.join("\n");
     }
-    consoleTail(); system(); histograms(); topology();
+    async function git() {
+      const f = view.files.find((x) => x.type === "git" && x.uploaded);
+      const shown = [...document.querySelectorAll("#overview th")].some((th) => th.textContent === "git");
+      if (!f || shown) return;
+      const r = await fetch(api(`${base}/files/${f.path.split("/").map(enc).join("/")}`));
+      if (!r.ok) return;
+      const g = await r.json();
+      const row = el("tr"), value = `${g.remote ? g.remote + " " : ""}${g.commit || ""}${g.dirty ? " (dirty: see diff.patch)" : ""}`;
+      row.append(el("th", "", "git"), el("td", "", value));
+      document.querySelector("#overview tbody").append(row);
+    }
+    consoleTail(); system(); histograms(); topology(); git();
     setInterval(async () => {
       if (view.run.state !== "running") return;
       const fresh = await getJSON(api(base));
