@@ -32,13 +32,14 @@ name, lr, group = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 run = wandb.init(project="dash", name=name, group=group, config={{"lr": lr, "layers": 2}},
                  tags=["t1"], mode="offline")
 for i in range({STEPS}):
-    run.log({{"loss": lr * 10 / (i + 1) + (5.0 if i == 37 else 0.0), "trainer/global_step": i * 4}})
+    loss = lr * 10 / (i + 1) + (5.0 if i == 37 else 0.0) + (0.1 if name in ("beta", "delta") else 0)
+    run.log({{"loss": loss, "trainer/global_step": i * 4}})
 run.finish()
 """
 
 
-def logged_loss(lr: float, i: int) -> float:
-    return lr * 10 / (i + 1) + (5.0 if i == 37 else 0.0)
+def logged_loss(lr: float, i: int, name: str = "alpha") -> float:
+    return lr * 10 / (i + 1) + (5.0 if i == 37 else 0.0) + (0.1 if name in ("beta", "delta") else 0)
 
 
 RUNS = [("alpha", 0.1, "g1"), ("beta", 0.1, "g1"), ("gamma", 0.01, "g2"), ("delta", 0.01, "g2")]
@@ -182,8 +183,8 @@ def test_project_page_lists_runs_and_charts_the_logged_values(ui: str, page: Any
             continue
         # x is trainer/global_step (the default for Lightning runs); one bucket per point here
         assert s["x"] == [i * 4 for i in range(STEPS)]
-        assert s["y"] == pytest.approx([logged_loss(lrs[name], i) for i in range(STEPS)])
-        assert max(s["hi"]) == pytest.approx(logged_loss(lrs[name], 37))  # the spike is there
+        assert s["y"] == pytest.approx([logged_loss(lrs[name], i, name) for i in range(STEPS)])
+        assert max(s["hi"]) == pytest.approx(logged_loss(lrs[name], 37, name))  # the spike is there
     page.screenshot(path=str(ARTIFACTS / "dashboard-project.png"), full_page=True)
 
 
@@ -217,12 +218,16 @@ def test_grouping_draws_mean_and_band(ui: str, page: Any) -> None:
     page.wait_for_selector('.panel[data-key="loss"][data-series="3"]')
     groups = {s["label"]: s for s in _chart(page, "loss")["series"]}
     g = groups["0.1 (2 runs)"]
-    assert g["y"][0] == pytest.approx(logged_loss(0.1, 0))  # both runs log the same values
+    # the mean of alpha and beta, and a band from one to the other
+    assert g["y"][0] == pytest.approx(logged_loss(0.1, 0) + 0.05)
+    assert g["lo"][0] == pytest.approx(logged_loss(0.1, 0, "alpha"))
+    assert g["hi"][0] == pytest.approx(logged_loss(0.1, 0, "beta"))
     assert "0.01 (2 runs)" in groups
     page.select_option("#group-by", "group")
     page.wait_for_selector('.panel[data-key="loss"][data-series="3"]')
     g1 = {s["label"]: s for s in _chart(page, "loss")["series"]}["g1 (2 runs)"]
     assert len(g1["lo"]) == len(g1["hi"]) == len(g1["y"])
+    assert max(g1["hi"]) == pytest.approx(logged_loss(0.1, 37, "beta"))  # the spike survives
     page.screenshot(path=str(ARTIFACTS / "dashboard-grouped.png"), full_page=True)
 
 

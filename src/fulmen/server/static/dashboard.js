@@ -129,7 +129,8 @@
     }
   }
 
-  // one line per group: the mean over its runs, and a band from the lowest to the highest run
+  // one line per group: the mean over its runs, and a band from the lowest to the highest value of
+  // any of its runs (bucket minima and maxima included)
   function group(series, runs, by) {
     const groups = new Map();
     for (const s of series) {
@@ -149,7 +150,10 @@
         for (const s of members) {
           const v = interp(s.x, s.raw, x);
           if (v === null) continue;
-          sum += v; n++; if (v < a) a = v; if (v > b) b = v;
+          sum += v; n++;
+          // the band spans every run's bucket min and max, so a spike in one run still shows
+          const lo = s.lo ? interp(s.x, s.lo, x) : v, hi = s.hi ? interp(s.x, s.hi, x) : v;
+          a = Math.min(a, v, lo ?? v); b = Math.max(b, v, hi ?? v);
         }
         mean.push(n ? sum / n : null); lo.push(n ? a : null); hi.push(n ? b : null);
       }
