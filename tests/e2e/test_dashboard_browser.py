@@ -81,6 +81,7 @@ def _write_xss_run(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    _browser_or_skip()  # before any work: skip (or fail in CI) at once without chromium
     root = tmp_path_factory.mktemp("dash")
     env = {**os.environ, "FULMEN_DIR": str(root), "FULMEN_MODE": "offline"}
     env.pop("FULMEN_BASE_URL", None)
@@ -110,7 +111,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser(ui: str) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
     sync_playwright = _browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
