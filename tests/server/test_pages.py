@@ -64,6 +64,7 @@ def test_user_text_is_escaped_everywhere(client: TestClient) -> None:
         assert text.count("<script") == 3  # page data and the two static scripts, nothing else
     run = client.get("/local/p/runs/r1").text
     assert esc(EVIL) in run
+    assert f"{RUNS}/r1/history/export?format=csv" in run
     assert "\\u003cscript\\u003e" in run  # in the page data, as JSON that cannot end the element
 
 

@@ -334,6 +334,10 @@ def html_run(view: dict[str, Any]) -> str:
         if arts
         else '<p class="muted">none</p>'
     )
+    exports = " ".join(
+        f'<a href="{esc(base)}/history/export?format={fmt}" download>{fmt.upper()}</a>'
+        for fmt in ("csv", "jsonl", "parquet")
+    )
     title = str(run.get("name") or run["id"])
     config = run.get("config") or {}
     state = esc(run.get("state"))
@@ -343,6 +347,7 @@ def html_run(view: dict[str, Any]) -> str:
 <section><h2>Config</h2>{_kv_table(config, "config")}</section>
 <section><h2>Summary</h2>{_kv_table(summary, "summary")}</section>
 <section><h2>Files</h2><ul id="files">{files}</ul>
+<p id="export">history: {exports}</p>
 <h2>Artifacts</h2>{artifacts}</section>
 </div>
 <section class="charts"><h2>Charts</h2>{_CHART_CONTROLS.format(group="")}
