@@ -143,6 +143,60 @@ def login(base_url: str | None, api_key: str | None) -> None:
     click.echo(f"fulmen: saved to {path}")
 
 
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=0, type=int, help="port to listen on (default: a free one)")
+@click.option("--poll", default=1.0, show_default=True, help="seconds between looks at the runs")
+@click.option("--serve-for", type=float, default=None, help="stop after this many seconds")
+def ui(directory: str | None, host: str, port: int, poll: float, serve_for: float | None) -> None:
+    """Serve the dashboard over the run folders under DIRECTORY (default: where init() writes),
+    following live runs; prints the URL. The database is temporary (nothing is written to DIR)."""
+    from pathlib import Path
+
+    from fulmen.server._serve import is_loopback
+    from fulmen.server._ui import serve_runs
+    from fulmen.track._settings import resolve
+
+    if not is_loopback(host):
+        raise click.BadParameter(
+            "fulmen ui serves loopback only; use fulmen server", param_hint="--host"
+        )
+    root = Path(directory) if directory else resolve({"mode": "offline"}).dir
+    serve_runs(root.expanduser().absolute(), host=host, port=port, poll=poll, serve_for=serve_for,
+               echo=click.echo)  # fmt: skip
+
+
+@cli.command()
+@click.option(
+    "--dir", "directory", default=None, help="where the run goes (default: where init() writes)"
+)
+@click.option("--epochs", default=6, show_default=True, help="training epochs")
+@click.option("--no-serve", is_flag=True, help="stop after training; print where the run is")
+@click.option("--port", default=0, type=int, help="port for the dashboard (default: a free one)")
+@click.option("--serve-for", type=float, default=None, help="stop serving after this many seconds")
+def demo(
+    directory: str | None, epochs: int, no_serve: bool, port: int, serve_for: float | None
+) -> None:
+    """Train a small model on synthetic data with the Trainer and WandbLogger (CPU, seconds), then
+    serve the dashboard with the run and print its URL."""
+    from pathlib import Path
+
+    from fulmen._demo import train_demo
+    from fulmen.track._settings import resolve
+
+    root = Path(directory) if directory else resolve({"mode": "offline"}).dir
+    root = root.expanduser().absolute()
+    run_dir, path = train_demo(root, epochs=epochs)
+    click.echo(f"fulmen demo: trained; the run is in {run_dir}")
+    if no_serve:
+        click.echo(f"fulmen demo: see it with `fulmen ui {root}` (page {path})")
+        return
+    from fulmen.server._ui import serve_runs
+
+    serve_runs(root, port=port, serve_for=serve_for, echo=click.echo, path=path)
+
+
 def _is_scalar(value: object) -> bool:
     return isinstance(value, (int, float, str, bool))
 

@@ -76,7 +76,9 @@ class AuthMiddleware:
             return
         principal, status, why = self._principal(scope, rel)
         if principal is None:
-            await _refuse(send, status, why)
+            # the dashboard's pages (outside the prefix) ask a browser for Basic credentials (the
+            # key as password); the browser then sends them with the pages' API requests too
+            await _refuse(send, status, why, basic=not path.startswith(self.prefix))
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
@@ -114,11 +116,12 @@ def _entity_in(rel: str) -> str | None:
     return None
 
 
-async def _refuse(send: Send, status: int, why: str) -> None:
+async def _refuse(send: Send, status: int, why: str, *, basic: bool = False) -> None:
     body = json.dumps({"detail": why}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="fulmen"'))
+        scheme = b"Basic" if basic else b"Bearer"
+        headers.append((b"www-authenticate", scheme + b' realm="fulmen"'))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

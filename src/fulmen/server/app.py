@@ -29,6 +29,7 @@ from fulmen.server import _names
 from fulmen.server._auth import EVERYTHING, AuthMiddleware, BodyLimit
 from fulmen.server._blobs import BlobTooLarge, DigestMismatch, FileBlobs
 from fulmen.server._ingest import BadBatch
+from fulmen.server._pages import pages_router
 from fulmen.server.store import (
     Conflict,
     Filter,
@@ -573,6 +574,8 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
     app.include_router(_meta_router(res), prefix=API_PREFIX)
     app.include_router(_runs_router(res), prefix=API_PREFIX)
     app.include_router(_artifacts_router(res), prefix=API_PREFIX)
+    # the dashboard's pages, after the API so that no page path can shadow an API route
+    app.include_router(pages_router(lambda: res.store))
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:

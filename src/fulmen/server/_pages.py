@@ -1,0 +1,461 @@
+"""The dashboard: server-rendered pages over the same store queries as the API.
+
+Every page is built in two steps: a ``view_*`` function asks the store (the same calls the
+``/api/v1`` handlers make) and returns a plain dict; the page renders that dict as HTML, and the
+same path with ``.json`` answers the dict itself (the page's JSON twin). What changes while a page
+is open (the runs table, chart data, console, files) is fetched by the page's script from the
+``/api/v1`` routes, so the UI never has a query path of its own.
+
+All user text goes through ``html.escape`` (names, tags, notes, config and summary values); data
+handed to the script is JSON inside ``<script type="application/json">`` with ``<``, ``>`` and
+``&`` escaped, and the script writes it into the DOM with ``textContent`` only. No network at
+runtime: the chart code is ours (``static/chart.js``), served from the package.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from fulmen.__about__ import __version__
+from fulmen.server import _names
+from fulmen.server._auth import EVERYTHING
+from fulmen.server.store import RunQuery, Store
+
+STATIC = ("chart.js", "dashboard.js", "dashboard.css")
+_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+# history keys that are not charted on the project page (system keys, histograms logged by watch)
+_HIDDEN_PREFIXES = ("_", "gradients/", "parameters/", "system/", "trainer/global_step")
+MAX_PANELS = 24  # chart panels on a project page (every key is still in the run page)
+# runs rendered with the project page itself, so the table paints before the whole list arrives
+FIRST_PAGE = 100
+
+
+def esc(value: Any) -> str:
+    """Any value as escaped HTML text (strings as they are, the rest as JSON)."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return html.escape(text, quote=True)
+
+
+def script_json(data: Any) -> str:
+    """JSON that is safe inside a ``<script type="application/json">`` element."""
+    text = json.dumps(data, default=str, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _check_entity(request: Request, entity: str) -> str:
+    if entity == "api":  # /api/... is the API's: an unknown API path stays a plain 404
+        raise HTTPException(404, "Not Found")
+    entity = _names.name("entity", entity)
+    principal = str(request.state.principal)
+    if principal not in (EVERYTHING, entity):
+        raise HTTPException(403, f"this key belongs to entity {principal!r}, not {entity!r}")
+    return entity
+
+
+def view_projects(store: Store, only: str | None) -> dict[str, Any]:
+    """The projects list: every entity (those of the key) with its projects."""
+    entities = store.entities(only)
+    return {
+        "entities": [{**e, "projects": store.projects(e["name"])} for e in entities],
+    }
+
+
+def chart_keys(history: dict[str, int]) -> list[str]:
+    """The history keys that get a chart panel, in name order."""
+    return sorted(k for k in history if not k.startswith(_HIDDEN_PREFIXES))[:MAX_PANELS]
+
+
+def default_x(history: dict[str, int]) -> str:
+    """``trainer/global_step`` for Lightning runs (the step users mean), else ``_step``."""
+    return "trainer/global_step" if "trainer/global_step" in history else "_step"
+
+
+def view_project(store: Store, entity: str, project: str) -> dict[str, Any]:
+    """The project page's setup: columns to choose from, the default columns, charts and x-axis.
+    The runs themselves come from ``GET /api/v1/.../runs`` (sorted, filtered, paged there)."""
+    columns = store.columns(entity, project)
+    summary = [k for k in sorted(columns["summary"]) if not k.startswith(_HIDDEN_PREFIXES)]
+    chosen = [f"summary.{k}" for k in summary[:4]] + [
+        f"config.{k}" for k in sorted(columns["config"])[:3]
+    ]
+    first = store.runs(entity, project, RunQuery(fields=tuple(chosen), limit=FIRST_PAGE))
+    if first.total == 0:
+        raise HTTPException(404, f"project {entity}/{project} has no runs")
+    return {
+        "entity": entity,
+        "project": project,
+        "columns": columns,
+        "default_columns": chosen,
+        # the first runs in the table's default order (-created), as GET .../runs answers them
+        "first": {"total": first.total, "runs": first.runs},
+        "charts": chart_keys(columns["history"]),
+        "x": default_x(columns["history"]),
+        "x_choices": _x_choices(columns["history"]),
+    }
+
+
+def _x_choices(history: dict[str, int]) -> list[str]:
+    found = [k for k in ("trainer/global_step", "epoch") if k in history]
+    return [*found, "_step", "_runtime", "_timestamp"]
+
+
+def view_run(store: Store, entity: str, project: str, run_id: str) -> dict[str, Any]:
+    """The run page: the run (overview, config, summary, metadata), its charts, files and
+    artifacts. Console, system metrics and histograms are fetched by the page."""
+    run = store.run(entity, project, run_id)
+    summary = run.get("summary") or {}
+    histograms = sorted(
+        k for k, v in summary.items() if isinstance(v, dict) and v.get("_type") == "histogram"
+    )
+    history = run.get("history_keys") or {}
+    artifacts = store.run_artifacts(entity, project, run_id)
+    for art in artifacts:  # metadata and aliases of each logged version
+        try:
+            full = store.artifact(entity, project, art["name"], _version(art["version"]))
+        except Exception:
+            full = {}
+        art["metadata"] = full.get("metadata") or {}
+        entries = full.get("entries") or {}
+        art["entries"] = sorted(entries) if isinstance(entries, dict) else []
+    return {
+        "entity": entity,
+        "project": project,
+        "run": run,
+        "charts": chart_keys(history),
+        "x": default_x(history),
+        "x_choices": _x_choices(history),
+        "histograms": histograms,
+        "files": store.files(entity, project, run_id),
+        "artifacts": artifacts,
+    }
+
+
+def view_compare(store: Store, entity: str, project: str, run_ids: list[str]) -> dict[str, Any]:
+    """The compare page: the chosen runs, the union of their chart keys and a config diff."""
+    runs = [store.run(entity, project, r) for r in run_ids]
+    keys: set[str] = set()
+    for run in runs:
+        keys |= set(run.get("history_keys") or {})
+    flat = [_flatten(r.get("config") or {}) for r in runs]
+    names = sorted(set().union(*flat)) if flat else []
+    diff = [
+        {"key": k, "values": [f.get(k) for f in flat]}
+        for k in names
+        if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1
+    ]
+    same = [k for k in names if k not in {d["key"] for d in diff}]
+    history = dict.fromkeys(keys, 1)
+    return {
+        "entity": entity,
+        "project": project,
+        "runs": [_brief(r) for r in runs],
+        "charts": chart_keys(history),
+        "x": default_x(history),
+        "x_choices": _x_choices(history),
+        "diff": diff,
+        "same": same,
+    }
+
+
+def _version(version: Any) -> str:
+    text = str(version)
+    return text if text.startswith("v") else f"v{text}"
+
+
+def _brief(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: run.get(k) for k in ("id", "name", "state", "group", "tags", "created", "runtime")}
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value and "_type" not in value:  # not into media
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# ---------------------------------------------------------------------------- HTML
+
+
+def _page(title: str, crumbs: list[tuple[str, str]], body: str, data: Any, kind: str) -> str:
+    nav = " / ".join(
+        f'<a href="{esc(href)}">{esc(text)}</a>' if href else f"<span>{esc(text)}</span>"
+        for text, href in crumbs
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)} - fulmen</title>
+<link rel="stylesheet" href="/static/dashboard.css?v={esc(__version__)}">
+</head><body data-page="{esc(kind)}">
+<header><a class="brand" href="/">fulmen</a> <nav>{nav}</nav></header>
+<main>{body}</main>
+<script type="application/json" id="page-data">{script_json(data)}</script>
+<script src="/static/chart.js?v={esc(__version__)}"></script>
+<script src="/static/dashboard.js?v={esc(__version__)}"></script>
+</body></html>"""
+
+
+def _ago(ts: Any) -> str:
+    if not isinstance(ts, (int, float)):
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def html_projects(view: dict[str, Any]) -> str:
+    rows = []
+    for ent in view["entities"]:
+        for proj in ent["projects"]:
+            href = f"/{ent['name']}/{proj['name']}"
+            rows.append(
+                f'<tr><td>{esc(ent["name"])}</td><td><a href="{esc(href)}">{esc(proj["name"])}</a>'
+                f'</td><td class="num">{esc(proj["runs"])}</td><td>{esc(_ago(proj.get("updated")))}'
+                "</td></tr>"
+            )
+    table = (
+        '<table class="plain" id="projects"><thead><tr><th>entity</th><th>project</th>'
+        '<th class="num">runs</th><th>updated</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        if rows
+        else '<p class="empty">No runs yet. Log one with <code>fulmen.track</code> or run '
+        "<code>fulmen demo</code>.</p>"
+    )
+    return _page("projects", [("projects", "")], f"<h1>Projects</h1>{table}", view, "projects")
+
+
+_CHART_CONTROLS = """<div class="controls" id="chart-controls">
+<label>x-axis <select id="x-axis"></select></label>
+<label>smoothing <input type="range" id="smoothing" min="0" max="0.99" step="0.01" value="0">
+<output id="smoothing-value">0</output></label>
+<label><input type="checkbox" id="log-scale"> log scale</label>
+{group}
+<button type="button" id="reset-zoom">reset zoom</button>
+<span class="hint">drag on a chart to zoom; double-click to reset</span>
+</div>"""
+
+
+def html_project(view: dict[str, Any]) -> str:
+    entity, project = view["entity"], view["project"]
+    group = (
+        '<label>group by <select id="group-by"><option value="">none</option>'
+        '<option value="group">run group</option></select></label>'
+    )
+    body = f"""<h1>{esc(project)}</h1>
+<section class="runs">
+<div class="controls">
+<input type="search" id="search" placeholder="search name or id" autocomplete="off">
+<input type="text" id="filter" placeholder="filter, e.g. config.lr&lt;0.01" autocomplete="off">
+<select id="state-filter"><option value="">any state</option><option>running</option>
+<option>finished</option><option>crashed</option><option>failed</option></select>
+<details id="column-chooser"><summary>columns</summary><div id="column-list"></div></details>
+<button type="button" id="compare" disabled>compare selected</button>
+<span id="run-count"></span>
+</div>
+<div id="runs-table" class="vtable" role="table"><div class="vhead" id="runs-head"></div>
+<div class="vbody" id="runs-body"><div class="vspacer" id="runs-spacer"></div></div></div>
+</section>
+<section class="charts">
+{_CHART_CONTROLS.format(group=group)}
+<div id="charts" class="panels"></div>
+</section>"""
+    crumbs = [("projects", "/"), (entity, ""), (project, "")]
+    return _page(project, crumbs, body, view, "project")
+
+
+def _cell(value: Any) -> Any:
+    """A media value (histogram, image, ...) is named by its type, not dumped."""
+    if isinstance(value, dict) and "_type" in value:
+        return f"({value['_type']})"
+    return value
+
+
+def _kv_table(values: dict[str, Any], table_id: str) -> str:
+    rows = "".join(
+        f"<tr><th>{esc(k)}</th><td>{esc(_cell(v))}</td></tr>" for k, v in _flatten(values).items()
+    )
+    return f'<table class="kv" id="{table_id}"><tbody>{rows}</tbody></table>'
+
+
+def html_run(view: dict[str, Any]) -> str:
+    entity, project, run = view["entity"], view["project"], view["run"]
+    meta = run.get("metadata") or {}
+    overview = {
+        "state": run.get("state"),
+        "id": run.get("id"),
+        "created": _ago(run.get("created")),
+        "duration": f"{float(run.get('runtime') or 0):.1f} s",
+        "group": run.get("group"),
+        "job type": run.get("job_type"),
+        "tags": ", ".join(str(t) for t in run.get("tags") or []),
+        "notes": run.get("notes"),
+        "command": " ".join(str(a) for a in [meta.get("program") or "", *(meta.get("args") or [])]),
+        "git": meta.get("git"),
+        "host": meta.get("host"),
+        "user": meta.get("user"),
+        "python": meta.get("python"),
+        "fulmen": meta.get("fulmen"),
+        "exit": (run.get("exit") or {}).get("exit_code"),
+    }
+    overview = {k: v for k, v in overview.items() if v not in (None, "", [])}
+    summary = {k: v for k, v in (run.get("summary") or {}).items() if not k.startswith("_")}
+    base = f"/api/v1/entities/{entity}/projects/{project}/runs/{run['id']}"
+    files = "".join(
+        f'<li><a href="{esc(base + "/files/" + f["path"])}" download>{esc(f["path"])}</a> '
+        f'<span class="muted">{esc(f.get("type") or "")} {esc(f.get("size") or "")} B'
+        f"{'' if f.get('uploaded') or f.get('digest') else ' (not uploaded)'}</span></li>"
+        for f in view["files"]
+    )
+    arts = []
+    for a in view["artifacts"]:
+        version = _version(a["version"])
+        art_base = f"/api/v1/entities/{entity}/projects/{project}/artifacts/{a['name']}/{version}"
+        links = "".join(
+            f'<a href="{esc(art_base + "/files/" + p)}" download>{esc(p)}</a> '
+            for p in a["entries"]
+        )
+        arts.append(
+            f"<tr><td>{esc(a['name'])}:{esc(version)}</td><td>{esc(a.get('type'))}</td>"
+            f"<td>{esc(', '.join(a.get('aliases') or []))}</td><td>{esc(a['metadata'])}</td>"
+            f"<td>{links}</td></tr>"
+        )
+    artifacts = (
+        '<table class="plain" id="artifacts"><thead><tr><th>version</th><th>type</th>'
+        f"<th>aliases</th><th>metadata</th><th>files</th></tr></thead><tbody>{''.join(arts)}"
+        "</tbody></table>"
+        if arts
+        else '<p class="muted">none</p>'
+    )
+    exports = " ".join(
+        f'<a href="{esc(base)}/history/export?format={fmt}" download>{fmt.upper()}</a>'
+        for fmt in ("csv", "jsonl", "parquet")
+    )
+    title = str(run.get("name") or run["id"])
+    config = run.get("config") or {}
+    state = esc(run.get("state"))
+    body = f"""<h1 id="run-name">{esc(title)} <span class="state state-{state}">{state}</span></h1>
+<div class="grid2">
+<section><h2>Overview</h2>{_kv_table(overview, "overview")}</section>
+<section><h2>Config</h2>{_kv_table(config, "config")}</section>
+<section><h2>Summary</h2>{_kv_table(summary, "summary")}</section>
+<section><h2>Files</h2><ul id="files">{files}</ul>
+<p id="export">history: {exports}</p>
+<h2>Artifacts</h2>{artifacts}</section>
+</div>
+<section class="charts"><h2>Charts</h2>{_CHART_CONTROLS.format(group="")}
+<div id="charts" class="panels"></div></section>
+<section><h2>System metrics</h2><div id="system" class="panels"></div></section>
+<section><h2>Gradients and parameters</h2><div id="histograms" class="panels"></div></section>
+<section><h2>Model topology</h2><pre id="topology" class="muted">none recorded</pre></section>
+<section><h2>Console</h2><pre id="console" class="console"></pre></section>"""
+    crumbs = [("projects", "/"), (entity, ""), (project, f"/{entity}/{project}"), (title, "")]
+    return _page(title, crumbs, body, view, "run")
+
+
+def html_compare(view: dict[str, Any]) -> str:
+    entity, project = view["entity"], view["project"]
+    head = "".join(
+        '<th><a href="{}">{}</a></th>'.format(
+            esc(f"/{entity}/{project}/runs/{r['id']}"), esc(r.get("name") or r["id"])
+        )
+        for r in view["runs"]
+    )
+    rows = "".join(
+        f"<tr><th>{esc(d['key'])}</th>{''.join(f'<td>{esc(v)}</td>' for v in d['values'])}</tr>"
+        for d in view["diff"]
+    )
+    n_runs, n_same = len(view["runs"]), len(view["same"])
+    body = f"""<h1>Compare {n_runs} runs</h1>
+<section><h2>Config differences</h2>
+<table class="plain" id="config-diff"><thead><tr><th>key</th>{head}</tr></thead>
+<tbody>{rows}</tbody></table>
+<p class="muted">{n_same} keys are equal in every run.</p></section>
+<section class="charts">{_CHART_CONTROLS.format(group="")}
+<div id="charts" class="panels"></div></section>"""
+    crumbs = [("projects", "/"), (entity, ""), (project, f"/{entity}/{project}"), ("compare", "")]
+    return _page("compare", crumbs, body, view, "compare")
+
+
+def _json(data: Any) -> Response:
+    return Response(json.dumps(data, default=str), media_type="application/json")
+
+
+def pages_router(store: Any) -> APIRouter:
+    """The dashboard's routes (outside ``/api/v1``, not in the OpenAPI schema; docs/dashboard.md
+    lists them). ``store`` is a callable answering the store (opened on first use)."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/static/{name}")
+    def static(name: str) -> Response:
+        if name not in STATIC:
+            raise HTTPException(404, f"no static file {name!r}")
+        text = resources.files("fulmen.server").joinpath("static").joinpath(name).read_text("utf-8")
+        suffix = name[name.rfind(".") :]
+        return Response(text, media_type=_TYPES[suffix], headers={"cache-control": "max-age=3600"})
+
+    def _only(request: Request) -> str | None:
+        principal = str(request.state.principal)
+        return None if principal == EVERYTHING else principal
+
+    @router.get("/index.json")
+    def projects_json(request: Request) -> Response:
+        return _json(view_projects(store(), _only(request)))
+
+    @router.get("/")
+    def projects(request: Request) -> HTMLResponse:
+        return HTMLResponse(html_projects(view_projects(store(), _only(request))))
+
+    @router.get("/{entity}/{project}/runs/{run_id}.json")
+    def run_json(request: Request, entity: str, project: str, run_id: str) -> Response:
+        e = _check_entity(request, entity)
+        return _json(view_run(store(), e, _names.name("project", project), _names.run_id(run_id)))
+
+    @router.get("/{entity}/{project}/runs/{run_id}")
+    def run(request: Request, entity: str, project: str, run_id: str) -> HTMLResponse:
+        e = _check_entity(request, entity)
+        view = view_run(store(), e, _names.name("project", project), _names.run_id(run_id))
+        return HTMLResponse(html_run(view))
+
+    @router.get("/{entity}/{project}/compare.json")
+    def compare_json(
+        request: Request,
+        entity: str,
+        project: str,
+        run: list[str] = Query(default=[]),  # noqa: B008
+    ) -> Response:
+        e = _check_entity(request, entity)
+        ids = [_names.run_id(r) for r in run[:20]]
+        return _json(view_compare(store(), e, _names.name("project", project), ids))
+
+    @router.get("/{entity}/{project}/compare")
+    def compare(
+        request: Request,
+        entity: str,
+        project: str,
+        run: list[str] = Query(default=[]),  # noqa: B008
+    ) -> HTMLResponse:
+        e = _check_entity(request, entity)
+        ids = [_names.run_id(r) for r in run[:20]]
+        return HTMLResponse(
+            html_compare(view_compare(store(), e, _names.name("project", project), ids))
+        )
+
+    @router.get("/{entity}/{project}.json")
+    def project_json(request: Request, entity: str, project: str) -> Response:
+        e = _check_entity(request, entity)
+        return _json(view_project(store(), e, _names.name("project", project)))
+
+    @router.get("/{entity}/{project}")
+    def project_page(request: Request, entity: str, project: str) -> HTMLResponse:
+        e = _check_entity(request, entity)
+        return HTMLResponse(html_project(view_project(store(), e, _names.name("project", project))))
+
+    return router

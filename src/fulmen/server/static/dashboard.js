@@ -1,0 +1,443 @@
+// fulmen's dashboard pages. The server renders each page and puts its view (the page's JSON twin)
+// in #page-data; what changes (runs, chart data, console) comes from /api/v1. User text is only
+// ever written with textContent, never as HTML.
+"use strict";
+(function () {
+  const view = JSON.parse(document.getElementById("page-data").textContent);
+  const page = document.body.dataset.page;
+  const params = new URLSearchParams(location.search);
+  const LIVE_MS = Number(params.get("live_ms")) || 3000;
+  const CHARTED = Number(params.get("charted")) || 10; // runs charted until the user picks
+  const enc = encodeURIComponent;
+  const api = (path) => `/api/v1/entities/${enc(view.entity)}/projects/${enc(view.project)}${path}`;
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+
+  async function getJSON(url) {
+    const r = await fetch(url, { headers: { accept: "application/json" } });
+    if (!r.ok) throw new Error(`${url}: ${r.status}`);
+    return r.json();
+  }
+
+  // a stable colour per run: the hue comes from the run id
+  function color(id) {
+    let h = 2166136261;
+    for (let i = 0; i < id.length; i++) { h ^= id.charCodeAt(i); h = Math.imul(h, 16777619); }
+    return `hsl(${(h >>> 0) % 360}, 68%, 44%)`;
+  }
+
+  function text(v) {
+    if (v === null || v === undefined) return "";
+    if (typeof v === "number") return window.FulmenChart.fmt(v);
+    if (typeof v === "string") return v;
+    return JSON.stringify(v);
+  }
+
+  function dig(obj, path) {
+    let cur = obj;
+    for (const p of path.split(".")) { if (cur === null || typeof cur !== "object") return undefined; cur = cur[p]; }
+    return cur;
+  }
+
+  function duration(s) {
+    if (!(s >= 0)) return "";
+    if (s < 60) return `${s.toFixed(1)} s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
+    return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  }
+
+  function when(ts) {
+    if (!ts) return "";
+    const d = new Date(ts * 1000), p = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+  }
+
+  // ---------------------------------------------------------------- chart panels (all pages)
+
+  class Panels {
+    constructor(container, keys, xChoices, x) {
+      this.container = container;
+      this.keys = keys;
+      this.x = x;
+      this.zoom = [null, null];
+      this.smoothing = 0;
+      this.log = false;
+      this.groupBy = "";
+      this.runs = [];
+      this.charts = new Map();
+      this.data = null;
+      this.seq = 0;
+      for (const k of keys) {
+        const div = el("div", "panel");
+        div.dataset.key = k;
+        container.append(div);
+        this.charts.set(k, new window.FulmenChart(div, { title: k, onZoom: (lo, hi) => this.setZoom(lo, hi) }));
+      }
+      const xs = document.getElementById("x-axis");
+      const names = { _step: "_step", _runtime: "relative time (s)", _timestamp: "wall time" };
+      for (const c of xChoices) { const o = el("option", "", names[c] || c); o.value = c; xs.append(o); }
+      xs.value = x;
+      xs.addEventListener("change", () => { this.x = xs.value; this.zoom = [null, null]; this.fetch(); });
+      const sm = document.getElementById("smoothing"), out = document.getElementById("smoothing-value");
+      sm.addEventListener("input", () => { this.smoothing = Number(sm.value); out.textContent = sm.value; this.render(); });
+      const lg = document.getElementById("log-scale");
+      lg.addEventListener("change", () => { this.log = lg.checked; this.render(); });
+      document.getElementById("reset-zoom").addEventListener("click", () => this.setZoom(null, null));
+      if (!keys.length) container.append(el("p", "muted", "no metrics logged yet"));
+    }
+
+    setRuns(runs) { this.runs = runs; return this.fetch(); }
+
+    setZoom(lo, hi) { this.zoom = [lo, hi]; return this.fetch(); }
+
+    async fetch() {
+      const seq = ++this.seq;
+      if (!this.runs.length || !this.keys.length) { this.data = { series: [] }; this.render(); return; }
+      const q = new URLSearchParams();
+      for (const r of this.runs) q.append("run", r.id);
+      for (const k of this.keys) q.append("key", k);
+      q.set("x", this.x);
+      const width = this.container.querySelector(".chart-box")?.clientWidth || 500;
+      q.set("buckets", String(Math.max(50, Math.min(2000, Math.round(width)))));
+      if (this.zoom[0] !== null) { q.set("min", String(this.zoom[0])); q.set("max", String(this.zoom[1])); }
+      const data = await getJSON(api(`/history?${q}`));
+      if (seq !== this.seq) return; // a newer request is on its way
+      this.data = data;
+      this.render();
+    }
+
+    render() {
+      if (!this.data) return;
+      const byKey = new Map();
+      for (const s of this.data.series) { if (!byKey.has(s.key)) byKey.set(s.key, []); byKey.get(s.key).push(s); }
+      const runs = new Map(this.runs.map((r) => [r.id, r]));
+      for (const [key, chart] of this.charts) {
+        let series = (byKey.get(key) || []).filter((s) => runs.has(s.run)).map((s) => {
+          const r = runs.get(s.run);
+          return { id: s.run, label: r.name || s.run, color: color(s.run), x: s.x, y: s.last, lo: s.min, hi: s.max, raw: s.last };
+        });
+        if (this.groupBy) series = group(series, runs, this.groupBy);
+        if (this.smoothing > 0) series = series.map((s) => ({ ...s, y: window.FulmenChart.ema(s.raw, this.smoothing) }));
+        chart.setData(series, { log: this.log, xLabel: this.x });
+        chart.container.dataset.zoom = this.zoom[0] === null ? "" : `${this.zoom[0]},${this.zoom[1]}`;
+      }
+    }
+  }
+
+  // one line per group: the mean over its runs, and a band from the lowest to the highest value of
+  // any of its runs (bucket minima and maxima included)
+  function group(series, runs, by) {
+    const groups = new Map();
+    for (const s of series) {
+      const r = runs.get(s.id);
+      const v = by === "group" ? r.group : dig(r.config || {}, by.slice("config.".length));
+      const name = v === undefined || v === null ? "(none)" : text(v);
+      if (!groups.has(name)) groups.set(name, []);
+      groups.get(name).push(s);
+    }
+    const out = [];
+    for (const [name, members] of groups) {
+      let xs = [...new Set(members.flatMap((s) => Array.from(s.x).filter(Number.isFinite)))].sort((a, b) => a - b);
+      if (xs.length > 1500) { const k = xs.length / 1500; xs = Array.from({ length: 1500 }, (_, i) => xs[Math.floor(i * k)]); }
+      const mean = [], lo = [], hi = [];
+      for (const x of xs) {
+        let sum = 0, n = 0, a = Infinity, b = -Infinity;
+        for (const s of members) {
+          const v = interp(s.x, s.raw, x);
+          if (v === null) continue;
+          sum += v; n++;
+          // the band spans every run's bucket min and max, so a spike in one run still shows
+          const lo = s.lo ? interp(s.x, s.lo, x) : v, hi = s.hi ? interp(s.x, s.hi, x) : v;
+          a = Math.min(a, v, lo ?? v); b = Math.max(b, v, hi ?? v);
+        }
+        mean.push(n ? sum / n : null); lo.push(n ? a : null); hi.push(n ? b : null);
+      }
+      out.push({ id: `group:${name}`, label: `${name} (${members.length} runs)`, color: color(`group:${name}`), x: xs, y: mean, raw: mean, lo, hi, bandAlpha: 0.25, group: name, runs: members.map((s) => s.id) });
+    }
+    return out;
+  }
+
+  function interp(xs, ys, x) {
+    const n = xs.length;
+    if (!n || x < xs[0] || x > xs[n - 1]) return null;
+    let lo = 0, hi = n - 1;
+    while (lo < hi) { const m = (lo + hi) >> 1; if (xs[m] < x) lo = m + 1; else hi = m; }
+    if (xs[lo] === x || lo === 0) return Number.isFinite(ys[lo]) ? ys[lo] : null;
+    const x0 = xs[lo - 1], y0 = ys[lo - 1], y1 = ys[lo];
+    if (!Number.isFinite(y0) || !Number.isFinite(y1)) return null;
+    return y0 + ((y1 - y0) * (x - x0)) / (xs[lo] - x0);
+  }
+
+  // ---------------------------------------------------------------- project page
+
+  const ROW_H = 26;
+  const BUILTIN = [
+    { key: "state", label: "state", sort: "state", get: (r) => r.state },
+    { key: "name", label: "name", sort: "name", get: (r) => r.name || r.id },
+    { key: "tags", label: "tags", get: (r) => (r.tags || []).join(", ") },
+    { key: "group", label: "group", get: (r) => r.group },
+    { key: "created", label: "created", sort: "created", get: (r) => when(r.created) },
+    { key: "duration", label: "duration", sort: "runtime", get: (r) => duration(r.runtime) },
+  ];
+
+  function projectPage() {
+    const state = {
+      columns: view.default_columns.slice(),
+      sort: "-created", search: "", filter: "", runState: "",
+      runs: view.first.runs, total: view.first.total, shown: null, selected: new Set(),
+    };
+    const panels = new Panels(document.getElementById("charts"), view.charts, view.x_choices, view.x);
+    const head = document.getElementById("runs-head"), body = document.getElementById("runs-body");
+    const spacer = document.getElementById("runs-spacer"), layer = el("div", "vlayer");
+    body.append(layer);
+    const groupSel = document.getElementById("group-by");
+    for (const k of Object.keys(view.columns.config).sort()) {
+      const o = el("option", "", `config.${k}`); o.value = `config.${k}`; groupSel.append(o);
+    }
+    groupSel.addEventListener("change", async () => {
+      panels.groupBy = groupSel.value;
+      if (groupSel.value.startsWith("config.") && !state.columns.includes(groupSel.value)) {
+        state.columns.push(groupSel.value); renderChooser(); await load();
+      } else panels.render();
+    });
+
+    const columns = () => [
+      ...BUILTIN,
+      ...state.columns.map((c) => ({ key: c, label: c, sort: c, get: (r) => text(dig(c.startsWith("config.") ? r.config || {} : r.summary || {}, c.slice(c.indexOf(".") + 1))) })),
+    ];
+
+    function renderHead() {
+      head.replaceChildren();
+      const row = el("div", "vrow");
+      row.append(el("span", "cell sel", ""), el("span", "cell eye", "chart"));
+      for (const c of columns()) {
+        const cell = el("span", `cell col-${c.key.replace(/[^a-z0-9]/gi, "_")}`, c.label);
+        if (c.sort) {
+          cell.classList.add("sortable");
+          if (state.sort === c.sort) cell.textContent += " ▲";
+          if (state.sort === `-${c.sort}`) cell.textContent += " ▼";
+          cell.addEventListener("click", () => { state.sort = state.sort === `-${c.sort}` ? c.sort : `-${c.sort}`; load(); });
+        }
+        row.append(cell);
+      }
+      head.append(row);
+    }
+
+    function renderChooser() {
+      const list = document.getElementById("column-list");
+      list.replaceChildren();
+      for (const kind of ["summary", "config"]) {
+        for (const k of Object.keys(view.columns[kind]).sort()) {
+          const name = `${kind}.${k}`, label = el("label"), box = el("input");
+          box.type = "checkbox"; box.value = name; box.checked = state.columns.includes(name);
+          box.addEventListener("change", () => {
+            state.columns = box.checked ? [...state.columns, name] : state.columns.filter((c) => c !== name);
+            load();
+          });
+          label.append(box, document.createTextNode(" " + name));
+          list.append(label);
+        }
+      }
+    }
+
+    function shownRuns() {
+      if (state.shown) return state.runs.filter((r) => state.shown.has(r.id));
+      return state.runs.slice(0, CHARTED); // by default the first runs of the table are charted
+    }
+
+    function renderRows() {
+      const top = body.scrollTop, h = body.clientHeight || 400;
+      const first = Math.max(0, Math.floor(top / ROW_H) - 5), last = Math.min(state.total, Math.ceil((top + h) / ROW_H) + 5);
+      const cols = columns(), shown = new Set(shownRuns().map((r) => r.id));
+      const frag = document.createDocumentFragment();
+      for (let i = first; i < last; i++) {
+        const r = state.runs[i], row = el("div", "vrow");
+        row.style.top = `${i * ROW_H}px`;
+        if (!r) { row.append(el("span", "cell muted", "loading…")); frag.append(row); continue; }
+        row.dataset.run = r.id;
+        const sel = el("input"); sel.type = "checkbox"; sel.checked = state.selected.has(r.id);
+        sel.addEventListener("change", () => { sel.checked ? state.selected.add(r.id) : state.selected.delete(r.id); updateCompare(); });
+        const selCell = el("span", "cell sel"); selCell.append(sel);
+        const eye = el("span", "cell eye");
+        const sw = el("button", "swatch"); sw.type = "button"; sw.title = "show in charts";
+        sw.style.background = shown.has(r.id) ? color(r.id) : "transparent";
+        sw.style.borderColor = color(r.id);
+        sw.addEventListener("click", () => {
+          if (!state.shown) state.shown = new Set(shownRuns().map((x) => x.id));
+          state.shown.has(r.id) ? state.shown.delete(r.id) : state.shown.add(r.id);
+          renderRows(); panels.setRuns(shownRuns());
+        });
+        eye.append(sw);
+        row.append(selCell, eye);
+        for (const c of cols) {
+          const cell = el("span", `cell col-${c.key.replace(/[^a-z0-9]/gi, "_")}`);
+          if (c.key === "name") {
+            const a = el("a", "", c.get(r)); a.href = `/${enc(view.entity)}/${enc(view.project)}/runs/${enc(r.id)}`;
+            cell.append(a);
+          } else if (c.key === "state") {
+            cell.append(el("span", `state state-${r.stale ? "stale" : r.state}`, r.stale ? "stale" : r.state));
+          } else cell.textContent = c.get(r);
+          row.append(cell);
+        }
+        frag.append(row);
+      }
+      layer.replaceChildren(frag);
+    }
+
+    function updateCompare() {
+      const b = document.getElementById("compare");
+      b.disabled = state.selected.size < 1;
+      b.textContent = `compare selected (${state.selected.size})`;
+    }
+    document.getElementById("compare").addEventListener("click", () => {
+      const q = new URLSearchParams();
+      for (const id of state.selected) q.append("run", id);
+      location.href = `/${enc(view.entity)}/${enc(view.project)}/compare?${q}`;
+    });
+
+    let loading = 0;
+    async function load(quiet) {
+      const seq = ++loading;
+      const q = new URLSearchParams({ limit: "10000", sort: state.sort });
+      if (state.search) q.set("search", state.search);
+      if (state.runState) q.append("state", state.runState);
+      for (const f of state.filter.split(";").map((s) => s.trim()).filter(Boolean)) q.append("filter", f);
+      for (const c of state.columns) q.append("field", c);
+      if (!state.columns.length) q.append("field", "config.__none__");
+      let page;
+      try { page = await getJSON(api(`/runs?${q}`)); } catch (e) {
+        document.getElementById("run-count").textContent = String(e.message || e); return;
+      }
+      if (seq !== loading) return;
+      const wasLive = state.runs.some((r) => r.state === "running");
+      state.runs = page.runs; state.total = page.total;
+      paint();
+      // charts too, and once more after the last running run ended (its final points)
+      if (!quiet || wasLive) await panels.setRuns(shownRuns());
+    }
+
+    let scheduled = false;
+    body.addEventListener("scroll", () => {
+      if (scheduled) return;
+      scheduled = true;
+      requestAnimationFrame(() => { scheduled = false; renderRows(); });
+    });
+    const debounce = (fn) => { let t; return () => { clearTimeout(t); t = setTimeout(fn, 200); }; };
+    const search = document.getElementById("search"), filter = document.getElementById("filter");
+    search.addEventListener("input", debounce(() => { state.search = search.value; load(); }));
+    filter.addEventListener("change", () => { state.filter = filter.value; load(); });
+    document.getElementById("state-filter").addEventListener("change", (e) => { state.runState = e.target.value; load(); });
+    function paint() {
+      document.getElementById("run-count").textContent = `${state.total} runs`;
+      spacer.style.height = `${state.total * ROW_H}px`;
+      renderHead(); renderRows();
+      const table = document.getElementById("runs-table");
+      table.dataset.rows = String(state.runs.length);
+      table.dataset.total = String(state.total);
+    }
+    renderChooser();
+    paint(); // the first runs came with the page: the table paints before the whole list loads
+    // when that frame is on screen (for the benchmarks), then fetch every run
+    requestAnimationFrame(() => setTimeout(() => {
+      window.fulmenTiming = { tablePainted: performance.now() };
+      load();
+    }, 0));
+    // live: while a run is running, refresh the table (states) and its charts
+    setInterval(() => { if (state.runs.some((r) => r.state === "running")) load(true); }, LIVE_MS);
+    window.fulmenDashboard = { state, panels, load };
+  }
+
+  // ---------------------------------------------------------------- run page
+
+  function runPage() {
+    const run = view.run;
+    const panels = new Panels(document.getElementById("charts"), view.charts, view.x_choices, view.x);
+    panels.setRuns([{ id: run.id, name: run.name || run.id, config: run.config, group: run.group }]);
+    const base = `/runs/${enc(run.id)}`;
+    let after = 0;
+    const con = document.getElementById("console");
+    async function consoleTail() {
+      const data = await getJSON(api(`${base}/console?after=${after}`));
+      for (const line of data.lines) {
+        con.append(el("span", line.stream === "stderr" ? "stderr" : "", line.text));
+        after = Math.max(after, line.seq);
+      }
+    }
+    async function system() {
+      const data = await getJSON(api(`${base}/system`));
+      const box = document.getElementById("system");
+      box.replaceChildren();
+      const keys = new Set();
+      for (const s of data.stats) for (const k of Object.keys(s)) if (k !== "seq" && typeof s[k] === "number") keys.add(k);
+      if (!keys.size) box.append(el("p", "muted", "none recorded"));
+      for (const k of [...keys].sort()) {
+        const div = el("div", "panel"); box.append(div);
+        const c = new window.FulmenChart(div, { title: k });
+        const pts = data.stats.filter((s) => typeof s[k] === "number");
+        c.setData([{ id: k, label: k, color: color(k), x: pts.map((_, i) => i), y: pts.map((s) => s[k]), lo: null, hi: null }], { xLabel: "sample" });
+      }
+    }
+    async function histograms() {
+      const box = document.getElementById("histograms");
+      if (!view.histograms.length) box.append(el("p", "muted", "none recorded (watch(model) logs them)"));
+      for (const k of view.histograms.slice(0, 16)) {
+        const data = await getJSON(api(`${base}/history/values?key=${enc(k)}&limit=500`));
+        const rows = data.values.filter((v) => v.value && Array.isArray(v.value.bins)).map((v) => ({ step: v._step, bins: v.value.bins, values: v.value.values }));
+        const div = el("div", "panel"); div.dataset.key = k; box.append(div);
+        window.FulmenChart.heatmap(div, `${k} (${rows.length} steps)`, rows);
+      }
+    }
+    async function topology() {
+      const f = view.files.find((x) => x.type === "topology");
+      if (!f) return;
+      const r = await fetch(api(`${base}/files/${f.path.split("/").map(enc).join("/")}`));
+      if (!r.ok) return;
+      const tree = await r.json(), lines = [];
+      (function walk(node, depth) {
+        const label = `${"  ".repeat(depth)}${node.name || "(model)"}: ${node.type || node.class || ""}${node.total_parameters !== undefined ? ` (${node.total_parameters} parameters)` : ""}`;
+        lines.push(label);
+        for (const c of node.children || []) walk(c, depth + 1);
+      })(tree, 0);
+      const pre = document.getElementById("topology");
+      pre.classList.remove("muted"); pre.textContent = lines.join("\n");
+    }
+    async function git() {
+      const f = view.files.find((x) => x.type === "git" && x.uploaded);
+      const shown = [...document.querySelectorAll("#overview th")].some((th) => th.textContent === "git");
+      if (!f || shown) return;
+      const r = await fetch(api(`${base}/files/${f.path.split("/").map(enc).join("/")}`));
+      if (!r.ok) return;
+      const g = await r.json();
+      const row = el("tr"), value = `${g.remote ? g.remote + " " : ""}${g.commit || ""}${g.dirty ? " (dirty: see diff.patch)" : ""}`;
+      row.append(el("th", "", "git"), el("td", "", value));
+      document.querySelector("#overview tbody").append(row);
+    }
+    consoleTail(); system(); histograms(); topology(); git();
+    setInterval(async () => {
+      if (view.run.state !== "running") return;
+      const fresh = await getJSON(api(base));
+      view.run.state = fresh.state;
+      const st = document.querySelector("#run-name .state");
+      st.textContent = fresh.state; st.className = `state state-${fresh.state}`;
+      consoleTail(); panels.fetch();
+    }, LIVE_MS);
+    window.fulmenDashboard = { panels };
+  }
+
+  // ---------------------------------------------------------------- compare page
+
+  function comparePage() {
+    const panels = new Panels(document.getElementById("charts"), view.charts, view.x_choices, view.x);
+    panels.setRuns(view.runs);
+    window.fulmenDashboard = { panels };
+  }
+
+  if (page === "project") projectPage();
+  else if (page === "run") runPage();
+  else if (page === "compare") comparePage();
+})();
