@@ -86,3 +86,10 @@ def test_fulmen_runs_lists_local_runs(tmp_path: Path) -> None:
     empty = CliRunner().invoke(cli, ["runs", str(tmp_path / "none")])
     assert empty.exit_code == 0
     assert "no runs under" in empty.output
+
+
+def test_a_folder_given_as_overrides_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(
+        TypeError, match=r"Api\(overrides=\.\.\.\) takes a dict .* Api\(dir=\.\.\.\)"
+    ):
+        Api(str(tmp_path))

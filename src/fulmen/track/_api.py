@@ -38,6 +38,11 @@ class Api:
         base_url: str | None = None,
         api_key: str | None = None,
     ) -> None:
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise TypeError(
+                f"Api(overrides=...) takes a dict such as {{'project': ...}}, got "
+                f"{type(overrides).__name__} {overrides!r}; pass a folder as Api(dir=...)"
+            )
         self.root = _root_of(dir or (overrides or {}).get("dir"))
 
     def _run_dirs(self) -> list[Path]:
