@@ -27,6 +27,7 @@ from fulmen.track.runlog import (
     decode_history,
     header,
     read_records,
+    summary_of,
 )
 
 RECENT_ROWS = 256  # rows a PATCH may still reach (late values arrive within moments)
@@ -118,29 +119,8 @@ class RunState:
                 agg["n"] = agg.get("n", 0) + len(finite)
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in self.last.items():
-            if key in self.removed:
-                continue
-            modes = self.modes_of(key) if self.modes else None
-            if modes is None or modes == ["last"]:
-                out[key] = value
-                continue
-            agg = self.agg.get(key, {})
-            entry: dict[str, Any] = {}
-            for mode in modes:
-                if mode == "last":
-                    entry["last"] = value
-                elif mode == "mean" and agg.get("n"):
-                    entry["mean"] = agg["sum"] / agg["n"]
-                elif mode in ("min", "max", "first") and mode in agg:
-                    entry[mode] = agg[mode]
-            if entry:
-                out[key] = entry
-        for key, value in self.overrides.items():
-            if key not in self.removed:
-                out[key] = value
-        return out
+        modes_of = self.modes_of if self.modes else None
+        return summary_of(self.last, self.agg, modes_of, self.removed, self.overrides)
 
 
 def _is_number(value: Any) -> bool:

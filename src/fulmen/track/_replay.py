@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fulmen.track.runlog import Corrupt, Record, decode_history, read_records
+from fulmen.track.runlog import Corrupt, Record, decode_history, read_records, summary_of
 
 SUMMARY_MODES = ("min", "max", "mean", "first", "last", "none")
 
@@ -98,29 +98,8 @@ class SummaryState:
         self.removed.add(key)
 
     def result(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in self.last.items():
-            if key in self.removed:
-                continue
-            modes = self.modes_of(key) if self.aggregating else None
-            if modes is None or modes == ["last"]:
-                out[key] = value
-                continue
-            agg = self._agg.get(key, {})
-            entry: dict[str, Any] = {}
-            for mode in modes:
-                if mode == "last":
-                    entry["last"] = value
-                elif mode == "mean" and agg.get("n"):
-                    entry["mean"] = agg["sum"] / agg["n"]
-                elif mode in ("min", "max", "first") and mode in agg:
-                    entry[mode] = agg[mode]
-            if entry:
-                out[key] = entry
-        for key, value in self.overrides.items():
-            if key not in self.removed:
-                out[key] = value
-        return out
+        modes_of = self.modes_of if self.aggregating else None
+        return summary_of(self.last, self._agg, modes_of, self.removed, self.overrides)
 
 
 class RunData:

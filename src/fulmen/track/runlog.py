@@ -61,7 +61,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -73,6 +73,7 @@ __all__ = [
     "Record",
     "decode_history",
     "read_records",
+    "summary_of",
 ]
 
 MAGIC = b"FULMENRL"
@@ -352,3 +353,39 @@ def decode_history(
         pos += n
         row[key] = text if code == "s" else json.loads(text)
     return seq - delta, values[0] / 1e3, row
+
+
+def summary_of(
+    last: dict[str, Any],
+    aggregates: dict[str, dict[str, float]],
+    modes_of: Callable[[str], list[str] | None] | None,
+    removed: Collection[str],
+    overrides: dict[str, Any],
+) -> dict[str, Any]:
+    """A run's summary from what its rows and SUMMARY records said, as the writer, the local reader
+    and the server all compute it: each key's last value, unless METRIC records asked for other
+    modes (then ``{"min": ..., "max": ..., "mean": ..., "first": ..., "last": ...}`` as asked, from
+    ``aggregates[key]`` holding first/min/max/sum/n); keys set directly win; removed keys go."""
+    out: dict[str, Any] = {}
+    for key, value in last.items():
+        if key in removed:
+            continue
+        modes = modes_of(key) if modes_of is not None else None
+        if modes is None or modes == ["last"]:
+            out[key] = value
+            continue
+        agg = aggregates.get(key, {})
+        entry: dict[str, Any] = {}
+        for mode in modes:
+            if mode == "last":
+                entry["last"] = value
+            elif mode == "mean" and agg.get("n"):
+                entry["mean"] = agg["sum"] / agg["n"]
+            elif mode in ("min", "max", "first") and mode in agg:
+                entry[mode] = agg[mode]
+        if entry:
+            out[key] = entry
+    for key, value in overrides.items():
+        if key not in removed:
+            out[key] = value
+    return out
