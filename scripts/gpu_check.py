@@ -71,7 +71,7 @@ def plain(precision: str, steps: int, warmup: int) -> tuple[float, float]:
         scaler.step(optimizer)
         scaler.update()
     torch.cuda.synchronize()
-    return (time.perf_counter() - began) / steps, float(loss)
+    return (time.perf_counter() - began) / steps, float(loss.detach())
 
 
 def trainer_run(

@@ -99,7 +99,7 @@ def test_metrics_hparams_step_metric_and_prefix(tmp_path: Path) -> None:
     assert (run.tags, run.group) == (["t1"], "g")
     assert run.config["lr"] == 0.05
     assert run.config["arch"] == {"layers": [4, 1], "act": str(torch.nn.Tanh)}  # not flattened
-    rows = run.history(keys=["tmp-loss"])
+    rows = run.history(keys=["tmp-loss"], pandas=False)
     rows = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
     assert len(rows) == 8
     full = [r for r in run.scan_history() if "tmp-loss" in r]

@@ -32,7 +32,7 @@ def test_two_ranks_make_one_run_with_every_metric(tmp_path: Path) -> None:
     run = track.Api(dir=str(tmp_path)).run("ddprun")
     assert run.state == "finished"
     assert run.config["optimizer"] == {"name": "sgd", "lr": 0.1}  # nested, not flattened
-    rows = run.history()
+    rows = run.history(pandas=False)
     rows = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
     train_steps = sorted(r["trainer/global_step"] for r in rows if r.get("train_loss") is not None)
     assert train_steps == list(range(8))  # one row per optimizer step, none twice

@@ -46,18 +46,18 @@ def test_runs_and_filters() -> None:
 def test_history_keys_samples_and_scan() -> None:
     run_id = make_runs()[0]
     run = Api().run(run_id)
-    rows = run.history()
+    rows = run.history(pandas=False)
     assert len(rows) == 10
-    val_rows = run.history(keys=["val"])
+    val_rows = run.history(keys=["val"], pandas=False)
     assert [r["_step"] for r in val_rows] == [1, 3, 5, 7, 9]
     assert set(val_rows[0]) == {"_step", "val"}
-    sampled = run.history(samples=4)
+    sampled = run.history(samples=4, pandas=False)
     assert [r["_step"] for r in sampled] == [0, 3, 6, 9]
     assert [r["loss"] for r in run.scan_history(keys=["loss"])] == [
         1.0 / (i + 1) for i in range(10)
     ]
     with pytest.raises(ValueError, match="samples"):
-        run.history(samples=0)
+        run.history(samples=0, pandas=False)
 
 
 def test_api_reads_the_directory_init_writes(

@@ -66,7 +66,7 @@ def test_kill_9_loses_no_row_whose_log_returned(tmp_path: Path) -> None:
         assert reported >= 0, f"trial {trial}: the child never logged"
         runs = Api().runs("crash")
         run = max(runs, key=lambda r: r.created_at or 0)
-        rows = run.history()
+        rows = run.history(pandas=False)
         got = [r["i"] for r in rows]
         assert got[: reported + 1] == list(range(reported + 1)), f"trial {trial}"
         assert len(got) <= reported + 2  # at most the one in flight when the kill landed

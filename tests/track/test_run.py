@@ -18,7 +18,7 @@ from tests.track.conftest import run_child
 
 
 def history(run_id: str) -> list[dict[str, object]]:
-    rows = Api().run(run_id).history()
+    rows = Api().run(run_id).history(pandas=False)
     assert isinstance(rows, list)
     return rows
 
@@ -321,8 +321,8 @@ def test_resume_modes(tmp_path: Path) -> None:
     again.log({"x": 3})
     again.finish()
     api_run = Api().run("r1")
-    assert [(r["_step"], r["x"]) for r in api_run.history()] == [(0, 1), (1, 2), (2, 3)]
-    runtimes = [r["_runtime"] for r in api_run.history()]
+    assert [(r["_step"], r["x"]) for r in api_run.history(pandas=False)] == [(0, 1), (1, 2), (2, 3)]
+    runtimes = [r["_runtime"] for r in api_run.history(pandas=False)]
     assert runtimes == sorted(runtimes)
     assert api_run.config == {"lr": 1, "bs": 4}
     assert len(list((tmp_path / "fulmen").glob("run-*"))) == 1

@@ -126,7 +126,7 @@ def test_special_floats_survive(tmp_path: Path) -> None:
     run = track.init()
     run.log({"nan": math.nan, "inf": math.inf, "ninf": -math.inf})
     run.finish()
-    (row,) = track.Api().run(run.id).history()
+    (row,) = track.Api().run(run.id).history(pandas=False)
     assert math.isnan(row["nan"])
     assert row["inf"] == math.inf
     assert row["ninf"] == -math.inf

@@ -30,7 +30,7 @@ def test_gradient_and_parameter_histograms_every_log_freq_passes() -> None:
     run.watch(model, log="all", log_freq=2)
     train(model, model, steps=5)
     run.finish()
-    rows = Api().run(run.id).history()
+    rows = Api().run(run.id).history(pandas=False)
     with_hist = [r["i"] for r in rows if "gradients/0.weight" in r]
     assert with_hist == [1, 3]  # after backward passes 2 and 4
     row = rows[1]
@@ -49,7 +49,7 @@ def test_parameters_are_recorded_when_training_calls_a_submodule() -> None:
     run.watch(model, log="parameters", log_freq=1)
     train(model, model[0], steps=2)  # the top-level module is never called
     run.finish()
-    rows = Api().run(run.id).history()
+    rows = Api().run(run.id).history(pandas=False)
     assert "parameters/0.weight" in rows[0]
     assert "parameters/1.weight" not in rows[0]  # no backward pass reached it
     assert not any(k.startswith("gradients/") for k in rows[0])
@@ -71,7 +71,7 @@ def test_topology_is_recorded_once_as_a_file_and_unwatch_stops() -> None:
     run.unwatch(model)
     train(model, model, steps=1)
     run.finish()
-    (row,) = Api().run(run.id).history()
+    (row,) = Api().run(run.id).history(pandas=False)
     assert not any(k.startswith("gradients/") for k in row)
     assert [f["type"] for f in Api().run(run.id).files].count("topology") == 1
 

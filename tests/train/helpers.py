@@ -71,8 +71,10 @@ class Regressor(pl.LightningModule):
 
 
 def quiet_trainer(**kwargs: Any) -> pl.Trainer:
-    """A Trainer without the default logger, checkpoints, progress bar and summary."""
+    """A Trainer on the CPU without the default logger, checkpoints, progress bar and summary (the
+    same on a machine with a GPU: these tests compare against CPU tensors)."""
     options: dict[str, Any] = {
+        "accelerator": "cpu",
         "logger": False,
         "enable_checkpointing": False,
         "enable_progress_bar": False,

@@ -35,7 +35,7 @@ def clean_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if k not in launcher_vars and not k.startswith(("SLURM_", "OMPI_", "PMI_", "TORCHELASTIC"))
     }
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env["OMP_NUM_THREADS"] = "1"
     return {**env, **extra}
 

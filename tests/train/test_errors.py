@@ -67,7 +67,10 @@ def test_plateau_without_monitor_and_unknown_scheduler_keys() -> None:
         ({"accelerator": "tpu"}, r"accelerator='tpu'.*'cpu'"),
         ({"strategy": "fsdp"}, r"strategy='fsdp'.*not available"),
         ({"strategy": "nonsense"}, r"strategy='nonsense'\) is unknown"),
-        ({"devices": 2, "strategy": "single_device"}, r"single_device.*devices=2.*'ddp'"),
+        (
+            {"accelerator": "cpu", "devices": 2, "strategy": "single_device"},
+            r"single_device.*devices=2.*'ddp'",
+        ),
         ({"devices": "two"}, r"devices='two'.*not understood"),
         ({"num_nodes": 0}, r"num_nodes=0.*>= 1"),
         ({"gradient_clip_algorithm": "l3"}, r"gradient_clip_algorithm='l3'"),

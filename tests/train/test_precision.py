@@ -110,3 +110,18 @@ def test_cuda_precisions_train(precision: str) -> None:
     trainer.fit(model, loader())
     assert model.device.type == "cuda"
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.gpu
+@cuda
+def test_cuda_resume_restores_the_scaler_and_the_cpu_rng(tmp_path: Path) -> None:
+    # a checkpoint loaded onto the GPU carries its RNG states there; resuming must still work
+    trainer = quiet_trainer(accelerator="gpu", devices=1, precision="16-mixed")
+    trainer.fit(Regressor(), loader())
+    trainer.save_checkpoint(tmp_path / "a.ckpt")
+    resumed = quiet_trainer(accelerator="gpu", devices=1, precision="16-mixed", max_epochs=2)
+    model = Regressor()
+    resumed.fit(model, loader(), ckpt_path=tmp_path / "a.ckpt")
+    assert resumed.current_epoch == 2
+    assert model.device.type == "cuda"
+    assert resumed.precision_plugin.state_dict() != {}

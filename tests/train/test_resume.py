@@ -38,7 +38,8 @@ SCRIPT = textwrap.dedent(
 def run(tmp_path: Path, epochs: int, ckpt: str) -> str:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, str(script), str(tmp_path), str(epochs), ckpt],
         capture_output=True,

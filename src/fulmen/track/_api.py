@@ -194,10 +194,12 @@ class ApiRun:
             if picked is not None:
                 yield picked
 
-    def history(self, keys: list[str] | None = None, samples: int | None = None) -> Any:
+    def history(
+        self, keys: list[str] | None = None, samples: int | None = None, pandas: bool = True
+    ) -> Any:
         """The rows (with ``keys``: rows having all of them, those columns and ``_step``);
-        ``samples`` evenly spaced rows when given. A pandas DataFrame when pandas is installed,
-        else a list of dicts."""
+        ``samples`` evenly spaced rows when given. A pandas DataFrame when ``pandas`` is true and
+        pandas is installed (as in W&B), else a list of dicts."""
         rows = list(self.scan_history(keys))
         if samples is not None:
             if samples < 1:
@@ -206,11 +208,13 @@ class ApiRun:
                 last = len(rows) - 1
                 picks = sorted({round(i * last / max(samples - 1, 1)) for i in range(samples)})
                 rows = [rows[i] for i in picks]
+        if not pandas:
+            return rows
         try:
-            import pandas  # type: ignore[import-untyped, unused-ignore]
+            import pandas as pd  # type: ignore[import-untyped, unused-ignore]
         except ImportError:
             return rows
-        return pandas.DataFrame(rows)
+        return pd.DataFrame(rows)
 
     def _matches(self, key: str, value: Any) -> bool:
         if key == "tags":

@@ -73,9 +73,10 @@ def set_rng_states(states: dict[str, Any]) -> None:
     if "numpy" in states:
         np.random.set_state(states["numpy"])
     if "torch" in states:
-        torch.set_rng_state(states["torch"])
+        # a checkpoint loaded onto a GPU brings these there; they belong on the CPU
+        torch.set_rng_state(states["torch"].cpu())
     if "torch.cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["torch.cuda"])
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["torch.cuda"]])
 
 
 def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, Any]:
