@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
+import fulmen as pl
 from tests.train.helpers import Regressor, assert_same_weights, loader, quiet_trainer, weights
 
 
@@ -60,3 +63,62 @@ def test_trainer_matches_a_hand_written_loop(
     steps_per_epoch = -(-8 // accumulate)
     assert trainer.global_step == 3 * steps_per_epoch
     assert trainer.current_epoch == 3
+
+
+class Recorder(pl.Callback):
+    """Overrides a hook between backward and the optimizer step: the loop takes every layer."""
+
+    def __init__(self) -> None:
+        self.paths: list[bool] = []
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: Any, optimizer: Any) -> None:
+        self.paths.append(trainer._plain_optimizer is not None)
+
+
+class StepPath(pl.Callback):
+    def __init__(self) -> None:
+        self.plain: list[bool] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.plain.append(trainer._plain_optimizer is not None)
+
+
+def test_the_plain_step_and_the_layered_step_end_with_the_same_weights() -> None:
+    fast, layered = Regressor(scheduler=True), Regressor(scheduler=True)
+    layered.load_state_dict(fast.state_dict())
+    path, recorder = StepPath(), Recorder()
+    for model, callbacks in ((fast, [path]), (layered, [recorder])):
+        torch.manual_seed(0)
+        data = loader(shuffle=True, generator=torch.Generator().manual_seed(3))
+        quiet_trainer(max_epochs=2, callbacks=callbacks).fit(model, data)
+    assert path.plain
+    assert all(path.plain)
+    assert recorder.paths
+    assert not any(recorder.paths)
+    assert_same_weights(weights(fast), weights(layered))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"accumulate_grad_batches": 2},
+        {"gradient_clip_val": 0.5},
+        {"precision": "bf16-mixed"},
+    ],
+)
+def test_accumulation_clipping_and_autocast_take_the_layered_step(options: dict[str, Any]) -> None:
+    path = StepPath()
+    quiet_trainer(callbacks=[path], limit_train_batches=4, **options).fit(Regressor(), loader())
+    assert path.plain
+    assert not any(path.plain)
+
+
+def test_an_overridden_optimizer_step_takes_the_layered_step() -> None:
+    class Warmup(Regressor):
+        def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+            super().optimizer_step(*args, **kwargs)
+
+    path = StepPath()
+    quiet_trainer(callbacks=[path], limit_train_batches=3).fit(Warmup(), loader())
+    assert path.plain
+    assert not any(path.plain)

@@ -125,7 +125,12 @@ def batch_transfer(
         return to_device
     if precision.dtype is not None or strategy.root_device.type != "cpu":
         return lambda batch, idx: strategy.batch_to_device(precision.convert_input(batch))
-    return lambda batch, idx: batch
+    return identity_transfer
+
+
+def identity_transfer(batch: Any, dataloader_idx: int) -> Any:
+    """The batch transfer on the CPU in a true precision: nothing to do (the loops skip it)."""
+    return batch
 
 
 def source(trainer: Trainer, name: str) -> Any:

@@ -226,11 +226,15 @@ class Results:
         """The fresh step values (``name_step`` when the metric is also an epoch metric)."""
         if self.syncing:
             self.sync_step()
-        return {
-            m.step_key: m.step_value()
-            for m in self.fresh.values()
-            if m.on_step and (m.logger or not logger)
-        }
+        out: dict[str, float] = {}
+        for m in self.fresh.values():
+            if m.on_step and (m.logger or not logger):
+                value = m.value  # step_value() inlined for the usual tensor: it runs every step
+                if type(value) is torch.Tensor and m.synced_step is None:
+                    out[m.step_key] = value.item()
+                else:
+                    out[m.step_key] = m.step_value()
+        return out
 
     def epoch_metrics(self, *, logger: bool = True) -> dict[str, float]:
         """Every epoch value (``name_epoch`` when the metric is also a step metric)."""

@@ -183,6 +183,19 @@ class LightningModule(_HyperparametersMixin, torch.nn.Module):
         trainer = self._trainer
         if trainer is None:
             return  # Lightning also ignores logging outside a Trainer
+        # The hot path (Trainer._log's first branch, without a call): a scalar tensor logged
+        # again from a step hook under the same name
+        results = trainer._results
+        metric = results.cache.get((trainer._fx, name, trainer._dataloader_idx))
+        if (
+            metric is not None
+            and not metric.on_epoch
+            and type(value) is torch.Tensor
+            and value.dim() == 0
+        ):
+            metric.value = value.detach()  # no .item() here: that would be a device sync
+            results.fresh[metric.name] = metric
+            return
         trainer._log(
             name,
             value,

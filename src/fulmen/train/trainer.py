@@ -90,6 +90,7 @@ from fulmen.train._data import (
     batch_transfer,
     extract_batch_size,
 )
+from fulmen.train._data import identity_transfer as _identity_transfer
 from fulmen.train._optim import LightningOptimizer, LRSchedulerConfig
 from fulmen.train._results import Results, as_value, new_metric
 from fulmen.train.callback import HOOKS, Callback
@@ -102,6 +103,11 @@ from fulmen.train.strategy import Strategy, resolve_strategy
 __all__ = ["Trainer"]
 
 _CALLBACK_ONLY = frozenset({"on_sanity_check_start", "on_sanity_check_end"})
+# The hooks between training_step and the optimizer step: when none is overridden (and nothing
+# else customizes the step), a batch takes ``Trainer._plain_step``.
+_PLAIN_STEP_HOOKS = frozenset(
+    {"on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step"}
+)
 
 
 def _name_culprit(exc: BaseException, where: str) -> None:
@@ -292,6 +298,7 @@ class Trainer:
         self._quiet: frozenset[str] = frozenset()  # hooks nobody overrides: _event returns at once
         self._steps_schedulers = False  # any lr scheduler with interval "step"?
         self._custom_clipping = False  # does the module override configure_gradient_clipping?
+        self._plain_optimizer: torch.optim.Optimizer | None = None  # see _find_plain_optimizer
         self._fx = ""
         self._results = self._train_results = Results()
         self._eval_results = Results()
@@ -551,7 +558,7 @@ class Trainer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._to_device = lambda batch, idx: batch
+        self._to_device = _identity_transfer
 
     def _run_here(
         self,
@@ -786,15 +793,20 @@ class Trainer:
         self._batch_in_epoch, self._epoch_done = skip, False
         self._train_results.fresh.clear()
         self._event("on_train_epoch_start")
+        self._plain_optimizer = self._find_plain_optimizer(module)
+        # what stays the same for the whole epoch, looked up once rather than at every batch
+        to_device = None if self._to_device is _identity_transfer else self._to_device
+        validates = _data.epoch_validates(self)
         validated_at = -1
-        for batch_idx, batch in enumerate(loader):
+        for batch_idx, loaded in enumerate(loader):
             if batch_idx >= limit:
                 break
             if batch_idx < skip:  # already trained before the mid-epoch checkpoint
                 continue
-            if self._train_batch(module, self._to_device(batch, 0), batch_idx, limit):
+            batch = loaded if to_device is None else to_device(loaded, 0)
+            if self._train_batch(module, batch, batch_idx, limit):
                 break  # on_train_batch_start returned -1
-            if _data.validation_due(self, batch_idx, limit):
+            if validates and _data.validation_due(self, batch_idx, limit):
                 _evaluation.validate_in_fit(self)
                 validated_at = batch_idx
             if (self.should_stop and self._min_reached(self.current_epoch + 1)) or (
@@ -831,23 +843,88 @@ class Trainer:
         """One training batch; True when on_train_batch_start asked to end the epoch."""
         self._batch, self._batch_size = batch, None
         self._train_results.fresh.clear()
-        if self._event("on_train_batch_start", batch, batch_idx) == -1:
+        quiet = self._quiet
+        if (
+            "on_train_batch_start" not in quiet
+            and self._event("on_train_batch_start", batch, batch_idx) == -1
+        ):
             return True
-        accumulating = (batch_idx + 1) % self.accumulate_grad_batches != 0 and batch_idx + 1 < limit
-        if module.automatic_optimization:
-            outputs = self._automatic_step(module, batch, batch_idx, accumulating)
+        plain = self._plain_optimizer
+        if plain is not None:  # (no accumulation either)
+            accumulating = False
+            outputs = self._plain_step(module, batch, batch_idx, plain)
         else:
-            self._fx = "training_step"
-            with self.precision_plugin.forward_context():
-                outputs = self.strategy.training_step(module, batch, batch_idx)
+            accumulating = (
+                batch_idx + 1
+            ) % self.accumulate_grad_batches != 0 and batch_idx + 1 < limit
+            outputs = self._step(module, batch, batch_idx, accumulating)
         self._batch_in_epoch = batch_idx + 1  # a checkpoint saved from here resumes after it
-        self._event("on_train_batch_end", outputs, batch, batch_idx)
+        if "on_train_batch_end" not in quiet:
+            self._event("on_train_batch_end", outputs, batch, batch_idx)
         if not accumulating:
             n = self.log_every_n_steps
             if n and self.loggers and (self._batches_that_stepped + 1) % n == 0:
                 self._emit(self._train_results.step_metrics())  # converts tensors: a sync point
             self._batches_that_stepped += 1
         return False
+
+    def _step(self, module: LightningModule, batch: Any, batch_idx: int, accumulating: bool) -> Any:
+        """The training step through every layer: automatic or manual optimization."""
+        if module.automatic_optimization:
+            return self._automatic_step(module, batch, batch_idx, accumulating)
+        self._fx = "training_step"
+        with self.precision_plugin.forward_context():
+            return self.strategy.training_step(module, batch, batch_idx)
+
+    def _plain_step(
+        self, module: LightningModule, batch: Any, batch_idx: int, optimizer: torch.optim.Optimizer
+    ) -> Any:
+        """``_automatic_step`` where nothing customizes it (see ``_find_plain_optimizer``): the
+        same calls on the torch optimizer, in the same order, without the layers in between."""
+        self._fx = "training_step"
+        output = module.training_step(batch, batch_idx)
+        loss = _optim.loss_of(output)
+        optimizer.zero_grad()
+        if loss is not None:
+            loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        self.global_step += 1
+        if self._steps_schedulers:
+            _optim.step_schedulers(self, "step")
+        if loss is None or isinstance(output, dict):
+            return output
+        if "on_train_batch_end" in self._quiet:  # the output's only reader
+            return None
+        return {"loss": loss.detach()}
+
+    def _find_plain_optimizer(self, module: LightningModule) -> torch.optim.Optimizer | None:
+        """The torch optimizer when a training step is just training_step, zero_grad, backward
+        and step: automatic optimization of one optimizer that needs no closure, on one device,
+        without autocast, loss scaling, accumulation or clipping, and without any hook or
+        override between those calls. Else None: ``_automatic_step`` goes through every layer.
+        Decided at each epoch start (a callback may change accumulation then)."""
+        from fulmen.train.strategy import SingleDeviceStrategy
+
+        if not module.automatic_optimization or len(self._lightning_optimizers) != 1:
+            return None
+        optimizer = self._lightning_optimizers[0].optimizer
+        precision = self.precision_plugin
+        if (
+            isinstance(optimizer, torch.optim.LBFGS)  # steps with a closure
+            or self.accumulate_grad_batches != 1
+            or self.gradient_clip_val
+            or self._custom_clipping
+            or type(self.strategy) is not SingleDeviceStrategy
+            or type(precision) is not Precision
+            or precision._autocast_dtype is not None
+            or precision._scaling
+            or not self._quiet >= _PLAIN_STEP_HOOKS
+        ):
+            return None
+        for name in ("optimizer_step", "optimizer_zero_grad", "backward"):
+            if getattr(type(module), name) is not getattr(LightningModule, name):
+                return None
+        return optimizer
 
     def _automatic_step(
         self, module: LightningModule, batch: Any, batch_idx: int, accumulating: bool
