@@ -239,7 +239,7 @@ class WandbLogger:
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """One history row: the metrics (prefixed) plus ``trainer/global_step`` when ``step``."""
         run = self._experiment
-        if run is None or run.state in _ENDED:
+        if run is None or run._state in _ENDED:  # (the attribute: this runs every step)
             run = self.experiment
         prefix = self._prefix
         if prefix:

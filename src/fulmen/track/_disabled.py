@@ -17,7 +17,7 @@ class DisabledRun:
     mode = "disabled"
     resumed = False
     url = None
-    state = "disabled"
+    state = _state = "disabled"  # _state: what a Run keeps it in (WandbLogger reads that)
     step = 0
     disabled = True
 

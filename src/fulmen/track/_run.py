@@ -41,7 +41,6 @@ _struct = __import__("struct").Struct
 _pack_crc = _struct("<I").pack
 _write = os.write
 _pack_seq = rl.SEQ.pack
-_SMALL = [bytes((i,)) for i in range(128)]
 LOCK_WAIT_S = 0.25
 
 
@@ -377,14 +376,8 @@ class Run:
                     payload = enc[2](seq, enc[3], runtime_ms, *vals)
                 except Exception:  # an int beyond 64 bits, ...: the general path handles it
                     payload = None
-                if payload is not None:
-                    n = len(payload)
-                    fr = (
-                        _HISTORY_LEAD
-                        + (_SMALL[n] if n < 128 else _uvarint(n))
-                        + _pack_crc(_crc32(payload, _HISTORY_CRC))
-                        + payload
-                    )
+                if payload is not None:  # enc[5]: the frame's lead and length, fixed per struct
+                    fr = enc[5] + _pack_crc(_crc32(payload, _HISTORY_CRC)) + payload
                     try:
                         n = _write(self._fd, fr)
                     except OSError as exc:
@@ -520,14 +513,16 @@ class Run:
         signature = (*data, *map(type, data.values()))
         fixed = "".join(c for _, c in codes)
         # [schema id bytes, step delta, pack, prefix, fixed codes]: see log()'s fast path
-        self._fast_schemas[signature] = [_uvarint(sid), None, None, b"", fixed]
+        self._fast_schemas[signature] = [_uvarint(sid), None, None, b"", fixed, b""]
 
     @staticmethod
     def _retarget(enc: list[Any], delta: int) -> None:
-        """Point a fast-path entry at another step delta: its prefix and payload struct."""
+        """Point a fast-path entry at another step delta: its prefix, payload struct and frame
+        head (lead byte and payload length)."""
         prefix = enc[0] + _svarint(delta)
-        layout = f"<I{len(prefix)}sI{enc[4]}"
-        enc[1], enc[2], enc[3] = delta, _struct(layout).pack, prefix
+        packer = _struct(f"<I{len(prefix)}sI{enc[4]}")
+        enc[1], enc[2], enc[3] = delta, packer.pack, prefix
+        enc[5] = _HISTORY_LEAD + _uvarint(packer.size)
 
     def _defer(self, step: int, items: list[DeferredTensor]) -> None:
         # CUDA scalars: written as a PATCH of this row once their copies land (a helper thread

@@ -308,7 +308,7 @@ class Trainer:
         self._val_check_batch = math.inf  # validate every this many training batches
         self._batch: Any = None
         self._batch_size: int | None = None
-        self._to_device: Callable[[Any, int], Any] = lambda batch, idx: batch
+        self._to_device: Callable[[Any, int], Any] = _identity_transfer
 
     # ------------------------------------------------------------------ construction helpers
     # ------------------------------------------------------------------ properties
