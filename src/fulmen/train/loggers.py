@@ -307,8 +307,9 @@ class CSVLogger:
     def log_hyperparams(self, params: Any) -> None:
         self.experiment.log_hparams(_to_plain(params) if params is not None else {})
 
-    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if rank_zero_only.rank != 0:  # what @rank_zero_only does, without its call every step
+            return
         if self._prefix:
             metrics = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}": v for k, v in metrics.items()}
         # the writer exists after the first call: skip the experiment property's layers
