@@ -93,3 +93,12 @@ def test_a_folder_given_as_overrides_is_a_clear_error(tmp_path: Path) -> None:
         TypeError, match=r"Api\(overrides=\.\.\.\) takes a dict .* Api\(dir=\.\.\.\)"
     ):
         Api(str(tmp_path))
+
+
+def test_history_is_a_list_with_pandas_false() -> None:
+    run = track.init()
+    run.log({"loss": 1.0})
+    run.finish()
+    rows = track.Api().run(run.id).history(pandas=False)
+    assert isinstance(rows, list)
+    assert rows[0]["loss"] == 1.0
