@@ -217,3 +217,38 @@ def test_metric_objects_are_computed_at_epoch_end_and_reset() -> None:
     assert trainer.validate(model, loader(n=32), verbose=False) == [{"val_mean": 1.5}]
     assert float(trainer.callback_metrics["val_mean"]) == 1.5
     assert model.metric.n == 0  # reset after the epoch
+
+
+def test_a_logged_step_sets_the_x_axis_and_a_logged_epoch_is_kept() -> None:
+    class Axis(Regressor):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            loss = super().training_step(batch, batch_idx)
+            self.log("step", float(100 + batch_idx))
+            self.log("epoch", 7.0)
+            return loss
+
+    recorder = Recorder()
+    quiet_trainer(logger=recorder, log_every_n_steps=1, limit_train_batches=3).fit(
+        Axis(), loader()
+    )
+    step_rows = [(step, row) for step, row in recorder.rows if "train_loss" in row]
+    assert [step for step, _ in step_rows] == [100, 101, 102]
+    assert all("step" not in row and row["epoch"] == 7.0 for _, row in step_rows)
+
+
+def test_tensor_and_python_values_reach_the_logger_as_floats() -> None:
+    class Mixed(Regressor):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            loss = super().training_step(batch, batch_idx)
+            self.log("count", batch_idx)
+            return loss
+
+    recorder = Recorder()
+    quiet_trainer(logger=recorder, log_every_n_steps=1, limit_train_batches=2).fit(
+        Mixed(), loader()
+    )
+    (step0, first), (step1, second) = recorder.rows[:2]
+    assert (step0, step1) == (0, 1)
+    assert type(first["train_loss"]) is float
+    assert (first["count"], second["count"]) == (0.0, 1.0)
+    assert first["epoch"] == 0

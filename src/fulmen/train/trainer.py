@@ -864,7 +864,7 @@ class Trainer:
         if not accumulating:
             n = self.log_every_n_steps
             if n and self.loggers and (self._batches_that_stepped + 1) % n == 0:
-                self._emit(self._train_results.step_metrics())  # converts tensors: a sync point
+                self._emit_step()
             self._batches_that_stepped += 1
         return False
 
@@ -1046,6 +1046,30 @@ class Trainer:
                 batch_size = self._batch_size = extract_batch_size(self._batch)
         metric.update(value, batch_size or 1)
         results.fresh[metric.name] = metric
+
+    def _emit_step(self) -> None:
+        """The fresh step metrics to the loggers: ``_emit(step_metrics())`` with the usual case
+        (scalar tensors logged from training_step, no ``sync_dist``) read inline."""
+        results = self._train_results
+        if results.syncing:
+            self._emit(results.step_metrics())
+            return
+        metrics: dict[str, float] = {}
+        for m in results.fresh.values():
+            if m.on_step and m.logger:
+                value = m.value
+                # .item(): a device sync point for tensors on an accelerator
+                metrics[m.step_key] = (
+                    value.item() if type(value) is torch.Tensor else m.step_value()
+                )
+        if not metrics or "step" in metrics or "epoch" in metrics:
+            self._emit(metrics)  # (the general path handles a logged "step" or "epoch")
+            return
+        metrics["epoch"] = self.current_epoch
+        self._logged_metrics.update(metrics)
+        step = self._batches_that_stepped
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step)
 
     def _emit(self, metrics: dict[str, float]) -> None:
         """Send ``metrics`` (plus "epoch") to every logger at the current step."""
