@@ -228,9 +228,7 @@ def test_a_logged_step_sets_the_x_axis_and_a_logged_epoch_is_kept() -> None:
             return loss
 
     recorder = Recorder()
-    quiet_trainer(logger=recorder, log_every_n_steps=1, limit_train_batches=3).fit(
-        Axis(), loader()
-    )
+    quiet_trainer(logger=recorder, log_every_n_steps=1, limit_train_batches=3).fit(Axis(), loader())
     step_rows = [(step, row) for step, row in recorder.rows if "train_loss" in row]
     assert [step for step, _ in step_rows] == [100, 101, 102]
     assert all("step" not in row and row["epoch"] == 7.0 for _, row in step_rows)
