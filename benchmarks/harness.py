@@ -4,8 +4,10 @@ A benchmark is a list of ``Case`` objects, each a callable that performs ONE mea
 the seconds it took (or raises ``Unavailable`` when its library is not installed). ``compare`` runs
 every case in the same process, interleaved round by round (the order rotates each round, so no case
 always runs first or last), discards the warm-up rounds, and reports per case the median of the
-remaining samples, the spread, and the ratio of its median to the baseline's median measured in the
-same run. Absolute times on a shared 2-core machine are noisy; the ratios are what we quote.
+remaining samples, the spread, the ratio of its median to the baseline's median measured in the
+same run, and the ratio of the fastest rounds (minimum to minimum: interference from other work on a
+shared machine only adds time, so where the medians drift the minimums are the steadier estimate).
+Absolute times on a shared 2-core machine are noisy; the ratios are what we quote.
 
 ``main`` is the shared command line of every benchmark script: ``--repeats``, ``--warmup``, and
 ``--json PATH`` (default ``benchmarks/results/<name>.json``). It prints a Markdown table and writes
@@ -75,6 +77,14 @@ class Report:
             return None
         return mine / base
 
+    def fastest_ratio(self, name: str) -> float | None:
+        """The ratio of the fastest rounds: interference on a shared machine only ever adds
+        time, so the minimum is the steadiest estimate of what a case itself costs."""
+        base, mine = self._by_name(self.baseline).spread, self._by_name(name).spread
+        if base is None or mine is None or base[0] == 0:
+            return None
+        return mine[0] / base[0]
+
     def _by_name(self, name: str) -> CaseResult:
         for result in self.results:
             if result.name == name:
@@ -95,23 +105,28 @@ class Report:
                     "samples": [s * self.scale for s in r.samples],
                     "median": None if r.median is None else r.median * self.scale,
                     "ratio": self.ratio(r.name),
+                    "fastest_ratio": self.fastest_ratio(r.name),
                 }
                 for r in self.results
             ],
         }
 
     def to_table(self) -> str:
-        head = f"| case | median ({self.unit}) | min-max ({self.unit}) | ratio vs {self.baseline} |"
-        lines = [f"### {self.title}", "", head, "|---|---:|---:|---:|"]
+        head = (
+            f"| case | median ({self.unit}) | min-max ({self.unit}) | ratio vs {self.baseline} "
+            "| ratio of the fastest rounds |"
+        )
+        lines = [f"### {self.title}", "", head, "|---|---:|---:|---:|---:|"]
         for r in self.results:
             if r.median is None or r.spread is None:
-                lines.append(f"| {r.name} | n/a | n/a | {r.unavailable or 'no samples'} |")
+                lines.append(f"| {r.name} | n/a | n/a | {r.unavailable or 'no samples'} | n/a |")
                 continue
-            ratio = self.ratio(r.name)
+            ratio, fastest = self.ratio(r.name), self.fastest_ratio(r.name)
             low, high = r.spread
             lines.append(
                 f"| {r.name} | {_fmt(r.median * self.scale)} | {_fmt(low * self.scale)}-"
-                f"{_fmt(high * self.scale)} | {'n/a' if ratio is None else f'{ratio:.2f}x'} |"
+                f"{_fmt(high * self.scale)} | {'n/a' if ratio is None else f'{ratio:.2f}x'} "
+                f"| {'n/a' if fastest is None else f'{fastest:.2f}x'} |"
             )
         lines += [
             "",

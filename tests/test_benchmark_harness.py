@@ -26,6 +26,8 @@ def test_medians_and_ratios_against_the_baseline() -> None:
     assert report.results[1].median == 2.0
     assert report.ratio("slow") == 4.0
     assert report.ratio("base") == 1.0
+    assert report.fastest_ratio("slow") == 2.0  # min 1.0 against the baseline's 0.5
+    assert "| 4.00x | 2.00x |" in report.to_table()
 
 
 def test_warmup_rounds_are_discarded_and_order_rotates() -> None:
