@@ -250,3 +250,21 @@ def test_tensor_and_python_values_reach_the_logger_as_floats() -> None:
     assert type(first["train_loss"]) is float
     assert (first["count"], second["count"]) == (0.0, 1.0)
     assert first["epoch"] == 0
+
+
+def test_a_logged_loss_reaches_loggers_and_callbacks_detached() -> None:
+    seen: list[float] = []
+
+    class Losses(Regressor):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            loss = super().training_step(batch, batch_idx)  # logs train_loss, attached
+            seen.append(loss.item())
+            return loss
+
+    recorder = Recorder()
+    trainer = quiet_trainer(logger=recorder, log_every_n_steps=1, limit_train_batches=3)
+    trainer.fit(Losses(), loader())
+    assert [row["train_loss"] for _, row in recorder.rows if "train_loss" in row] == seen
+    metric = trainer.callback_metrics["train_loss"]
+    assert not metric.requires_grad
+    assert metric.item() == pytest.approx(seen[-1])

@@ -147,8 +147,12 @@ class _Metric:
         if synced is not None and synced[0] is value:
             return synced[1]
         # Never a collective here: a read between sync points (the progress bar, on rank zero
-        # only) would wait forever for the other ranks. It sees this rank's own value.
-        return float(value)  # a device sync point for tensors on an accelerator
+        # only) would wait forever for the other ranks. It sees this rank's own value. A step
+        # value may still be attached to its graph (see LightningModule.log): .item() reads it
+        # without the warning float() gives.
+        if type(value) is torch.Tensor:
+            return float(value.item())  # a device sync point for tensors on an accelerator
+        return float(value)
 
     def epoch_value(self) -> float:
         if self.obj is not None:  # after the epoch, the value computed before the reset
@@ -231,7 +235,7 @@ class Results:
             if m.on_step and (m.logger or not logger):
                 value = m.value  # step_value() inlined for the usual tensor: it runs every step
                 if type(value) is torch.Tensor and m.synced_step is None:
-                    out[m.step_key] = value.item()
+                    out[m.step_key] = float(value.item())
                 else:
                     out[m.step_key] = m.step_value()
         return out

@@ -193,7 +193,11 @@ class LightningModule(_HyperparametersMixin, torch.nn.Module):
             and type(value) is torch.Tensor
             and value.dim() == 0
         ):
-            metric.value = value.detach()  # no .item() here: that would be a device sync
+            # Neither .item() (a device sync) nor .detach() (a new tensor each step, the most
+            # expensive part of this path): the value is read with .item(), which ignores the
+            # graph, when it is emitted; until then or the next step's value it is kept as given.
+            # sync_dist values go through collectives: those are detached.
+            metric.value = value if metric.sync is None else value.detach()
             results.fresh[metric.name] = metric
             return
         trainer._log(

@@ -1060,7 +1060,7 @@ class Trainer:
                 value = m.value
                 # .item(): a device sync point for tensors on an accelerator
                 metrics[m.step_key] = (
-                    value.item() if type(value) is torch.Tensor else m.step_value()
+                    float(value.item()) if type(value) is torch.Tensor else m.step_value()
                 )
         if not metrics or "step" in metrics or "epoch" in metrics:
             self._emit(metrics)  # (the general path handles a logged "step" or "epoch")
