@@ -31,6 +31,7 @@ import csv
 import inspect
 import json
 import math
+import operator
 import os
 import re
 import warnings
@@ -223,7 +224,9 @@ class _ExperimentWriter:
         if not self.metrics:
             return
         known = self._known_keys
-        new_keys = list(dict.fromkeys(k for row in self.metrics for k in row if k not in known))
+        new_keys: list[str] = []
+        if not known.issuperset(set().union(*self.metrics)):  # (usually no new column)
+            new_keys = list(dict.fromkeys(k for row in self.metrics for k in row if k not in known))
         exists = os.path.isfile(self.metrics_file_path)
         if new_keys:
             self.metrics_keys += new_keys
@@ -242,7 +245,10 @@ class _ExperimentWriter:
             writer = csv.writer(f)
             if mode == "w":
                 writer.writerow(keys)
-            writer.writerows([row.get(k, "") for k in keys] for row in rows)
+            if len(keys) > 1 and min(map(len, rows)) == len(keys):  # every row has every key
+                writer.writerows(map(operator.itemgetter(*keys), rows))
+            else:
+                writer.writerows([row.get(k, "") for k in keys] for row in rows)
 
 
 class CSVLogger:
