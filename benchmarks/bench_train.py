@@ -15,6 +15,7 @@ time measured is the CPU time of one training epoch, from the epoch's start to t
 (so the epoch-end logging and the CSV flush are included), per step.
 
     python benchmarks/bench_train.py [--repeats N] [--warmup 1] [--workload mlp|convnet|both]
+                                     [--per-step]
 
 (11 measured rounds for the MLP, whose per-step differences are small against the machine's
 noise; 7 for the convnet.)
@@ -23,7 +24,9 @@ noise; 7 for the convnet.)
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
+import statistics
 import sys
 import tempfile
 import time
@@ -84,19 +87,34 @@ def data(workload: str) -> DataLoader[Any]:
     return DataLoader(TensorDataset(x, y), batch_size=32)
 
 
+# --per-step: each case returns the median of its step-to-step wall times instead (a timestamp at
+# the start of every step, taken the same way by the plain loop and by training_step): the steady
+# state, which bursts of other work on the machine barely move. It leaves out what happens every
+# hundred steps or once an epoch (the CSV flush, the epoch-end row), which the default includes.
+PER_STEP = False
+
+
+def step_time(stamps: list[float]) -> float:
+    return statistics.median(b - a for a, b in itertools.pairwise(stamps))
+
+
 def plain_loop(workload: str) -> Callable[[], float]:
     def run() -> float:
         model = WORKLOADS[workload][0]()
         loader = data(workload)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
         losses: list[float] = []
+        stamps: list[float] = []
         start = _clock()
         for x, y in loader:
+            stamps.append(time.perf_counter())
             loss = torch.nn.functional.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
+        if PER_STEP:
+            return step_time(stamps)
         return (_clock() - start) / len(loader)
 
     return run
@@ -112,8 +130,10 @@ def trainer_case(
         def __init__(self) -> None:
             super().__init__()
             self.model = WORKLOADS[workload][0]()
+            self.stamps: list[float] = []
 
         def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            self.stamps.append(time.perf_counter())
             x, y = batch
             loss = torch.nn.functional.cross_entropy(self.model(x), y)
             self.log("loss", loss)
@@ -147,10 +167,13 @@ def trainer_case(
                 devices=1,
                 callbacks=[clock],
             )
-            trainer.fit(Module(), loader)
+            module = Module()
+            trainer.fit(module, loader)
             finish = getattr(getattr(logger, "experiment", None), "finish", None)
             if finish is not None:  # end the tracker run (not timed)
                 finish()
+        if PER_STEP:
+            return step_time(module.stamps)
         return clock.seconds / len(loader)
 
     return run
@@ -214,11 +237,14 @@ if __name__ == "__main__":
         logging.getLogger(name).setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--workload", choices=["mlp", "convnet", "both"], default="both")
+    parser.add_argument("--per-step", action="store_true")
     known, rest = parser.parse_known_args()
+    PER_STEP = known.per_step
     for workload in ("mlp", "convnet") if known.workload == "both" else (known.workload,):
         main(
-            f"train_{workload}",
-            f"Training-loop time per step, {workload}, CPU, logging every step",
+            f"train_{workload}" + ("_per_step" if PER_STEP else ""),
+            f"Training-loop time per step, {workload}, CPU, logging every step"
+            + (" (steady state: median step-to-step wall time)" if PER_STEP else ""),
             cases(workload),
             baseline=f"plain PyTorch loop ({workload})",
             unit="µs",
