@@ -883,7 +883,10 @@ class Trainer:
         same calls on the torch optimizer, in the same order, without the layers in between."""
         self._fx = "training_step"
         output = module.training_step(batch, batch_idx)
-        loss = _optim.loss_of(output)
+        if type(output) is torch.Tensor and output.requires_grad:  # loss_of's first case
+            loss: torch.Tensor | None = output
+        else:
+            loss = _optim.loss_of(output)
         optimizer.zero_grad()
         if loss is not None:
             loss.backward()  # type: ignore[no-untyped-call]
@@ -891,10 +894,10 @@ class Trainer:
         self.global_step += 1
         if self._steps_schedulers:
             _optim.step_schedulers(self, "step")
-        if loss is None or isinstance(output, dict):
-            return output
         if "on_train_batch_end" in self._quiet:  # the output's only reader
             return None
+        if loss is None or isinstance(output, dict):
+            return output
         return {"loss": loss.detach()}
 
     def _find_plain_optimizer(self, module: LightningModule) -> torch.optim.Optimizer | None:
