@@ -1051,22 +1051,11 @@ class Trainer:
         results.fresh[metric.name] = metric
 
     def _emit_step(self) -> None:
-        """The fresh step metrics to the loggers: ``_emit(step_metrics())`` with the usual case
-        (scalar tensors logged from training_step, no ``sync_dist``) read inline."""
-        results = self._train_results
-        if results.syncing:
-            self._emit(results.step_metrics())
-            return
-        metrics: dict[str, float] = {}
-        for m in results.fresh.values():
-            if m.on_step and m.logger:
-                value = m.value
-                # .item(): a device sync point for tensors on an accelerator
-                metrics[m.step_key] = (
-                    float(value.item()) if type(value) is torch.Tensor else m.step_value()
-                )
+        """The fresh step metrics to the loggers: ``_emit(step_metrics())``, with the usual row
+        (no logged "step" or "epoch") sent without ``_emit``'s pops and defaults."""
+        metrics = self._train_results.step_metrics()  # converts tensors: a sync point
         if not metrics or "step" in metrics or "epoch" in metrics:
-            self._emit(metrics)  # (the general path handles a logged "step" or "epoch")
+            self._emit(metrics)
             return
         metrics["epoch"] = self.current_epoch
         self._logged_metrics.update(metrics)
