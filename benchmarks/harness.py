@@ -4,14 +4,19 @@ A benchmark is a list of ``Case`` objects, each a callable that performs ONE mea
 the seconds it took (or raises ``Unavailable`` when its library is not installed). ``compare`` runs
 every case in the same process, interleaved round by round (the order rotates each round, so no case
 always runs first or last), discards the warm-up rounds, and reports per case the median of the
-remaining samples, the spread, the ratio of its median to the baseline's median measured in the
+remaining samples, the spread, the ratio of its median to its baseline's median measured in the
 same run, and the ratio of the fastest rounds (minimum to minimum: interference from other work on a
 shared machine only adds time, so where the medians drift the minimums are the steadier estimate).
+A case is compared with the report's baseline unless it names its own (``Case.baseline``: a plain
+loop that logs to the same destination as the Trainer case compared with it, say).
 Absolute times on a shared 2-core machine are noisy; the ratios are what we quote.
 
-``main`` is the shared command line of every benchmark script: ``--repeats``, ``--warmup``, and
-``--json PATH`` (default ``benchmarks/results/<name>.json``). It prints a Markdown table and writes
-the JSON report.
+``main`` is the shared command line of every benchmark script: ``--repeats``, ``--warmup``,
+``--processes N`` and ``--json PATH`` (default ``benchmarks/results/<name>.json``). It prints a
+Markdown table and writes the JSON report. With ``--processes N`` the script runs N times in fresh
+interpreters (one after another, each with its own warm-up) and the samples are pooled: where a case
+sits in memory differs from one process to the next and moves its time by a percent or two, a bias
+that stays fixed within one process and averages out across several.
 """
 
 from __future__ import annotations
@@ -21,13 +26,17 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# set in the interpreters that --processes starts: the one benchmark (by name) they are to run
+ONLY_ENV = "FULMEN_BENCH_ONLY"
 
 
 class Unavailable(Exception):
@@ -36,17 +45,20 @@ class Unavailable(Exception):
 
 @dataclass(frozen=True)
 class Case:
-    """One contender. ``run`` performs one measurement and returns its duration in seconds."""
+    """One contender. ``run`` performs one measurement and returns its duration in seconds.
+    ``baseline`` names the case it is compared with (None: the report's baseline)."""
 
     name: str
     run: Callable[[], float]
     note: str = ""
+    baseline: str | None = None
 
 
 @dataclass
 class CaseResult:
     name: str
     note: str
+    baseline: str
     samples: list[float] = field(default_factory=list)
     unavailable: str | None = None
 
@@ -69,21 +81,24 @@ class Report:
     warmup: int
     results: list[CaseResult]
     environment: dict[str, str]
+    processes: int = 1
 
-    def ratio(self, name: str) -> float | None:
-        base = self._by_name(self.baseline).median
-        mine = self._by_name(name).median
-        if base is None or mine is None or base == 0:
+    def ratio(self, name: str, baseline: str | None = None) -> float | None:
+        """The case's median over its baseline's (or over ``baseline``'s, when given)."""
+        mine = self._by_name(name)
+        base = self._by_name(baseline or mine.baseline).median
+        if base is None or mine.median is None or base == 0:
             return None
-        return mine / base
+        return mine.median / base
 
     def fastest_ratio(self, name: str) -> float | None:
         """The ratio of the fastest rounds: interference on a shared machine only ever adds
         time, so the minimum is the steadiest estimate of what a case itself costs."""
-        base, mine = self._by_name(self.baseline).spread, self._by_name(name).spread
-        if base is None or mine is None or base[0] == 0:
+        mine = self._by_name(name)
+        base, spread = self._by_name(mine.baseline).spread, mine.spread
+        if base is None or spread is None or base[0] == 0:
             return None
-        return mine[0] / base[0]
+        return spread[0] / base[0]
 
     def _by_name(self, name: str) -> CaseResult:
         for result in self.results:
@@ -98,6 +113,7 @@ class Report:
             "baseline": self.baseline,
             "repeats": self.repeats,
             "warmup": self.warmup,
+            "processes": self.processes,
             "environment": self.environment,
             "cases": [
                 {
@@ -106,32 +122,43 @@ class Report:
                     "median": None if r.median is None else r.median * self.scale,
                     "ratio": self.ratio(r.name),
                     "fastest_ratio": self.fastest_ratio(r.name),
+                    "ratio_to_report_baseline": self.ratio(r.name, self.baseline),
                 }
                 for r in self.results
             ],
         }
 
     def to_table(self) -> str:
+        own = any(r.baseline != self.baseline for r in self.results)
         head = (
-            f"| case | median ({self.unit}) | min-max ({self.unit}) | ratio vs {self.baseline} "
-            "| ratio of the fastest rounds |"
+            f"| case | median ({self.unit}) | min-max ({self.unit}) | "
+            + ("ratio to its baseline" if own else f"ratio vs {self.baseline}")
+            + " | ratio of the fastest rounds |"
+            + (" compared with |" if own else "")
         )
-        lines = [f"### {self.title}", "", head, "|---|---:|---:|---:|---:|"]
+        rule = "|---|---:|---:|---:|---:|" + ("---|" if own else "")
+        lines = [f"### {self.title}", "", head, rule]
         for r in self.results:
             if r.median is None or r.spread is None:
-                lines.append(f"| {r.name} | n/a | n/a | {r.unavailable or 'no samples'} | n/a |")
-                continue
-            ratio, fastest = self.ratio(r.name), self.fastest_ratio(r.name)
-            low, high = r.spread
-            lines.append(
-                f"| {r.name} | {_fmt(r.median * self.scale)} | {_fmt(low * self.scale)}-"
-                f"{_fmt(high * self.scale)} | {'n/a' if ratio is None else f'{ratio:.2f}x'} "
-                f"| {'n/a' if fastest is None else f'{fastest:.2f}x'} |"
+                cells = f"| {r.name} | n/a | n/a | {r.unavailable or 'no samples'} | n/a |"
+            else:
+                ratio, fastest = self.ratio(r.name), self.fastest_ratio(r.name)
+                low, high = r.spread
+                cells = (
+                    f"| {r.name} | {_fmt(r.median * self.scale)} | {_fmt(low * self.scale)}-"
+                    f"{_fmt(high * self.scale)} | {'n/a' if ratio is None else f'{ratio:.2f}x'} "
+                    f"| {'n/a' if fastest is None else f'{fastest:.2f}x'} |"
+                )
+            lines.append(cells + (f" {r.baseline} |" if own else ""))
+        rounds = f"{self.repeats} repeats after {self.warmup} warm-up"
+        if self.processes > 1:
+            rounds = (
+                f"{self.processes} processes x {self.repeats // self.processes} repeats after "
+                f"{self.warmup} warm-up each"
             )
         lines += [
             "",
-            f"{self.repeats} repeats after {self.warmup} warm-up, interleaved; "
-            + ", ".join(f"{k} {v}" for k, v in self.environment.items()),
+            f"{rounds}, interleaved; " + ", ".join(f"{k} {v}" for k, v in self.environment.items()),
         ]
         return "\n".join(lines)
 
@@ -168,9 +195,10 @@ def compare(
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     names = [c.name for c in cases]
-    if baseline not in names:
-        raise ValueError(f"baseline {baseline!r} is not one of the cases {names}")
-    results = [CaseResult(c.name, c.note) for c in cases]
+    for wanted in (baseline, *(c.baseline for c in cases if c.baseline is not None)):
+        if wanted not in names:
+            raise ValueError(f"baseline {wanted!r} is not one of the cases {names}")
+    results = [CaseResult(c.name, c.note, c.baseline or baseline) for c in cases]
     for round_index in range(warmup + repeats):
         shift = round_index % len(cases)
         for i in [*range(shift, len(cases)), *range(shift)]:
@@ -197,12 +225,20 @@ def main(
     scale: float = 1.0,
     repeats: int = 5,
     warmup: int = 1,
+    processes: int = 1,
     argv: Sequence[str] | None = None,
-) -> Report:
-    """The shared command line: parse ``--repeats/--warmup/--json``, compare, print, save."""
+) -> Report | None:
+    """The shared command line: parse ``--repeats/--warmup/--processes/--json``, compare, print,
+    save. None in an interpreter that ``--processes`` started for another benchmark."""
     parser = argparse.ArgumentParser(description=title)
     parser.add_argument("--repeats", type=int, default=repeats, help="measured rounds")
     parser.add_argument("--warmup", type=int, default=warmup, help="discarded rounds first")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=processes,
+        help="run in this many fresh interpreters, one after another, and pool the samples",
+    )
     parser.add_argument(
         "--json",
         type=Path,
@@ -210,18 +246,67 @@ def main(
         help="where to write the JSON report",
     )
     args = parser.parse_args(argv)
+    only = os.environ.get(ONLY_ENV)
+    if only is not None and only != name:
+        return None
+    if args.processes < 1:
+        raise ValueError(f"--processes must be >= 1, got {args.processes}")
     started = time.perf_counter()
-    report = compare(
-        title,
-        cases,
-        baseline=baseline,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        unit=unit,
-        scale=scale,
-    )
+    if args.processes > 1 and only is None:
+        report = _in_processes(name, title, cases, baseline, args, unit, scale)
+    else:
+        report = compare(
+            title,
+            cases,
+            baseline=baseline,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            unit=unit,
+            scale=scale,
+        )
     print(report.to_table())
     print(f"\n({time.perf_counter() - started:.1f} s in all; JSON: {args.json})")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return report
+
+
+def _in_processes(
+    name: str,
+    title: str,
+    cases: Sequence[Case],
+    baseline: str,
+    args: argparse.Namespace,
+    unit: str,
+    scale: float,
+) -> Report:
+    """Run this script ``args.processes`` times, each a fresh interpreter measuring only the
+    benchmark ``name`` (the others in the script return at once), and pool their samples."""
+    results = [CaseResult(c.name, c.note, c.baseline or baseline) for c in cases]
+    by_name = {r.name: r for r in results}
+    env = {**os.environ, ONLY_ENV: name}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.processes):
+            out = Path(tmp) / f"{i}.json"
+            command = [sys.executable, *sys.argv, "--processes", "1", "--json", str(out)]
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0 or not out.exists():
+                raise RuntimeError(
+                    f"benchmark process {i + 1} of {args.processes} failed "
+                    f"(exit {done.returncode}): {done.stderr[-2000:]}"
+                )
+            for case in json.loads(out.read_text())["cases"]:
+                result = by_name[case["name"]]
+                result.samples += [s / scale for s in case["samples"]]
+                result.unavailable = result.unavailable or case["unavailable"]
+    return Report(
+        title,
+        unit,
+        scale,
+        baseline,
+        args.repeats * args.processes,
+        args.warmup,
+        results,
+        environment(),
+        processes=args.processes,
+    )

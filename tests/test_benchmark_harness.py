@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,83 @@ def test_main_prints_a_table_and_writes_json(
     data = json.loads(out.read_text())
     assert data["cases"][1]["median"] == pytest.approx(4.0)
     assert data["cases"][1]["ratio"] == pytest.approx(2.0)
+
+
+def test_a_case_is_compared_with_the_baseline_it_names() -> None:
+    cases = [
+        Case("bare", lambda: 1.0),
+        Case("plain + csv", lambda: 2.0),
+        Case("trainer", lambda: 3.0, baseline="plain + csv"),
+    ]
+    report = compare("t", cases, baseline="bare", repeats=2, warmup=0)
+    assert report.ratio("trainer") == 1.5  # against "plain + csv", not "bare"
+    assert report.ratio("trainer", "bare") == 3.0
+    assert report.fastest_ratio("trainer") == 1.5
+    assert report.ratio("plain + csv") == 2.0  # no baseline of its own: the report's
+    table = report.to_table()
+    assert "| compared with |" in table
+    assert "| trainer | 3 | 3-3 | 1.50x | 1.50x | plain + csv |" in table
+    case = report.to_json()["cases"][2]  # type: ignore[index]
+    assert (case["ratio"], case["ratio_to_report_baseline"]) == (1.5, 3.0)
+    with pytest.raises(ValueError, match="baseline 'nope' is not one of the cases"):
+        compare("t", [Case("a", lambda: 1.0, baseline="nope")], baseline="a")
+
+
+SCRIPT = """
+import sys
+from pathlib import Path
+
+sys.path.insert(0, {root!r})
+from benchmarks.harness import Case, main
+
+COUNTER = Path({counter!r})
+
+
+def counted(value):
+    def run():
+        with COUNTER.open("a") as f:
+            f.write("x")
+        return value
+
+    return run
+
+
+main("other", "Another benchmark", [Case("o", counted(9.0))], baseline="o")
+main("mine", "Mine", [Case("a", lambda: 1.0), Case("b", counted(2.0))], baseline="a")
+"""
+
+
+def test_processes_pool_the_samples_of_fresh_interpreters(tmp_path: Path) -> None:
+    counter = tmp_path / "calls"
+    script = tmp_path / "bench_x.py"
+    root = str(Path(__file__).resolve().parent.parent)
+    script.write_text(SCRIPT.format(root=root, counter=str(counter)))
+    out = tmp_path / "mine.json"
+    args = ["--repeats", "2", "--warmup", "1", "--processes", "3", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 processes x 2 repeats after 1 warm-up each" in done.stdout
+    data = json.loads(out.read_text())
+    assert data["processes"] == 3
+    assert [len(c["samples"]) for c in data["cases"]] == [6, 6]  # 3 processes x 2 rounds
+    assert data["cases"][1]["ratio"] == pytest.approx(2.0)
+    # each benchmark of the script ran in 3 interpreters of its own, 1 warm-up + 2 rounds each
+    # ("o" 9 calls, "b" 9): the interpreters started for one skipped the other
+    assert len(counter.read_text()) == 9 + 9
+
+
+def test_processes_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--processes must be >= 1, got 0"):
+        main(
+            "t",
+            "T",
+            [Case("a", lambda: 1.0)],
+            baseline="a",
+            argv=["--processes", "0", "--json", str(tmp_path / "r.json")],
+        )
