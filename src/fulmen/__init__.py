@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import importlib
 
+from fulmen import _logging
 from fulmen.__about__ import __version__
+
+_logging.configure_from_environment()
 
 TYPE_CHECKING = False  # `typing` costs ~10 ms to import; `import fulmen` does not need it
 if TYPE_CHECKING:

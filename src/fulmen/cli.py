@@ -17,8 +17,22 @@ from fulmen.__about__ import __version__
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="fulmen")
-def cli() -> None:
+@click.option(
+    "--log-level",
+    default=None,
+    metavar="LEVEL",
+    help="print fulmen's log records at LEVEL and above to stderr: debug, info, warning, error, "
+    "critical (default: quiet, or $FULMEN_LOG_LEVEL)",
+)
+def cli(log_level: str | None) -> None:
     """fulmen: organized PyTorch training and a self-hosted experiment tracker."""
+    if log_level is not None:
+        from fulmen import _logging
+
+        try:
+            _logging.configure(log_level)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--log-level") from None
 
 
 @cli.command()
