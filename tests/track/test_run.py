@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import math
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,42 @@ def test_fast_path_types_stay_exact() -> None:
     got = [r["v"] for r in history(run.id)]
     assert got == [1.5, 2, True, 0.25, "s", 2**65, 3.5]
     assert [type(v) for v in got] == [float, int, bool, float, str, int, float]
+
+
+def test_an_interrupt_inside_the_fast_path_releases_the_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C (or any exception) landing while log()'s fast path holds the run's lock, here in
+    # the step where a cached row struct is pointed at a new step delta: the lock must not stay
+    # held, or the next write from another thread (the console tee, a watch hook) hangs forever.
+    from fulmen.track import _run
+
+    run = track.init(id="interrupted")
+    run.log({"x": 1.0})  # the general path: remembers the row's signature for the fast path
+    retarget = _run._FastRow.retarget
+
+    def interrupted(self: _run._FastRow, delta: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_run._FastRow, "retarget", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run.log({"x": 2.0})
+    got: list[bool] = []
+
+    def take_and_release() -> None:
+        got.append(run._lock.acquire(timeout=5))
+        if got[-1]:
+            run._lock.release()
+
+    other = threading.Thread(target=take_and_release)
+    other.start()
+    other.join()
+    assert got == [True]
+    monkeypatch.setattr(_run._FastRow, "retarget", retarget)
+    run.log({"x": 3.0})
+    run.finish()
+    assert [r["x"] for r in history("interrupted")] == [1.0, 3.0]
+    assert [r["_step"] for r in history("interrupted")] == [0, 1]
 
 
 @pytest.mark.parametrize(
