@@ -53,6 +53,8 @@ def check_entry_name(name: str) -> str:
 
 
 def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's content, in hex, read 1 MiB at a time: the digest of an artifact
+    entry and of a run file, the same on the client and the server."""
     import hashlib
 
     h = hashlib.sha256()

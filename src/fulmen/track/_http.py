@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fulmen.track._artifacts import check_entry_name
-from fulmen.track._upload import Client, ServerError, file_sha256
+from fulmen.track._artifacts import check_entry_name, file_digest
+from fulmen.track._upload import Client, ServerError
 
 _COLUMNS = ("id", "name", "project", "entity", "group", "job_type", "state")
 
@@ -219,7 +219,7 @@ class HttpArtifact:
         if not dest.is_relative_to(target):  # a server cannot write outside the folder
             raise ValueError(f"artifact file {name!r} would land outside {target}")
         entry = self.manifest["entries"][name]
-        if dest.is_file() and file_sha256(dest) == entry["digest"]:
+        if dest.is_file() and file_digest(dest) == entry["digest"]:
             return str(dest)
         data = self._client.request("GET", f"{self._base}/files/{quote(name)}")
         if hashlib.sha256(data).hexdigest() != entry["digest"]:

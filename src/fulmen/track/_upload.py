@@ -13,7 +13,6 @@ are uploaded, and ``.synced`` in the run folder records the acknowledged sequenc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from fulmen.track import runlog as rl
+from fulmen.track._artifacts import file_digest
 
 BATCH_BYTES = 4 << 20
 READ_BYTES = 16 << 20
@@ -273,7 +273,7 @@ class RunUpload:
             local = (folder / path).resolve()
             if not local.is_relative_to(folder) or not local.is_file():
                 continue  # a link out of the run folder, or a file that is gone: never sent
-            digest = file_sha256(local)
+            digest = file_digest(local)
             if remote.get(path) == digest:
                 continue
             try:
@@ -334,14 +334,6 @@ class RunUpload:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(marks))
         os.replace(tmp, path)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def synced_up_to(run_dir: Path, base_url: str, what: str = "held") -> int:
