@@ -100,54 +100,6 @@ def test_lower_step_is_kept_with_one_warning() -> None:
     assert [(r["_step"], r["x"]) for r in history(run.id)] == [(10, 1), (3, 2), (2, 3)]
 
 
-def test_values_numpy_nested_strings_and_histograms() -> None:
-    run = track.init()
-    run.log(
-        {
-            "np64": np.float64(0.1),
-            "np32": np.float32(0.5),
-            "i": np.int64(7),
-            "flag": np.bool_(True),
-            "b": False,
-            "big": 2**70,
-            "text": "héllo",
-            "none": None,
-            "nested": {"a": {"b": 1.5}},
-            "hist": track.Histogram([1, 2, 2, 3], num_bins=4),
-            "array": np.arange(10),
-        }
-    )
-    run.finish()
-    (row,) = history(run.id)
-    assert row["np64"] == 0.1
-    assert row["np32"] == 0.5
-    assert row["i"] == 7
-    assert row["flag"] is True
-    assert row["b"] is False
-    assert row["big"] == 2**70
-    assert row["text"] == "héllo"
-    assert row["none"] is None
-    assert row["nested/a/b"] == 1.5
-    assert row["hist"] == {
-        "_type": "histogram",
-        "values": [1.0, 0.0, 2.0, 1.0],
-        "bins": [1.0, 1.5, 2.0, 2.5, 3.0],
-    }
-    assert row["array"]["_type"] == "histogram"  # type: ignore[index]
-
-
-def test_torch_scalars_are_converted() -> None:
-    import torch
-
-    run = track.init()
-    run.log({"loss": torch.tensor(0.25), "n": torch.tensor(3), "t": torch.tensor([1.0, 2.0])})
-    run.finish()
-    (row,) = history(run.id)
-    assert row["loss"] == 0.25
-    assert row["n"] == 3
-    assert row["t"]["_type"] == "histogram"  # type: ignore[index]
-
-
 def test_fast_path_types_stay_exact() -> None:
     # the same keys with other types after the fast path is set up: each value keeps its type
     run = track.init()
@@ -692,15 +644,3 @@ def test_online_with_a_server_configured(
         track.init(anonymous=False)
     monkeypatch.setenv("WANDB_API_KEY", "key-from-wandb-variable")
     assert track.init(anonymous=False).mode == "online"
-
-
-def test_histogram_arguments() -> None:
-    hist = track.Histogram(np_histogram=([1, 2], [0.0, 0.5, 1.0]))
-    assert hist.to_json() == {"_type": "histogram", "values": [1.0, 2.0], "bins": [0.0, 0.5, 1.0]}
-    with pytest.raises(ValueError, match="num_bins"):
-        track.Histogram([1.0], num_bins=0)
-    with pytest.raises(ValueError, match="len"):
-        track.Histogram(np_histogram=([1, 2], [0.0, 1.0]))
-    with pytest.raises(ValueError, match="sequence or np_histogram"):
-        track.Histogram()
-    assert sum(track.Histogram([math.nan, math.inf, 1.0]).histogram) == 1
