@@ -121,6 +121,7 @@ def test_an_artifact_downloads_checked_against_its_digests(server_url: str, tmp_
     remote = Api(base_url=server_url).artifact("arts/model-art1:best")
     assert (remote.name, remote.version, remote.type) == ("model-art1", "v0", "model")
     assert remote.get_path("w.bin").size == 8000
+    assert isinstance(remote.get_path("w.bin"), track.ArtifactEntry)  # one entry type, either side
     with pytest.raises(KeyError, match=r"has no file 'nope\.bin'"):
         remote.get_path("nope.bin")
     folder = Path(remote.download(str(tmp_path / "dl")))
