@@ -395,25 +395,28 @@ class Run:
             if fast is not None:
                 # One struct packs the whole payload; nothing here may block but the write.
                 runtime_ms = int((_perf() - self._t0) * 1e3)
-                with self._lock:
+                lock = self._lock
+                lock.acquire()
+                try:  # one release, on every path (`with lock:` costs ~0.2 us more here)
                     seq = self._seq + 1
                     at = self._step
-                    if seq - at != fast.delta:  # the cached prefix and struct are for another
+                    if seq - at != fast.delta:  # cached for another step delta
                         fast.retarget(seq - at)
                     try:
                         payload = fast.pack(seq, fast.prefix, runtime_ms, *vals)
                     except Exception:  # an int beyond 64 bits, ...: the general path handles it
-                        payload = b""
-                    if payload:
+                        pass
+                    else:
                         self._seq = seq
                         self._write_frame(
                             fast.head + _pack_crc(_crc32(payload, _HISTORY_CRC)) + payload
                         )
                         self._step = at + 1
                         self._last_written = at
-                if payload:
-                    self._observe(data)
-                    return
+                        self._observe(data)
+                        return
+                finally:
+                    lock.release()
         self._log_general(data, step, commit)
 
     def _log_general(self, data: Any, step: Any, commit: Any) -> None:  # noqa: PLR0912
