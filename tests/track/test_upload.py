@@ -187,6 +187,7 @@ def test_a_passing_failure_is_retried_then_everything_arrives(
 def test_a_refusal_is_not_retried_and_is_surfaced(
     fake_server: _Server, status: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="fulmen.track")
     run_dir, _ = _finished_run("no01")
     fake_server.script.answers = [status] * 5
     uploader = _uploader(fake_server, run_dir)
@@ -206,6 +207,7 @@ def test_a_bug_is_not_retried_and_is_logged_with_its_traceback(
 ) -> None:
     # the server answers 200 without the "held" the client reads: a KeyError in the uploader,
     # which retrying would repeat every backoff until finish()
+    caplog.set_level(logging.INFO, logger="fulmen.track")
     run_dir, _ = _finished_run("bug1")
     fake_server.script.bad_held = True
     uploader = _uploader(fake_server, run_dir)
