@@ -448,6 +448,40 @@ def test_full_disk_is_a_clear_error_and_keeps_what_was_written(tmp_path: Path) -
     assert Api().run("full").corrupt == []
 
 
+def test_a_short_write_in_the_fast_path_keeps_the_sequence_gapless(tmp_path: Path) -> None:
+    # A file size limit (RLIMIT_FSIZE) makes the kernel write part of a frame: the cut-off frame
+    # is removed and its sequence number handed back, so the next record follows without a gap
+    # (the uploader moves by the highest *contiguous* sequence the server holds).
+    code = """
+        import os, resource, signal
+        from fulmen import track
+        from fulmen.track import Error
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        run = track.init(id="short")
+        run.log({"x": 1.0})
+        run.log({"x": 2.0})  # the fast path from here on
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (os.fstat(run._fd).st_size + 5, hard))
+        try:
+            run.log({"x": 3.0})
+        except Error as exc:
+            print("refused:", exc)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        run.log({"x": 4.0})
+        run.finish()
+    """
+    done = run_child(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout
+    assert "short write" in done.stdout
+    (path,) = (tmp_path / "fulmen").glob("run-*-short/*.fulmen")
+    items = list(read_records(path))
+    assert all(isinstance(r, Record) for r in items)  # no partial frame left behind
+    seqs = [r.seq for r in items if isinstance(r, Record)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert [r["x"] for r in history("short")] == [1.0, 2.0, 4.0]
+
+
 def test_failed_and_killed_states(tmp_path: Path) -> None:
     code = """
         import fulmen.track as t
