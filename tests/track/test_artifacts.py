@@ -129,3 +129,24 @@ def test_delete_a_version_keeps_shared_objects(tmp_path: Path) -> None:
     assert objects(tmp_path) == []
     with pytest.raises(ValueError, match="no artifact"):
         run.use_artifact("ckpt:latest")
+
+
+def test_one_file_digest_for_artifacts_uploads_and_downloads(tmp_path: Path) -> None:
+    # an artifact entry's digest, the uploader's "does the server have this file" digest and the
+    # HTTP client's "is the downloaded copy current" digest are one function: they cannot drift
+    import hashlib
+
+    from fulmen.track import _artifacts, _http, _upload
+
+    assert _upload.file_digest is _artifacts.file_digest
+    assert _http.file_digest is _artifacts.file_digest
+    big = tmp_path / "big.bin"
+    content = bytes(range(256)) * (5 << 12)  # 5 MiB: read in several blocks
+    big.write_bytes(content)
+    assert _artifacts.file_digest(big) == hashlib.sha256(content).hexdigest()
+    run = track.init()
+    artifact = Artifact("data", "dataset")
+    artifact.add_file(str(big))
+    run.log_artifact(artifact)
+    run.finish()
+    assert artifact.manifest["entries"]["big.bin"]["digest"] == hashlib.sha256(content).hexdigest()

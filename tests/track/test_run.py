@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import math
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -99,54 +100,6 @@ def test_lower_step_is_kept_with_one_warning() -> None:
     assert [(r["_step"], r["x"]) for r in history(run.id)] == [(10, 1), (3, 2), (2, 3)]
 
 
-def test_values_numpy_nested_strings_and_histograms() -> None:
-    run = track.init()
-    run.log(
-        {
-            "np64": np.float64(0.1),
-            "np32": np.float32(0.5),
-            "i": np.int64(7),
-            "flag": np.bool_(True),
-            "b": False,
-            "big": 2**70,
-            "text": "héllo",
-            "none": None,
-            "nested": {"a": {"b": 1.5}},
-            "hist": track.Histogram([1, 2, 2, 3], num_bins=4),
-            "array": np.arange(10),
-        }
-    )
-    run.finish()
-    (row,) = history(run.id)
-    assert row["np64"] == 0.1
-    assert row["np32"] == 0.5
-    assert row["i"] == 7
-    assert row["flag"] is True
-    assert row["b"] is False
-    assert row["big"] == 2**70
-    assert row["text"] == "héllo"
-    assert row["none"] is None
-    assert row["nested/a/b"] == 1.5
-    assert row["hist"] == {
-        "_type": "histogram",
-        "values": [1.0, 0.0, 2.0, 1.0],
-        "bins": [1.0, 1.5, 2.0, 2.5, 3.0],
-    }
-    assert row["array"]["_type"] == "histogram"  # type: ignore[index]
-
-
-def test_torch_scalars_are_converted() -> None:
-    import torch
-
-    run = track.init()
-    run.log({"loss": torch.tensor(0.25), "n": torch.tensor(3), "t": torch.tensor([1.0, 2.0])})
-    run.finish()
-    (row,) = history(run.id)
-    assert row["loss"] == 0.25
-    assert row["n"] == 3
-    assert row["t"]["_type"] == "histogram"  # type: ignore[index]
-
-
 def test_fast_path_types_stay_exact() -> None:
     # the same keys with other types after the fast path is set up: each value keeps its type
     run = track.init()
@@ -156,6 +109,42 @@ def test_fast_path_types_stay_exact() -> None:
     got = [r["v"] for r in history(run.id)]
     assert got == [1.5, 2, True, 0.25, "s", 2**65, 3.5]
     assert [type(v) for v in got] == [float, int, bool, float, str, int, float]
+
+
+def test_an_interrupt_inside_the_fast_path_releases_the_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C (or any exception) landing while log()'s fast path holds the run's lock, here in
+    # the step where a cached row struct is pointed at a new step delta: the lock must not stay
+    # held, or the next write from another thread (the console tee, a watch hook) hangs forever.
+    from fulmen.track import _run
+
+    run = track.init(id="interrupted")
+    run.log({"x": 1.0})  # the general path: remembers the row's signature for the fast path
+    retarget = _run._FastRow.retarget
+
+    def interrupted(self: _run._FastRow, delta: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_run._FastRow, "retarget", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run.log({"x": 2.0})
+    got: list[bool] = []
+
+    def take_and_release() -> None:
+        got.append(run._lock.acquire(timeout=5))
+        if got[-1]:
+            run._lock.release()
+
+    other = threading.Thread(target=take_and_release)
+    other.start()
+    other.join()
+    assert got == [True]
+    monkeypatch.setattr(_run._FastRow, "retarget", retarget)
+    run.log({"x": 3.0})
+    run.finish()
+    assert [r["x"] for r in history("interrupted")] == [1.0, 3.0]
+    assert [r["_step"] for r in history("interrupted")] == [0, 1]
 
 
 @pytest.mark.parametrize(
@@ -459,6 +448,40 @@ def test_full_disk_is_a_clear_error_and_keeps_what_was_written(tmp_path: Path) -
     assert Api().run("full").corrupt == []
 
 
+def test_a_short_write_in_the_fast_path_keeps_the_sequence_gapless(tmp_path: Path) -> None:
+    # A file size limit (RLIMIT_FSIZE) makes the kernel write part of a frame: the cut-off frame
+    # is removed and its sequence number handed back, so the next record follows without a gap
+    # (the uploader moves by the highest *contiguous* sequence the server holds).
+    code = """
+        import os, resource, signal
+        from fulmen import track
+        from fulmen.track import Error
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        run = track.init(id="short")
+        run.log({"x": 1.0})
+        run.log({"x": 2.0})  # the fast path from here on
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (os.fstat(run._fd).st_size + 5, hard))
+        try:
+            run.log({"x": 3.0})
+        except Error as exc:
+            print("refused:", exc)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        run.log({"x": 4.0})
+        run.finish()
+    """
+    done = run_child(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout
+    assert "short write" in done.stdout
+    (path,) = (tmp_path / "fulmen").glob("run-*-short/*.fulmen")
+    items = list(read_records(path))
+    assert all(isinstance(r, Record) for r in items)  # no partial frame left behind
+    seqs = [r.seq for r in items if isinstance(r, Record)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert [r["x"] for r in history("short")] == [1.0, 2.0, 4.0]
+
+
 def test_failed_and_killed_states(tmp_path: Path) -> None:
     code = """
         import fulmen.track as t
@@ -655,15 +678,3 @@ def test_online_with_a_server_configured(
         track.init(anonymous=False)
     monkeypatch.setenv("WANDB_API_KEY", "key-from-wandb-variable")
     assert track.init(anonymous=False).mode == "online"
-
-
-def test_histogram_arguments() -> None:
-    hist = track.Histogram(np_histogram=([1, 2], [0.0, 0.5, 1.0]))
-    assert hist.to_json() == {"_type": "histogram", "values": [1.0, 2.0], "bins": [0.0, 0.5, 1.0]}
-    with pytest.raises(ValueError, match="num_bins"):
-        track.Histogram([1.0], num_bins=0)
-    with pytest.raises(ValueError, match="len"):
-        track.Histogram(np_histogram=([1, 2], [0.0, 1.0]))
-    with pytest.raises(ValueError, match="sequence or np_histogram"):
-        track.Histogram()
-    assert sum(track.Histogram([math.nan, math.inf, 1.0]).histogram) == 1

@@ -21,7 +21,7 @@ import os
 import re
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from fulmen.track._system import atomic_write
 
@@ -53,6 +53,8 @@ def check_entry_name(name: str) -> str:
 
 
 def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's content, in hex, read 1 MiB at a time: the digest of an artifact
+    entry and of a run file, the same on the client and the server."""
     import hashlib
 
     h = hashlib.sha256()
@@ -62,10 +64,15 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-class ArtifactEntry:
-    """One file of a logged artifact: ``name``, ``digest`` (sha256), ``size``; ``download()``."""
+class _HasEntries(Protocol):
+    def _copy_entry(self, name: str, root: str | None) -> str: ...
 
-    def __init__(self, artifact: Artifact, name: str, digest: str, size: int) -> None:
+
+class ArtifactEntry:
+    """One file of an artifact, logged here or on a server (``Api(base_url=...)``): ``name``,
+    ``digest`` (sha256), ``size``; ``download()``."""
+
+    def __init__(self, artifact: _HasEntries, name: str, digest: str, size: int) -> None:
         self._artifact, self.name, self.digest, self.size = artifact, name, digest, size
 
     def download(self, root: str | None = None) -> str:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fulmen.track._artifacts import check_entry_name
-from fulmen.track._upload import Client, ServerError, file_sha256
+from fulmen.track._artifacts import ArtifactEntry, check_entry_name, file_digest
+from fulmen.track._upload import Client, ServerError
 
 _COLUMNS = ("id", "name", "project", "entity", "group", "job_type", "state")
 
@@ -162,17 +162,6 @@ class HttpRun:
         return f"<HttpRun {self.path} ({self.state})>"
 
 
-class HttpArtifactEntry:
-    """One file of an artifact on the server: ``name``, ``digest`` (SHA-256), ``size``."""
-
-    def __init__(self, artifact: HttpArtifact, name: str, digest: str, size: int) -> None:
-        self._artifact, self.name, self.digest, self.size = artifact, name, digest, size
-
-    def download(self, root: str | None = None) -> str:
-        """Fetch this file into ``root`` (default: the artifact's folder); return its path."""
-        return self._artifact._fetch(self.name, root)
-
-
 class HttpArtifact:
     """An artifact version on the server, shaped like a logged ``Artifact``: ``name``, ``type``,
     ``version``, ``aliases``, ``digest``, ``metadata``, ``manifest``, ``entries``,
@@ -190,13 +179,13 @@ class HttpArtifact:
         self.manifest: dict[str, Any] = {"entries": entries if isinstance(entries, dict) else {}}
 
     @property
-    def entries(self) -> dict[str, HttpArtifactEntry]:
+    def entries(self) -> dict[str, ArtifactEntry]:
         return {
-            n: HttpArtifactEntry(self, n, e["digest"], int(e.get("size") or 0))
+            n: ArtifactEntry(self, n, e["digest"], int(e.get("size") or 0))
             for n, e in self.manifest["entries"].items()
         }
 
-    def get_path(self, name: str) -> HttpArtifactEntry:
+    def get_path(self, name: str) -> ArtifactEntry:
         entry = self.entries.get(name)
         if entry is None:
             raise KeyError(f"artifact {self.name}:{self.version} has no file {name!r}")
@@ -205,7 +194,7 @@ class HttpArtifact:
     def download(self, root: str | None = None) -> str:
         """Fetch every file into ``root`` (default ``./artifacts/<name>/<version>``)."""
         for name in self.manifest["entries"]:
-            self._fetch(name, root)
+            self._copy_entry(name, root)
         target = self._root(root)
         target.mkdir(parents=True, exist_ok=True)
         return str(target)
@@ -213,13 +202,13 @@ class HttpArtifact:
     def _root(self, root: str | None) -> Path:
         return Path(root) if root is not None else Path("artifacts") / self.name / self.version
 
-    def _fetch(self, name: str, root: str | None) -> str:
+    def _copy_entry(self, name: str, root: str | None) -> str:
         target = self._root(root).resolve()
         dest = (target / check_entry_name(name)).resolve()
         if not dest.is_relative_to(target):  # a server cannot write outside the folder
             raise ValueError(f"artifact file {name!r} would land outside {target}")
         entry = self.manifest["entries"][name]
-        if dest.is_file() and file_sha256(dest) == entry["digest"]:
+        if dest.is_file() and file_digest(dest) == entry["digest"]:
             return str(dest)
         data = self._client.request("GET", f"{self._base}/files/{quote(name)}")
         if hashlib.sha256(data).hexdigest() != entry["digest"]:

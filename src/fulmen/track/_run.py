@@ -12,10 +12,12 @@ import contextlib
 import fcntl
 import json
 import os
+import struct
 import sys
 import threading
 import time
 import warnings
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -36,9 +38,8 @@ _perf = time.perf_counter
 _uvarint, _svarint, _frame = rl.uvarint, rl.svarint, rl.frame
 _HISTORY_LEAD = rl.LEAD_BYTE[rl.HISTORY]
 _HISTORY_CRC = rl.LEAD_CRC[rl.HISTORY]
-_crc32 = __import__("zlib").crc32
-_struct = __import__("struct").Struct
-_pack_crc = _struct("<I").pack
+_crc32 = zlib.crc32
+_pack_crc = struct.Struct("<I").pack
 _write = os.write
 _pack_seq = rl.SEQ.pack
 LOCK_WAIT_S = 0.25
@@ -50,6 +51,30 @@ class Error(RuntimeError):
 
 class StepWarning(UserWarning):
     """A row was logged at a step lower than an earlier one; it is kept (said once per run)."""
+
+
+class _FastRow:
+    """How ``log()``'s fast path writes the rows of one signature (keys and value types seen
+    before): the schema id and, for the step delta (sequence - step) last seen, one struct that
+    packs the whole payload (seq, the schema + step-delta prefix, runtime, the values) and the
+    frame's head (lead byte and payload length, fixed per struct)."""
+
+    __slots__ = ("delta", "fixed", "head", "pack", "prefix", "schema")
+
+    def __init__(self, schema: bytes, fixed: str) -> None:
+        self.schema = schema  # the schema id as a uvarint
+        self.fixed = fixed  # the struct codes of the values
+        self.delta: int | None = None  # the step delta ``prefix``, ``pack`` and ``head`` are for
+        self.prefix = b""
+        self.pack: Any = None
+        self.head = b""
+
+    def retarget(self, delta: int) -> None:
+        """Point this entry at another step delta: its prefix, payload struct and frame head."""
+        prefix = self.schema + _svarint(delta)
+        packer = struct.Struct(f"<I{len(prefix)}sI{self.fixed}")
+        self.delta, self.pack, self.prefix = delta, packer.pack, prefix
+        self.head = _HISTORY_LEAD + _uvarint(packer.size)
 
 
 class Run:
@@ -80,7 +105,7 @@ class Run:
         self._watchers: list[Any] = []
         self._deferred: list[tuple[int, list[DeferredTensor]]] = []
         self._schema_ids: dict[tuple[tuple[str, str], ...], int] = {}
-        self._fast_schemas: dict[tuple[Any, ...], list[Any]] = {}
+        self._fast_rows: dict[tuple[Any, ...], _FastRow] = {}
         self._summary_state = SummaryState()
         self.summary = Summary(self._summary_state, self._summary_changed)
         self.config = Config(self._config_changed)
@@ -284,7 +309,12 @@ class Run:
 
     def _emit(self, kind: int, payload: bytes) -> None:
         """Append one frame (call with the lock held, ``self._seq`` already advanced)."""
-        fr = _frame(kind, payload)
+        self._write_frame(_frame(kind, payload))
+
+    def _write_frame(self, fr: bytes) -> None:
+        """Append one whole frame with one write (call with the lock held, ``self._seq`` already
+        advanced to the frame's sequence). On failure the sequence is handed back, so the log
+        stays a gapless sequence of whole frames, and Error says why."""
         try:
             n = _write(self._fd, fr)
         except OSError as exc:
@@ -361,39 +391,32 @@ class Run:
         """Append one history row (or part of one: ``commit=False``, or an explicit ``step``)."""
         if self._fast and step is None and commit is None and type(data) is dict:
             vals = data.values()
-            enc = self._fast_schemas.get((*data, *map(type, vals)))
-            if enc is not None:
-                # One struct packs the whole payload: seq, the schema + step-delta prefix,
-                # runtime and the values. Nothing here may block but the write itself.
+            fast = self._fast_rows.get((*data, *map(type, vals)))
+            if fast is not None:
+                # One struct packs the whole payload; nothing here may block but the write.
                 runtime_ms = int((_perf() - self._t0) * 1e3)
                 lock = self._lock
                 lock.acquire()
-                seq = self._seq + 1
-                at = self._step
-                if seq - at != enc[1]:  # the cached prefix (and struct) are for another delta
-                    self._retarget(enc, seq - at)
-                try:
-                    payload = enc[2](seq, enc[3], runtime_ms, *vals)
-                except Exception:  # an int beyond 64 bits, ...: the general path handles it
-                    payload = None
-                if payload is not None:  # enc[5]: the frame's lead and length, fixed per struct
-                    fr = enc[5] + _pack_crc(_crc32(payload, _HISTORY_CRC)) + payload
+                try:  # one release, on every path (`with lock:` costs ~0.2 us more here)
+                    seq = self._seq + 1
+                    at = self._step
+                    if seq - at != fast.delta:  # cached for another step delta
+                        fast.retarget(seq - at)
                     try:
-                        n = _write(self._fd, fr)
-                    except OSError as exc:
-                        lock.release()
-                        raise Error(f"could not write to the run log: {exc.strerror}") from exc
-                    self._seq = seq
-                    self._step = at + 1
-                    self._last_written = at
+                        payload = fast.pack(seq, fast.prefix, runtime_ms, *vals)
+                    except Exception:  # an int beyond 64 bits, ...: the general path handles it
+                        pass
+                    else:
+                        self._seq = seq
+                        self._write_frame(
+                            fast.head + _pack_crc(_crc32(payload, _HISTORY_CRC)) + payload
+                        )
+                        self._step = at + 1
+                        self._last_written = at
+                        self._observe(data)
+                        return
+                finally:
                     lock.release()
-                    if n != len(fr):
-                        with lock:
-                            self._seq += 1
-                            self._short_write(n)
-                    self._observe(data)
-                    return
-                lock.release()
         self._log_general(data, step, commit)
 
     def _log_general(self, data: Any, step: Any, commit: Any) -> None:  # noqa: PLR0912
@@ -511,18 +534,7 @@ class Run:
             codes.append((key, code))
         sid = self._schema_ids[tuple(codes)]
         signature = (*data, *map(type, data.values()))
-        fixed = "".join(c for _, c in codes)
-        # [schema id bytes, step delta, pack, prefix, fixed codes]: see log()'s fast path
-        self._fast_schemas[signature] = [_uvarint(sid), None, None, b"", fixed, b""]
-
-    @staticmethod
-    def _retarget(enc: list[Any], delta: int) -> None:
-        """Point a fast-path entry at another step delta: its prefix, payload struct and frame
-        head (lead byte and payload length)."""
-        prefix = enc[0] + _svarint(delta)
-        packer = _struct(f"<I{len(prefix)}sI{enc[4]}")
-        enc[1], enc[2], enc[3] = delta, packer.pack, prefix
-        enc[5] = _HISTORY_LEAD + _uvarint(packer.size)
+        self._fast_rows[signature] = _FastRow(_uvarint(sid), "".join(c for _, c in codes))
 
     def _defer(self, step: int, items: list[DeferredTensor]) -> None:
         # CUDA scalars: written as a PATCH of this row once their copies land (a helper thread

@@ -13,9 +13,11 @@ are uploaded, and ``.synced`` in the run folder records the acknowledged sequenc
 
 from __future__ import annotations
 
-import hashlib
+import http.client
 import json
+import logging
 import os
+import sys
 import threading
 import time
 import urllib.error
@@ -27,12 +29,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from fulmen.track import runlog as rl
+from fulmen.track._artifacts import file_digest
 
 BATCH_BYTES = 4 << 20
 READ_BYTES = 16 << 20
 MARKER = ".synced"
 RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
 HEARTBEAT_S = 60.0  # a live run with nothing to send says so this often (the server: "stale")
+BACKOFF_S = (0.5, 15.0)  # the uploader's first wait after a failure, and the longest
+log = logging.getLogger("fulmen.track")
 
 
 class ServerError(RuntimeError):
@@ -120,13 +125,20 @@ class _Exactly:
 
 
 def _retryable(exc: BaseException) -> bool:
+    """Whether the uploader tries again after ``exc``: an answer that says "later" (5xx, 408,
+    425, 429) or a network failure (no connection, a reset, a timeout, a broken HTTP answer;
+    ``URLError`` and ``TimeoutError`` are kinds of ``OSError``) is retried; any other answer (a 4xx:
+    a bad key, a refused record), ``UploadError`` and every other exception (a bug: retrying it
+    would only repeat it until ``finish()``) are not."""
     if isinstance(exc, ServerError):
         return exc.code in RETRYABLE
-    return isinstance(exc, (urllib.error.URLError, OSError, TimeoutError))
+    return isinstance(exc, (OSError, http.client.HTTPException))
 
 
 def _describe(exc: BaseException) -> str:
-    return str(exc)
+    if isinstance(exc, (ServerError, UploadError, OSError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"  # a bug: its type says more than its message
 
 
 @dataclass
@@ -273,7 +285,7 @@ class RunUpload:
             local = (folder / path).resolve()
             if not local.is_relative_to(folder) or not local.is_file():
                 continue  # a link out of the run folder, or a file that is gone: never sent
-            digest = file_sha256(local)
+            digest = file_digest(local)
             if remote.get(path) == digest:
                 continue
             try:
@@ -336,14 +348,6 @@ class RunUpload:
         os.replace(tmp, path)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def synced_up_to(run_dir: Path, base_url: str, what: str = "held") -> int:
     """What ``.synced`` says ``base_url`` acknowledged: the sequence (``held``) or the size of the
     run log it covers (``size``); -1 when never synced there."""
@@ -357,8 +361,10 @@ def synced_up_to(run_dir: Path, base_url: str, what: str = "held") -> int:
 class Uploader:
     """The online uploader: a daemon thread that tails the run log while the run writes it.
 
-    It wakes every second (at once for ``finish()``) and sends what the run appended. Failures
-    are retried with exponential backoff (0.5 s doubling to 15 s); ``log()`` is never involved.
+    It wakes every second (at once for ``finish()``) and sends what the run appended. A failure
+    that may pass (a network error, a 5xx, 408, 425, 429: see ``_retryable``) is retried with
+    exponential backoff (0.5 s doubling to 15 s); any other (a 4xx, a bug) stops the thread and
+    is kept in ``error``. Both go to the ``fulmen.track`` logger; ``log()`` is never involved.
     ``finish(timeout)`` waits at most ``timeout`` seconds for the rest, then reports whether
     everything reached the server.
     """
@@ -375,12 +381,15 @@ class Uploader:
         self._thread.start()
 
     def _loop(self) -> None:
-        backoff = 0.5
+        backoff = BACKOFF_S[0]
         heard = time.monotonic()  # when the server last heard from this run
         while not self._stop.is_set():
             try:
                 sent = self.upload.step()
-                backoff = 0.5
+                if self.error is not None:
+                    log.info("upload of %s resumed", self.upload.run_dir.name)
+                    self.error = None
+                backoff = BACKOFF_S[0]
                 if sent:
                     heard = time.monotonic()
                 elif time.monotonic() - heard > HEARTBEAT_S:
@@ -394,16 +403,19 @@ class Uploader:
                 if not sent:
                     # idle: wait for more records, or for finish() to ask for the rest
                     (self._stop if self._final.is_set() else self._final).wait(self.poll)
-            except UploadError as exc:
-                self.error = str(exc)
-                return
-            except Exception as exc:
-                if isinstance(exc, ServerError) and not _retryable(exc):
-                    self.error = _describe(exc)
-                    return
+            except Exception as exc:  # every error is decided here: retried, or the end
                 self.error = _describe(exc)
+                name = self.upload.run_dir.name
+                if not _retryable(exc):
+                    bug = not isinstance(exc, (ServerError, UploadError))
+                    log.error(
+                        "upload of %s stopped: %s; `fulmen sync %s` sends the rest",
+                        name, self.error, self.upload.run_dir, exc_info=exc if bug else None,
+                    )  # fmt: skip
+                    return
+                log.warning("upload of %s failed: %s; retry in %.1f s", name, self.error, backoff)
                 self._stop.wait(backoff)
-                backoff = min(backoff * 2, 15.0)
+                backoff = min(backoff * 2, BACKOFF_S[1])
 
     def finish(self, timeout: float) -> bool:
         """Upload what is left, waiting at most ``timeout`` s; True when the server has it all."""
@@ -467,13 +479,13 @@ def finish_online(uploader: Uploader, *, quiet: bool = False) -> bool:
         print(
             f"fulmen: anonymous run (keep this link): {up.client.base_url.rstrip('/')}/api/v1"
             f"/entities/{up.entity}/projects/{_quote(up.project or '')}/runs/{up.run_id}",
-            file=__import__("sys").stderr,
+            file=sys.stderr,
         )
     if not done and not quiet:
         why = f" ({uploader.error})" if uploader.error else ""
         print(
             f"fulmen: the server does not have all of this run yet{why}; to finish the upload "
             f"run: fulmen sync {uploader.upload.run_dir}",
-            file=__import__("sys").stderr,
+            file=sys.stderr,
         )
     return done

@@ -75,7 +75,7 @@ def convert(key: str, value: Any) -> tuple[str, Any] | DeferredTensor:  # noqa: 
     if isinstance(value, float):
         return "d", float(value)
     if isinstance(value, str):
-        return "s", str(value)
+        return "s", str.__str__(value)  # its text: str() of a str enum would be "Name.A"
     if isinstance(value, (list, tuple)):
         try:
             json.dumps(value, allow_nan=True)
