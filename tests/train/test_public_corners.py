@@ -224,6 +224,8 @@ class Scriptable(pl.LightningModule):
         return torch.relu(self.layer(x))
 
 
+# torch >= 2.9 deprecates TorchScript itself (it still works); Lightning's to_torchscript says the same
+@pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
 def test_to_torchscript_scripts_and_traces_and_saves(tmp_path: Path) -> None:
     model = Scriptable()
     x = torch.randn(5, 4)

@@ -47,6 +47,8 @@ def to_torchscript(
             f"{method}"
         )
     mode = module.training
+    # TorchScript reads every attribute while it compiles; `trainer` must not raise then.
+    module.__dict__["_jit_is_scripting"] = True
     try:
         if method == "script":
             scripted = torch.jit.script(module.eval(), **kwargs)
@@ -64,6 +66,7 @@ def to_torchscript(
             example_inputs = move_to_device(example_inputs, device)
             scripted = torch.jit.trace(func=module.eval(), example_inputs=example_inputs, **kwargs)
     finally:
+        module.__dict__.pop("_jit_is_scripting", None)
         module.train(mode)
     if file_path is not None:
         torch.jit.save(scripted, os.fspath(file_path))

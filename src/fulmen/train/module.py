@@ -82,7 +82,7 @@ class LightningModule(_HyperparametersMixin, torch.nn.Module):
     @property
     def trainer(self) -> Trainer:
         """The Trainer this module is attached to (an error when there is none)."""
-        if self._trainer is None:
+        if self._trainer is None and not self.__dict__.get("_jit_is_scripting"):
             raise RuntimeError(f"{type(self).__qualname__} is not attached to a `Trainer`.")
         return self._trainer
 
