@@ -218,7 +218,10 @@ def test_the_cli_example_fits_tests_and_predicts(
     assert os.path.isfile(best)
     test = app.main(["test", *small, "--ckpt_path", best])
     assert test.trainer.logged_metrics["test_acc"] > 0.5
-    predict = app.main(["predict", *small, "--ckpt_path", best], run=False)
-    predictions = predict.trainer.predict(predict.model, datamodule=predict.datamodule)
+    predict = app.main(["predict", *small, "--ckpt_path", best])
+    assert predict.trainer.ckpt_path == best
+    assert predict.trainer.num_predict_batches == [1]  # 32 samples, batch 32: it predicted
+    script = app.main(small, run=False)  # run=False: the script drives the trainer
+    predictions = script.trainer.predict(script.model, datamodule=script.datamodule, ckpt_path=best)
     assert sum(len(p) for p in predictions) == 32
     capsys.readouterr()

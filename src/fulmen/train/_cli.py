@@ -27,11 +27,14 @@ from fulmen.train.trainer import Trainer
 from fulmen.train.utilities import seed_everything
 
 try:  # jsonargparse is a dependency; import it here so that a broken install says so plainly
+    import jsonargparse
     from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 except ImportError as _exc:  # pragma: no cover - only without the dependency
     raise ModuleNotFoundError(
         "LightningCLI needs jsonargparse: `pip install 'jsonargparse[signatures]'`"
     ) from _exc
+
+_JSONARGPARSE = tuple(int(p) for p in jsonargparse.__version__.split(".")[:2] if p.isdigit())
 
 __all__ = ["LightningArgumentParser", "LightningCLI", "SaveConfigCallback", "cli_lightning_logo"]
 
@@ -162,12 +165,14 @@ class SaveConfigCallback(Callback):
                 )
             if trainer.is_global_zero:
                 os.makedirs(log_dir, exist_ok=True)
+                # every key, None values included (jsonargparse >= 4.49 spells it skip_unset)
+                keep_all = {"skip_unset": False} if _JSONARGPARSE >= (4, 49) else {"skip_none": False}
                 self.parser.save(
                     self.config,
                     config_path,
-                    skip_none=False,
                     overwrite=self.overwrite,
                     multifile=self.multifile,
+                    **keep_all,
                 )
         if trainer.is_global_zero:
             self.save_config(trainer, pl_module, stage)
@@ -301,8 +306,14 @@ class LightningCLI:
         self.add_core_arguments_to_parser(parser)
         self.add_arguments_to_parser(parser)
         if self.auto_configure_optimizers:
+            # not instantiated by the parser: the optimizer needs the model's parameters
             parser.add_subclass_arguments(
-                torch.optim.Optimizer, "optimizer", required=False, fail_untyped=False
+                torch.optim.Optimizer,
+                "optimizer",
+                required=False,
+                fail_untyped=False,
+                instantiate=False,
+                skip={"params"},
             )
             parser.add_subclass_arguments(
                 torch.optim.lr_scheduler.LRScheduler
@@ -311,6 +322,7 @@ class LightningCLI:
                 "lr_scheduler",
                 required=False,
                 fail_untyped=False,
+                instantiate=False,
                 skip={"optimizer"},
             )
 
@@ -373,9 +385,10 @@ class LightningCLI:
 
     def instantiate_classes(self) -> None:
         """Instantiate the datamodule, the model and the Trainer from the parsed config."""
-        self.config_init = self._parser(self.subcommand).instantiate_classes(
-            self._config_of(self.config)
-        )
+        parser = self._parser(self.subcommand)
+        # jsonargparse >= 4.49 names it ``instantiate`` (``instantiate_classes`` is deprecated)
+        instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+        self.config_init = instantiate(self._config_of(self.config))
         self.datamodule: Any = self.config_init.get("data")
         self.model: Any = self.config_init.get("model")
         self._add_configure_optimizers_method_to_model()

@@ -195,7 +195,8 @@ class _ExperimentWriter:
         self.metrics: list[dict[str, Any]] = []
         self.metrics_keys: list[str] = []
         self._known_keys: set[str] = set()  # metrics_keys, for fast membership tests
-        if os.path.isdir(log_dir) and os.listdir(log_dir):
+        # LightningCLI's SaveConfigCallback writes config.yaml there first: that is not a reuse
+        if os.path.isdir(log_dir) and set(os.listdir(log_dir)) - {"config.yaml"}:
             warnings.warn(
                 f"Experiment logs directory {log_dir} exists and is not empty; files there may "
                 "be overwritten",
