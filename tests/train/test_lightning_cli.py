@@ -56,7 +56,8 @@ def test_fit_subcommand_trains_and_saves_the_config(tmp_path: Path) -> None:
         Regressor, Data, args=["fit", *quiet(tmp_path), "--model.lr=0.05", "--data.batch_size=4"]
     )
     assert cli.subcommand == "fit"
-    assert isinstance(cli.model, Regressor) and cli.model.hparams.lr == 0.05
+    assert isinstance(cli.model, Regressor)
+    assert cli.model.hparams.lr == 0.05
     assert cli.datamodule.batch_size == 4
     assert cli.trainer.global_step == 8  # 32 samples / 4, one epoch: fit ran
     saved = Path(cli.trainer.log_dir) / "config.yaml"
@@ -88,9 +89,7 @@ def test_a_yaml_config_sets_every_part_and_the_command_line_wins(tmp_path: Path)
         f"  default_root_dir: {tmp_path}\n  enable_progress_bar: false\n"
         "model:\n  lr: 0.01\ndata:\n  batch_size: 2\n"
     )
-    cli = LightningCLI(
-        Regressor, Data, args=["fit", "--config", str(config), "--model.lr=0.02"]
-    )
+    cli = LightningCLI(Regressor, Data, args=["fit", "--config", str(config), "--model.lr=0.02"])
     assert cli.trainer.max_epochs == 2
     assert cli.trainer.global_step == 4
     assert cli.model.hparams.lr == 0.02
@@ -139,9 +138,13 @@ def test_trainer_defaults_apply_when_the_config_is_silent(tmp_path: Path) -> Non
 
 
 def test_seed_everything_default_seeds_and_is_recorded(tmp_path: Path) -> None:
-    first = LightningCLI(Regressor, Data, run=False, args=quiet(tmp_path), seed_everything_default=3)
+    first = LightningCLI(
+        Regressor, Data, run=False, args=quiet(tmp_path), seed_everything_default=3
+    )
     weights = first.model.net[0].weight.detach().clone()
-    again = LightningCLI(Regressor, Data, run=False, args=quiet(tmp_path), seed_everything_default=3)
+    again = LightningCLI(
+        Regressor, Data, run=False, args=quiet(tmp_path), seed_everything_default=3
+    )
     assert torch.equal(weights, again.model.net[0].weight)
     assert first.config["seed_everything"] == 3
     chosen = LightningCLI(Regressor, Data, run=False, args=quiet(tmp_path))
@@ -151,7 +154,7 @@ def test_seed_everything_default_seeds_and_is_recorded(tmp_path: Path) -> None:
 def test_save_config_refuses_to_overwrite_unless_told(tmp_path: Path) -> None:
     args = ["fit", *quiet(tmp_path), "--trainer.logger=false"]
     LightningCLI(Regressor, Data, args=args)
-    with pytest.raises(RuntimeError, match="expected .*config.yaml to NOT exist"):
+    with pytest.raises(RuntimeError, match=r"expected .*config\.yaml to NOT exist"):
         LightningCLI(Regressor, Data, args=args)
     LightningCLI(Regressor, Data, args=args, save_config_kwargs={"overwrite": True})
     LightningCLI(Regressor, Data, args=args, save_config_callback=None)
@@ -168,12 +171,15 @@ def test_subclass_hooks_link_arguments_and_add_lightning_class_args(tmp_path: Pa
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
             parser.link_arguments("data.batch_size", "model.batch_size")
             parser.add_lightning_class_args(pl.callbacks.EarlyStopping, "early_stopping")
-            parser.set_defaults({"early_stopping.monitor": "val_loss", "early_stopping.patience": 2})
+            parser.set_defaults(
+                {"early_stopping.monitor": "val_loss", "early_stopping.patience": 2}
+            )
 
     cli = MyCLI(Linked, Data, run=False, args=[*quiet(tmp_path), "--data.batch_size=16"])
     assert cli.model.batch_size == 16
     stopping = [cb for cb in cli.trainer.callbacks if isinstance(cb, pl.callbacks.EarlyStopping)]
-    assert len(stopping) == 1 and stopping[0].patience == 2
+    assert len(stopping) == 1
+    assert stopping[0].patience == 2
     with pytest.raises(ValueError, match="Cannot add arguments from"):
         LightningArgumentParser().add_lightning_class_args(dict, "x")
 
@@ -206,7 +212,8 @@ def test_the_cli_example_fits_tests_and_predicts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = importlib.util.spec_from_file_location("cli_app", ROOT / "examples" / "cli" / "app.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
     monkeypatch.chdir(tmp_path)  # the config's default_root_dir is relative

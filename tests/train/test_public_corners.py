@@ -53,7 +53,7 @@ def test_prediction_writer_writes_each_batch_with_its_dataset_indices() -> None:
     trainer = quiet_trainer(callbacks=[writer])
     trainer.predict(Regressor(), data)
     assert writer.batches == [
-        (list(range(0, 8)), 0, 0),
+        (list(range(8)), 0, 0),
         (list(range(8, 16)), 1, 0),
         (list(range(16, 20)), 2, 0),
     ]
@@ -67,7 +67,8 @@ def test_prediction_writer_indices_follow_a_shuffled_sampler() -> None:
     data = DataLoader(regression_data(16), batch_size=4, shuffle=True)
     quiet_trainer(callbacks=[writer]).predict(Regressor(), data)
     seen = [i for indices, _, _ in writer.batches for i in indices or []]
-    assert sorted(seen) == list(range(16)) and seen != list(range(16))
+    assert sorted(seen) == list(range(16))
+    assert seen != list(range(16))
 
 
 def test_prediction_writer_on_epoch_gets_every_prediction_even_without_returning_them() -> None:
@@ -137,9 +138,9 @@ def test_learning_rate_monitor_prefix_momentum_and_weight_decay(tmp_path: Path) 
     keys = set().union(*logger.rows)
     assert {"opt/lr-SGD", "opt/lr-SGD-momentum", "opt/lr-SGD-weight_decay"} <= keys
     adam = LearningRateMonitor(logging_interval="step", log_momentum=True)
-    quiet_trainer(
-        callbacks=[adam], logger=MemoryLogger(str(tmp_path)), log_every_n_steps=1
-    ).fit(Regressor(optimizer="adam"), loader(16))
+    quiet_trainer(callbacks=[adam], logger=MemoryLogger(str(tmp_path)), log_every_n_steps=1).fit(
+        Regressor(optimizer="adam"), loader(16)
+    )
     assert adam.last_momentum_values == {"lr-Adam-momentum": 0.9}  # betas[0]
     with pytest.raises(TypeError, match="log_key_prefix"):
         LearningRateMonitor(log_key_prefix=3)  # type: ignore[arg-type]
@@ -224,7 +225,7 @@ class Scriptable(pl.LightningModule):
         return torch.relu(self.layer(x))
 
 
-# torch >= 2.9 deprecates TorchScript itself (it still works); Lightning's to_torchscript says the same
+# torch >= 2.9 deprecates TorchScript itself (it still works), and says so on each call
 @pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
 def test_to_torchscript_scripts_and_traces_and_saves(tmp_path: Path) -> None:
     model = Scriptable()

@@ -45,7 +45,7 @@ def test_without_tensorboard_the_error_names_the_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
-    with pytest.raises(ModuleNotFoundError, match="`tensorboard` package.*pip install tensorboard"):
+    with pytest.raises(ModuleNotFoundError, match=r"`tensorboard` package.*pip install"):
         TensorBoardLogger(tmp_path)
 
 

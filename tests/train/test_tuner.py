@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -49,10 +50,11 @@ def test_lr_find_sweeps_exponentially_and_sets_the_suggestion_on_the_model() -> 
     lrs, losses = finder.results["lr"], finder.results["loss"]
     assert 2 < len(lrs) == len(losses) <= 30
     assert lrs[0] == pytest.approx(1e-8)
-    assert all(b > a for a, b in zip(lrs, lrs[1:], strict=False))  # rising
+    assert all(b > a for a, b in itertools.pairwise(lrs))  # rising
     assert lrs[1] / lrs[0] == pytest.approx(lrs[2] / lrs[1])  # geometrically
     suggestion = finder.suggestion()
-    assert suggestion is not None and suggestion in lrs
+    assert suggestion is not None
+    assert suggestion in lrs
     assert model.hparams.lr == suggestion  # update_attr=True: "lr" found in hparams
 
 
@@ -83,7 +85,8 @@ def test_lr_find_restores_the_weights_and_leaves_the_trainer_untouched() -> None
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert trainer.global_step == 0
-    assert trainer.callbacks == callbacks and trainer.loggers == loggers
+    assert trainer.callbacks == callbacks
+    assert trainer.loggers == loggers
     assert trainer.optimizers == []
     assert model._trainer is None
     trainer.fit(model, loader())  # the trainer still trains as if nothing happened

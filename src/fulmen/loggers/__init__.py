@@ -1,5 +1,5 @@
-"""fulmen.loggers: the Logger protocol, CSVLogger, TensorBoardLogger and WandbLogger, the only bridge between
-``fulmen.train`` and ``fulmen.track``.
+"""fulmen.loggers: the Logger protocol, CSVLogger, TensorBoardLogger and WandbLogger (the only
+bridge between ``fulmen.train`` and ``fulmen.track``).
 
 The Logger protocol and CSVLogger are defined in ``fulmen.train.loggers`` (the Trainer's default
 logger must exist without the tracker) and re-exported here.

@@ -28,7 +28,11 @@ from fulmen.train.utilities import seed_everything
 
 try:  # jsonargparse is a dependency; import it here so that a broken install says so plainly
     import jsonargparse
-    from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+    from jsonargparse import (  # type: ignore[attr-defined, unused-ignore]
+        ActionConfigFile,
+        ArgumentParser,
+        Namespace,
+    )
 except ImportError as _exc:  # pragma: no cover - only without the dependency
     raise ModuleNotFoundError(
         "LightningCLI needs jsonargparse: `pip install 'jsonargparse[signatures]'`"
@@ -107,15 +111,18 @@ class LightningArgumentParser(ArgumentParser):
                 lightning_class, nested_key, fail_untyped=False, required=required
             )
             return added
-        instantiate = not (isinstance(lightning_class, type) and issubclass(lightning_class, Trainer))
-        added = self.add_class_arguments(
-            lightning_class,
-            nested_key,
-            fail_untyped=False,
-            instantiate=instantiate,
-            sub_configs=True,
+        instantiate = not (
+            isinstance(lightning_class, type) and issubclass(lightning_class, Trainer)
         )
-        return added
+        return list(
+            self.add_class_arguments(
+                lightning_class,
+                nested_key,
+                fail_untyped=False,
+                instantiate=instantiate,
+                sub_configs=True,
+            )
+        )
 
 
 class SaveConfigCallback(Callback):
@@ -160,13 +167,15 @@ class SaveConfigCallback(Callback):
                     f"{type(self).__name__} expected {config_path} to NOT exist. Aborting to "
                     "avoid overwriting results of a previous run. You can delete the previous "
                     "config file, set `LightningCLI(save_config_callback=None)` to disable "
-                    "config saving, or set `LightningCLI(save_config_kwargs={\"overwrite\": "
+                    'config saving, or set `LightningCLI(save_config_kwargs={"overwrite": '
                     "True})` to overwrite the config file."
                 )
             if trainer.is_global_zero:
                 os.makedirs(log_dir, exist_ok=True)
                 # every key, None values included (jsonargparse >= 4.49 spells it skip_unset)
-                keep_all = {"skip_unset": False} if _JSONARGPARSE >= (4, 49) else {"skip_none": False}
+                keep_all = (
+                    {"skip_unset": False} if _JSONARGPARSE >= (4, 49) else {"skip_none": False}
+                )
                 self.parser.save(
                     self.config,
                     config_path,
@@ -337,9 +346,7 @@ class LightningCLI:
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         parser_subcommands = parser.add_subcommands()
-        trainer_class = (
-            self.trainer_class if isinstance(self.trainer_class, type) else Trainer
-        )
+        trainer_class = self.trainer_class if isinstance(self.trainer_class, type) else Trainer
         for subcommand, skip in self.subcommands().items():
             fn = getattr(trainer_class, subcommand)
             description = (fn.__doc__ or "").strip().split("\n")[0]
@@ -365,6 +372,7 @@ class LightningCLI:
         if subcommand is None:
             return self.parser
         action = self.parser._subcommands_action
+        assert action is not None, "the parser has subcommands when a subcommand was parsed"
         parser: LightningArgumentParser = action._name_parser_map[subcommand]
         return parser
 
@@ -456,7 +464,7 @@ class LightningCLI:
             after()
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
-        config = self.config_init[subcommand] if subcommand in self.config_init else self.config_init
+        config = self.config_init.get(subcommand, self.config_init)
         allowed = self._subcommand_method_arguments[subcommand]
         kwargs = {k: v for k, v in dict(config).items() if k in allowed}
         kwargs["model"] = self.model

@@ -64,7 +64,9 @@ def to_torchscript(
             from fulmen.train.strategy import move_to_device
 
             example_inputs = move_to_device(example_inputs, device)
-            scripted = torch.jit.trace(func=module.eval(), example_inputs=example_inputs, **kwargs)
+            scripted = torch.jit.trace(  # type: ignore[no-untyped-call]
+                func=module.eval(), example_inputs=example_inputs, **kwargs
+            )
     finally:
         module.__dict__.pop("_jit_is_scripting", None)
         module.train(mode)

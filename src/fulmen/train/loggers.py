@@ -400,8 +400,10 @@ def resolve_loggers(logger: Any, default_root_dir: str, fast_dev_run: int = 0) -
 
 
 def _tensorboard_missing() -> bool:
+    import importlib
+
     try:
-        import tensorboard  # noqa: F401  (only asked whether it is there)
+        importlib.import_module("tensorboard")  # only asked whether it is there
     except ImportError:
         return True
     return False
@@ -488,7 +490,9 @@ class TensorBoardLogger:
         return self._experiment
 
     @rank_zero_only
-    def log_hyperparams(self, params: Any = None, metrics: Mapping[str, float] | None = None) -> None:
+    def log_hyperparams(
+        self, params: Any = None, metrics: Mapping[str, float] | None = None
+    ) -> None:
         plain = _to_plain(params) if params is not None else {}
         self.hparams.update(plain)
         if metrics is None and self._default_hp_metric:
@@ -504,7 +508,7 @@ class TensorBoardLogger:
         experiment = self.experiment
         if metrics:
             self.log_metrics(metrics, 0)
-        exp, ssi, sei = hparams(flat, dict(metrics or {}))
+        exp, ssi, sei = hparams(flat, dict(metrics or {}))  # type: ignore[no-untyped-call]
         writer = experiment._get_file_writer()  # the three hparams summaries, as Lightning
         for summary in (exp, ssi, sei):
             writer.add_summary(summary)

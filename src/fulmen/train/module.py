@@ -69,7 +69,7 @@ class LightningModule(_HyperparametersMixin, torch.nn.Module):
     """A ``torch.nn.Module`` that also says how to train, validate, test and predict itself."""
 
     # TorchScript skips these (they read the Trainer): see fulmen.train._export
-    __jit_unused_properties__: list[str] = _export.JIT_UNUSED_PROPERTIES  # noqa: RUF012
+    __jit_unused_properties__: list[str] = _export.JIT_UNUSED_PROPERTIES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,7 +84,7 @@ class LightningModule(_HyperparametersMixin, torch.nn.Module):
         """The Trainer this module is attached to (an error when there is none)."""
         if self._trainer is None and not self.__dict__.get("_jit_is_scripting"):
             raise RuntimeError(f"{type(self).__qualname__} is not attached to a `Trainer`.")
-        return self._trainer
+        return self._trainer  # type: ignore[return-value]  # None only while TorchScript reads it
 
     @trainer.setter
     def trainer(self, trainer: Trainer | None) -> None:

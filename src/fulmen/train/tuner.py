@@ -185,9 +185,7 @@ class _LRFinder:
         lrs = self.results.get("lr", [])
         losses = self.results.get("loss", [])
         end = len(losses) - skip_end if skip_end > 0 else len(losses)
-        kept = [
-            i for i in range(skip_begin, end) if i < len(losses) and math.isfinite(losses[i])
-        ]
+        kept = [i for i in range(skip_begin, end) if i < len(losses) and math.isfinite(losses[i])]
         if len(kept) < 2:
             log.error(
                 "Failed to compute suggestion for learning rate because there are not enough "
@@ -202,8 +200,10 @@ class _LRFinder:
     def plot(self, suggest: bool = False, show: bool = False, ax: Any = None) -> Any:
         """A matplotlib figure of loss against learning rate (log x-axis for "exponential");
         ``suggest=True`` marks the suggestion with a red dot. Needs matplotlib."""
-        try:
-            import matplotlib.pyplot as plt
+        import importlib
+
+        try:  # optional: only plot() needs it
+            plt = importlib.import_module("matplotlib.pyplot")
         except ImportError as exc:
             raise ModuleNotFoundError(
                 "_LRFinder.plot() needs matplotlib, which is not installed: "
@@ -353,9 +353,7 @@ def lr_find(
         saved.restore()
     finder.results = {"lr": sweep.lrs, "loss": sweep.losses}
     if trial.global_step < num_training:
-        log.info(
-            "LR finder stopped early after %d steps due to diverging loss.", trial.global_step
-        )
+        log.info("LR finder stopped early after %d steps due to diverging loss.", trial.global_step)
     if update_attr:
         lr = finder.suggestion()
         if lr is not None:
@@ -379,7 +377,9 @@ def _set_attr_on(
 # ---------------------------------------------------------------------------- scale_batch_size
 def _dataset_length(model: "LightningModule", datamodule: Any, method: str) -> int | None:
     """The length of the dataset the trials draw from (a batch never needs to be larger)."""
-    name = {"fit": "train_dataloader", "validate": "val_dataloader"}.get(method, f"{method}_dataloader")
+    name = {"fit": "train_dataloader", "validate": "val_dataloader"}.get(
+        method, f"{method}_dataloader"
+    )
     source = datamodule if datamodule is not None else model
     try:
         loader = getattr(source, name)()
@@ -387,12 +387,12 @@ def _dataset_length(model: "LightningModule", datamodule: Any, method: str) -> i
         return None
     dataset = getattr(loader, "dataset", None)
     try:
-        return len(dataset) if dataset is not None else None  # type: ignore[arg-type]
+        return len(dataset) if dataset is not None else None
     except TypeError:
         return None
 
 
-def scale_batch_size(
+def scale_batch_size(  # noqa: PLR0915  (Lightning's arguments, checked one by one)
     trainer: "Trainer",
     model: "LightningModule",
     train_dataloaders: Any = None,
@@ -432,7 +432,9 @@ def scale_batch_size(
         log.warning("Skipping batch size scaler since `fast_dev_run` is enabled.")
         return None
     if trainer.world_size > 1:
-        raise ValueError("Tuning the batch size is currently not supported with distributed strategies.")
+        raise ValueError(
+            "Tuning the batch size is currently not supported with distributed strategies."
+        )
     datamodule = _datamodule_of(trainer, datamodule)
     saved_trainer, saved_dm = model._trainer, trainer.datamodule
     model.trainer, trainer.datamodule = trainer, datamodule
@@ -644,7 +646,9 @@ class LearningRateFinder(Callback):
         attr_name: str = "",
     ) -> None:
         if mode not in _LR_MODES:
-            raise ValueError(f"LearningRateFinder(mode={mode!r}): `mode` should be one of {_LR_MODES}")
+            raise ValueError(
+                f"LearningRateFinder(mode={mode!r}): `mode` should be one of {_LR_MODES}"
+            )
         self._min_lr = min_lr
         self._max_lr = max_lr
         self._num_training_steps = num_training_steps
