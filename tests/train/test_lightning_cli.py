@@ -232,3 +232,20 @@ def test_the_cli_example_fits_tests_and_predicts(
     predictions = script.trainer.predict(script.model, datamodule=script.datamodule, ckpt_path=best)
     assert sum(len(p) for p in predictions) == 32
     capsys.readouterr()
+
+
+def test_callbacks_from_the_config_by_class_path(tmp_path: Path) -> None:
+    # the callback modules keep their signatures readable by jsonargparse
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "trainer:\n  callbacks:\n"
+        "    - class_path: fulmen.callbacks.ModelCheckpoint\n"
+        "      init_args: {monitor: val_loss, save_on_exception: true}\n"
+        "    - class_path: fulmen.callbacks.LearningRateMonitor\n"
+        "      init_args: {log_key_prefix: opt/}\n"
+    )
+    cli = LightningCLI(Regressor, Data, run=False, args=[*quiet(tmp_path), "--config", str(config)])
+    kinds = {type(cb).__name__: cb for cb in cli.trainer.callbacks}
+    assert kinds["ModelCheckpoint"].save_on_exception is True
+    assert kinds["ModelCheckpoint"].monitor == "val_loss"
+    assert kinds["LearningRateMonitor"].log_key_prefix == "opt/"
