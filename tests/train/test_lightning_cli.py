@@ -185,14 +185,33 @@ def test_subclass_hooks_link_arguments_and_add_lightning_class_args(tmp_path: Pa
 
 
 def test_optimizer_from_the_command_line_replaces_configure_optimizers(tmp_path: Path) -> None:
-    cli = LightningCLI(
-        Regressor,
-        Data,
-        args=["fit", *quiet(tmp_path), "--optimizer=Adam", "--optimizer.lr=0.003"],
-    )
+    with pytest.warns(UserWarning, match="configure_optimizers` will be overridden"):
+        cli = LightningCLI(
+            Regressor,
+            Data,
+            args=["fit", *quiet(tmp_path), "--optimizer=Adam", "--optimizer.lr=0.003"],
+        )
     optimizer = cli.trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.Adam)
     assert optimizer.param_groups[0]["lr"] == 0.003
+    with pytest.warns(UserWarning, match="will be overridden"):
+        scheduled = LightningCLI(
+            Regressor,
+            Data,
+            args=[
+                "fit",
+                *quiet(tmp_path),
+                "--optimizer=SGD",
+                "--optimizer.lr=0.1",
+                "--lr_scheduler=StepLR",
+                "--lr_scheduler.step_size=1",
+                "--lr_scheduler.gamma=0.5",
+            ],
+            save_config_kwargs={"overwrite": True},
+        )
+    (config,) = scheduled.trainer.lr_scheduler_configs
+    assert isinstance(config.scheduler, torch.optim.lr_scheduler.StepLR)
+    assert scheduled.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.05)  # 1 epoch
 
 
 def test_lightning_cli_resolves_where_lightning_users_import_it(

@@ -16,6 +16,7 @@ No ``from __future__ import annotations`` here: jsonargparse reads these signatu
 """
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -436,6 +437,13 @@ class LightningCLI:
             return
         scheduler_cfg = self._config_of(self.config).get("lr_scheduler")
         model = self.model
+        if type(model).configure_optimizers is not LightningModule.configure_optimizers:
+            warnings.warn(
+                f"`{type(model).__name__}.configure_optimizers` will be overridden by "
+                f"`{type(self).__name__}.configure_optimizers` (--optimizer was given).",
+                UserWarning,
+                stacklevel=3,
+            )
 
         def configure_optimizers() -> Any:
             built = _instantiate(optimizer_cfg, model.parameters())
