@@ -31,7 +31,17 @@ _LAZY: dict[str, str] = {
     "seed_everything": "fulmen.train.utilities",
 }
 # Submodules reachable as attributes without an import, as in Lightning (``pl.callbacks.X``).
-_SUBMODULES = ("callbacks", "loggers", "strategies", "utilities", "train", "track")
+_SUBMODULES = (
+    "callbacks",
+    "cli",
+    "lightning_cli",
+    "loggers",
+    "strategies",
+    "tuner",
+    "utilities",
+    "train",
+    "track",
+)
 
 __all__ = [  # plus every name of _LAZY (a test checks)
     "Callback",

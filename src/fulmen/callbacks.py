@@ -2,12 +2,16 @@
 (``import fulmen as pl; pl.callbacks.ModelCheckpoint``). Defined in ``fulmen.train.callbacks``."""
 
 from fulmen.train.callbacks import (
+    BasePredictionWriter,
+    BatchSizeFinder,
     Callback,
     EarlyStopping,
     GradientAccumulationScheduler,
+    LearningRateFinder,
     LearningRateMonitor,
     ModelCheckpoint,
     ModelSummary,
+    OnExceptionCheckpoint,
     ProgressBar,
     RichProgressBar,
     Timer,
@@ -15,12 +19,16 @@ from fulmen.train.callbacks import (
 )
 
 __all__ = [
+    "BasePredictionWriter",
+    "BatchSizeFinder",
     "Callback",
     "EarlyStopping",
     "GradientAccumulationScheduler",
+    "LearningRateFinder",
     "LearningRateMonitor",
     "ModelCheckpoint",
     "ModelSummary",
+    "OnExceptionCheckpoint",
     "ProgressBar",
     "RichProgressBar",
     "TQDMProgressBar",

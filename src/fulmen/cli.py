@@ -229,3 +229,18 @@ def _dist_version(name: str) -> str:
 def main() -> None:
     """Entry point of the ``fulmen`` console script."""
     cli(prog_name="fulmen")
+
+
+# Lightning's ``pytorch_lightning.cli`` names, for ``from fulmen.cli import LightningCLI``. They
+# live in fulmen.lightning_cli and load on first use, so the ``fulmen`` command stays fast.
+_LIGHTNING_CLI_NAMES = frozenset(
+    {"LightningArgumentParser", "LightningCLI", "SaveConfigCallback", "cli_lightning_logo"}
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _LIGHTNING_CLI_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module("fulmen.lightning_cli"), name)
+    raise AttributeError(f"module 'fulmen.cli' has no attribute {name!r}")

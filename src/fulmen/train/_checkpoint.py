@@ -220,4 +220,5 @@ def resolve_and_load(trainer: Trainer, ckpt_path: Any, stage: str) -> dict[str, 
             return None
     else:
         path = os.fspath(ckpt_path)
+    trainer.ckpt_path = path
     return load(path, trainer.strategy.root_device)

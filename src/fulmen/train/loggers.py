@@ -46,6 +46,7 @@ __all__ = [
     "CSVLogger",
     "DummyExperiment",
     "Logger",
+    "TensorBoardLogger",
     "rank_zero_experiment",
     "resolve_loggers",
     "save_hparams_to_yaml",
@@ -194,7 +195,8 @@ class _ExperimentWriter:
         self.metrics: list[dict[str, Any]] = []
         self.metrics_keys: list[str] = []
         self._known_keys: set[str] = set()  # metrics_keys, for fast membership tests
-        if os.path.isdir(log_dir) and os.listdir(log_dir):
+        # LightningCLI's SaveConfigCallback writes config.yaml there first: that is not a reuse
+        if os.path.isdir(log_dir) and set(os.listdir(log_dir)) - {"config.yaml"}:
             warnings.warn(
                 f"Experiment logs directory {log_dir} exists and is not empty; files there may "
                 "be overwritten",
@@ -395,3 +397,184 @@ def resolve_loggers(logger: Any, default_root_dir: str, fast_dev_run: int = 0) -
                 "log_hyperparams, save, finalize, ...)"
             )
     return loggers
+
+
+def _tensorboard_missing() -> bool:
+    import importlib
+
+    try:
+        importlib.import_module("tensorboard")  # only asked whether it is there
+    except ImportError:
+        return True
+    return False
+
+
+class TensorBoardLogger:
+    """Log to TensorBoard event files in ``save_dir/name/version_N[/sub_dir]`` (Lightning's
+    arguments), through ``torch.utils.tensorboard.SummaryWriter``; ``hparams.yaml`` beside them.
+
+    Needs the ``tensorboard`` package (``pip install tensorboard``): it is imported when the
+    logger is created, not when fulmen is. fulmen's default logger stays CSVLogger; pass
+    ``Trainer(logger=TensorBoardLogger(...))`` to get event files. ``log_hyperparams`` also writes
+    the ``hp_metric`` placeholder (-1) when ``default_hp_metric=True``, as Lightning does, so that
+    TensorBoard's HPARAMS tab shows the run; extra ``**kwargs`` go to SummaryWriter.
+    """
+
+    LOGGER_JOIN_CHAR = "-"
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike[str],
+        name: str | None = "lightning_logs",
+        version: int | str | None = None,
+        log_graph: bool = False,
+        default_hp_metric: bool = True,
+        prefix: str = "",
+        sub_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if _tensorboard_missing():
+            raise ModuleNotFoundError(
+                "TensorBoardLogger needs the `tensorboard` package, which is not installed: "
+                "`pip install tensorboard`"
+            )
+        self._save_dir = os.path.expanduser(os.fspath(save_dir))
+        self._name = name or ""
+        self._version = version
+        self._log_graph = log_graph
+        self._default_hp_metric = default_hp_metric
+        self._prefix = prefix
+        self._sub_dir = None if sub_dir is None else os.path.expanduser(os.fspath(sub_dir))
+        self._kwargs = kwargs
+        self._experiment: Any = None
+        self.hparams: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> int | str:
+        if self._version is None:
+            self._version = CSVLogger._next_version(self)  # type: ignore[arg-type]
+        return self._version
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def root_dir(self) -> str:
+        return os.path.join(self._save_dir, self._name) if self._name else self._save_dir
+
+    @property
+    def log_dir(self) -> str:
+        version = self.version
+        folder = version if isinstance(version, str) else f"version_{version}"
+        path = os.path.join(self.root_dir, folder)
+        return os.path.join(path, self._sub_dir) if self._sub_dir else path
+
+    @property
+    def sub_dir(self) -> str | None:
+        return self._sub_dir
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """The ``SummaryWriter`` (created on first use, on rank zero only)."""
+        if self._experiment is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            os.makedirs(self.log_dir, exist_ok=True)
+            self._experiment = SummaryWriter(log_dir=self.log_dir, **self._kwargs)
+        return self._experiment
+
+    @rank_zero_only
+    def log_hyperparams(
+        self, params: Any = None, metrics: Mapping[str, float] | None = None
+    ) -> None:
+        plain = _to_plain(params) if params is not None else {}
+        self.hparams.update(plain)
+        if metrics is None and self._default_hp_metric:
+            metrics = {"hp_metric": -1}
+        if not plain and metrics is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        flat = {
+            k: v if isinstance(v, bool | int | float | str) else str(v)
+            for k, v in _flatten(plain).items()
+        }
+        experiment = self.experiment
+        if metrics:
+            self.log_metrics(metrics, 0)
+        exp, ssi, sei = hparams(flat, dict(metrics or {}))  # type: ignore[no-untyped-call]
+        writer = experiment._get_file_writer()  # the three hparams summaries, as Lightning
+        for summary in (exp, ssi, sei):
+            writer.add_summary(summary)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if rank_zero_only.rank != 0:
+            return
+        experiment = self.experiment
+        for key, value in metrics.items():
+            name = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else key
+            if isinstance(value, Mapping):
+                experiment.add_scalars(name, dict(value), step)
+                continue
+            item = getattr(value, "item", None)
+            experiment.add_scalar(name, float(item() if callable(item) else value), step)
+
+    @rank_zero_only
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """The module's graph (``log_graph=True``), traced on ``input_array`` or the module's
+        ``example_input_array``."""
+        if not self._log_graph:
+            return
+        if input_array is None:
+            input_array = getattr(model, "example_input_array", None)
+        if input_array is None:
+            warnings.warn(
+                "Could not log computational graph to TensorBoard: The "
+                "`model.example_input_array` attribute is not set or `input_array` was not "
+                "given.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
+        self.experiment.add_graph(model, input_array)
+
+    @rank_zero_only
+    def save(self) -> None:
+        if self._experiment is None:
+            return
+        self._experiment.flush()
+        hparams_file = os.path.join(self.log_dir, "hparams.yaml")
+        if os.path.isdir(self.log_dir) and not os.path.isfile(hparams_file):
+            save_hparams_to_yaml(hparams_file, self.hparams)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self.save()
+            self._experiment.close()
+            self._experiment = None
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """TensorBoard keeps no checkpoints: does nothing."""
+
+    def __getstate__(self) -> dict[str, Any]:  # the writer holds a thread; it is made anew
+        state = self.__dict__.copy()
+        state["_experiment"] = None
+        return state
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat

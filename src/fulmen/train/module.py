@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fulmen.train import _export
 from fulmen.train._hparams import AttributeDict, collect_hparams, frozen_copy
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ class _HyperparametersMixin:
 class LightningModule(_HyperparametersMixin, torch.nn.Module):
     """A ``torch.nn.Module`` that also says how to train, validate, test and predict itself."""
 
+    # TorchScript skips these (they read the Trainer): see fulmen.train._export
+    __jit_unused_properties__: list[str] = _export.JIT_UNUSED_PROPERTIES
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer: Trainer | None = None
@@ -78,9 +82,9 @@ class LightningModule(_HyperparametersMixin, torch.nn.Module):
     @property
     def trainer(self) -> Trainer:
         """The Trainer this module is attached to (an error when there is none)."""
-        if self._trainer is None:
+        if self._trainer is None and not self.__dict__.get("_jit_is_scripting"):
             raise RuntimeError(f"{type(self).__qualname__} is not attached to a `Trainer`.")
-        return self._trainer
+        return self._trainer  # type: ignore[return-value]  # None only while TorchScript reads it
 
     @trainer.setter
     def trainer(self, trainer: Trainer | None) -> None:
@@ -338,6 +342,18 @@ class LightningModule(_HyperparametersMixin, torch.nn.Module):
             p.requires_grad = True
         self.train()
 
+    @torch.no_grad()
+    def to_torchscript(
+        self,
+        file_path: str | os.PathLike[str] | None = None,
+        method: str | None = "script",
+        example_inputs: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The module as TorchScript (``method="script"`` or ``"trace"`` on ``example_inputs``
+        or ``example_input_array``), saved to ``file_path`` when given."""
+        return _export.to_torchscript(self, file_path, method, example_inputs, **kwargs)
+
     # ----------------------------------------------------------------- user steps
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return super().forward(*args, **kwargs)
@@ -568,6 +584,10 @@ class LightningDataModule(_HyperparametersMixin):
     def __init__(self) -> None:
         self.trainer: Trainer | None = None
         self._log_hyperparams = True
+
+    def __str__(self) -> str:
+        """One line per dataloader with its dataset size (Lightning's summary)."""
+        return _export.describe_datamodule(self)
 
     def prepare_data(self) -> None:
         """Download or prepare data once (rank zero)."""

@@ -276,6 +276,7 @@ class Trainer:
         self.global_step = 0
         self.should_stop = False
         self.interrupted = False
+        self.ckpt_path: str | None = None  # the checkpoint the running/last entry point loaded
         self.state = "initializing"
         self.stage: str | None = None
         self._entry: str | None = None  # the running entry point: "fit", "validate", ...
@@ -655,6 +656,7 @@ class Trainer:
         module = self.lightning_module
         assert module is not None
         checkpoint = None
+        self.ckpt_path = None
         if ckpt_path is not None:
             checkpoint = _checkpoint.resolve_and_load(self, ckpt_path, stage)
             if checkpoint is not None:

@@ -12,15 +12,22 @@ from fulmen.train.callbacks._misc import (
     Timer,
 )
 from fulmen.train.callbacks._model_checkpoint import ModelCheckpoint
+from fulmen.train.callbacks._on_exception import OnExceptionCheckpoint
+from fulmen.train.callbacks._prediction_writer import BasePredictionWriter
 from fulmen.train.callbacks._progress import ProgressBar, RichProgressBar, TQDMProgressBar
+from fulmen.train.tuner import BatchSizeFinder, LearningRateFinder
 
 __all__ = [
+    "BasePredictionWriter",
+    "BatchSizeFinder",
     "Callback",
     "EarlyStopping",
     "GradientAccumulationScheduler",
+    "LearningRateFinder",
     "LearningRateMonitor",
     "ModelCheckpoint",
     "ModelSummary",
+    "OnExceptionCheckpoint",
     "ProgressBar",
     "RichProgressBar",
     "TQDMProgressBar",

@@ -22,7 +22,9 @@ class LearningRateMonitor(Callback):
 
     ``logging_interval``: "step", "epoch", or None (each scheduler's own interval). Keys are
     ``lr-<OptimizerClass>`` (``/pg<i>`` per param group when there are several), or the scheduler
-    config's ``name``.
+    config's ``name``, each after ``log_key_prefix``. ``log_momentum`` adds
+    ``<key>-momentum`` (``betas[0]`` for Adam-like optimizers; last values in
+    ``last_momentum_values``), ``log_weight_decay`` adds ``<key>-weight_decay``.
     """
 
     def __init__(
@@ -30,6 +32,7 @@ class LearningRateMonitor(Callback):
         logging_interval: str | None = None,
         log_momentum: bool = False,
         log_weight_decay: bool = False,
+        log_key_prefix: str = "",
     ) -> None:
         if logging_interval not in (None, "step", "epoch"):
             raise ValueError(
@@ -39,7 +42,14 @@ class LearningRateMonitor(Callback):
         self.logging_interval = logging_interval
         self.log_momentum = log_momentum
         self.log_weight_decay = log_weight_decay
+        if not isinstance(log_key_prefix, str):
+            raise TypeError(
+                f"LearningRateMonitor(log_key_prefix={log_key_prefix!r}) must be a string"
+            )
+        self.log_key_prefix = log_key_prefix
         self.lrs: dict[str, list[float]] = {}
+        self.last_momentum_values: dict[str, float] = {}
+        self.last_weight_decay_values: dict[str, float] = {}
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.loggers:
@@ -69,6 +79,7 @@ class LearningRateMonitor(Callback):
             if interval not in (wanted, "any"):
                 continue
             base = (config.name if config is not None else None) or f"lr-{type(opt).__name__}"
+            base = self.log_key_prefix + base
             count = seen.get(base, 0)
             seen[base] = count + 1
             name = base if count == 0 else f"{base}-{count}"
@@ -78,13 +89,16 @@ class LearningRateMonitor(Callback):
                 stats[key] = float(group["lr"])
                 if self.log_momentum:
                     momentum = group.get("momentum", group.get("betas", (0.0,))[0])
-                    stats[key.replace(name, f"{name}-momentum", 1)] = float(momentum)
+                    momentum_key = key.replace(name, f"{name}-momentum", 1)
+                    stats[momentum_key] = float(momentum)
+                    self.last_momentum_values[momentum_key] = float(momentum)
                 if self.log_weight_decay:
-                    stats[key.replace(name, f"{name}-weight_decay", 1)] = float(
-                        group.get("weight_decay", 0.0)
-                    )
+                    decay_key = key.replace(name, f"{name}-weight_decay", 1)
+                    stats[decay_key] = float(group.get("weight_decay", 0.0))
+                    self.last_weight_decay_values[decay_key] = stats[decay_key]
         for key, value in stats.items():
-            self.lrs.setdefault(key, []).append(value)
+            if key not in self.last_momentum_values and key not in self.last_weight_decay_values:
+                self.lrs.setdefault(key, []).append(value)
         if stats:
             for logger in trainer.loggers:
                 logger.log_metrics(stats, step=trainer._batches_that_stepped)

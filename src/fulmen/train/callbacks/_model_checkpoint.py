@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -50,6 +51,7 @@ class ModelCheckpoint(Callback):
         every_n_epochs: int | None = None,
         save_on_train_epoch_end: bool | None = None,
         enable_version_counter: bool = True,
+        save_on_exception: bool = False,
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"ModelCheckpoint(mode={mode!r}) must be 'min' or 'max'")
@@ -82,6 +84,7 @@ class ModelCheckpoint(Callback):
         self._every_n_epochs = every_n_epochs
         self._save_on_train_epoch_end = save_on_train_epoch_end
         self._enable_version_counter = enable_version_counter
+        self.save_on_exception = save_on_exception
         self.best_k_models: dict[str, torch.Tensor] = {}
         self.kth_best_model_path = ""
         self.kth_value: torch.Tensor = torch.tensor(math.inf if mode == "min" else -math.inf)
@@ -105,6 +108,26 @@ class ModelCheckpoint(Callback):
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.dirpath = trainer.strategy.broadcast(self._resolve_dirpath(trainer))
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        """``save_on_exception=True``: save a checkpoint of the state the error left, named
+        ``<name>-exception.ckpt`` after this callback's template."""
+        if not self.save_on_exception or trainer.lightning_module is None:
+            return
+        if self.dirpath is None:  # failed before setup resolved it
+            self.dirpath = self._resolve_dirpath(trainer)
+        candidates = self._monitor_candidates(trainer)
+        stem = self.format_checkpoint_name(candidates)[: -len(self.FILE_EXTENSION)]
+        filepath = f"{stem}{self.CHECKPOINT_JOIN_CHAR}exception{self.FILE_EXTENSION}"
+        trainer.save_checkpoint(filepath, self.save_weights_only)
+        logging.getLogger("fulmen.train").info(
+            "An %s was raised with message: %s, saved checkpoint to %s",
+            type(exception).__name__,
+            exception,
+            filepath,
+        )
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_time_checked = time.monotonic()
