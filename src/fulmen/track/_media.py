@@ -36,10 +36,16 @@ def _sha(*parts: bytes | memoryview) -> str:
     return h.hexdigest()
 
 
+def _number(value: Any) -> bool:
+    """A number that is not a bool (numpy scalars included)."""
+    kind: Any = type(value)
+    return kind is not bool and isinstance(value, numbers.Number)
+
+
 def _caption(caption: Any) -> str | None:
     if caption is None or isinstance(caption, str):
         return caption
-    if isinstance(caption, numbers.Number) and not isinstance(caption, bool):
+    if _number(caption):
         return str(caption)
     raise TypeError(f"caption must be a string, got {type(caption).__name__} {caption!r}")
 
@@ -65,7 +71,7 @@ def _is_tensor(data: Any) -> bool:
 # --- pixels ---------------------------------------------------------------------------------------
 
 
-def to_pixels(data: Any, normalize: bool = True, what: str = "Image") -> Any:
+def to_pixels(data: Any, normalize: bool = True, what: str = "Image") -> Any:  # noqa: PLR0912
     """A C-ordered uint8 array H x W (grey) or H x W x 3/4 owned by the caller (a copy when it
     shares memory with ``data``): numpy HWC/HW, a torch tensor CHW/HW, a PIL image, a list."""
     import numpy as np
@@ -153,19 +159,17 @@ def _mask_array(name: str, item: Mapping[str, Any]) -> Any:
 
 def _class_labels(labels: Any) -> dict[str, str]:
     if not isinstance(labels, Mapping) or not all(
-        isinstance(k, numbers.Number) and not isinstance(k, bool) and isinstance(v, str)
-        for k, v in labels.items()
+        _number(k) and isinstance(v, str) for k, v in labels.items()
     ):
         raise TypeError("Class labels must be a dictionary of numbers to strings")
     return {str(int(k)): v for k, v in labels.items()}
 
 
 def _is_num(position: Mapping[str, Any], key: str) -> bool:
-    value = position.get(key)
-    return isinstance(value, numbers.Number) and not isinstance(value, bool)
+    return _number(position.get(key))
 
 
-def _check_box(box: Any) -> dict[str, Any]:
+def _check_box(box: Any) -> dict[str, Any]:  # noqa: PLR0912 (one branch per W&B check)
     if not isinstance(box, Mapping) or "position" not in box:
         raise TypeError(_POSITION_ERROR)
     position = box["position"]
@@ -195,11 +199,12 @@ def _check_box(box: Any) -> dict[str, Any]:
         for k, v in scores.items():
             if not isinstance(k, str):
                 raise TypeError("A score key must be a string")
-            if not isinstance(v, numbers.Number) or isinstance(v, bool):
+            if not _number(v):
                 raise TypeError("A score value must be a number")
         out["scores"] = {k: float(v) for k, v in scores.items()}
     if "class_id" in box:
-        if not isinstance(box["class_id"], numbers.Integral) or isinstance(box["class_id"], bool):
+        class_id: Any = box["class_id"]
+        if type(class_id) is bool or not isinstance(class_id, numbers.Integral):
             raise TypeError("A box's class_id must be an integer")
         out["class_id"] = int(box["class_id"])
     if "box_caption" in box:
@@ -295,7 +300,9 @@ class Image:
             with PILImage.open(io.BytesIO(data)) as picture:
                 self.width, self.height = picture.size
         except OSError as exc:
-            raise ValueError(f"Image: {os.fspath(path)!r} is not a readable image ({exc})") from None
+            raise ValueError(
+                f"Image: {os.fspath(path)!r} is not a readable image ({exc})"
+            ) from None
         self._file = data
         self.format = _IMAGE_FORMATS[suffix]
 
@@ -314,7 +321,9 @@ class Image:
         if isinstance(items, Mapping):
             items = [{"id": k, "name": v} for k, v in items.items()]
         if not isinstance(items, Sequence) or not all(
-            isinstance(c, Mapping) and isinstance(c.get("id"), int) and isinstance(c.get("name"), str)
+            isinstance(c, Mapping)
+            and isinstance(c.get("id"), int)
+            and isinstance(c.get("name"), str)
             for c in items
         ):
             raise TypeError('classes must be a list of {"id": int, "name": str}')
@@ -333,8 +342,8 @@ class Image:
             array = _mask_array(str(name), item)
             if array.shape != (self.height, self.width):
                 raise ValueError(
-                    f"mask {name!r}: mask_data is {array.shape[0]} x {array.shape[1]} but the image "
-                    f"is {self.height} x {self.width}"
+                    f"mask {name!r}: mask_data is {array.shape[0]} x {array.shape[1]} but the "
+                    f"image is {self.height} x {self.width}"
                 )
             self._masks[str(name)] = (array, labels)
 
@@ -428,7 +437,9 @@ class Audio:
         if array.ndim == 2 and array.shape[0] < array.shape[1] and array.shape[0] <= 8:
             array = array.T  # channels x samples -> samples x channels
         if array.ndim not in (1, 2) or array.size == 0:
-            raise ValueError(f"Audio: data must be samples or samples x channels, got {array.shape}")
+            raise ValueError(
+                f"Audio: data must be samples or samples x channels, got {array.shape}"
+            )
         if array.dtype.kind == "f":
             array = np.rint(np.clip(array, -1.0, 1.0) * 32767).astype("<i2")
         elif array.dtype != np.int16:
@@ -495,7 +506,9 @@ class Video:
         if isinstance(data_or_path, (str, os.PathLike)):
             suffix = Path(data_or_path).suffix.lower().lstrip(".")
             if suffix not in self._FORMATS:
-                raise ValueError(f"Video: {os.fspath(data_or_path)!r} is not .gif, .mp4, .webm, .ogg")
+                raise ValueError(
+                    f"Video: {os.fspath(data_or_path)!r} is not .gif, .mp4, .webm, .ogg"
+                )
             self._data = _read_file(data_or_path, "Video")
             self.format = suffix
             self.width = self.height = None
@@ -567,7 +580,9 @@ class Html:
         elif hasattr(data, "read"):
             text = data.read()
         else:
-            raise TypeError(f"Html: data must be a string or an .html path, got {type(data).__name__}")
+            raise TypeError(
+                f"Html: data must be a string or an .html path, got {type(data).__name__}"
+            )
         if inject:
             head = text.find("<head>")
             text = (

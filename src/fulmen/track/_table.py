@@ -61,7 +61,9 @@ class Table:
         log_mode: str = "IMMUTABLE",
     ) -> None:
         if log_mode not in LOG_MODES:
-            raise ValueError(f"Table: log_mode must be one of {', '.join(LOG_MODES)}, got {log_mode!r}")
+            raise ValueError(
+                f"Table: log_mode must be one of {', '.join(LOG_MODES)}, got {log_mode!r}"
+            )
         self.log_mode = log_mode
         self.allow_mixed_types = allow_mixed_types
         if dataframe is not None:
@@ -120,7 +122,7 @@ class Table:
         """Append one row (as many values as there are columns)."""
         if len(data) != len(self.columns):
             raise ValueError(
-                f"Table.add_data: this table has {len(self.columns)} columns, got {len(data)} values"
+                f"Table.add_data: the table has {len(self.columns)} columns, got {len(data)} values"
             )
         if len(self.data) >= MAX_ROWS and self.log_mode != "INCREMENTAL":
             raise ValueError(

@@ -95,16 +95,16 @@ def line_series(
     names = list(keys) if keys is not None else [f"key_{i}" for i in range(len(ys))]
     if len(names) != len(ys):
         raise ValueError(f"plot.line_series: {len(names)} keys for {len(ys)} lines")
-    shared = not xs or not isinstance(xs[0], (list, tuple)) and not hasattr(xs[0], "__len__")
+    shared = not xs or not hasattr(xs[0], "__len__")
     table = Table(columns=["lineKey", "lineVal", "step"])
     for i, (name, line_ys) in enumerate(zip(names, ys, strict=True)):
-        line_xs = xs if shared else xs[i]  # type: ignore[index]
-        if len(line_xs) != len(line_ys):  # type: ignore[arg-type]
+        line_xs = xs if shared else xs[i]
+        if len(line_xs) != len(line_ys):
             raise ValueError(
                 f"plot.line_series: line {name!r} has {len(line_ys)} y values for "
-                f"{len(line_xs)} x values"  # type: ignore[arg-type]
+                f"{len(line_xs)} x values"
             )
-        for x, y in zip(line_xs, line_ys, strict=True):  # type: ignore[call-overload]
+        for x, y in zip(line_xs, line_ys, strict=True):
             table.add_data(name, _num(y), _num(x))
     fields = {"x": "step", "y": "lineVal", "stroke": "lineKey"}
     return Chart("line_series", table, fields, title, xname=xname)
@@ -139,8 +139,10 @@ def confusion_matrix(
         raise ValueError("plot.confusion_matrix: y_true is required")
     truth = np.asarray(y_true).astype(np.int64).ravel()
     guess = (
-        np.asarray(probs).argmax(axis=-1) if probs is not None else np.asarray(preds)
-    ).astype(np.int64).ravel()
+        (np.asarray(probs).argmax(axis=-1) if probs is not None else np.asarray(preds))
+        .astype(np.int64)
+        .ravel()
+    )
     if truth.shape != guess.shape:
         raise ValueError(
             f"plot.confusion_matrix: {truth.size} labels in y_true but {guess.size} predictions"
