@@ -39,7 +39,7 @@ def _sha(*parts: bytes | memoryview) -> str:
 def _number(value: Any) -> bool:
     """A number that is not a bool (numpy scalars included)."""
     kind: Any = type(value)
-    return kind is not bool and isinstance(value, numbers.Number)
+    return kind is not bool and isinstance(value, numbers.Real)
 
 
 def _caption(caption: Any) -> str | None:
