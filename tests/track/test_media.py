@@ -59,7 +59,8 @@ def test_image_round_trip_is_pixel_exact(make: Any, tmp_path: Path) -> None:
     assert ref["_type"] == "image-file"
     assert (ref["width"], ref["height"], ref["format"]) == (40, 24, "png")
     assert ref["caption"] == "step 0"
-    assert ref["path"].startswith("media/images/") and ref["size"] > 0
+    assert ref["path"].startswith("media/images/")
+    assert ref["size"] > 0
     assert np.array_equal(_pixels(api_run, ref["path"], tmp_path), FRAME)
     mask = ref["masks"]["pred"]
     assert mask["_type"] == "mask"
@@ -97,10 +98,12 @@ def test_image_from_png_and_jpeg_files_keeps_their_bytes(tmp_path: Path) -> None
     run.log({"png": track.Image(str(png)), "jpg": track.Image(jpg)})
     run.finish()
     api_run, ref = _one("png")
-    assert ref["format"] == "png" and ref["size"] == png.stat().st_size
+    assert ref["format"] == "png"
+    assert ref["size"] == png.stat().st_size
     assert api_run.file(ref["path"]).read() == png.read_bytes()
     jref = api_run.history(pandas=False)[0]["jpg"]
-    assert jref["format"] == "jpg" and jref["path"].endswith(".jpg")
+    assert jref["format"] == "jpg"
+    assert jref["path"].endswith(".jpg")
     assert api_run.file(jref["path"]).read() == jpg.read_bytes()
 
 
@@ -282,7 +285,8 @@ def test_a_list_of_images_is_one_value_capped_at_108(tmp_path: Path) -> None:
     rows = api_run.history(pandas=False)
     grid = rows[0]["grid"]
     assert grid["_type"] == "images/separated"
-    assert grid["count"] == 108 and len(grid["images"]) == 108
+    assert grid["count"] == 108
+    assert len(grid["images"]) == 108
     assert grid["captions"][:3] == ["0", "1", "2"]
     assert grid["filenames"][5] == grid["images"][5]["path"]
     assert np.array_equal(
@@ -303,8 +307,10 @@ def test_audio_from_an_array_is_a_wav(tmp_path: Path) -> None:
     run.log({"a": track.Audio(tone, sample_rate=8000, caption="tone")})
     run.finish()
     api_run, ref = _one("a")
-    assert ref["_type"] == "audio-file" and ref["sample_rate"] == 8000
-    assert ref["duration"] == pytest.approx(1.0) and ref["caption"] == "tone"
+    assert ref["_type"] == "audio-file"
+    assert ref["sample_rate"] == 8000
+    assert ref["duration"] == pytest.approx(1.0)
+    assert ref["caption"] == "tone"
     with wave.open(io.BytesIO(api_run.file(ref["path"]).read())) as w:
         assert (w.getframerate(), w.getnchannels(), w.getnframes()) == (8000, 1, 8000)
         got = np.frombuffer(w.readframes(8000), "<i2")
@@ -340,7 +346,8 @@ def test_html_is_stored_with_its_head_injected() -> None:
     api_run, ref = _one("h")
     assert ref["_type"] == "html-file"
     text = api_run.file(ref["path"]).read().decode()
-    assert text.startswith("<html><head><meta charset") and text.endswith("<body>hi</body></html>")
+    assert text.startswith("<html><head><meta charset")
+    assert text.endswith("<body>hi</body></html>")
     assert track.Html("<p>x</p>", inject=False).html == "<p>x</p>"
 
 
