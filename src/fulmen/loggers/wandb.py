@@ -161,6 +161,7 @@ class WandbLogger:
             self._id = experiment.id
             self._declare_step_metric(experiment)
         self._rewind_to: int | None = None  # set by load_state_dict: the checkpoint's step
+        self._last_step: int | None = None  # the last step log_metrics got (media default)
         self._checkpoint_callback: Any = None
         self._logged_checkpoints: dict[str, tuple[float, str]] = {}  # path -> (mtime, version)
 
@@ -237,6 +238,7 @@ class WandbLogger:
             row = dict(metrics)  # the Trainer hands the same dict to every logger
         if step is not None:
             row[self.STEP_METRIC] = step
+            self._last_step = step
         if self._rewind_to is None:
             run.log(row)  # same keys and types each step: the tracker's fast path
         else:
@@ -297,7 +299,7 @@ class WandbLogger:
         if global_rank() > 0:
             return
         table = track.Table(columns=columns, data=data, dataframe=dataframe)
-        self.log_metrics({key: table}, step)
+        self.log_metrics({key: table}, self._last_step if step is None else step)
 
     def log_text(
         self,
@@ -343,7 +345,9 @@ class WandbLogger:
             return
         per_item = [{name: kwargs[name][i] for name in kwargs} for i in range(n)]
         values = [kind(item, **extra) for item, extra in zip(items, per_item, strict=True)]
-        self.log_metrics({key: values}, step)
+        # no step (a callback's on_validation_batch_end): the last trainer/global_step, as
+        # W&B's step_sync fills it in, so the media line up with the metrics on that x-axis
+        self.log_metrics({key: values}, self._last_step if step is None else step)
 
     def watch(
         self, model: Any, log: str | None = "gradients", log_freq: int = 100, log_graph: bool = True
