@@ -36,10 +36,15 @@ def digest_name(sha256: str) -> str:
     return sha256[:DIGEST_CHARS]
 
 
+_made: set[Path] = set()
+
+
 def write_all(path: Path, chunks: list[bytes | memoryview]) -> None:
     """Write ``chunks`` to ``path`` (created or replaced) with ``os.write``: handed to the OS,
     so it survives the process being killed (not a power cut: no fsync, as the run log)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent not in _made:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _made.add(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -166,18 +171,25 @@ class MediaSink:
         self._queue.put(pending)
 
     def _encode_loop(self) -> None:
-        while True:
-            pending = self._queue.get()
-            if pending is None:
-                return
-            try:
-                done = finalize_file(pending)
-            except Exception:  # a failed encode leaves the .npy for finalize_pending
-                _log.exception("could not encode %s", pending)
-                continue
-            if done is not None:
-                relative = pending.with_name(done[0]).relative_to(self.files).as_posix()
-                self._record(relative, "media", done[1], done[2])
+        worker = _start_worker()
+        try:
+            while True:
+                pending = self._queue.get()
+                if pending is None:
+                    self._queue.task_done()
+                    return
+                try:
+                    done = _encode_in(worker, pending)
+                except Exception:  # a failed encode leaves the .npy for finalize_pending
+                    _log.exception("could not encode %s", pending)
+                    done = None
+                if done is not None:
+                    relative = pending.with_name(done[0]).relative_to(self.files).as_posix()
+                    self._record(relative, "media", done[1], done[2])
+                self._queue.task_done()
+        finally:
+            if worker is not None:
+                _stop_worker(worker)
 
     def _record(self, relative: str, kind: str, size: int, sha256: str) -> None:
         from fulmen.track import runlog as rl
@@ -187,6 +199,10 @@ class MediaSink:
             rl.FILE, {"path": relative, "type": kind, "size": size, "sha256": sha256}
         )
 
+    def drain(self) -> None:
+        """Wait until the images logged so far are encoded (the run stays open)."""
+        self._queue.join()
+
     def close(self) -> None:
         """Wait until every pending image is encoded (``Run.finish``)."""
         thread = self._thread
@@ -194,6 +210,63 @@ class MediaSink:
             self._queue.put(None)
             thread.join()
             self._thread = None
+
+
+# The encoder runs in a helper process: Pillow holds the GIL while it deflates into memory, which
+# would stall the training thread for the whole encoding (tens of ms per frame).
+_WORKER_CODE = "from fulmen.track._media_store import worker_main; worker_main()"
+
+
+def _start_worker() -> Any:
+    import subprocess
+    import sys
+
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-c", _WORKER_CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+    except OSError:
+        _log.warning("could not start the media encoder process; encoding in a thread")
+        return None
+
+
+def _encode_in(worker: Any, pending: Path) -> tuple[str, int, str] | None:
+    if worker is None or worker.poll() is not None:
+        return finalize_file(pending)
+    worker.stdin.write(str(pending) + "\n")
+    answer = worker.stdout.readline().split("\t")
+    if answer[0] == "ok" and len(answer) == 4:
+        return answer[1], int(answer[2]), answer[3].strip()
+    if answer[0] == "torn":
+        return None
+    return finalize_file(pending)  # the worker died or failed: do it here
+
+
+def _stop_worker(worker: Any) -> None:
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        worker.stdin.close()
+    worker.wait(timeout=30)
+    worker.stdout.close()
+
+
+def worker_main() -> None:
+    """The encoder process: one pending path per line in; ``ok name size sha256`` or ``torn``
+    (or ``error``) per line out."""
+    import sys
+
+    for line in sys.stdin:
+        try:
+            done = finalize_file(Path(line.rstrip("\n")))
+        except Exception as exc:
+            print(f"error\t{exc}", flush=True)
+            continue
+        print("torn" if done is None else "ok\t%s\t%d\t%s" % done, flush=True)  # noqa: UP031
 
 
 def sink_of(run: Any) -> MediaSink:
