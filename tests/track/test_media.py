@@ -403,3 +403,17 @@ def test_sigkill_loses_no_image_that_log_accepted(tmp_path: Path) -> None:
         )
         assert np.array_equal(mask, frame[:, :, 1] % 8)
     assert not list((run.dir / "files" / "media").rglob("*.npy"))  # all encoded by the reader
+
+
+def test_without_the_helper_process_images_are_encoded_in_a_thread(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from fulmen.track import _media_store
+
+    monkeypatch.setattr(_media_store, "_start_worker", lambda: None)
+    run = track.init(project="media")
+    run.log({"a": track.Image(FRAME)})
+    run.finish()
+    api_run, ref = _one("a")
+    assert np.array_equal(_pixels(api_run, ref["path"], tmp_path), FRAME)
+    assert [f["path"] for f in api_run.files if f["type"] == "media"] == [ref["path"]]

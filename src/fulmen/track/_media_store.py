@@ -210,6 +210,11 @@ class MediaSink:
             self._queue.put(None)
             thread.join()
             self._thread = None
+            for pending in sorted((self.files / MEDIA_DIR).rglob("*" + PENDING_SUFFIX)):
+                done = finalize_file(pending)  # what a failed encode left: last chance here
+                if done is not None:
+                    relative = pending.with_name(done[0]).relative_to(self.files).as_posix()
+                    self._record(relative, "media", done[1], done[2])
 
 
 # The encoder runs in a helper process: Pillow holds the GIL while it deflates into memory, which
@@ -221,11 +226,18 @@ def _start_worker() -> Any:
     import subprocess
     import sys
 
+    import fulmen
+
+    # the child imports this module from where this process found it (a source checkout too)
+    root = str(Path(fulmen.__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
     try:
         return subprocess.Popen(
             [sys.executable, "-c", _WORKER_CODE],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            env=env,
             text=True,
             bufsize=1,
         )
@@ -235,23 +247,29 @@ def _start_worker() -> Any:
 
 
 def _encode_in(worker: Any, pending: Path) -> tuple[str, int, str] | None:
-    if worker is None or worker.poll() is not None:
-        return finalize_file(pending)
-    worker.stdin.write(str(pending) + "\n")
-    answer = worker.stdout.readline().split("\t")
-    if answer[0] == "ok" and len(answer) == 4:
-        return answer[1], int(answer[2]), answer[3].strip()
-    if answer[0] == "torn":
-        return None
-    return finalize_file(pending)  # the worker died or failed: do it here
+    if worker is not None and worker.poll() is None:
+        try:
+            worker.stdin.write(str(pending) + "\n")
+            answer = worker.stdout.readline().split("\t")
+        except (OSError, ValueError):  # the worker is gone: do it here
+            answer = []
+        if answer and answer[0] == "ok" and len(answer) == 4:
+            return answer[1], int(answer[2]), answer[3].strip()
+        if answer and answer[0] == "torn":
+            return None
+    return finalize_file(pending) if pending.exists() else None
 
 
 def _stop_worker(worker: Any) -> None:
-    import contextlib
+    import subprocess
 
     with contextlib.suppress(OSError):
         worker.stdin.close()
-    worker.wait(timeout=30)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
     worker.stdout.close()
 
 
