@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fulmen.track._media_store import PENDING_SUFFIX, finalize_file, finalize_pending
+from fulmen.track._replay import is_live
 
 _SIZED = ("image-file", "mask")
 
@@ -57,8 +58,8 @@ def complete_refs(files_dir: Path, data: Any) -> None:
     media = files_dir / "media"
     if not media.is_dir():
         return
-    if any(media.rglob("*" + PENDING_SUFFIX)):
-        finalize_pending(files_dir)
+    if any(media.rglob("*" + PENDING_SUFFIX)) and not is_live(files_dir.parent):
+        finalize_pending(files_dir)  # a killed run's (a live run's own encoder is at work)
     sizes = {str(f["path"]): f.get("size") for f in data.files if f.get("type") == "media"}
     seen: dict[int, None] = {}
 
