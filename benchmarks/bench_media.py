@@ -81,12 +81,13 @@ def scene(seed: int = 0) -> tuple[Any, Any]:
 FRAME, MASK = scene()
 
 
-def frames() -> list[Any]:
+def frames() -> list[tuple[Any, Any]]:
     out = []
     for i in range(CALLS):
-        f = FRAME.copy()
-        f[0, 0, 0] = i  # a different frame every call: no deduplication
-        out.append(f)
+        f, m = FRAME.copy(), MASK.copy()
+        f[0, 0, 0] = m[0, 0] = i % 8  # a different frame and mask every call: no deduplication
+        f[0, 0, 1] = i
+        out.append((f, m))
     return out
 
 
@@ -105,9 +106,9 @@ def fulmen_case() -> float:
     run = track.init(project="bench-media")
     batch = frames()
     elapsed = 0.0
-    for i, f in enumerate(batch):
+    for i, (f, m) in enumerate(batch):
         start = time.perf_counter()
-        run.log({"frame": track.Image(f, masks={"pred": {"mask_data": MASK}}), "i": i})
+        run.log({"frame": track.Image(f, masks={"pred": {"mask_data": m}}), "i": i})
         elapsed += time.perf_counter() - start
         # the PNG is encoded before the next image comes, as when one is logged every 50 steps
         # (back to back on 2 busy cores, the encoder process would take the caller's CPU)
@@ -124,9 +125,9 @@ def wandb_case() -> float:
     run = wandb.init(project="bench-media")
     batch = frames()
     elapsed = 0.0
-    for i, f in enumerate(batch):
+    for i, (f, m) in enumerate(batch):
         start = time.perf_counter()
-        run.log({"frame": wandb.Image(f, masks={"pred": {"mask_data": MASK}}), "i": i})
+        run.log({"frame": wandb.Image(f, masks={"pred": {"mask_data": m}}), "i": i})
         elapsed += time.perf_counter() - start
         time.sleep(0.05)  # as fulmen's drain: its service gets the time to write it
     run.finish()
@@ -136,9 +137,9 @@ def wandb_case() -> float:
 def pillow_case() -> float:
     batch = frames()
     start = time.perf_counter()
-    for f in batch:
+    for f, m in batch:
         _png(f)
-        _png(MASK)
+        _png(m)
     return (time.perf_counter() - start) / CALLS
 
 

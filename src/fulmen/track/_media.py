@@ -393,8 +393,10 @@ def _mask_ref(array: Any, labels: dict[str, str] | None) -> dict[str, Any]:
     sha = _sha(npy_header(array.shape), memoryview(array).cast("B"))
     path = f"media/images/mask/{digest_name(sha)}.mask.png"
     if labels is None:  # W&B's default: class_<n> for each value present
-        present = np.flatnonzero(np.bincount(array.ravel(), minlength=256))
-        labels = {str(int(v)): f"class_{int(v)}" for v in present}
+        # memchr per candidate value: a few microseconds where np.unique sorts (milliseconds)
+        raw = array.tobytes()
+        present = [v for v in range(int(array.max()) + 1) if raw.find(v) >= 0]
+        labels = {str(v): f"class_{v}" for v in present}
     return {"_type": "mask", "path": path, "sha256": sha, "format": "png", "class_labels": labels}
 
 
