@@ -388,7 +388,6 @@ class Image:
 
 
 def _mask_ref(array: Any, labels: dict[str, str] | None) -> dict[str, Any]:
-    import numpy as np
 
     sha = _sha(npy_header(array.shape), memoryview(array).cast("B"))
     path = f"media/images/mask/{digest_name(sha)}.mask.png"
