@@ -187,6 +187,6 @@ if __name__ == "__main__":
         if median is not None:
             print(
                 f"a training step logging this image every {EVERY} steps pays "
-                f"{median * 1e3 / EVERY:.3f} ms on average on its thread; the encoder thread "
+                f"{median * 1e3 / EVERY:.3f} ms on average on its thread; the encoder process "
                 "spends about one Pillow default encoding (the pillow-png row) per image"
             )

@@ -84,6 +84,13 @@ def test_online_run_uploads_its_media(tmp_path: Path, server: Server) -> None:
         check=True,
     )
     _check(server, "m1", 5)
+    from fulmen.track import Api
+
+    remote = Api(base_url=server.url).run("local/e2e/m1")
+    ref = remote.history()[0]["frame"]
+    ref = json.loads(ref) if isinstance(ref, str) else ref
+    local = remote.file(ref["path"]).download(tmp_path / "dl")
+    assert np.array_equal(np.asarray(PILImage.open(local)), np.zeros((16, 24, 3)))
 
 
 def test_killed_run_media_reach_the_server_by_sync(tmp_path: Path, server: Server) -> None:
