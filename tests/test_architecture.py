@@ -24,7 +24,7 @@ FORBIDDEN = {
     "loggers": ("fulmen.server", "fulmen.cli"),
 }
 # package -> names it may import only inside functions (never at module import time)
-LAZY_ONLY = {"track": ("torch",)}
+LAZY_ONLY = {"track": ("torch", "PIL", "numpy")}
 
 
 def _imports(path: Path, root: Path = SRC) -> list[tuple[str, bool]]:
@@ -90,5 +90,12 @@ def test_the_scan_sees_relative_and_nested_imports(tmp_path: Path) -> None:
 @pytest.mark.parametrize("module", ["fulmen", "fulmen.track", "fulmen.server", "fulmen.cli"])
 def test_importing_module_does_not_import_torch(module: str) -> None:
     code = f"import sys, {module}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_importing_the_tracker_does_not_import_pillow() -> None:
+    # media types import Pillow inside the functions that encode or read images
+    code = "import sys, fulmen.track; print('PIL' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

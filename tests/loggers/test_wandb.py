@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -371,6 +372,10 @@ def test_directory_setting_anonymous_tables_and_artifact_helpers(
     folder = WandbLogger.download_artifact("weights:v0", save_dir=tmp_path / "dl")
     assert (Path(folder) / "w.bin").read_bytes() == b"weights"
     logger.finish()
-    rows = list(Api().run(logger.version).scan_history())
-    assert rows[0]["preds"] == {"_type": "table", "columns": ["x", "y"], "data": [[1, "a"]]}
-    assert rows[1]["notes"]["data"] == [["hello"]]
+    api_run = Api().run(logger.version)
+    rows = list(api_run.scan_history())
+    assert rows[0]["preds"]["_type"] == "table-file"
+    table = json.loads(api_run.file(rows[0]["preds"]["path"]).read())
+    assert table == {"columns": ["x", "y"], "data": [[1, "a"]]}
+    notes = json.loads(api_run.file(rows[1]["notes"]["path"]).read())
+    assert notes["data"] == [["hello"]]

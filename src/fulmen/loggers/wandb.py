@@ -98,17 +98,6 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-class _Table:
-    """A table value: the tracker stores what ``to_json()`` returns as one JSON value (a plain
-    dict would be flattened into ``key/columns`` and ``key/data``)."""
-
-    def __init__(self, value: dict[str, Any]) -> None:
-        self.value = value
-
-    def to_json(self) -> dict[str, Any]:
-        return self.value
-
-
 class WandbLogger:
     """Log to a ``fulmen.track`` run: ``Trainer(logger=WandbLogger())``. See docs/loggers.md."""
 
@@ -172,6 +161,7 @@ class WandbLogger:
             self._id = experiment.id
             self._declare_step_metric(experiment)
         self._rewind_to: int | None = None  # set by load_state_dict: the checkpoint's step
+        self._last_step: int | None = None  # the last step log_metrics got (media default)
         self._checkpoint_callback: Any = None
         self._logged_checkpoints: dict[str, tuple[float, str]] = {}  # path -> (mtime, version)
 
@@ -248,6 +238,7 @@ class WandbLogger:
             row = dict(metrics)  # the Trainer hands the same dict to every logger
         if step is not None:
             row[self.STEP_METRIC] = step
+            self._last_step = step
         if self._rewind_to is None:
             run.log(row)  # same keys and types each step: the tracker's fast path
         else:
@@ -304,17 +295,59 @@ class WandbLogger:
         dataframe: Any = None,
         step: int | None = None,
     ) -> None:
-        """A small table as one JSON value ``{"columns": [...], "data": [[...], ...]}``."""
-        if dataframe is not None:
-            columns, data = [str(c) for c in dataframe.columns], dataframe.values.tolist()
-        table = _Table(
-            {"_type": "table", "columns": list(columns or []), "data": _plain(data or [])}
-        )
-        self.log_metrics({key: table}, step)
+        """A ``fulmen.track.Table`` (cells may be images, audio, ...) under ``key``."""
+        if global_rank() > 0:
+            return
+        table = track.Table(columns=columns, data=data, dataframe=dataframe)
+        self.log_metrics({key: table}, self._last_step if step is None else step)
 
-    def log_text(self, key: str, **kwargs: Any) -> None:
+    def log_text(
+        self,
+        key: str,
+        columns: list[str] | None = None,
+        data: list[list[str]] | None = None,
+        dataframe: Any = None,
+        step: int | None = None,
+    ) -> None:
         """``log_table`` for text (Lightning's signature)."""
-        self.log_table(key, **kwargs)
+        self.log_table(key, columns, data, dataframe, step)
+
+    def log_image(
+        self, key: str, images: list[Any], step: int | None = None, **kwargs: Any
+    ) -> None:
+        """Images under one key, one ``track.Image`` each; every keyword argument (``caption``,
+        ``masks``, ``boxes``, ...) is a list with one entry per image."""
+        self._log_media(key, images, "images", track.Image, step, kwargs)
+
+    def log_audio(
+        self, key: str, audios: list[Any], step: int | None = None, **kwargs: Any
+    ) -> None:
+        """Sounds under one key (``sample_rate``, ``caption``: one per item)."""
+        self._log_media(key, audios, "audios", track.Audio, step, kwargs)
+
+    def log_video(
+        self, key: str, videos: list[Any], step: int | None = None, **kwargs: Any
+    ) -> None:
+        """Clips under one key (``fps``, ``format``, ``caption``: one per item)."""
+        self._log_media(key, videos, "videos", track.Video, step, kwargs)
+
+    def _log_media(
+        self, key: str, items: Any, what: str, kind: Any, step: int | None, kwargs: dict[str, Any]
+    ) -> None:
+        # Lightning's checks and messages, word for word
+        if not isinstance(items, list):
+            raise TypeError(f'Expected a list as "{what}", found {type(items)}')
+        n = len(items)
+        for name, values in kwargs.items():
+            if len(values) != n:
+                raise ValueError(f"Expected {n} items but only found {len(values)} for {name}")
+        if global_rank() > 0:
+            return
+        per_item = [{name: kwargs[name][i] for name in kwargs} for i in range(n)]
+        values = [kind(item, **extra) for item, extra in zip(items, per_item, strict=True)]
+        # no step (a callback's on_validation_batch_end): the last trainer/global_step, as
+        # W&B's step_sync fills it in, so the media line up with the metrics on that x-axis
+        self.log_metrics({key: values}, self._last_step if step is None else step)
 
     def watch(
         self, model: Any, log: str | None = "gradients", log_freq: int = 100, log_graph: bool = True

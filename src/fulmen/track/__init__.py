@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from fulmen.track import plot
 from fulmen.track._active import active
 from fulmen.track._api import Api, ApiRun
 from fulmen.track._artifacts import Artifact, ArtifactEntry
 from fulmen.track._config import Config, Summary
 from fulmen.track._init import init
+from fulmen.track._media import Audio, Html, Image, Video
 from fulmen.track._run import Error, Run, StepWarning
+from fulmen.track._table import Table
 from fulmen.track._values import Histogram
 
 __all__ = [
@@ -22,18 +25,24 @@ __all__ = [
     "ApiRun",
     "Artifact",
     "ArtifactEntry",
+    "Audio",
     "Config",
     "Error",
     "Histogram",
+    "Html",
+    "Image",
     "Run",
     "StepWarning",
     "Summary",
+    "Table",
+    "Video",
     "config",
     "define_metric",
     "finish",
     "init",
     "log",
     "log_artifact",
+    "plot",
     "run",
     "save",
     "summary",

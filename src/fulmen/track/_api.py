@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulmen.track._artifacts import Artifact, ArtifactStore
 from fulmen.track._layout import log_path
 from fulmen.track._replay import RunData, replay, state_of
 from fulmen.track._settings import resolve
+
+if TYPE_CHECKING:
+    from fulmen.track._media_files import RunFile
 
 
 def _root_of(directory: str | os.PathLike[str] | None) -> Path:
@@ -107,7 +110,16 @@ class ApiRun:
     def data(self) -> RunData:
         if self._data is None:
             self._data = replay(log_path(self.dir))
+            from fulmen.track._media_files import complete_refs
+
+            complete_refs(self.dir / "files", self._data)  # media refs: the stored PNG's size
         return self._data
+
+    def file(self, path: str) -> RunFile:
+        """One of the run's files (``media/images/<sha>.png``, ``output.log``, ...)."""
+        from fulmen.track._media_files import RunFile
+
+        return RunFile(self.dir / "files", path)
 
     def refresh(self) -> None:
         self._data = None

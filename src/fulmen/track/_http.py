@@ -158,8 +158,33 @@ class HttpRun:
             rows = [rows[i] for i in picks]
         return rows
 
+    def file(self, path: str) -> HttpRunFile:
+        """One of the run's files on the server (a media reference's ``path``, ...)."""
+        return HttpRunFile(self._client, self._base, path)
+
     def __repr__(self) -> str:
         return f"<HttpRun {self.path} ({self.state})>"
+
+
+class HttpRunFile:
+    """A run's file on the server: ``name``, ``read()``, ``download(root)`` to ``root/<name>``."""
+
+    def __init__(self, client: Client, base: str, name: str) -> None:
+        self._client, self._base, self.name = client, base, name
+
+    def read(self) -> bytes:
+        return self._client.request("GET", self._base + "/files/" + quote(self.name))
+
+    def download(
+        self, root: str | os.PathLike[str] = ".", replace: bool = False, exist_ok: bool = False
+    ) -> Path:
+        target = Path(root) / self.name
+        if target.exists() and not (replace or exist_ok):
+            raise ValueError(f"{target} exists; pass replace=True to overwrite it")
+        if not target.exists() or replace:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.read())
+        return target
 
 
 class HttpArtifact:

@@ -440,7 +440,7 @@ class Run:
                 errors.append((ValueError if isinstance(key, str) else TypeError, why))
                 continue
             try:
-                converted = convert(key, value)
+                converted = convert(key, value, self)  # self: media store their bytes
             except (TypeError, ValueError) as exc:
                 errors.append((TypeError, str(exc)))
                 continue
@@ -701,6 +701,9 @@ class Run:
         self.unwatch()
         for thread in getattr(self, "_deferred_threads", []):
             thread.join(timeout=10)
+        from fulmen.track._media_store import close_media
+
+        close_media(self)  # the PNGs of logged images encoded, and their FILE records written
         with self._lock:
             if self._extra:
                 extra, self._extra = self._extra, {}

@@ -277,6 +277,10 @@ class RunUpload:
     def upload_files(self) -> None:
         """Upload the run's files (those FILE records name) whose content the server lacks."""
         folder = (self.run_dir / "files").resolve()
+        from fulmen.track._media_store import finalize_pending
+
+        for path in finalize_pending(folder):  # media, those of a killed run's encoder included
+            self.files.setdefault(path, "media")
         remote = {
             f["path"]: f.get("digest")
             for f in self.client.json("GET", self._base() + "/files")["files"]

@@ -47,8 +47,13 @@ class DeferredTensor:
         self.key, self.host, self.event = key, host, event
 
 
-def convert(key: str, value: Any) -> tuple[str, Any] | DeferredTensor:  # noqa: PLR0911, PLR0912
-    """The column code and encodable value of one logged value; ``TypeError`` naming the key."""
+def convert(  # noqa: PLR0911, PLR0912
+    key: str, value: Any, owner: Any = None
+) -> tuple[str, Any] | DeferredTensor:
+    """The column code and encodable value of one logged value; ``TypeError`` naming the key.
+
+    Media (``Image``, ``Table``, charts, ...) and lists of media are stored through ``owner``'s
+    media sink (the run: the bytes are written now) and become their references (JSON)."""
     kind = type(value)
     if kind is bool:
         return "?", value
@@ -65,6 +70,10 @@ def convert(key: str, value: Any) -> tuple[str, Any] | DeferredTensor:  # noqa: 
         return _convert_numpy(key, value)
     if module.startswith("torch") and hasattr(value, "numel"):
         return _convert_tensor(key, value)
+    if hasattr(value, "_media_ref") or (
+        kind in (list, tuple) and value and hasattr(value[0], "_media_ref")
+    ):
+        return "j", _media_value(key, value, owner)
     to_json = getattr(value, "to_json", None)
     if callable(to_json):
         return "j", to_json()
@@ -87,6 +96,19 @@ def convert(key: str, value: Any) -> tuple[str, Any] | DeferredTensor:  # noqa: 
         f"cannot log key {key!r}: values of type {kind.__qualname__} are not supported (use "
         "numbers, bools, strings, 0-d tensors or arrays, Histogram, or lists of numbers)"
     )
+
+
+def _media_value(key: str, value: Any, owner: Any) -> Any:
+    if owner is None:
+        raise TypeError(f"cannot log key {key!r}: media are logged through a run's log()")
+    from fulmen.track._media_store import sink_of
+
+    sink = sink_of(owner)
+    if isinstance(value, (list, tuple)):
+        from fulmen.track._media import sequence_ref
+
+        return sequence_ref(key, value, sink)
+    return value._media_ref(sink)
 
 
 def _convert_numpy(key: str, value: Any) -> tuple[str, Any]:
