@@ -347,3 +347,33 @@ def test_a_quiet_running_run_turns_stale_until_heard_from(
     post(client, "r1", w.body())
     time.sleep(0.3)
     assert client.get(RUNS).json()["runs"][0]["stale"] is False  # only running runs go stale
+
+
+def test_the_summary_is_the_writers_summary(client: TestClient, tmp_path: Path) -> None:
+    # the server keeps the writer's own SummaryState between batches: the same summary as the
+    # local reader replaying the same run log, over fast (numeric) rows, slow rows and two batches
+    from fulmen.track._replay import replay
+
+    path = tmp_path / "run.fulmen"
+    w = LogWriter(path)
+    w.run("sum1")
+    w.record("metric", {"name": "loss", "summary": ["min", "max", "mean", "first", "last"]})
+    w.record("metric", {"name": "acc*", "summary": ["max"]})
+    for i in range(40):
+        w.history(i, {"loss": float(40 - i) if i != 7 else float("nan"), "acc/top1": i / 40})
+    w.history(40, {"loss": 0.5, "note": "a string keeps this row on the slow path"})
+    w.record("summary", {"update": {"best": 3, "gone": 1}, "remove": []})
+    w.record("summary", {"update": {}, "remove": ["gone"]})
+    w.history(41, {"loss": 0.25, "acc/top1": 0.0})
+    frames = w.frames
+    post(client, "sum1", b"".join(frames[:25]))
+    post(client, "sum1", b"".join(frames[25:]))
+    expected = replay(path).summary.result()
+    assert expected["loss"] == {
+        "min": 0.25,
+        "max": 40.0,
+        "mean": pytest.approx((sum(40 - i for i in range(40) if i != 7) + 0.75) / 41),
+        "first": 40.0,
+        "last": 0.25,
+    }
+    assert client.get(f"{RUNS}/sum1").json()["summary"] == expected

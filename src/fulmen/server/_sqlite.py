@@ -232,7 +232,7 @@ class SqliteStore:
             "held": batch.held,
             "updated": time.time(),
             "ingest_state": state.to_json(),
-            "summary": _dumps(state.summary()),
+            "summary": _dumps(state.summary.result()),
             "runtime": state.runtime,
         }
         for start in batch.starts:
