@@ -3,6 +3,7 @@ the same view, user text is escaped, and a key sees only its entity's pages."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,30 @@ def test_helpers() -> None:
         "loss"
     ]
     assert default_x({"_step": 1}) == "_step"
+
+
+def _embedded(page: str) -> object:
+    start = page.index('<script type="application/json" id="page-data">') + len(
+        '<script type="application/json" id="page-data">'
+    )
+    return json.loads(page[start : page.index("</script>", start)])
+
+
+@pytest.mark.parametrize(
+    ("page", "twin"),
+    [
+        ("/", "/index.json"),
+        ("/local/p", "/local/p.json"),
+        ("/local/p/runs/r1", "/local/p/runs/r1.json"),
+        ("/local/p/compare?run=r1&run=r2", "/local/p/compare.json?run=r1&run=r2"),
+    ],
+)
+def test_each_page_embeds_exactly_its_json_twin(client: TestClient, page: str, twin: str) -> None:
+    html_page = client.get(page, headers={"accept": "text/html,*/*;q=0.8"})
+    assert html_page.headers["content-type"].startswith("text/html")
+    by_suffix = client.get(twin)
+    by_accept = client.get(page, headers={"accept": "application/json"})
+    assert by_suffix.headers["content-type"] == by_accept.headers["content-type"]
+    assert by_accept.headers["content-type"] == "application/json"
+    assert _embedded(html_page.text) == by_suffix.json() == by_accept.json()
+    assert html_page.headers["vary"] == by_suffix.headers["vary"] == "accept"
