@@ -377,3 +377,15 @@ def test_the_summary_is_the_writers_summary(client: TestClient, tmp_path: Path) 
         "last": 0.25,
     }
     assert client.get(f"{RUNS}/sum1").json()["summary"] == expected
+
+
+def test_a_refused_batch_is_logged_to_fulmen_server(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="fulmen.server"):
+        r = client.post(f"{RUNS}/bad1/records", content=b"\xa3\x05garbage")
+    assert r.status_code == 400
+    [record] = [r for r in caplog.records if r.name == "fulmen.server"]
+    assert record.levelname == "WARNING"
+    assert "ingest refused for run local/proj/bad1" in record.getMessage()
+    assert r.json()["detail"] in record.getMessage()

@@ -4,6 +4,7 @@ console output and system metrics."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from fulmen.server._deps import ProjectDep, ResDep, RunDep, principal, read_body
 from fulmen.server._ingest import BadBatch
 from fulmen.server.store import Filter, RunQuery
 
+log = logging.getLogger("fulmen.server")
 router = APIRouter(tags=["runs"])
 RUNS = "/entities/{entity}/projects/{project}/runs"
 RUN = RUNS + "/{run_id}"
@@ -136,6 +138,14 @@ async def ingest(res: ResDep, ref: RunDep, request: Request) -> Held:
     try:
         held = await run_in_threadpool(res.store.ingest, ref.entity, ref.project, ref.run_id, body)
     except BadBatch as exc:
+        log.warning(
+            "ingest refused for run %s/%s/%s (%d bytes): %s",
+            ref.entity,
+            ref.project,
+            ref.run_id,
+            len(body),
+            exc,
+        )
         raise HTTPException(400, str(exc)) from exc
     return Held(held=held)
 
