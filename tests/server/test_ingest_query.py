@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import io
 import json
-import time
 import zlib
 from pathlib import Path
 from urllib.parse import quote
@@ -16,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fulmen.server.app import ServerConfig, create_app
+from tests.server.optional import require
 from tests.server.runlogs import LogWriter
 
 RUNS = "/api/v1/entities/local/projects/proj/runs"
@@ -229,7 +229,7 @@ def test_console_system_files_and_exports(client: TestClient) -> None:
     csv = client.get(f"{RUNS}/r1/history/export").text.splitlines()
     assert csv[0] == "_step,_runtime,_timestamp,loss,epoch,hist,t"
     assert len(csv) == 52
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = require("pyarrow.parquet")
     table = pq.read_table(
         io.BytesIO(client.get(f"{RUNS}/r1/history/export?format=parquet").content)
     )
@@ -326,27 +326,6 @@ def test_corrupted_records_with_valid_checksums_never_500(client: TestClient) ->
         mutated = [*w.frames[:i], R.frame(raw[0] & 0x0F, bytes(payload)), *w.frames[i + 1 :]]
         r = client.post(f"{RUNS}/m{trial}/records", content=b"".join(mutated))
         assert r.status_code in (200, 400), (trial, r.status_code, r.text)
-
-
-def test_a_quiet_running_run_turns_stale_until_heard_from(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from fulmen.server import _sqlite
-
-    monkeypatch.setattr(_sqlite, "STALE_AFTER", 0.2)
-    w = LogWriter()
-    w.run("r1")
-    post(client, "r1", w.body())
-    assert client.get(f"{RUNS}/r1").json()["stale"] is False
-    time.sleep(0.3)
-    assert client.get(f"{RUNS}/r1").json()["stale"] is True
-    assert client.post(f"{RUNS}/r1/heartbeat").status_code == 200
-    assert client.get(f"{RUNS}/r1").json()["stale"] is False
-    assert client.post(f"{RUNS}/nope/heartbeat").status_code == 404
-    w.record("exit", {"exit_code": 0, "state": "finished", "runtime": 1.0})
-    post(client, "r1", w.body())
-    time.sleep(0.3)
-    assert client.get(RUNS).json()["runs"][0]["stale"] is False  # only running runs go stale
 
 
 def test_the_summary_is_the_writers_summary(client: TestClient, tmp_path: Path) -> None:

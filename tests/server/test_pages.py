@@ -4,13 +4,14 @@ the same view, user text is escaped, and a key sees only its entity's pages."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from fulmen.server import API_PREFIX, create_app
-from fulmen.server._pages import STATIC, chart_keys, default_x, esc, script_json
+from fulmen.server._pages import STATIC, ago, chart_keys, default_x, esc, script_json
 from fulmen.server.app import ServerConfig
 from tests.server.runlogs import LogWriter
 
@@ -132,3 +133,18 @@ def test_each_page_embeds_exactly_its_json_twin(client: TestClient, page: str, t
     assert by_accept.headers["content-type"] == "application/json"
     assert _embedded(html_page.text) == by_suffix.json() == by_accept.json()
     assert html_page.headers["vary"] == by_suffix.headers["vary"] == "accept"
+
+
+def test_times_read_relative_with_the_date_on_hover(client: TestClient) -> None:
+    now = 1_700_000_000.0
+    assert ago(now - 30, now) == "just now"
+    assert ago(now - 180, now) == "3 minutes ago"
+    assert ago(now - 3600, now) == "1 hour ago"
+    assert ago(now - 2 * 86400 - 5, now) == "2 days ago"
+    assert ago(now + 7200, now) == "in 2 hours"
+    assert ago(None, now) == ago(True, now) == ""
+    when = re.compile(r'<time datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d">([^<]+)</time>')
+    for page in ("/", "/local/p/runs/r1"):
+        match = when.search(client.get(page).text)
+        assert match is not None, page
+        assert match.group(1) == "just now"  # the run was logged a moment ago

@@ -206,10 +206,30 @@ def _page(title: str, crumbs: list[tuple[str, str]], body: str, data: Any, kind:
 </body></html>"""
 
 
-def _ago(ts: Any) -> str:
-    if not isinstance(ts, (int, float)):
+_UNITS = ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"), (86400, "day"),
+          (3600, "hour"), (60, "minute"))  # fmt: skip
+
+
+def ago(ts: Any, now: float | None = None) -> str:
+    """``ts`` (a UNIX time) relative to ``now``: "just now", "3 minutes ago", "in 2 hours"."""
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
         return ""
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    delta = (time.time() if now is None else now) - float(ts)
+    seconds = abs(delta)
+    if seconds < 60:
+        return "just now"
+    count, unit = next((int(seconds // size), name) for size, name in _UNITS if seconds >= size)
+    text = f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{text} ago" if delta > 0 else f"in {text}"
+
+
+def _when(ts: Any) -> str:
+    """A time as HTML: relative text, the absolute local date in its title (hover)."""
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+        return ""
+    absolute = time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))
+    return f'<time datetime="{esc(iso)}" title="{esc(absolute)}">{esc(ago(ts))}</time>'
 
 
 def html_projects(view: dict[str, Any]) -> str:
@@ -219,7 +239,7 @@ def html_projects(view: dict[str, Any]) -> str:
             href = f"/{ent['name']}/{proj['name']}"
             rows.append(
                 f'<tr><td>{esc(ent["name"])}</td><td><a href="{esc(href)}">{esc(proj["name"])}</a>'
-                f'</td><td class="num">{esc(proj["runs"])}</td><td>{esc(_ago(proj.get("updated")))}'
+                f'</td><td class="num">{esc(proj["runs"])}</td><td>{_when(proj.get("updated"))}'
                 "</td></tr>"
             )
     table = (
@@ -279,9 +299,14 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _kv_table(values: dict[str, Any], table_id: str) -> str:
+def _kv_table(
+    values: dict[str, Any], table_id: str, render: dict[str, Callable[[Any], str]] | None = None
+) -> str:
+    """A key/value table; ``render`` gives the HTML of some keys' values (the rest is escaped)."""
+    render = render or {}
     rows = "".join(
-        f"<tr><th>{esc(k)}</th><td>{esc(_cell(v))}</td></tr>" for k, v in _flatten(values).items()
+        f"<tr><th>{esc(k)}</th><td>{render[k](v) if k in render else esc(_cell(v))}</td></tr>"
+        for k, v in _flatten(values).items()
     )
     return f'<table class="kv" id="{table_id}"><tbody>{rows}</tbody></table>'
 
@@ -292,7 +317,7 @@ def html_run(view: dict[str, Any]) -> str:
     overview = {
         "state": run.get("state"),
         "id": run.get("id"),
-        "created": _ago(run.get("created")),
+        "created": run.get("created"),
         "duration": f"{float(run.get('runtime') or 0):.1f} s",
         "group": run.get("group"),
         "job type": run.get("job_type"),
@@ -344,7 +369,7 @@ def html_run(view: dict[str, Any]) -> str:
     state = esc(run.get("state"))
     body = f"""<h1 id="run-name">{esc(title)} <span class="state state-{state}">{state}</span></h1>
 <div class="grid2">
-<section><h2>Overview</h2>{_kv_table(overview, "overview")}</section>
+<section><h2>Overview</h2>{_kv_table(overview, "overview", {"created": _when})}</section>
 <section><h2>Config</h2>{_kv_table(config, "config")}</section>
 <section><h2>Summary</h2>{_kv_table(summary, "summary")}</section>
 <section><h2>Files</h2><ul id="files">{files}</ul>
