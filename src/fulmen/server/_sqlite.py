@@ -432,14 +432,21 @@ class SqliteStore:
 
     # --- reads ---------------------------------------------------------------------------------
 
-    def _rid(self, entity: str, project: str, run_id: str) -> int:
-        row = self._read.execute(
-            "SELECT rid FROM runs WHERE entity=? AND project=? AND run_id=?",
+    @staticmethod
+    def _find_run(
+        con: sqlite3.Connection, columns: str, entity: str, project: str, run_id: str
+    ) -> Any:
+        """The run's row (``columns``, a constant of this module), or NotFound."""
+        row = con.execute(
+            f"SELECT {columns} FROM runs WHERE entity=? AND project=? AND run_id=?",
             (entity, project, run_id),
         ).fetchone()
         if row is None:
             raise NotFound(f"run {entity}/{project}/{run_id} not found")
-        return int(row[0])
+        return row
+
+    def _rid(self, entity: str, project: str, run_id: str) -> int:
+        return int(self._find_run(self._read, "rid", entity, project, run_id)[0])
 
     def held(self, entity: str, project: str, run_id: str) -> int:
         row = self._read.execute(
@@ -459,12 +466,7 @@ class SqliteStore:
 
     def mark_crashed(self, entity: str, project: str, run_id: str, last_seq: int) -> str:
         with self._lock:
-            row = self._writer.execute(
-                "SELECT held, state FROM runs WHERE entity=? AND project=? AND run_id=?",
-                (entity, project, run_id),
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"run {entity}/{project}/{run_id} not found")
+            row = self._find_run(self._writer, "held, state", entity, project, run_id)
             held, state = int(row[0]), str(row[1])
             if held != last_seq:
                 raise Conflict(f"the server holds records up to {held}, not {last_seq}")
@@ -603,13 +605,8 @@ class SqliteStore:
         return out
 
     def run(self, entity: str, project: str, run_id: str) -> dict[str, Any]:
-        row = self._read.execute(
-            f"SELECT {self._RUN_COLUMNS}, meta, exit, metrics FROM runs "
-            "WHERE entity=? AND project=? AND run_id=?",
-            (entity, project, run_id),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"run {entity}/{project}/{run_id} not found")
+        columns = f"{self._RUN_COLUMNS}, meta, exit, metrics"
+        row = self._find_run(self._read, columns, entity, project, run_id)
         out = self._run_dict(row, full=True)
         keys = self._read.execute(
             "SELECT key, n FROM series WHERE rid=(SELECT rid FROM runs "
@@ -766,12 +763,7 @@ class SqliteStore:
         self, entity: str, project: str, run_id: str, path: str, digest: str, size: int
     ) -> None:
         with self._lock:
-            row = self._writer.execute(
-                "SELECT rid FROM runs WHERE entity=? AND project=? AND run_id=?",
-                (entity, project, run_id),
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"run {entity}/{project}/{run_id} not found")
+            row = self._find_run(self._writer, "rid", entity, project, run_id)
             # one statement each, both or neither: the file is listed only with its blob
             self._writer.execute("SAVEPOINT put_file")
             try:
