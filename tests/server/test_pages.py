@@ -148,3 +148,18 @@ def test_times_read_relative_with_the_date_on_hover(client: TestClient) -> None:
         match = when.search(client.get(page).text)
         assert match is not None, page
         assert match.group(1) == "just now"  # the run was logged a moment ago
+
+
+def test_a_run_page_lists_an_artifact_whose_manifest_never_arrived(tmp_path: Path) -> None:
+    # logged by the run (an ARTIFACT record) but no manifest PUT yet: listed without metadata
+    # or files (view_run catches only NotFound from the lookup; any other error is a bug)
+    c = TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+    w = LogWriter()
+    w.run("r1", "p")
+    w.record("artifact", {"name": "model", "type": "model", "version": 0, "digest": None,
+                          "aliases": ["latest"], "used": False, "entries": 1})  # fmt: skip
+    assert c.post(f"{RUNS}/r1/records", content=w.body()).status_code == 200
+    view = c.get("/local/p/runs/r1.json").json()
+    [art] = view["artifacts"]
+    assert (art["name"], art["metadata"], art["entries"]) == ("model", {}, [])
+    assert c.get("/local/p/runs/r1").status_code == 200
