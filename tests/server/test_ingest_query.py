@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import io
 import json
-import time
 import zlib
 from pathlib import Path
 from urllib.parse import quote
@@ -16,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fulmen.server.app import ServerConfig, create_app
+from tests.server.optional import require
 from tests.server.runlogs import LogWriter
 
 RUNS = "/api/v1/entities/local/projects/proj/runs"
@@ -229,7 +229,7 @@ def test_console_system_files_and_exports(client: TestClient) -> None:
     csv = client.get(f"{RUNS}/r1/history/export").text.splitlines()
     assert csv[0] == "_step,_runtime,_timestamp,loss,epoch,hist,t"
     assert len(csv) == 52
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = require("pyarrow.parquet")
     table = pq.read_table(
         io.BytesIO(client.get(f"{RUNS}/r1/history/export?format=parquet").content)
     )
@@ -328,22 +328,43 @@ def test_corrupted_records_with_valid_checksums_never_500(client: TestClient) ->
         assert r.status_code in (200, 400), (trial, r.status_code, r.text)
 
 
-def test_a_quiet_running_run_turns_stale_until_heard_from(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from fulmen.server import _sqlite
+def test_the_summary_is_the_writers_summary(client: TestClient, tmp_path: Path) -> None:
+    # the server keeps the writer's own SummaryState between batches: the same summary as the
+    # local reader replaying the same run log, over fast (numeric) rows, slow rows and two batches
+    from fulmen.track._replay import replay
 
-    monkeypatch.setattr(_sqlite, "STALE_AFTER", 0.2)
-    w = LogWriter()
-    w.run("r1")
-    post(client, "r1", w.body())
-    assert client.get(f"{RUNS}/r1").json()["stale"] is False
-    time.sleep(0.3)
-    assert client.get(f"{RUNS}/r1").json()["stale"] is True
-    assert client.post(f"{RUNS}/r1/heartbeat").status_code == 200
-    assert client.get(f"{RUNS}/r1").json()["stale"] is False
-    assert client.post(f"{RUNS}/nope/heartbeat").status_code == 404
-    w.record("exit", {"exit_code": 0, "state": "finished", "runtime": 1.0})
-    post(client, "r1", w.body())
-    time.sleep(0.3)
-    assert client.get(RUNS).json()["runs"][0]["stale"] is False  # only running runs go stale
+    path = tmp_path / "run.fulmen"
+    w = LogWriter(path)
+    w.run("sum1")
+    w.record("metric", {"name": "loss", "summary": ["min", "max", "mean", "first", "last"]})
+    w.record("metric", {"name": "acc*", "summary": ["max"]})
+    for i in range(40):
+        w.history(i, {"loss": float(40 - i) if i != 7 else float("nan"), "acc/top1": i / 40})
+    w.history(40, {"loss": 0.5, "note": "a string keeps this row on the slow path"})
+    w.record("summary", {"update": {"best": 3, "gone": 1}, "remove": []})
+    w.record("summary", {"update": {}, "remove": ["gone"]})
+    w.history(41, {"loss": 0.25, "acc/top1": 0.0})
+    frames = w.frames
+    post(client, "sum1", b"".join(frames[:25]))
+    post(client, "sum1", b"".join(frames[25:]))
+    expected = replay(path).summary.result()
+    assert expected["loss"] == {
+        "min": 0.25,
+        "max": 40.0,
+        "mean": pytest.approx((sum(40 - i for i in range(40) if i != 7) + 0.75) / 41),
+        "first": 40.0,
+        "last": 0.25,
+    }
+    assert client.get(f"{RUNS}/sum1").json()["summary"] == expected
+
+
+def test_a_refused_batch_is_logged_to_fulmen_server(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="fulmen.server"):
+        r = client.post(f"{RUNS}/bad1/records", content=b"\xa3\x05garbage")
+    assert r.status_code == 400
+    [record] = [r for r in caplog.records if r.name == "fulmen.server"]
+    assert record.levelname == "WARNING"
+    assert "ingest refused for run local/proj/bad1" in record.getMessage()
+    assert r.json()["detail"] in record.getMessage()

@@ -149,27 +149,6 @@ def test_a_symlink_out_of_the_blob_folder_is_not_followed(tmp_path: Path) -> Non
     assert b"secret" not in response.content
 
 
-def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
-    schemathesis = pytest.importorskip("schemathesis")
-    from hypothesis import HealthCheck, given, settings
-
-    app = create_app(ServerConfig(data=tmp_path / "data"))
-    schema = schemathesis.openapi.from_asgi(f"{API_PREFIX}/openapi.json", app)
-    failures = []
-    for operation in schema.get_all_operations():
-        op = operation.ok()
-
-        @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(case=op.as_strategy())
-        def check(case: object) -> None:
-            response = case.call()  # type: ignore[attr-defined]
-            if response.status_code >= 500:
-                failures.append((op.label, response.status_code, response.text[:200]))  # noqa: B023
-
-        check()
-    assert failures == []
-
-
 def test_every_body_is_capped(tmp_path: Path) -> None:
     client = TestClient(create_app(ServerConfig(data=tmp_path / "data")))
     url = f"{API_PREFIX}/entities/local/blobs/missing"

@@ -6,6 +6,7 @@ Depends on the tracker's record format only, never on torch, ``fulmen.train`` or
 the route signatures) served by uvicorn.
 """
 
-from fulmen.server.app import API_PREFIX, create_app
+from fulmen.server._deps import API_PREFIX
+from fulmen.server.app import create_app
 
 __all__ = ["API_PREFIX", "create_app"]

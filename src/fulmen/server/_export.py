@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fulmen.server._ingest import RECENT_ROWS
-from fulmen.track.runlog import Record, decode_history, header, read_records
+from fulmen.track.runlog import Record, decode_history, header, history_head, read_records
 
 BUILTIN = ("_step", "_runtime", "_timestamp")
 ROWS_PER_GROUP = 65536
@@ -42,7 +42,7 @@ def _plan(frames: Callable[[], Iterable[bytes]]) -> tuple[dict[str, str], set[in
                 old = columns.get(key)
                 columns[key] = code if old in (None, code) else "s"
         elif rec.kind in ("history", "patch"):
-            step = rec.seq - _delta(rec.data)
+            step = rec.seq - history_head(rec.data)[1]
             if rec.kind == "patch":
                 if not any(s == step for _, s in rows[-RECENT_ROWS:]):
                     ordinal += 1
@@ -56,23 +56,6 @@ def _plan(frames: Callable[[], Iterable[bytes]]) -> tuple[dict[str, str], set[in
                 rows.pop()
             last_step = rows[-1][1] if rows else None
     return columns, {o for o, _ in rows}
-
-
-def _delta(body: bytes) -> int:
-    # the record's (seq - step), second field of a HISTORY body, after the schema id
-    pos = 0
-    while body[pos] & 0x80:
-        pos += 1
-    pos += 1
-    z = shift = 0
-    while True:
-        b = body[pos]
-        pos += 1
-        z |= (b & 0x7F) << shift
-        if b < 0x80:
-            break
-        shift += 7
-    return (z >> 1) ^ -(z & 1)
 
 
 def rows(frames: Callable[[], Iterable[bytes]]) -> tuple[list[str], Iterator[dict[str, Any]]]:

@@ -20,14 +20,14 @@ import numpy as np
 
 from fulmen.server._series import FIELDS, Array
 from fulmen.track.runlog import (
+    ColumnAggregate,
     Corrupt,
     Record,
-    _read_svarint,
-    _read_uvarint,
+    SummaryState,
     decode_history,
     header,
+    history_head,
     read_records,
-    summary_of,
 )
 
 RECENT_ROWS = 256  # rows a PATCH may still reach (late values arrive within moments)
@@ -38,9 +38,15 @@ class BadBatch(ValueError):
     """The body is not a sequence of well-formed run-log frames (answered with 400)."""
 
 
+_SUMMARY_KEYS = ("last", "overrides", "removed", "modes", "agg")  # SummaryState.to_dict's
+
+
 @dataclass
 class RunState:
-    """What decoding a run's next batch needs from the batches before it (JSON in the store)."""
+    """What decoding a run's next batch needs from the batches before it (JSON in the store).
+
+    The summary is the writer's own ``SummaryState`` (``fulmen.track.runlog``), so the server
+    computes the summary the run computed; its fields sit at the top level of the JSON."""
 
     schemas: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
     segment_time: float = 0.0
@@ -49,15 +55,12 @@ class RunState:
     last_step: int | None = None
     recent: list[tuple[int, int]] = field(default_factory=list)  # (step, ordinal), newest last
     runtime: float = 0.0
-    last: dict[str, Any] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)
-    removed: list[str] = field(default_factory=list)
-    modes: dict[str, list[str]] = field(default_factory=dict)  # "train/*" is a prefix
-    agg: dict[str, dict[str, float]] = field(default_factory=dict)
+    summary: SummaryState = field(default_factory=SummaryState)
 
     def to_json(self) -> str:
-        data = dict(self.__dict__)
+        data = {k: v for k, v in self.__dict__.items() if k != "summary"}
         data["schemas"] = {str(k): v for k, v in self.schemas.items()}
+        data.update(self.summary.to_dict())
         return json.dumps(data, default=str)
 
     @classmethod
@@ -67,64 +70,25 @@ class RunState:
         data = json.loads(text)
         data["schemas"] = {int(k): [tuple(c) for c in v] for k, v in data["schemas"].items()}
         data["recent"] = [tuple(r) for r in data["recent"]]
-        return cls(**data)
-
-    # --- the summary (the same rules as fulmen.track's SummaryState) ---------------------------
-
-    def modes_of(self, key: str) -> list[str] | None:
-        modes = self.modes.get(key)
-        if modes is None:
-            for name, prefix_modes in self.modes.items():
-                if name.endswith("*") and key.startswith(name[:-1]):
-                    modes = prefix_modes
-        return modes
-
-    def observe(self, row: dict[str, Any]) -> None:
-        self.last.update(row)
-        if self.overrides or self.removed:
-            for key in row:
-                self.overrides.pop(key, None)
-                if key in self.removed:
-                    self.removed.remove(key)
-        if not self.modes:
-            return
-        for key, value in row.items():
-            if self.modes_of(key) is None or not _is_number(value):
-                continue
-            agg = self.agg.setdefault(key, {})
-            agg.setdefault("first", value)
-            if not math.isnan(value):
-                agg["min"] = min(agg.get("min", value), value)
-                agg["max"] = max(agg.get("max", value), value)
-                agg["sum"] = agg.get("sum", 0.0) + value
-                agg["n"] = agg.get("n", 0) + 1
+        summary = SummaryState.from_dict({k: data.pop(k, None) for k in _SUMMARY_KEYS})
+        return cls(**data, summary=summary)
 
     def observe_many(self, keys: list[str], columns: list[Array], last: list[Any]) -> None:
-        """``observe`` for many rows at once: ``columns[i]`` holds every value of ``keys[i]``
-        (as floats), ``last`` the last row's values as logged."""
-        self.observe(dict(zip(keys, last, strict=True)))  # last values, overrides dropped
-        if not self.modes:
-            return
-        for key, values in zip(keys, columns, strict=True):
-            if self.modes_of(key) is None:
-                continue
-            agg = self.agg.setdefault(key, {})
-            if "first" not in agg and len(values):
-                agg["first"] = float(values[0])
-            finite = values[~np.isnan(values)]
-            if len(finite):
-                agg["min"] = min(agg.get("min", np.inf), float(finite.min()))
-                agg["max"] = max(agg.get("max", -np.inf), float(finite.max()))
-                agg["sum"] = agg.get("sum", 0.0) + float(finite.sum())
-                agg["n"] = agg.get("n", 0) + len(finite)
-
-    def summary(self) -> dict[str, Any]:
-        modes_of = self.modes_of if self.modes else None
-        return summary_of(self.last, self.agg, modes_of, self.removed, self.overrides)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+        """The summary's ``observe`` for many rows at once: ``columns[i]`` holds every value of
+        ``keys[i]`` (as floats), ``last`` the last row's values as logged."""
+        aggregates: dict[str, ColumnAggregate] = {}
+        if self.summary.aggregating:
+            for key, values in zip(keys, columns, strict=True):
+                if self.summary.modes_of(key) is None:
+                    continue
+                first = float(values[0]) if len(values) else None
+                finite = values[~np.isnan(values)]
+                if len(finite):
+                    lo, hi, total = float(finite.min()), float(finite.max()), float(finite.sum())
+                    aggregates[key] = (first, lo, hi, total, len(finite))
+                else:
+                    aggregates[key] = (first, 0.0, 0.0, 0.0, 0)
+        self.summary.observe_columns(dict(zip(keys, last, strict=True)), aggregates)
 
 
 @dataclass
@@ -322,8 +286,7 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
     kind, data = rec.kind, rec.data
     _check(kind, data)
     if kind == "history":
-        schema_id, pos = _read_uvarint(data, 0)
-        delta, pos = _read_svarint(data, pos)
+        schema_id, delta, pos = history_head(data)
         group = points.group(schema_id)
         if group is not None:
             if len(data) != pos + group.size:
@@ -347,7 +310,7 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
             else:  # a string, media, a histogram: kept whole, by row
                 text = json.dumps(value, separators=(",", ":"), default=str)
                 points.other.append((key, ordinal, step, runtime, timestamp, text))
-        state.observe(values)
+        state.summary.observe(values)
         return
     if kind in ("schema", "rewind", "run", "summary", "metric"):
         points.flush_groups()  # these change how the rows before and after them are read
@@ -368,18 +331,12 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
         batch.config.update(data)
     elif kind == "summary":
         for key, value in data.get("update", {}).items():
-            state.overrides[key] = value
-            if key in state.removed:
-                state.removed.remove(key)
+            state.summary.set(key, value)
         for key in data.get("remove", []):
-            state.overrides.pop(key, None)
-            if key not in state.removed:
-                state.removed.append(key)
+            state.summary.remove(key)
     elif kind == "metric":
         batch.metrics.append(data)
-        modes = data.get("summary") or []
-        if modes:
-            state.modes[str(data["name"])] = list(modes)
+        state.summary.define(str(data["name"]), list(data.get("summary") or []))
     elif kind == "file":
         batch.files.append(data)
     elif kind == "artifact":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import json
 import time
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -26,7 +27,7 @@ from fastapi.responses import HTMLResponse, Response
 from fulmen.__about__ import __version__
 from fulmen.server import _names
 from fulmen.server._auth import EVERYTHING
-from fulmen.server.store import RunQuery, Store
+from fulmen.server.store import NotFound, RunQuery, Store
 
 STATIC = ("chart.js", "dashboard.js", "dashboard.css")
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -119,7 +120,7 @@ def view_run(store: Store, entity: str, project: str, run_id: str) -> dict[str, 
     for art in artifacts:  # metadata and aliases of each logged version
         try:
             full = store.artifact(entity, project, art["name"], _version(art["version"]))
-        except Exception:
+        except NotFound:  # a version the run logged whose manifest never arrived
             full = {}
         art["metadata"] = full.get("metadata") or {}
         entries = full.get("entries") or {}
@@ -205,10 +206,30 @@ def _page(title: str, crumbs: list[tuple[str, str]], body: str, data: Any, kind:
 </body></html>"""
 
 
-def _ago(ts: Any) -> str:
-    if not isinstance(ts, (int, float)):
+_UNITS = ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"), (86400, "day"),
+          (3600, "hour"), (60, "minute"))  # fmt: skip
+
+
+def ago(ts: Any, now: float | None = None) -> str:
+    """``ts`` (a UNIX time) relative to ``now``: "just now", "3 minutes ago", "in 2 hours"."""
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
         return ""
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    delta = (time.time() if now is None else now) - float(ts)
+    seconds = abs(delta)
+    if seconds < 60:
+        return "just now"
+    count, unit = next((int(seconds // size), name) for size, name in _UNITS if seconds >= size)
+    text = f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{text} ago" if delta > 0 else f"in {text}"
+
+
+def _when(ts: Any) -> str:
+    """A time as HTML: relative text, the absolute local date in its title (hover)."""
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+        return ""
+    absolute = time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))
+    return f'<time datetime="{esc(iso)}" title="{esc(absolute)}">{esc(ago(ts))}</time>'
 
 
 def html_projects(view: dict[str, Any]) -> str:
@@ -218,7 +239,7 @@ def html_projects(view: dict[str, Any]) -> str:
             href = f"/{ent['name']}/{proj['name']}"
             rows.append(
                 f'<tr><td>{esc(ent["name"])}</td><td><a href="{esc(href)}">{esc(proj["name"])}</a>'
-                f'</td><td class="num">{esc(proj["runs"])}</td><td>{esc(_ago(proj.get("updated")))}'
+                f'</td><td class="num">{esc(proj["runs"])}</td><td>{_when(proj.get("updated"))}'
                 "</td></tr>"
             )
     table = (
@@ -278,9 +299,14 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _kv_table(values: dict[str, Any], table_id: str) -> str:
+def _kv_table(
+    values: dict[str, Any], table_id: str, render: dict[str, Callable[[Any], str]] | None = None
+) -> str:
+    """A key/value table; ``render`` gives the HTML of some keys' values (the rest is escaped)."""
+    render = render or {}
     rows = "".join(
-        f"<tr><th>{esc(k)}</th><td>{esc(_cell(v))}</td></tr>" for k, v in _flatten(values).items()
+        f"<tr><th>{esc(k)}</th><td>{render[k](v) if k in render else esc(_cell(v))}</td></tr>"
+        for k, v in _flatten(values).items()
     )
     return f'<table class="kv" id="{table_id}"><tbody>{rows}</tbody></table>'
 
@@ -291,7 +317,7 @@ def html_run(view: dict[str, Any]) -> str:
     overview = {
         "state": run.get("state"),
         "id": run.get("id"),
-        "created": _ago(run.get("created")),
+        "created": run.get("created"),
         "duration": f"{float(run.get('runtime') or 0):.1f} s",
         "group": run.get("group"),
         "job type": run.get("job_type"),
@@ -343,7 +369,7 @@ def html_run(view: dict[str, Any]) -> str:
     state = esc(run.get("state"))
     body = f"""<h1 id="run-name">{esc(title)} <span class="state state-{state}">{state}</span></h1>
 <div class="grid2">
-<section><h2>Overview</h2>{_kv_table(overview, "overview")}</section>
+<section><h2>Overview</h2>{_kv_table(overview, "overview", {"created": _when})}</section>
 <section><h2>Config</h2>{_kv_table(config, "config")}</section>
 <section><h2>Summary</h2>{_kv_table(summary, "summary")}</section>
 <section><h2>Files</h2><ul id="files">{files}</ul>
@@ -384,13 +410,39 @@ def html_compare(view: dict[str, Any]) -> str:
     return _page("compare", crumbs, body, view, "compare")
 
 
-def _json(data: Any) -> Response:
-    return Response(json.dumps(data, default=str), media_type="application/json")
+JSON_SUFFIX = ".json"
+
+
+def wants_json(request: Request) -> bool:
+    """The JSON twin is asked for: a path ending in ``.json``, or ``Accept: application/json``
+    (and not HTML, which browsers always list)."""
+    if request.url.path.endswith(JSON_SUFFIX):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _answer(
+    request: Request, view: dict[str, Any], render: Callable[[dict[str, Any]], str]
+) -> Response:
+    """The page ``render(view)``, or its JSON twin ``view`` itself: one view, two forms."""
+    headers = {"vary": "accept"}
+    if wants_json(request):
+        text = json.dumps(view, default=str)
+        return Response(text, media_type="application/json", headers=headers)
+    return HTMLResponse(render(view), headers=headers)
+
+
+def _strip(name: str) -> str:
+    """The last path segment without its ``.json`` (the twin's suffix)."""
+    return name.removesuffix(JSON_SUFFIX)
 
 
 def pages_router(store: Any) -> APIRouter:
     """The dashboard's routes (outside ``/api/v1``, not in the OpenAPI schema; docs/dashboard.md
-    lists them). ``store`` is a callable answering the store (opened on first use)."""
+    lists them). Each page is one route answering its HTML or, with a ``.json`` suffix or
+    ``Accept: application/json``, its JSON twin (as Datasette does). ``store`` is a callable
+    answering the store (opened on first use)."""
     router = APIRouter(include_in_schema=False)
 
     @router.get("/static/{name}")
@@ -405,27 +457,20 @@ def pages_router(store: Any) -> APIRouter:
         principal = str(request.state.principal)
         return None if principal == EVERYTHING else principal
 
-    @router.get("/index.json")
-    def projects_json(request: Request) -> Response:
-        return _json(view_projects(store(), _only(request)))
-
     @router.get("/")
-    def projects(request: Request) -> HTMLResponse:
-        return HTMLResponse(html_projects(view_projects(store(), _only(request))))
-
-    @router.get("/{entity}/{project}/runs/{run_id}.json")
-    def run_json(request: Request, entity: str, project: str, run_id: str) -> Response:
-        e = _check_entity(request, entity)
-        return _json(view_run(store(), e, _names.name("project", project), _names.run_id(run_id)))
+    @router.get("/index.json")
+    def projects(request: Request) -> Response:
+        return _answer(request, view_projects(store(), _only(request)), html_projects)
 
     @router.get("/{entity}/{project}/runs/{run_id}")
-    def run(request: Request, entity: str, project: str, run_id: str) -> HTMLResponse:
+    def run(request: Request, entity: str, project: str, run_id: str) -> Response:
         e = _check_entity(request, entity)
-        view = view_run(store(), e, _names.name("project", project), _names.run_id(run_id))
-        return HTMLResponse(html_run(view))
+        p, r = _names.name("project", project), _names.run_id(_strip(run_id))
+        return _answer(request, view_run(store(), e, p, r), html_run)
 
+    @router.get("/{entity}/{project}/compare")
     @router.get("/{entity}/{project}/compare.json")
-    def compare_json(
+    def compare(
         request: Request,
         entity: str,
         project: str,
@@ -433,29 +478,13 @@ def pages_router(store: Any) -> APIRouter:
     ) -> Response:
         e = _check_entity(request, entity)
         ids = [_names.run_id(r) for r in run[:20]]
-        return _json(view_compare(store(), e, _names.name("project", project), ids))
-
-    @router.get("/{entity}/{project}/compare")
-    def compare(
-        request: Request,
-        entity: str,
-        project: str,
-        run: list[str] = Query(default=[]),  # noqa: B008
-    ) -> HTMLResponse:
-        e = _check_entity(request, entity)
-        ids = [_names.run_id(r) for r in run[:20]]
-        return HTMLResponse(
-            html_compare(view_compare(store(), e, _names.name("project", project), ids))
-        )
-
-    @router.get("/{entity}/{project}.json")
-    def project_json(request: Request, entity: str, project: str) -> Response:
-        e = _check_entity(request, entity)
-        return _json(view_project(store(), e, _names.name("project", project)))
+        view = view_compare(store(), e, _names.name("project", project), ids)
+        return _answer(request, view, html_compare)
 
     @router.get("/{entity}/{project}")
-    def project_page(request: Request, entity: str, project: str) -> HTMLResponse:
+    def project_page(request: Request, entity: str, project: str) -> Response:
         e = _check_entity(request, entity)
-        return HTMLResponse(html_project(view_project(store(), e, _names.name("project", project))))
+        view = view_project(store(), e, _names.name("project", _strip(project)))
+        return _answer(request, view, html_project)
 
     return router

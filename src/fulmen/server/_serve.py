@@ -6,6 +6,7 @@ import ipaddress
 import os
 from pathlib import Path
 
+from fulmen.server._migrations import StoreTooNew
 from fulmen.server.app import ServerConfig, create_app
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
@@ -54,7 +55,10 @@ def serve(
         raise SystemExit(f"fulmen server: another fulmen server is using {data}") from None
     config = config_for(host, data, db, insecure=insecure, allow_anonymous=allow_anonymous)
     app = create_app(config)
-    app.state.resources.store  # noqa: B018 - open (and create) the database before listening
+    try:
+        app.state.resources.store  # noqa: B018 - open (and create) the database before listening
+    except StoreTooNew as exc:
+        raise SystemExit(f"fulmen server: {exc}") from None
     mode = "API keys required" if config.require_auth else "open (loopback)"
     print(f"fulmen server: http://{host}:{port}/api/v1  data {data}  {mode}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -29,80 +29,8 @@ import numpy as np
 
 from fulmen.server import _series as S
 from fulmen.server._ingest import ROWS, Batch, RunState, decode_batch, json_safe
+from fulmen.server._migrations import MIGRATIONS, Migration, StoreTooNew
 from fulmen.server.store import Conflict, HistoryQuery, NotFound, RunPage, RunQuery
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    rid INTEGER PRIMARY KEY,
-    entity TEXT NOT NULL, project TEXT NOT NULL, run_id TEXT NOT NULL,
-    name TEXT, grp TEXT, job_type TEXT, tags TEXT NOT NULL DEFAULT '[]', notes TEXT,
-    state TEXT NOT NULL DEFAULT 'running',
-    created REAL NOT NULL, updated REAL NOT NULL, runtime REAL NOT NULL DEFAULT 0,
-    held INTEGER NOT NULL DEFAULT 0, rows INTEGER NOT NULL DEFAULT 0,
-    config TEXT NOT NULL DEFAULT '{}', summary TEXT NOT NULL DEFAULT '{}',
-    meta TEXT NOT NULL DEFAULT '{}', exit TEXT, metrics TEXT NOT NULL DEFAULT '[]',
-    ingest_state TEXT,
-    UNIQUE (entity, project, run_id)
-);
-CREATE INDEX IF NOT EXISTS runs_by_created ON runs (entity, project, created);
-CREATE TABLE IF NOT EXISTS segments (
-    rid INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, data BLOB NOT NULL,
-    PRIMARY KEY (rid, first_seq)
-);
-CREATE TABLE IF NOT EXISTS series (
-    rid INTEGER NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL, last_ord REAL NOT NULL,
-    PRIMARY KEY (rid, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS pieces (
-    rid INTEGER NOT NULL, key TEXT NOT NULL, piece INTEGER NOT NULL, n INTEGER NOT NULL,
-    ord_first REAL NOT NULL, smin REAL, smax REAL, rmin REAL, rmax REAL, tmin REAL, tmax REAL,
-    l3 BLOB NOT NULL, l2 BLOB NOT NULL, l1 BLOB NOT NULL  -- small first: reading l2 or l3
-);                                                      -- never walks l1's overflow pages
-CREATE UNIQUE INDEX IF NOT EXISTS pieces_key ON pieces (rid, key, piece);
-CREATE TABLE IF NOT EXISTS overview (
-    rid INTEGER NOT NULL, key TEXT NOT NULL, level INTEGER NOT NULL, block INTEGER NOT NULL,
-    n INTEGER NOT NULL, smin REAL, smax REAL, rmin REAL, rmax REAL, tmin REAL, tmax REAL,
-    data BLOB NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS overview_key ON overview (rid, key, level, block);
-CREATE TABLE IF NOT EXISTS points (
-    rid INTEGER NOT NULL, key TEXT NOT NULL, piece INTEGER NOT NULL, data BLOB NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS points_key ON points (rid, key, piece);
-CREATE TABLE IF NOT EXISTS other_values (
-    rid INTEGER NOT NULL, key TEXT NOT NULL, ordinal INTEGER NOT NULL, step INTEGER NOT NULL,
-    runtime REAL, timestamp REAL, value TEXT NOT NULL, PRIMARY KEY (rid, key, ordinal)
-);
-CREATE TABLE IF NOT EXISTS console (
-    rid INTEGER NOT NULL, seq INTEGER NOT NULL, stream TEXT NOT NULL, text TEXT NOT NULL,
-    PRIMARY KEY (rid, seq)
-);
-CREATE TABLE IF NOT EXISTS stats (
-    rid INTEGER NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (rid, seq)
-);
-CREATE TABLE IF NOT EXISTS files (
-    rid INTEGER NOT NULL, path TEXT NOT NULL, type TEXT, size INTEGER, digest TEXT,
-    PRIMARY KEY (rid, path)
-);
-CREATE TABLE IF NOT EXISTS artifacts (
-    aid INTEGER PRIMARY KEY, entity TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL,
-    type TEXT, version INTEGER NOT NULL, digest TEXT, metadata TEXT NOT NULL DEFAULT '{}',
-    entries TEXT NOT NULL DEFAULT '{}', run_id TEXT, created REAL NOT NULL,
-    UNIQUE (entity, project, name, version)
-);
-CREATE TABLE IF NOT EXISTS aliases (
-    entity TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL,
-    version INTEGER NOT NULL, PRIMARY KEY (entity, project, name, alias)
-);
-CREATE TABLE IF NOT EXISTS blobs (
-    entity TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
-    PRIMARY KEY (entity, digest)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS api_keys (
-    hash TEXT PRIMARY KEY, entity TEXT NOT NULL, created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS anonymous (hash TEXT PRIMARY KEY, created REAL NOT NULL);
-"""
 
 SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id"}
 OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -152,6 +80,35 @@ def _dumps(value: Any) -> str:
     return json.dumps(json_safe(value), separators=(",", ":"), default=str)
 
 
+def migrate(con: sqlite3.Connection, migrations: tuple[Migration, ...], *, where: str) -> int:
+    """Bring the database on ``con`` to the last of ``migrations``; its version after.
+
+    The version is SQLite's ``PRAGMA user_version`` (0 in a new file, and in the files the server
+    wrote before it had versions, whose tables migration 1 creates ``IF NOT EXISTS``: a no-op
+    there). Each migration runs in its own transaction, with the version bump in it, so a kill
+    leaves the store at one version or the next. A store newer than ``migrations`` is refused
+    (``StoreTooNew``): an older server would misread it."""
+    latest = migrations[-1].version if migrations else 0
+    while True:
+        con.execute("BEGIN IMMEDIATE")  # one process migrates; another waits, then sees it done
+        try:
+            (current,) = con.execute("PRAGMA user_version").fetchone()
+            if current > latest:
+                raise StoreTooNew(where, current, latest)
+            step = next((m for m in migrations if m.version > current), None)
+            if step is None:
+                con.execute("COMMIT")
+                return int(current)
+            for statement in step.statements("sqlite"):
+                con.execute(statement)
+            con.execute(f"PRAGMA user_version = {int(step.version)}")
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+
+
 class SqliteStore:
     """The ``Store`` on one SQLite file (see the module docstring)."""
 
@@ -160,7 +117,7 @@ class SqliteStore:
         self.path = path
         self._lock = threading.Lock()
         self._writer = self._connect()
-        self._writer.executescript(SCHEMA)
+        self.version = migrate(self._writer, MIGRATIONS, where=str(path))
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -232,7 +189,7 @@ class SqliteStore:
             "held": batch.held,
             "updated": time.time(),
             "ingest_state": state.to_json(),
-            "summary": _dumps(state.summary()),
+            "summary": _dumps(state.summary.result()),
             "runtime": state.runtime,
         }
         for start in batch.starts:
@@ -475,14 +432,21 @@ class SqliteStore:
 
     # --- reads ---------------------------------------------------------------------------------
 
-    def _rid(self, entity: str, project: str, run_id: str) -> int:
-        row = self._read.execute(
-            "SELECT rid FROM runs WHERE entity=? AND project=? AND run_id=?",
+    @staticmethod
+    def _find_run(
+        con: sqlite3.Connection, columns: str, entity: str, project: str, run_id: str
+    ) -> Any:
+        """The run's row (``columns``, a constant of this module), or NotFound."""
+        row = con.execute(
+            f"SELECT {columns} FROM runs WHERE entity=? AND project=? AND run_id=?",
             (entity, project, run_id),
         ).fetchone()
         if row is None:
             raise NotFound(f"run {entity}/{project}/{run_id} not found")
-        return int(row[0])
+        return row
+
+    def _rid(self, entity: str, project: str, run_id: str) -> int:
+        return int(self._find_run(self._read, "rid", entity, project, run_id)[0])
 
     def held(self, entity: str, project: str, run_id: str) -> int:
         row = self._read.execute(
@@ -502,12 +466,7 @@ class SqliteStore:
 
     def mark_crashed(self, entity: str, project: str, run_id: str, last_seq: int) -> str:
         with self._lock:
-            row = self._writer.execute(
-                "SELECT held, state FROM runs WHERE entity=? AND project=? AND run_id=?",
-                (entity, project, run_id),
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"run {entity}/{project}/{run_id} not found")
+            row = self._find_run(self._writer, "held, state", entity, project, run_id)
             held, state = int(row[0]), str(row[1])
             if held != last_seq:
                 raise Conflict(f"the server holds records up to {held}, not {last_seq}")
@@ -646,13 +605,8 @@ class SqliteStore:
         return out
 
     def run(self, entity: str, project: str, run_id: str) -> dict[str, Any]:
-        row = self._read.execute(
-            f"SELECT {self._RUN_COLUMNS}, meta, exit, metrics FROM runs "
-            "WHERE entity=? AND project=? AND run_id=?",
-            (entity, project, run_id),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"run {entity}/{project}/{run_id} not found")
+        columns = f"{self._RUN_COLUMNS}, meta, exit, metrics"
+        row = self._find_run(self._read, columns, entity, project, run_id)
         out = self._run_dict(row, full=True)
         keys = self._read.execute(
             "SELECT key, n FROM series WHERE rid=(SELECT rid FROM runs "
@@ -809,12 +763,7 @@ class SqliteStore:
         self, entity: str, project: str, run_id: str, path: str, digest: str, size: int
     ) -> None:
         with self._lock:
-            row = self._writer.execute(
-                "SELECT rid FROM runs WHERE entity=? AND project=? AND run_id=?",
-                (entity, project, run_id),
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"run {entity}/{project}/{run_id} not found")
+            row = self._find_run(self._writer, "rid", entity, project, run_id)
             # one statement each, both or neither: the file is listed only with its blob
             self._writer.execute("SAVEPOINT put_file")
             try:

@@ -10,6 +10,7 @@ The run folders are only read (no ``.synced`` marker is written: the database is
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import tempfile
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fulmen.server.app import ServerConfig, create_app
+
+log = logging.getLogger("fulmen.server")
 
 
 def run_folders(root: Path) -> list[Path]:
@@ -91,6 +94,7 @@ class Follower:
             except (UploadError, ServerError, OSError) as exc:
                 why = _describe(exc)
                 if why != known.failed:  # say it once, keep trying on the next pass
+                    log.warning("fulmen ui: uploading %s failed: %s", run_dir, why)
                     self.echo(f"fulmen ui: {run_dir.name}: {why}")
                 known.failed = why
         return len(self._runs)
@@ -100,6 +104,7 @@ class Follower:
             try:
                 self.once()
             except Exception as exc:
+                log.exception("fulmen ui: a pass over the run folders failed")
                 self.echo(f"fulmen ui: {exc!r}")
             self._stop.wait(self.poll)
 

@@ -7,13 +7,13 @@ summary the run computed, even for a run that crashed before writing its final s
 from __future__ import annotations
 
 import fcntl
-import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fulmen.track.runlog import Corrupt, Record, decode_history, read_records, summary_of
+from fulmen.track.runlog import Corrupt, Record, decode_history, read_records
+from fulmen.track.runlog import SummaryState as SummaryState  # noqa: PLC0414 (re-exported)
 
 SUMMARY_MODES = ("min", "max", "mean", "first", "last", "none")
 
@@ -29,77 +29,6 @@ def parse_summary(summary: str | None) -> list[str]:
             f"summary must be one or more of {', '.join(SUMMARY_MODES)}; got {summary!r}"
         )
     return modes
-
-
-class SummaryState:
-    """The summary: the last value of each metric, or the aggregates ``define_metric`` asked for."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, Any] = {}  # log()'s fast path updates this dict directly
-        self.overrides: dict[str, Any] = {}  # keys set by the user
-        self.removed: set[str] = set()
-        self._modes: dict[str, list[str]] = {}  # exact names
-        self._prefixes: list[tuple[str, list[str]]] = []  # "train/*" -> ("train/", modes)
-        self._agg: dict[str, dict[str, Any]] = {}
-        self._resolved: dict[str, list[str] | None] = {}
-
-    @property
-    def aggregating(self) -> bool:
-        """True when some metric needs more than its last value (log() then skips its fast path)."""
-        return bool(self._modes or self._prefixes)
-
-    def define(self, name: str, modes: list[str]) -> None:
-        if not modes:
-            return
-        if name.endswith("*"):
-            self._prefixes.append((name[:-1], modes))
-        else:
-            self._modes[name] = modes
-        self._resolved.clear()
-
-    def modes_of(self, key: str) -> list[str] | None:
-        if key in self._resolved:
-            return self._resolved[key]
-        modes = self._modes.get(key)
-        if modes is None:
-            for prefix, prefix_modes in self._prefixes:
-                if key.startswith(prefix):
-                    modes = prefix_modes
-        self._resolved[key] = modes
-        return modes
-
-    def observe(self, row: dict[str, Any]) -> None:
-        self.last.update(row)
-        if self.overrides or self.removed:
-            for key in row:
-                self.overrides.pop(key, None)
-                self.removed.discard(key)
-        if not self.aggregating:
-            return
-        for key, value in row.items():
-            modes = self.modes_of(key)
-            if modes is None or not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
-            agg = self._agg.setdefault(key, {})
-            if "first" not in agg:
-                agg["first"] = value
-            if not (isinstance(value, float) and math.isnan(value)):
-                agg["min"] = min(agg.get("min", value), value)
-                agg["max"] = max(agg.get("max", value), value)
-                agg["sum"] = agg.get("sum", 0.0) + value
-                agg["n"] = agg.get("n", 0) + 1
-
-    def set(self, key: str, value: Any) -> None:
-        self.overrides[key] = value
-        self.removed.discard(key)
-
-    def remove(self, key: str) -> None:
-        self.overrides.pop(key, None)
-        self.removed.add(key)
-
-    def result(self) -> dict[str, Any]:
-        modes_of = self.modes_of if self.aggregating else None
-        return summary_of(self.last, self._agg, modes_of, self.removed, self.overrides)
 
 
 class RunData:

@@ -59,6 +59,7 @@ writer hands each whole frame to the OS in one ``os.write`` before ``log()`` ret
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from collections.abc import Callable, Collection, Iterator
@@ -71,8 +72,12 @@ __all__ = [
     "MAGIC",
     "Corrupt",
     "Record",
+    "SummaryState",
     "decode_history",
+    "history_head",
     "read_records",
+    "read_svarint",
+    "read_uvarint",
     "summary_of",
 ]
 
@@ -184,7 +189,10 @@ class Corrupt(NamedTuple):
     torn: bool = False
 
 
-def _read_uvarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+def read_uvarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """(value, position after it) of the LEB128 ``uvarint`` at ``buf[pos]``.
+
+    Raises IndexError when ``buf`` ends inside it, ValueError when it is longer than 64 bits."""
     result = shift = 0
     while True:
         b = buf[pos]
@@ -197,9 +205,23 @@ def _read_uvarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
             raise ValueError("varint too long")
 
 
-def _read_svarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    z, pos = _read_uvarint(buf, pos)
+def read_svarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """(value, position after it) of the zigzag ``svarint`` at ``buf[pos]``."""
+    z, pos = read_uvarint(buf, pos)
     return (z >> 1) ^ -(z & 1), pos
+
+
+def history_head(body: bytes | memoryview) -> tuple[int, int, int]:
+    """(schema id, ``seq - step``, where the values start) of a HISTORY or PATCH body: what a
+    reader needs to place a record (its step is the record's seq minus the second) before, or
+    without, decoding its values."""
+    schema_id, pos = read_uvarint(body, 0)
+    delta, pos = read_svarint(body, pos)
+    return schema_id, delta, pos
+
+
+_read_uvarint = read_uvarint  # the names before they were public (kept for existing callers)
+_read_svarint = read_svarint
 
 
 def _try_frame(buf: bytes, pos: int) -> tuple[int, int, int] | str:
@@ -209,7 +231,7 @@ def _try_frame(buf: bytes, pos: int) -> tuple[int, int, int] | str:
     if lead & 0xF0 != LEAD_MARK or kind == 0:
         return "bad lead byte"
     try:
-        n, start = _read_uvarint(buf, pos + 1)
+        n, start = read_uvarint(buf, pos + 1)
     except (IndexError, ValueError):
         return "torn" if len(buf) - pos < 11 else "bad length"
     if n > MAX_FRAME:
@@ -327,8 +349,7 @@ def decode_history(
     Strings decode to ``str``, JSON columns to their Python value (media and histograms are dicts
     with a ``"_type"`` key).
     """
-    schema_id, pos = _read_uvarint(body, 0)
-    delta, pos = _read_svarint(body, pos)
+    schema_id, delta, pos = history_head(body)
     columns = schemas[schema_id]
     cached = _COMPILED.get(id(columns))
     if cached is None or cached[0] is not columns:  # compile once per schema
@@ -348,7 +369,7 @@ def decode_history(
         if code in FIXED_CODES:
             row[key] = next(rest)
             continue
-        n, pos = _read_uvarint(body, pos)
+        n, pos = read_uvarint(body, pos)
         text = body[pos : pos + n].decode()
         pos += n
         row[key] = text if code == "s" else json.loads(text)
@@ -389,3 +410,135 @@ def summary_of(
         if key not in removed:
             out[key] = value
     return out
+
+
+# (first value or None, min, max, sum, count) of one key's non-NaN values over many rows
+ColumnAggregate = tuple[float | None, float, float, float, int]
+
+
+class SummaryState:
+    """The summary as rows and SUMMARY/METRIC records build it: the last value of each metric, or
+    the aggregates ``define_metric`` asked for; :meth:`result` applies :func:`summary_of`.
+
+    One class for the writer (``Run.summary``), the local reader (a replayed run log) and the
+    server (which keeps it between batches with :meth:`to_dict` / :meth:`from_dict`)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, Any] = {}  # the writer's log() fast path updates this dict directly
+        self.overrides: dict[str, Any] = {}  # keys set by the user
+        self.removed: set[str] = set()
+        self._modes: dict[str, list[str]] = {}  # exact names
+        self._prefixes: list[tuple[str, list[str]]] = []  # "train/*" -> ("train/", modes)
+        self._agg: dict[str, dict[str, Any]] = {}
+        self._resolved: dict[str, list[str] | None] = {}
+
+    @property
+    def aggregating(self) -> bool:
+        """True when some metric needs more than its last value (log() then skips its fast path)."""
+        return bool(self._modes or self._prefixes)
+
+    def define(self, name: str, modes: list[str]) -> None:
+        """A METRIC record's summary modes for ``name`` (``"train/*"`` names a prefix)."""
+        if not modes:
+            return
+        if name.endswith("*"):
+            self._prefixes.append((name[:-1], list(modes)))
+        else:
+            self._modes[name] = list(modes)
+        self._resolved.clear()
+
+    def modes_of(self, key: str) -> list[str] | None:
+        """The modes defined for ``key`` (the exact name, else the last prefix that matches)."""
+        if key in self._resolved:
+            return self._resolved[key]
+        modes = self._modes.get(key)
+        if modes is None:
+            for prefix, prefix_modes in self._prefixes:
+                if key.startswith(prefix):
+                    modes = prefix_modes
+        self._resolved[key] = modes
+        return modes
+
+    def observe(self, row: dict[str, Any]) -> None:
+        """One row: its keys' last values, and the aggregates of the keys that have modes."""
+        self.last.update(row)
+        if self.overrides or self.removed:
+            for key in row:
+                self.overrides.pop(key, None)
+                self.removed.discard(key)
+        if not self.aggregating:
+            return
+        for key, value in row.items():
+            modes = self.modes_of(key)
+            if modes is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            agg = self._agg.setdefault(key, {})
+            if "first" not in agg:
+                agg["first"] = value
+            if not (isinstance(value, float) and math.isnan(value)):
+                agg["min"] = min(agg.get("min", value), value)
+                agg["max"] = max(agg.get("max", value), value)
+                agg["sum"] = agg.get("sum", 0.0) + value
+                agg["n"] = agg.get("n", 0) + 1
+
+    def observe_columns(self, last: dict[str, Any], aggregates: dict[str, ColumnAggregate]) -> None:
+        """Many rows at once, as the server decodes them (by column): ``last`` is the last row as
+        logged; ``aggregates[key]`` is (first value or None, min, max, sum, count) of the key's
+        non-NaN values over the rows (for keys with modes). The same result as ``observe`` for
+        each row in turn."""
+        self.last.update(last)
+        if self.overrides or self.removed:
+            for key in last:
+                self.overrides.pop(key, None)
+                self.removed.discard(key)
+        for key, (first, lo, hi, total, n) in aggregates.items():
+            if self.modes_of(key) is None:
+                continue
+            agg = self._agg.setdefault(key, {})
+            if "first" not in agg and first is not None:
+                agg["first"] = first
+            if n:
+                agg["min"] = min(agg.get("min", lo), lo)
+                agg["max"] = max(agg.get("max", hi), hi)
+                agg["sum"] = agg.get("sum", 0.0) + total
+                agg["n"] = agg.get("n", 0) + n
+
+    def set(self, key: str, value: Any) -> None:
+        """A key set directly (``run.summary[key] = value``, a SUMMARY record's update)."""
+        self.overrides[key] = value
+        self.removed.discard(key)
+
+    def remove(self, key: str) -> None:
+        """A key removed (``del run.summary[key]``, a SUMMARY record's remove)."""
+        self.overrides.pop(key, None)
+        self.removed.add(key)
+
+    def result(self) -> dict[str, Any]:
+        """The summary now."""
+        modes_of = self.modes_of if self.aggregating else None
+        return summary_of(self.last, self._agg, modes_of, self.removed, self.overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The state as JSON-ready data (prefixes as ``"name*"`` keys of ``modes``)."""
+        modes = dict(self._modes)
+        for prefix, prefix_modes in self._prefixes:
+            modes[prefix + "*"] = prefix_modes
+        return {
+            "last": self.last,
+            "overrides": self.overrides,
+            "removed": sorted(self.removed),
+            "modes": modes,
+            "agg": self._agg,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SummaryState:
+        """The state :meth:`to_dict` gave (missing keys: empty)."""
+        state = cls()
+        state.last = dict(data.get("last") or {})
+        state.overrides = dict(data.get("overrides") or {})
+        state.removed = set(data.get("removed") or ())
+        for name, modes in (data.get("modes") or {}).items():
+            state.define(name, modes)
+        state._agg = {k: dict(v) for k, v in (data.get("agg") or {}).items()}
+        return state

@@ -1,0 +1,149 @@
+"""What every route module shares: the server's settings and resources, the path parameters that
+name a project or a run (validated), and the helpers for request bodies and blob downloads."""
+
+from __future__ import annotations
+
+import re
+import threading
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import StreamingResponse
+
+from fulmen.server import _names
+from fulmen.server._blobs import BlobTooLarge, DigestMismatch, FileBlobs
+from fulmen.server.store import NotFound, Store, open_store
+
+API_PREFIX = "/api/v1"
+MAX_BATCH = 32 << 20  # bytes of frames in one ingest batch, after decompression
+MAX_BLOB = 16 << 30  # bytes in one uploaded file
+MAX_JSON = 16 << 20  # bytes in any other request body
+DEFAULT_ENTITY = "local"  # the entity of an open server's requests that name none
+UPLOAD_PATH = re.compile(r"/runs/[^/]+/files/|/blobs/[0-9a-f]{64}$")
+
+
+@dataclass
+class ServerConfig:
+    """How ``fulmen server`` was started (``--data``, ``--db``, the auth switches)."""
+
+    data: Path = field(default_factory=lambda: Path("~/.local/share/fulmen/server").expanduser())
+    db: str | None = None
+    require_auth: bool = False
+    allow_anonymous: bool = False
+    max_batch: int = MAX_BATCH
+    max_blob: int = MAX_BLOB
+
+
+class Resources:
+    """The store and blob folder, opened on first use (building the app touches no disk)."""
+
+    def __init__(self, config: ServerConfig, store: Store | None) -> None:
+        self.config = config
+        self._store = store
+        self._blobs: FileBlobs | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = open_store(self.config.data, self.config.db)
+        return self._store
+
+    @property
+    def blobs(self) -> FileBlobs:
+        if self._blobs is None:
+            self._blobs = FileBlobs(self.config.data / "blobs")
+        return self._blobs
+
+
+async def _resources(request: Request) -> Resources:
+    # async: a plain dependency would cost a trip through the thread pool on every request
+    res: Resources = request.app.state.resources
+    return res
+
+
+@dataclass(frozen=True)
+class RunRef:
+    entity: str
+    project: str
+    run_id: str
+
+
+def _project(entity: str, project: str) -> tuple[str, str]:
+    return _names.name("entity", entity), _names.name("project", project)
+
+
+def _run_ref(entity: str, project: str, run_id: str) -> RunRef:
+    entity, project = _project(entity, project)
+    return RunRef(entity, project, _names.run_id(run_id))
+
+
+ResDep = Annotated[Resources, Depends(_resources)]
+ProjectDep = Annotated[tuple[str, str], Depends(_project)]
+RunDep = Annotated[RunRef, Depends(_run_ref)]
+
+
+def principal(request: Request) -> str:
+    return str(request.state.principal)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, decompressed (``Content-Encoding: gzip`` or ``deflate``), at most ``limit`` bytes."""  # noqa: E501
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding not in ("identity", "gzip", "deflate"):
+        raise HTTPException(415, f"Content-Encoding {encoding!r}: send gzip, deflate or none")
+    decoder = None
+    if encoding != "identity":
+        decoder = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            if decoder is not None:
+                chunk = decoder.decompress(chunk, limit - size + 1)  # noqa: PLW2901
+                if decoder.unconsumed_tail:
+                    raise HTTPException(413, f"the batch is larger than {limit} bytes")
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"the batch is larger than {limit} bytes")
+            parts.append(chunk)
+        if decoder is not None and not decoder.eof:
+            raise HTTPException(400, f"the {encoding} body is truncated")
+    except zlib.error as exc:
+        raise HTTPException(400, f"the {encoding} body does not decompress: {exc}") from exc
+    return b"".join(parts)
+
+
+async def put_blob(res: Resources, digest: str, request: Request) -> int:
+    """Store the request's body as the blob ``digest`` (checked); its size."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        async for chunk in request.stream():
+            yield chunk
+
+    try:
+        return await res.blobs.put(digest, chunks(), res.config.max_blob)
+    except BlobTooLarge as exc:
+        raise HTTPException(413, str(exc)) from exc
+    except DigestMismatch as exc:
+        raise HTTPException(400, str(exc)) from exc
+
+
+def blob_response(res: Resources, digest: str, path: str) -> StreamingResponse:
+    """The blob ``digest`` as a download named after ``path``."""
+    digest = _names.digest(digest)
+    if not res.blobs.exists(digest):
+        raise NotFound(f"the content of {path!r} has not been uploaded")
+    filename = path.rsplit("/", 1)[-1].replace('"', "")
+    headers = {
+        # never rendered by the browser on our origin: a stored HTML file cannot run scripts here
+        "content-disposition": f'attachment; filename="{filename}"',
+        "x-content-type-options": "nosniff",
+    }
+    return StreamingResponse(res.blobs.open(digest), 200, headers, "application/octet-stream")

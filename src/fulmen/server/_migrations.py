@@ -1,0 +1,162 @@
+"""The store's schema as an ordered list of migrations, applied at start (``_sqlite.migrate``).
+
+The version a store is at is stored in the store itself (SQLite: ``PRAGMA user_version``). A new
+store runs every migration; an existing one runs those past its version; a store at a version this
+list does not reach was written by a newer server and is refused with ``StoreTooNew``, which names
+both versions. Migrations are never edited once released: a change to the schema is a new entry
+at the end.
+
+Each migration holds its statements per engine (``"sqlite"`` today; PostgreSQL's will sit next to
+them), so the list and its numbering are the same for every store.
+
+Migration 1 is the schema the server had before it had versions; its statements are
+``CREATE ... IF NOT EXISTS`` so that a data folder made then (``user_version`` 0, tables present)
+takes it as a no-op and is stamped version 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class StoreTooNew(RuntimeError):
+    """The store was written by a newer server (its schema version is past this server's)."""
+
+    def __init__(self, where: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"the store at {where} has schema version {found}, newer than this server's "
+            f"{supported}: run the fulmen version that wrote it (or a newer one)"
+        )
+        self.found = found
+        self.supported = supported
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: ``version`` (1, 2, ...), what it does, its statements by engine."""
+
+    version: int
+    title: str
+    sql: Mapping[str, tuple[str, ...]]
+
+    def statements(self, engine: str) -> tuple[str, ...]:
+        if engine not in self.sql:
+            raise ValueError(
+                f"migration {self.version} ({self.title}) has no statements for engine "
+                f"{engine!r}; it has {sorted(self.sql)}"
+            )
+        return self.sql[engine]
+
+
+_V1_SQLITE = (
+    """
+CREATE TABLE IF NOT EXISTS runs (
+    rid INTEGER PRIMARY KEY,
+    entity TEXT NOT NULL, project TEXT NOT NULL, run_id TEXT NOT NULL,
+    name TEXT, grp TEXT, job_type TEXT, tags TEXT NOT NULL DEFAULT '[]', notes TEXT,
+    state TEXT NOT NULL DEFAULT 'running',
+    created REAL NOT NULL, updated REAL NOT NULL, runtime REAL NOT NULL DEFAULT 0,
+    held INTEGER NOT NULL DEFAULT 0, rows INTEGER NOT NULL DEFAULT 0,
+    config TEXT NOT NULL DEFAULT '{}', summary TEXT NOT NULL DEFAULT '{}',
+    meta TEXT NOT NULL DEFAULT '{}', exit TEXT, metrics TEXT NOT NULL DEFAULT '[]',
+    ingest_state TEXT,
+    UNIQUE (entity, project, run_id)
+)
+""",
+    "CREATE INDEX IF NOT EXISTS runs_by_created ON runs (entity, project, created)",
+    """
+CREATE TABLE IF NOT EXISTS segments (
+    rid INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (rid, first_seq)
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS series (
+    rid INTEGER NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL, last_ord REAL NOT NULL,
+    PRIMARY KEY (rid, key)
+) WITHOUT ROWID
+""",
+    """
+CREATE TABLE IF NOT EXISTS pieces (
+    rid INTEGER NOT NULL, key TEXT NOT NULL, piece INTEGER NOT NULL, n INTEGER NOT NULL,
+    ord_first REAL NOT NULL, smin REAL, smax REAL, rmin REAL, rmax REAL, tmin REAL, tmax REAL,
+    l3 BLOB NOT NULL, l2 BLOB NOT NULL, l1 BLOB NOT NULL  -- small first: reading l2 or l3
+)                                                       -- never walks l1's overflow pages
+""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS pieces_key ON pieces (rid, key, piece)",
+    """
+CREATE TABLE IF NOT EXISTS overview (
+    rid INTEGER NOT NULL, key TEXT NOT NULL, level INTEGER NOT NULL, block INTEGER NOT NULL,
+    n INTEGER NOT NULL, smin REAL, smax REAL, rmin REAL, rmax REAL, tmin REAL, tmax REAL,
+    data BLOB NOT NULL
+)
+""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS overview_key ON overview (rid, key, level, block)",
+    """
+CREATE TABLE IF NOT EXISTS points (
+    rid INTEGER NOT NULL, key TEXT NOT NULL, piece INTEGER NOT NULL, data BLOB NOT NULL
+)
+""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS points_key ON points (rid, key, piece)",
+    """
+CREATE TABLE IF NOT EXISTS other_values (
+    rid INTEGER NOT NULL, key TEXT NOT NULL, ordinal INTEGER NOT NULL, step INTEGER NOT NULL,
+    runtime REAL, timestamp REAL, value TEXT NOT NULL, PRIMARY KEY (rid, key, ordinal)
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS console (
+    rid INTEGER NOT NULL, seq INTEGER NOT NULL, stream TEXT NOT NULL, text TEXT NOT NULL,
+    PRIMARY KEY (rid, seq)
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS stats (
+    rid INTEGER NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (rid, seq)
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS files (
+    rid INTEGER NOT NULL, path TEXT NOT NULL, type TEXT, size INTEGER, digest TEXT,
+    PRIMARY KEY (rid, path)
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS artifacts (
+    aid INTEGER PRIMARY KEY, entity TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL,
+    type TEXT, version INTEGER NOT NULL, digest TEXT, metadata TEXT NOT NULL DEFAULT '{}',
+    entries TEXT NOT NULL DEFAULT '{}', run_id TEXT, created REAL NOT NULL,
+    UNIQUE (entity, project, name, version)
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS aliases (
+    entity TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL,
+    version INTEGER NOT NULL, PRIMARY KEY (entity, project, name, alias)
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS blobs (
+    entity TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (entity, digest)
+) WITHOUT ROWID
+""",
+    """
+CREATE TABLE IF NOT EXISTS api_keys (
+    hash TEXT PRIMARY KEY, entity TEXT NOT NULL, created REAL NOT NULL
+)
+""",
+    "CREATE TABLE IF NOT EXISTS anonymous (hash TEXT PRIMARY KEY, created REAL NOT NULL)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "the schema the server had before versions", {"sqlite": _V1_SQLITE}),
+)
+
+
+def check(migrations: tuple[Migration, ...]) -> None:
+    """Versions are 1, 2, 3, ... in order (a test runs this on ``MIGRATIONS``)."""
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(migrations) + 1)):
+        raise ValueError(f"migration versions must be 1, 2, ... in order; got {versions}")

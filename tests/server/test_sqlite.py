@@ -1,0 +1,91 @@
+"""The SQLite store (``fulmen.server._sqlite``): its runs' liveness, one writer with readers that
+cannot write, and whole batches only. Its migrations are in test_migrations.py; its history
+storage in test_series.py."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fulmen.server._sqlite import SqliteStore
+from fulmen.server.app import ServerConfig, create_app
+from tests.server.runlogs import LogWriter
+
+RUNS = "/api/v1/entities/local/projects/proj/runs"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    return TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+
+
+def post(client: TestClient, run_id: str, body: bytes) -> int:
+    r = client.post(f"{RUNS}/{run_id}/records", content=body)
+    assert r.status_code == 200, r.text
+    return int(r.json()["held"])
+
+
+def test_a_quiet_running_run_turns_stale_until_heard_from(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fulmen.server import _sqlite
+
+    monkeypatch.setattr(_sqlite, "STALE_AFTER", 0.2)
+    w = LogWriter()
+    w.run("r1")
+    post(client, "r1", w.body())
+    assert client.get(f"{RUNS}/r1").json()["stale"] is False
+    time.sleep(0.3)
+    assert client.get(f"{RUNS}/r1").json()["stale"] is True
+    assert client.post(f"{RUNS}/r1/heartbeat").status_code == 200
+    assert client.get(f"{RUNS}/r1").json()["stale"] is False
+    assert client.post(f"{RUNS}/nope/heartbeat").status_code == 404
+    w.record("exit", {"exit_code": 0, "state": "finished", "runtime": 1.0})
+    post(client, "r1", w.body())
+    time.sleep(0.3)
+    assert client.get(RUNS).json()["runs"][0]["stale"] is False  # only running runs go stale
+
+
+def test_readers_cannot_write_and_see_what_the_writer_committed(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db")
+    w = LogWriter()
+    w.run("r1")
+    w.history(0, {"loss": 1.0})
+    seen: list[object] = []
+
+    def read() -> None:  # another thread: its own read-only connection
+        seen.append(store.run("local", "proj", "r1")["rows"])
+        with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only|query_only"):
+            store._read.execute("DELETE FROM runs")
+        seen.append("refused")
+
+    assert store.ingest("local", "proj", "r1", w.body()) == 3
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    assert seen == [1, "refused"]
+    store.close()
+
+
+def test_a_batch_that_does_not_decode_leaves_nothing_behind(tmp_path: Path) -> None:
+    from fulmen.server._ingest import BadBatch
+    from fulmen.track import runlog as R
+
+    store = SqliteStore(tmp_path / "db")
+    w = LogWriter()
+    w.run("r1")
+    w.history(0, {"loss": 1.0})
+    assert store.ingest("local", "proj", "r1", w.body()) == 3
+    before = store.run("local", "proj", "r1")
+    w.history(1, {"loss": 0.5})
+    bad = R.frame(R.HISTORY, R.SEQ.pack(w.seq + 1) + b"\x07\x00")  # schema 7 was never declared
+    with pytest.raises(BadBatch, match="does not decode"):
+        store.ingest("local", "proj", "r1", w.frames[-1] + bad)
+    assert store.held("local", "proj", "r1") == 3  # the good record before it was not kept either
+    assert store.run("local", "proj", "r1") == before
+    store.close()
