@@ -864,7 +864,7 @@ class Trainer:
         if not accumulating:
             n = self.log_every_n_steps
             if n and self.loggers and (self._batches_that_stepped + 1) % n == 0:
-                self._emit_step()
+                self._emit(self._train_results.step_metrics())  # a sync point (.item())
             self._batches_that_stepped += 1
         return False
 
@@ -1016,17 +1016,16 @@ class Trainer:
         add_dataloader_idx: bool,
         batch_size: int | None,
     ) -> None:
-        """``self.log``: the hot path is one dict lookup and one update."""
+        """``self.log``'s one path: a dict lookup, ``as_value`` and ``_Metric.update``."""
         results = self._results
-        fx = self._fx
-        key = (fx, name, self._dataloader_idx)
+        key = (self._fx, name, self._dataloader_idx)
         metric = results.cache.get(key)
-        if metric is None:
+        if metric is None:  # the first call under this key: defaults and checks
             metric = new_metric(
                 results,
                 self._dataloader_idx,
                 self.strategy.reduce if self.world_size > 1 else None,
-                fx,
+                self._fx,
                 name,
                 prog_bar,
                 logger,
@@ -1037,31 +1036,13 @@ class Trainer:
                 add_dataloader_idx,
             )
             results.add(key, metric)
-        if not metric.on_epoch and type(value) is torch.Tensor and value.dim() == 0:
-            # the usual training_step scalar, what as_value + update would do, without the calls
-            metric.value = value.detach()  # no .item() here: that would be a device sync
-            results.fresh[metric.name] = metric
-            return
-        value = as_value(name, value)
+        value = as_value(name, value)  # no .item() here: that would be a device sync
         if metric.on_epoch and metric.reduce_fx == "mean" and batch_size is None:
             batch_size = self._batch_size
             if batch_size is None:
                 batch_size = self._batch_size = extract_batch_size(self._batch)
         metric.update(value, batch_size or 1)
         results.fresh[metric.name] = metric
-
-    def _emit_step(self) -> None:
-        """The fresh step metrics to the loggers: ``_emit(step_metrics())``, with the usual row
-        (no logged "step" or "epoch") sent without ``_emit``'s pops and defaults."""
-        metrics = self._train_results.step_metrics()  # converts tensors: a sync point
-        if not metrics or "step" in metrics or "epoch" in metrics:
-            self._emit(metrics)
-            return
-        metrics["epoch"] = self.current_epoch
-        self._logged_metrics.update(metrics)
-        step = self._batches_that_stepped
-        for logger in self.loggers:
-            logger.log_metrics(metrics, step)
 
     def _emit(self, metrics: dict[str, float]) -> None:
         """Send ``metrics`` (plus "epoch") to every logger at the current step."""
