@@ -103,11 +103,6 @@ from fulmen.train.strategy import Strategy, resolve_strategy
 __all__ = ["Trainer"]
 
 _CALLBACK_ONLY = frozenset({"on_sanity_check_start", "on_sanity_check_end"})
-# The hooks between training_step and the optimizer step: when none is overridden (and nothing
-# else customizes the step), a batch takes ``Trainer._plain_step``.
-_PLAIN_STEP_HOOKS = frozenset(
-    {"on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step"}
-)
 
 
 def _name_culprit(exc: BaseException, where: str) -> None:
@@ -298,7 +293,8 @@ class Trainer:
         self._quiet: frozenset[str] = frozenset()  # hooks nobody overrides: _event returns at once
         self._steps_schedulers = False  # any lr scheduler with interval "step"?
         self._custom_clipping = False  # does the module override configure_gradient_clipping?
-        self._plain_optimizer: torch.optim.Optimizer | None = None  # see _find_plain_optimizer
+        # the training step of this epoch: _automatic_step or _manual_step (chosen at its start)
+        self._train_step: Callable[[LightningModule, Any, int, bool], Any] = self._automatic_step
         self._fx = ""
         self._results = self._train_results = Results()
         self._eval_results = Results()
@@ -554,11 +550,13 @@ class Trainer:
     def __getstate__(self) -> dict[str, Any]:  # ddp_spawn pickles the Trainer
         state = self.__dict__.copy()
         state.pop("_to_device", None)
+        state.pop("_train_step", None)  # a bound method of this Trainer
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._to_device = _identity_transfer
+        self._train_step = self._automatic_step
 
     def _run_here(
         self,
@@ -793,7 +791,9 @@ class Trainer:
         self._batch_in_epoch, self._epoch_done = skip, False
         self._train_results.fresh.clear()
         self._event("on_train_epoch_start")
-        self._plain_optimizer = self._find_plain_optimizer(module)
+        self._train_step = (
+            self._automatic_step if module.automatic_optimization else self._manual_step
+        )
         # what stays the same for the whole epoch, looked up once rather than at every batch
         to_device = None if self._to_device is _identity_transfer else self._to_device
         validates = _data.epoch_validates(self)
@@ -849,15 +849,11 @@ class Trainer:
             and self._event("on_train_batch_start", batch, batch_idx) == -1
         ):
             return True
-        plain = self._plain_optimizer
-        if plain is not None:  # (no accumulation either)
-            accumulating = False
-            outputs = self._plain_step(module, batch, batch_idx, plain)
-        else:
-            accumulating = (
-                batch_idx + 1
-            ) % self.accumulate_grad_batches != 0 and batch_idx + 1 < limit
-            outputs = self._step(module, batch, batch_idx, accumulating)
+        accumulate = self.accumulate_grad_batches
+        accumulating = (
+            accumulate > 1 and (batch_idx + 1) % accumulate != 0 and batch_idx + 1 < limit
+        )
+        outputs = self._train_step(module, batch, batch_idx, accumulating)
         self._batch_in_epoch = batch_idx + 1  # a checkpoint saved from here resumes after it
         if "on_train_batch_end" not in quiet:
             self._event("on_train_batch_end", outputs, batch, batch_idx)
@@ -868,78 +864,24 @@ class Trainer:
             self._batches_that_stepped += 1
         return False
 
-    def _step(self, module: LightningModule, batch: Any, batch_idx: int, accumulating: bool) -> Any:
-        """The training step through every layer: automatic or manual optimization."""
-        if module.automatic_optimization:
-            return self._automatic_step(module, batch, batch_idx, accumulating)
+    def _manual_step(
+        self, module: LightningModule, batch: Any, batch_idx: int, accumulating: bool
+    ) -> Any:
+        """Manual optimization: training_step calls manual_backward and steps by itself."""
         self._fx = "training_step"
         with self.precision_plugin.forward_context():
             return self.strategy.training_step(module, batch, batch_idx)
-
-    def _plain_step(
-        self, module: LightningModule, batch: Any, batch_idx: int, optimizer: torch.optim.Optimizer
-    ) -> Any:
-        """``_automatic_step`` where nothing customizes it (see ``_find_plain_optimizer``): the
-        same calls on the torch optimizer, in the same order, without the layers in between."""
-        self._fx = "training_step"
-        output = module.training_step(batch, batch_idx)
-        if type(output) is torch.Tensor and output.requires_grad:  # loss_of's first case
-            loss: torch.Tensor | None = output
-        else:
-            loss = _optim.loss_of(output)
-        optimizer.zero_grad()
-        if loss is not None:
-            loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-        self.global_step += 1
-        if self._steps_schedulers:
-            _optim.step_schedulers(self, "step")
-        if "on_train_batch_end" in self._quiet:  # the output's only reader
-            return None
-        if loss is None or isinstance(output, dict):
-            return output
-        return {"loss": loss.detach()}
-
-    def _find_plain_optimizer(self, module: LightningModule) -> torch.optim.Optimizer | None:
-        """The torch optimizer when a training step is just training_step, zero_grad, backward
-        and step: automatic optimization of one optimizer that needs no closure, on one device,
-        without autocast, loss scaling, accumulation or clipping, and without any hook or
-        override between those calls. Else None: ``_automatic_step`` goes through every layer.
-        Decided at each epoch start (a callback may change accumulation then)."""
-        from fulmen.train.strategy import SingleDeviceStrategy
-
-        if not module.automatic_optimization or len(self._lightning_optimizers) != 1:
-            return None
-        optimizer = self._lightning_optimizers[0].optimizer
-        precision = self.precision_plugin
-        if (
-            isinstance(optimizer, torch.optim.LBFGS)  # steps with a closure
-            or self.accumulate_grad_batches != 1
-            or self.gradient_clip_val
-            or self._custom_clipping
-            or type(self.strategy) is not SingleDeviceStrategy
-            or type(precision) is not Precision
-            or precision._autocast_dtype is not None
-            or precision._scaling
-            or not self._quiet >= _PLAIN_STEP_HOOKS
-        ):
-            return None
-        for name in ("optimizer_step", "optimizer_zero_grad", "backward"):
-            if getattr(type(module), name) is not getattr(LightningModule, name):
-                return None
-        return optimizer
 
     def _automatic_step(
         self, module: LightningModule, batch: Any, batch_idx: int, accumulating: bool
     ) -> Any:
         """training_step, backward and (unless accumulating) the optimizer step."""
-        if not self._lightning_optimizers:
-            self._fx = "training_step"
-            with self.precision_plugin.forward_context():
-                return self.strategy.training_step(module, batch, batch_idx)
+        if not self._lightning_optimizers:  # configure_optimizers returned None
+            return self._manual_step(module, batch, batch_idx, accumulating)
         optimizer = self._lightning_optimizers[0]
         accumulate = self.accumulate_grad_batches
         window_start = batch_idx % accumulate == 0
+        quiet = self._quiet
         returned: list[Any] = [None]
 
         def closure() -> torch.Tensor | None:
@@ -952,12 +894,13 @@ class Trainer:
                 returned[0] = output
                 return None
             if window_start:
-                self._event("on_before_zero_grad", optimizer)
+                if "on_before_zero_grad" not in quiet:
+                    self._event("on_before_zero_grad", optimizer)
                 module.optimizer_zero_grad(self.current_epoch, batch_idx, optimizer)
             self._backward(loss / accumulate if accumulate > 1 else loss, sync=not accumulating)
             if isinstance(output, dict):
                 returned[0] = output
-            elif "on_train_batch_end" not in self._quiet:  # its only reader; a detach is a tensor
+            elif "on_train_batch_end" not in quiet:  # its only reader; a detach is a tensor
                 returned[0] = {"loss": loss.detach()}
             return loss
 
