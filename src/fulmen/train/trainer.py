@@ -306,7 +306,6 @@ class Trainer:
         self._batch_size: int | None = None
         self._to_device: Callable[[Any, int], Any] = _identity_transfer
 
-    # ------------------------------------------------------------------ construction helpers
     # ------------------------------------------------------------------ properties
     @property
     def model(self) -> torch.nn.Module | None:
@@ -944,7 +943,6 @@ class Trainer:
         self._batches_that_stepped = int(state.get("batches_that_stepped", self.global_step))
         self._resume_batches = 0 if done else int(state.get("batch_in_epoch", 0))
 
-    # ------------------------------------------------------------------ evaluation
     # ------------------------------------------------------------------ logging
     def _log(
         self,
