@@ -220,3 +220,18 @@ def test_manual_optimization_calls_the_backward_hooks_from_manual_backward() -> 
         *both("on_before_optimizer_step"),
     ]
     assert trainer.global_step == 1
+
+
+def test_docs_train_md_copies_the_loop_s_pseudocode_from_the_trainer_docstring() -> None:
+    import textwrap
+    from pathlib import Path
+
+    import fulmen.train.trainer as trainer_module
+
+    doc = trainer_module.__doc__ or ""
+    start = doc.index("    fit(model, train_dataloaders")
+    in_code = textwrap.dedent(doc[start : doc.index("\nOn an exception")]).strip("\n")
+    page = (Path(__file__).parents[2] / "docs" / "train.md").read_text(encoding="utf-8")
+    at = page.index("```\nfit(model, train_dataloaders") + len("```\n")
+    in_docs = page[at : page.index("```", at)].strip("\n")
+    assert in_docs == in_code
