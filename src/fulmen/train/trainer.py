@@ -76,6 +76,7 @@ status 1 after this graceful shutdown, as Lightning does; other exceptions propa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -91,9 +92,10 @@ from fulmen.train._data import (
     extract_batch_size,
 )
 from fulmen.train._data import identity_transfer as _identity_transfer
+from fulmen.train._hooks import Hooks
 from fulmen.train._optim import LightningOptimizer, LRSchedulerConfig
 from fulmen.train._results import Results, as_value, new_metric
-from fulmen.train.callback import HOOKS, Callback
+from fulmen.train.callback import Callback
 from fulmen.train.callbacks._defaults import checkpoints_last, default_callbacks
 from fulmen.train.loggers import Logger, resolve_loggers
 from fulmen.train.module import LightningDataModule, LightningModule
@@ -102,16 +104,16 @@ from fulmen.train.strategy import Strategy, resolve_strategy
 
 __all__ = ["Trainer"]
 
-_CALLBACK_ONLY = frozenset({"on_sanity_check_start", "on_sanity_check_end"})
 
+@dataclasses.dataclass
+class LoopState:
+    """Where the fit loop stands: what a checkpoint's ``loops["fit_loop"]`` holds."""
 
-def _name_culprit(exc: BaseException, where: str) -> None:
-    note = f"(raised in {where})"
-    if hasattr(exc, "add_note"):
-        if note not in getattr(exc, "__notes__", ()):
-            exc.add_note(note)
-    else:  # Python 3.10: keep the note where tools look for it
-        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+    epoch: int = 0
+    global_step: int = 0
+    batches_that_stepped: int = 0
+    batch_in_epoch: int = 0
+    epoch_done: bool = False
 
 
 class Trainer:
@@ -288,9 +290,7 @@ class Trainer:
         self._batch_in_epoch = 0
         self._epoch_done = False
         self._resume_batches = 0
-        self._hooked: dict[str, list[Callback]] = {}
-        self._module_hooks: frozenset[str] = frozenset()
-        self._quiet: frozenset[str] = frozenset()  # hooks nobody overrides: _event returns at once
+        self._hooks = Hooks(self)  # who overrides which hook; calls them
         self._steps_schedulers = False  # any lr scheduler with interval "step"?
         self._custom_clipping = False  # does the module override configure_gradient_clipping?
         # the training step of this epoch: _automatic_step or _manual_step (chosen at its start)
@@ -640,7 +640,7 @@ class Trainer:
         if self.datamodule is not None:
             self.datamodule.teardown(lifecycle)
         for cb in self.callbacks:
-            self._call_one(cb, "teardown", lifecycle)
+            self._hooks.call_one(cb, "teardown", lifecycle)
         module.teardown(lifecycle)
         self.strategy.teardown()
         for logger in self.loggers:
@@ -667,7 +667,7 @@ class Trainer:
         self._prepare_callbacks(module)
         if datamodule is not None:
             datamodule.setup(stage)
-        self._event("setup", stage)
+        self._hooks.call("setup", stage)
         module.configure_model()
         self._to_device = batch_transfer(module, self.precision_plugin, self.strategy)
 
@@ -696,50 +696,14 @@ class Trainer:
             kinds = {type(cb) for cb in extra}
             kept = [cb for cb in self.callbacks if type(cb) not in kinds]
             self.callbacks = checkpoints_last([*kept, *extra])
-        # Per hook, only the callbacks whose class overrides it: an unused hook costs nothing.
-        self._hooked = {
-            hook: [
-                cb
-                for cb in self.callbacks
-                if getattr(type(cb), hook) is not getattr(Callback, hook)
-            ]
-            for hook in HOOKS
-        }
-        # ... and the module's hooks are called only where its class overrides them.
-        self._module_hooks = frozenset(
-            hook
-            for hook in HOOKS
-            if hook not in _CALLBACK_ONLY
-            and getattr(type(module), hook, None) is not getattr(LightningModule, hook, None)
-        )
-        self._quiet = frozenset(
-            hook for hook in HOOKS if not self._hooked[hook] and hook not in self._module_hooks
-        )
+        # Per hook, only the callbacks (and the module) whose class overrides it are called: an
+        # unused hook costs nothing.
+        self._hooks.prepare(self.callbacks, module)
 
     # ------------------------------------------------------------------ hook dispatch
-    def _call_one(self, cb: Callback, hook: str, *args: Any) -> Any:
-        try:
-            return getattr(cb, hook)(self, self.lightning_module, *args)
-        except Exception as exc:
-            _name_culprit(exc, f"callback {type(cb).__name__}.{hook}")
-            raise
-
     def _event(self, hook: str, *args: Any) -> Any:
-        """The callbacks' ``hook`` (those that override it), then the module's (its result)."""
-        if hook in self._quiet:  # the common case, per step: nobody listens
-            return None
-        try:
-            callbacks = self._hooked[hook]
-        except KeyError:
-            raise KeyError(
-                f"{hook!r} is not a hook; the hooks are fulmen.train.callback.HOOKS"
-            ) from None
-        for cb in callbacks:
-            self._call_one(cb, hook, *args)
-        if hook not in self._module_hooks:  # a do-nothing hook of LightningModule
-            return None
-        self._fx = hook
-        return getattr(self.lightning_module, hook)(*args)
+        """Fire ``hook``: the callbacks', then the module's (see ``_hooks.Hooks.call``)."""
+        return self._hooks.call(hook, *args)
 
     # ------------------------------------------------------------------ fit
     def _fit(
@@ -759,18 +723,18 @@ class Trainer:
             _checkpoint.restore_module(self, checkpoint)
             _checkpoint.restore_training_state(self, checkpoint)
         self._log_hyperparams(module)
-        self._event("on_fit_start")
+        self._hooks.call("on_fit_start")
         _evaluation.sanity_check(self)
         if checkpoint is not None and "rng_states" in checkpoint:
             _checkpoint.set_rng_states(checkpoint["rng_states"])
         self.stage = "train"
         module.train()
-        self._event("on_train_start")
+        self._hooks.call("on_train_start")
         while not self._fit_done():
             self._train_epoch(module)
-        self._event("on_train_end")
+        self._hooks.call("on_train_end")
         self.stage = "fit"
-        self._event("on_fit_end")
+        self._hooks.call("on_fit_end")
 
     def _fit_done(self) -> bool:
         if self.max_steps != -1 and self.global_step >= self.max_steps:
@@ -789,7 +753,7 @@ class Trainer:
         skip, self._resume_batches = self._resume_batches, 0
         self._batch_in_epoch, self._epoch_done = skip, False
         self._train_results.fresh.clear()
-        self._event("on_train_epoch_start")
+        self._hooks.call("on_train_epoch_start")
         self._train_step = (
             self._automatic_step if module.automatic_optimization else self._manual_step
         )
@@ -827,8 +791,9 @@ class Trainer:
         self._fx = "on_train_epoch_end"
         module.on_train_epoch_end()
         self._train_results.sync_epoch()  # sync_dist values, batched, before callbacks read them
-        for cb in self._hooked["on_train_epoch_end"]:
-            self._call_one(cb, "on_train_epoch_end")
+        hooks = self._hooks
+        for cb in hooks.callbacks["on_train_epoch_end"]:
+            hooks.call_one(cb, "on_train_epoch_end")
         self._emit(self._train_results.epoch_metrics())
         self._train_results.end_epoch()
         for logger in self.loggers:
@@ -842,10 +807,10 @@ class Trainer:
         """One training batch; True when on_train_batch_start asked to end the epoch."""
         self._batch, self._batch_size = batch, None
         self._train_results.fresh.clear()
-        quiet = self._quiet
+        quiet = self._hooks.quiet
         if (
             "on_train_batch_start" not in quiet
-            and self._event("on_train_batch_start", batch, batch_idx) == -1
+            and self._hooks.call("on_train_batch_start", batch, batch_idx) == -1
         ):
             return True
         accumulate = self.accumulate_grad_batches
@@ -855,7 +820,7 @@ class Trainer:
         outputs = self._train_step(module, batch, batch_idx, accumulating)
         self._batch_in_epoch = batch_idx + 1  # a checkpoint saved from here resumes after it
         if "on_train_batch_end" not in quiet:
-            self._event("on_train_batch_end", outputs, batch, batch_idx)
+            self._hooks.call("on_train_batch_end", outputs, batch, batch_idx)
         if not accumulating:
             n = self.log_every_n_steps
             if n and self.loggers and (self._batches_that_stepped + 1) % n == 0:
@@ -880,7 +845,7 @@ class Trainer:
         optimizer = self._lightning_optimizers[0]
         accumulate = self.accumulate_grad_batches
         window_start = batch_idx % accumulate == 0
-        quiet = self._quiet
+        quiet = self._hooks.quiet
         returned: list[Any] = [None]
 
         def closure() -> torch.Tensor | None:
@@ -894,7 +859,7 @@ class Trainer:
                 return None
             if window_start:
                 if "on_before_zero_grad" not in quiet:
-                    self._event("on_before_zero_grad", optimizer)
+                    self._hooks.call("on_before_zero_grad", optimizer)
                 module.optimizer_zero_grad(self.current_epoch, batch_idx, optimizer)
             self._backward(loss / accumulate if accumulate > 1 else loss, sync=not accumulating)
             if isinstance(output, dict):
@@ -912,13 +877,14 @@ class Trainer:
         return returned[0]
 
     def _backward(self, loss: torch.Tensor, *args: Any, sync: bool = True, **kwargs: Any) -> None:
-        self._event("on_before_backward", loss)
+        hooks = self._hooks
+        hooks.call("on_before_backward", loss)
         with self.strategy.backward_sync(sync):
             self.lightning_module.backward(loss, *args, **kwargs)
-        self._event("on_after_backward")
+        hooks.call("on_after_backward")
 
     def _before_optimizer_step(self, optimizer: LightningOptimizer, clip: bool) -> None:
-        self._event("on_before_optimizer_step", optimizer)
+        self._hooks.call("on_before_optimizer_step", optimizer)
         if clip and (self.gradient_clip_val or self._custom_clipping):
             self._fx = "configure_gradient_clipping"
             self.lightning_module.configure_gradient_clipping(
@@ -926,22 +892,31 @@ class Trainer:
             )
 
     # ------------------------------------------------------------------ loop state (checkpoints)
-    def _loop_state(self) -> dict[str, Any]:
-        return {
-            "epoch": self.current_epoch,
-            "global_step": self.global_step,
-            "batches_that_stepped": self._batches_that_stepped,
-            "batch_in_epoch": self._batch_in_epoch,
-            "epoch_done": self._epoch_done,
-        }
+    def _loop_state(self) -> LoopState:
+        return LoopState(
+            epoch=self.current_epoch,
+            global_step=self.global_step,
+            batches_that_stepped=self._batches_that_stepped,
+            batch_in_epoch=self._batch_in_epoch,
+            epoch_done=self._epoch_done,
+        )
 
     def _restore_loop_state(self, state: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+        """Continue from a checkpoint's ``loops["fit_loop"]`` (older checkpoints: its top level)."""
         epoch = int(state.get("epoch", checkpoint.get("epoch", 0)))
         done = bool(state.get("epoch_done", True))
-        self.current_epoch = epoch + 1 if done else epoch
-        self.global_step = int(state.get("global_step", checkpoint.get("global_step", 0)))
-        self._batches_that_stepped = int(state.get("batches_that_stepped", self.global_step))
-        self._resume_batches = 0 if done else int(state.get("batch_in_epoch", 0))
+        global_step = int(state.get("global_step", checkpoint.get("global_step", 0)))
+        loop = LoopState(
+            epoch=epoch,
+            global_step=global_step,
+            batches_that_stepped=int(state.get("batches_that_stepped", global_step)),
+            batch_in_epoch=0 if done else int(state.get("batch_in_epoch", 0)),
+            epoch_done=done,
+        )
+        self.current_epoch = loop.epoch + 1 if loop.epoch_done else loop.epoch
+        self.global_step = loop.global_step
+        self._batches_that_stepped = loop.batches_that_stepped
+        self._resume_batches = loop.batch_in_epoch
 
     # ------------------------------------------------------------------ logging
     def _log(
