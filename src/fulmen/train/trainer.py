@@ -471,12 +471,7 @@ class Trainer:
         datamodule: LightningDataModule | None = None,
     ) -> list[dict[str, float]]:
         """Run the validation loop once; one dict of epoch metrics per dataloader."""
-        if isinstance(dataloaders, LightningDataModule):
-            datamodule, dataloaders = dataloaders, None
-        result: list[dict[str, float]] = self._run(
-            "validate", model, datamodule, ckpt_path, None, dataloaders, verbose=verbose
-        )
-        return result
+        return self._evaluate("validate", model, dataloaders, ckpt_path, verbose, datamodule)
 
     def test(
         self,
@@ -487,10 +482,22 @@ class Trainer:
         datamodule: LightningDataModule | None = None,
     ) -> list[dict[str, float]]:
         """Run the test loop once; one dict of epoch metrics per dataloader."""
+        return self._evaluate("test", model, dataloaders, ckpt_path, verbose, datamodule)
+
+    def _evaluate(
+        self,
+        stage: str,
+        model: LightningModule | None,
+        dataloaders: Any,
+        ckpt_path: str | os.PathLike[str] | None,
+        verbose: bool,
+        datamodule: LightningDataModule | None,
+    ) -> list[dict[str, float]]:
+        """``validate`` and ``test``: a datamodule may come as ``dataloaders``, as in Lightning."""
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         result: list[dict[str, float]] = self._run(
-            "test", model, datamodule, ckpt_path, None, dataloaders, verbose=verbose
+            stage, model, datamodule, ckpt_path, None, dataloaders, verbose=verbose
         )
         return result
 
