@@ -884,14 +884,17 @@ class Trainer:
         return returned[0]
 
     def _backward(self, loss: torch.Tensor, *args: Any, sync: bool = True, **kwargs: Any) -> None:
-        hooks = self._hooks
-        hooks.call("on_before_backward", loss)
+        quiet = self._hooks.quiet  # (checked here: these run every step)
+        if "on_before_backward" not in quiet:
+            self._hooks.call("on_before_backward", loss)
         with self.strategy.backward_sync(sync):
             self.lightning_module.backward(loss, *args, **kwargs)
-        hooks.call("on_after_backward")
+        if "on_after_backward" not in quiet:
+            self._hooks.call("on_after_backward")
 
     def _before_optimizer_step(self, optimizer: LightningOptimizer, clip: bool) -> None:
-        self._hooks.call("on_before_optimizer_step", optimizer)
+        if "on_before_optimizer_step" not in self._hooks.quiet:
+            self._hooks.call("on_before_optimizer_step", optimizer)
         if clip and (self.gradient_clip_val or self._custom_clipping):
             self._fx = "configure_gradient_clipping"
             self.lightning_module.configure_gradient_clipping(
