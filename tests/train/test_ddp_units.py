@@ -167,3 +167,34 @@ def test_the_local_launcher_refuses_to_rerun_a_test_session() -> None:
 
     with pytest.raises(RuntimeError, match=r"not started from a script file.*ddp_spawn"):
         _command()
+
+
+def test_the_launcher_s_decisions_go_to_the_fulmen_train_logger(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+    import sys
+
+    from fulmen.train import _launch
+
+    caplog.set_level(logging.DEBUG, logger="fulmen.train")
+    cluster = detect_environment(2, {"SLURM_NTASKS": "2", "SLURM_PROCID": "1", "SLURM_JOB_ID": "7"})
+    assert any(
+        r.name == "fulmen.train" and "launcher slurm, rank 1" in r.getMessage()
+        for r in caplog.records
+    )
+    # a real child process: this interpreter doing nothing, in place of this test session again
+    monkeypatch.setattr(_launch, "_command", lambda: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # launch() wraps it: put it back
+    launcher = _launch.LocalLauncher(_launch.detect_environment(2, {}), 2, 1)
+    try:
+        launcher.launch("127.0.0.1", 29999)
+    finally:
+        launcher._stopping = True  # the watcher thread and the exit hook stand down
+        for child in launcher.children:
+            child.wait()
+    started = [r for r in caplog.records if "started local rank 1 of 2" in r.getMessage()]
+    assert len(started) == 1
+    assert started[0].levelno == logging.INFO
+    assert "127.0.0.1:29999" in started[0].getMessage()
+    assert cluster.launcher == "slurm"

@@ -220,3 +220,62 @@ def test_manual_optimization_calls_the_backward_hooks_from_manual_backward() -> 
         *both("on_before_optimizer_step"),
     ]
     assert trainer.global_step == 1
+
+
+def test_docs_train_md_copies_the_loop_s_pseudocode_from_the_trainer_docstring() -> None:
+    import textwrap
+    from pathlib import Path
+
+    import fulmen.train.trainer as trainer_module
+
+    doc = trainer_module.__doc__ or ""
+    start = doc.index("    fit(model, train_dataloaders")
+    in_code = textwrap.dedent(doc[start : doc.index("\nOn an exception")]).strip("\n")
+    page = (Path(__file__).parents[2] / "docs" / "train.md").read_text(encoding="utf-8")
+    at = page.index("```\nfit(model, train_dataloaders") + len("```\n")
+    in_docs = page[at : page.index("```", at)].strip("\n")
+    assert in_docs == in_code
+
+
+def test_evaluation_batch_hooks_pass_dataloader_idx_as_lightning_does() -> None:
+    """Callbacks always get dataloader_idx; the module only when there are several loaders."""
+    seen: list[tuple[str, tuple[Any, ...]]] = []
+
+    class Module(Regressor):
+        def on_validation_batch_start(self, batch: Any, batch_idx: int, *rest: Any) -> None:
+            seen.append(("module start", (batch_idx, *rest)))
+
+        def on_validation_batch_end(
+            self, outputs: Any, batch: Any, batch_idx: int, *rest: Any
+        ) -> None:
+            seen.append(("module end", (batch_idx, *rest)))
+
+        def validation_step(self, batch: Any, batch_idx: int, *rest: Any) -> None:
+            super().validation_step(batch, batch_idx)
+
+    class Spy(pl.Callback):
+        def on_validation_batch_start(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+            seen.append(("callback start", (args[1], *args[2:])))
+
+        def on_validation_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+            seen.append(("callback end", (args[2], *args[3:])))
+
+    one = [("callback start", (0, 0)), ("module start", (0,))]
+    one += [("callback end", (0, 0)), ("module end", (0,))]
+    quiet_trainer(callbacks=[Spy()], limit_val_batches=1).validate(
+        Module(), loader(), verbose=False
+    )
+    assert seen == one
+    seen.clear()
+    two = [loader(), loader()]
+    quiet_trainer(callbacks=[Spy()], limit_val_batches=1).validate(Module(), two, verbose=False)
+    assert seen == [
+        ("callback start", (0, 0)),
+        ("module start", (0, 0)),
+        ("callback end", (0, 0)),
+        ("module end", (0, 0)),
+        ("callback start", (0, 1)),
+        ("module start", (0, 1)),
+        ("callback end", (0, 1)),
+        ("module end", (0, 1)),
+    ]

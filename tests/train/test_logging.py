@@ -268,3 +268,29 @@ def test_a_logged_loss_reaches_loggers_and_callbacks_detached() -> None:
     metric = trainer.callback_metrics["train_loss"]
     assert not metric.requires_grad
     assert metric.item() == pytest.approx(seen[-1])
+
+
+@pytest.mark.parametrize("options", [{}, {"on_epoch": True}, {"prog_bar": True, "logger": False}])
+def test_the_stored_value_never_holds_the_graph_first_call_or_later(
+    options: dict[str, Any],
+) -> None:
+    stored: list[tuple[bool, bool]] = []  # (value, running total) attached to a graph?
+
+    class Keeps(Regressor):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self(x), y)
+            self.log("attached", loss, **options)  # the loss itself: it requires grad
+            metric = self.trainer._train_results.metrics["attached"]
+            total = metric.total
+            stored.append(
+                (
+                    isinstance(metric.value, torch.Tensor) and metric.value.requires_grad,
+                    isinstance(total, torch.Tensor) and total.requires_grad,
+                )
+            )
+            return loss
+
+    quiet_trainer(log_every_n_steps=1, limit_train_batches=4).fit(Keeps(), loader())
+    assert len(stored) == 4  # the first call (which makes the metric) and three later ones
+    assert stored == [(False, False)] * 4

@@ -23,6 +23,7 @@ name, so a crash never leaves a half-written file under the checkpoint's name.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import tempfile
@@ -88,7 +89,7 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
         "pytorch-lightning_version": LIGHTNING_COMPAT_VERSION,
         "fulmen_version": __version__,
         "state_dict": module.state_dict(),
-        "loops": {"fit_loop": trainer._loop_state()},
+        "loops": {"fit_loop": dataclasses.asdict(trainer._loop_state())},
     }
     if not weights_only:
         checkpoint["callbacks"] = {
@@ -116,7 +117,7 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
         datamodule.on_save_checkpoint(checkpoint)
     if not weights_only:
         for cb in trainer.callbacks:
-            trainer._call_one(cb, "on_save_checkpoint", checkpoint)
+            trainer._hooks.call_one(cb, "on_save_checkpoint", checkpoint)
     module.on_save_checkpoint(checkpoint)
     return checkpoint
 
@@ -173,7 +174,7 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None
     """Callbacks, optimizers, schedulers, precision and loop position (fit only)."""
     states = checkpoint.get("callbacks") or {}
     for cb in trainer.callbacks:
-        trainer._call_one(cb, "on_load_checkpoint", checkpoint)
+        trainer._hooks.call_one(cb, "on_load_checkpoint", checkpoint)
         if cb.state_key in states:
             cb.load_state_dict(states[cb.state_key])
     if "optimizer_states" not in checkpoint:

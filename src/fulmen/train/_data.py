@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fulmen.train._hooks import is_overridden
+
 if TYPE_CHECKING:
     from fulmen.train.module import LightningModule
     from fulmen.train.precision import Precision
@@ -107,7 +109,7 @@ def batch_transfer(
     from fulmen.train.module import LightningModule
 
     custom = any(
-        getattr(type(module), name) is not getattr(LightningModule, name)
+        is_overridden(name, module, LightningModule)
         for name in (
             "on_before_batch_transfer",
             "transfer_batch_to_device",
@@ -191,7 +193,7 @@ def load_val_dataloaders(trainer: Trainer, given: Any = None) -> None:
         limit_batches(dl, trainer.limit_val_batches, "limit_val_batches")
         for dl in trainer.val_dataloaders
     ]
-    uses_val = type(trainer.lightning_module).validation_step is not LightningModule.validation_step
+    uses_val = is_overridden("validation_step", trainer.lightning_module, LightningModule)
     if not uses_val:
         trainer.num_val_batches = [0.0 for _ in trainer.val_dataloaders]
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fulmen.train._data import as_loader_list, limit_batches, source
+from fulmen.train._hooks import is_overridden
 from fulmen.train.module import LightningModule
 
 if TYPE_CHECKING:
@@ -30,11 +31,11 @@ def sanity_check(trainer: Trainer) -> None:
         n if steps == -1 else min(n, float(steps)) for n in trainer.num_val_batches
     ]
     trainer.sanity_checking = True
-    trainer._event("on_sanity_check_start")
+    trainer._hooks.call("on_sanity_check_start")
     evaluate(
         trainer, "validate", trainer.val_dataloaders, trainer.num_sanity_val_batches, in_fit=True
     )
-    trainer._event("on_sanity_check_end")
+    trainer._hooks.call("on_sanity_check_end")
     trainer.sanity_checking = False
     trainer._eval_results.reset()
     trainer._logged_metrics.clear()
@@ -50,9 +51,7 @@ def evaluate_standalone(
     trainer: Trainer, stage: str, module: LightningModule, given: Any, verbose: bool
 ) -> list[dict[str, float]]:
     step_name = _STAGE_HOOKS[stage][1]
-    if type(module).__dict__.get(step_name) is None and getattr(type(module), step_name) is getattr(
-        LightningModule, step_name
-    ):
+    if not is_overridden(step_name, module, LightningModule):
         raise NotImplementedError(
             f"{stage}(): {type(module).__qualname__} has no {step_name}; define "
             f"{step_name}(self, batch, batch_idx)"
@@ -90,10 +89,11 @@ def evaluate(
     getattr(module, f"on_{prefix if prefix == 'test' else 'validation'}_model_eval")()
     grad_off = torch.inference_mode() if trainer.inference_mode and not in_fit else torch.no_grad()
     multiple = len(loaders) > 1
+    hooks = trainer._hooks
     try:
         with grad_off:
-            trainer._event(f"on_{prefix}_start")
-            trainer._event(f"on_{prefix}_epoch_start")
+            hooks.call(f"on_{prefix}_start")
+            hooks.call(f"on_{prefix}_epoch_start")
             for dl_idx, loader in enumerate(loaders):
                 trainer._dataloader_idx = dl_idx if multiple else None
                 extra = (dl_idx,) if multiple else ()
@@ -102,26 +102,18 @@ def evaluate(
                         break
                     batch = trainer._to_device(raw, dl_idx)
                     trainer._batch, trainer._batch_size = batch, None
-                    for cb in trainer._hooked[f"on_{prefix}_batch_start"]:
-                        trainer._call_one(cb, f"on_{prefix}_batch_start", batch, batch_idx, dl_idx)
-                    trainer._fx = f"on_{prefix}_batch_start"
-                    getattr(module, f"on_{prefix}_batch_start")(batch, batch_idx, *extra)
+                    hooks.batch_start(prefix, batch, batch_idx, dl_idx, multiple)
                     trainer._fx = step_name
                     with trainer.precision_plugin.forward_context():
                         output = step_fn(batch, batch_idx, *extra)
-                    for cb in trainer._hooked[f"on_{prefix}_batch_end"]:
-                        trainer._call_one(
-                            cb, f"on_{prefix}_batch_end", output, batch, batch_idx, dl_idx
-                        )
-                    trainer._fx = f"on_{prefix}_batch_end"
-                    getattr(module, f"on_{prefix}_batch_end")(output, batch, batch_idx, *extra)
+                    hooks.batch_end(prefix, output, batch, batch_idx, dl_idx, multiple)
             trainer._dataloader_idx = None
-            trainer._event(f"on_{prefix}_epoch_end")
+            hooks.call(f"on_{prefix}_epoch_end")
             metrics = trainer._eval_results.epoch_metrics()
             if not trainer.sanity_checking:
                 trainer._emit(dict(metrics))
             trainer._eval_results.end_epoch()
-            trainer._event(f"on_{prefix}_end")
+            hooks.call(f"on_{prefix}_end")
     finally:
         trainer._results = outer_results
         if was_training:
@@ -154,31 +146,28 @@ def predict(
         limit_batches(dl, trainer.limit_predict_batches, "limit_predict_batches") for dl in loaders
     ]
     multiple = len(loaders) > 1
+    hooks = trainer._hooks
     predictions: list[list[Any]] = [[] for _ in loaders]
     module.on_predict_model_eval()
     grad_off = torch.inference_mode() if trainer.inference_mode else torch.no_grad()
     with grad_off:
-        trainer._event("on_predict_start")
-        trainer._event("on_predict_epoch_start")
+        hooks.call("on_predict_start")
+        hooks.call("on_predict_epoch_start")
         for dl_idx, loader in enumerate(loaders):
             extra = (dl_idx,) if multiple else ()
             for batch_idx, raw in enumerate(loader):
                 if batch_idx >= trainer.num_predict_batches[dl_idx]:
                     break
                 batch = trainer._to_device(raw, dl_idx)
-                for cb in trainer._hooked["on_predict_batch_start"]:
-                    trainer._call_one(cb, "on_predict_batch_start", batch, batch_idx, dl_idx)
-                module.on_predict_batch_start(batch, batch_idx, *extra)
+                hooks.batch_start("predict", batch, batch_idx, dl_idx, multiple)
                 trainer._fx = "predict_step"
                 with trainer.precision_plugin.forward_context():
                     output = module.predict_step(batch, batch_idx, *extra)
-                for cb in trainer._hooked["on_predict_batch_end"]:
-                    trainer._call_one(cb, "on_predict_batch_end", output, batch, batch_idx, dl_idx)
-                module.on_predict_batch_end(output, batch, batch_idx, *extra)
+                hooks.batch_end("predict", output, batch, batch_idx, dl_idx, multiple)
                 if keep:
                     predictions[dl_idx].append(output)
-        trainer._event("on_predict_epoch_end")
-        trainer._event("on_predict_end")
+        hooks.call("on_predict_epoch_end")
+        hooks.call("on_predict_end")
     if not keep:
         return None
     if gather and trainer.world_size > 1:

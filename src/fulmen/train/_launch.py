@@ -29,6 +29,11 @@ Started directly (``python train.py``), the first process re-runs the same comma
 ``MASTER_PORT`` set, and watches them: when one exits with an error, the others are killed and the
 first process stops too, with that exit code. The children watch their parent in turn and exit when
 it is gone, so no process is left behind.
+
+The launcher's decisions (which launcher started this process, the rendezvous, the processes it
+starts, how the children ended) go to the ``fulmen.train`` logger: quiet by default, shown with
+``FULMEN_LOG_LEVEL=info`` (``debug`` adds where each process stands). A child that failed, the
+reason the whole job stops, is written to stderr whatever the level.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import logging
 import os
 import re
 import signal
@@ -45,6 +51,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+_log = logging.getLogger("fulmen.train")
 
 # How long the first process waits, after a child failed, for its own main thread to stop on the
 # collective error before it exits hard (the failing child's traceback is already on stderr).
@@ -94,7 +102,21 @@ def first_host(nodelist: str) -> str:
 
 def detect_environment(devices: int, env: dict[str, str] | None = None) -> Cluster:
     """This process's place in the job (see the module docstring), for ``devices`` per node."""
-    env = dict(os.environ) if env is None else env
+    cluster = _detect(devices, dict(os.environ) if env is None else env)
+    _log.debug(
+        "DDP environment: launcher %s, rank %d (local %d, node %d), world %d, rendezvous %s:%d",
+        cluster.launcher,
+        cluster.global_rank,
+        cluster.local_rank,
+        cluster.node_rank,
+        cluster.world_size,
+        cluster.main_address,
+        cluster.main_port,
+    )
+    return cluster
+
+
+def _detect(devices: int, env: dict[str, str]) -> Cluster:
     address = env.get("MASTER_ADDR", "127.0.0.1")
     port = _int(env, "MASTER_PORT", 0)
     if all(k in env for k in ("RANK", "GROUP_RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")):
@@ -212,7 +234,18 @@ class LocalLauncher:
                 "FULMEN_PARENT_PID": str(os.getpid()),
             }
             # its own process group, so that stopping it stops whatever it started too
-            self.children.append(subprocess.Popen(command, env=env, start_new_session=True))
+            child = subprocess.Popen(command, env=env, start_new_session=True)
+            self.children.append(child)
+            _log.info(
+                "DDP: started local rank %d of %d (rank %s, pid %d), rendezvous %s:%d: %s",
+                local_rank,
+                self.devices,
+                env["RANK"],
+                child.pid,
+                address,
+                port,
+                " ".join(command),
+            )
         threading.Thread(target=self._watch, name="fulmen-ddp-watch", daemon=True).start()
         atexit.register(self._at_exit)
         previous = sys.excepthook
@@ -238,6 +271,8 @@ class LocalLauncher:
             for rank, child in enumerate(self.children, start=1):
                 code = child.poll()
                 if code is not None and code != 0:
+                    # The reason the job stops: on stderr whatever the log level (as a traceback
+                    # would be), not a diagnostic.
                     print(
                         f"fulmen: local rank {rank} (pid {child.pid}) exited with code {code}; "
                         "stopping every process of this job",
@@ -268,6 +303,12 @@ class LocalLauncher:
         self.kill_children()
         bad = [c for c in codes if c not in (0, None)] or [1 for c in codes if c is None]
         if bad:
+            _log.warning(
+                "DDP: at exit the other local ranks ended with %s (None: still running after "
+                "60 s, killed); exiting with code %d",
+                codes,
+                bad[0] if 0 < bad[0] < 256 else 1,
+            )
             sys.stderr.flush()
             os._exit(bad[0] if 0 < bad[0] < 256 else 1)
 
@@ -281,6 +322,7 @@ def watch_parent() -> None:
     def watch() -> None:
         while os.getppid() == int(parent):
             time.sleep(_POLL_S * 5)
+        _log.warning("DDP: the first process (pid %s) is gone; this process exits", parent)
         os._exit(1)
 
     threading.Thread(target=watch, name="fulmen-ddp-parent", daemon=True).start()

@@ -178,14 +178,15 @@ def _no_closure() -> None:
 
 def configure_optimizers(trainer: Trainer, module: LightningModule) -> None:
     """Check the module, call its configure_optimizers, wrap the optimizers for the loop."""
+    from fulmen.train._hooks import is_overridden
     from fulmen.train.module import LightningModule
 
-    if type(module).training_step is LightningModule.training_step:
+    if not is_overridden("training_step", module, LightningModule):
         raise NotImplementedError(
             f"{type(module).__qualname__} has no training_step; fit needs "
             "training_step(trainer, batch, batch_idx) returning the loss"
         )
-    if type(module).configure_optimizers is LightningModule.configure_optimizers:
+    if not is_overridden("configure_optimizers", module, LightningModule):
         raise NotImplementedError(
             f"{type(module).__qualname__} has no configure_optimizers; fit needs it to return "
             "an optimizer (or a list, (optimizers, schedulers), or a dict)"
@@ -208,8 +209,7 @@ def configure_optimizers(trainer: Trainer, module: LightningModule) -> None:
             "optimization: call self.clip_gradients(...) and step every N batches yourself"
         )
     trainer._steps_schedulers = any(c.interval == "step" for c in trainer.lr_scheduler_configs)
-    custom = type(module).configure_gradient_clipping
-    trainer._custom_clipping = custom is not LightningModule.configure_gradient_clipping
+    trainer._custom_clipping = is_overridden("configure_gradient_clipping", module, LightningModule)
     trainer._lightning_optimizers = []
     for opt in trainer.optimizers:
         lo = LightningOptimizer(opt, trainer)

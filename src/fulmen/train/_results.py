@@ -1,7 +1,8 @@
 """What ``self.log`` stores, and how it becomes step and epoch metrics.
 
-One ``_Metric`` per key per stage (train, validate, test). ``update`` is the hot path of
-``self.log``: it keeps the latest value as a tensor (no ``.item()``: that would be a device sync
+One ``_Metric`` per key per stage (train, validate, test). ``self.log`` takes one path,
+``Trainer._log``: ``as_value`` (checked, detached) then ``_Metric.update``, which keeps the latest
+value as a tensor (no ``.item()``: that would be a device sync
 every step) and, for epoch metrics, a running weighted total as tensors too. Values become floats
 only when something reads them: the logger every ``log_every_n_steps``, the progress bar, callbacks.
 
@@ -147,9 +148,7 @@ class _Metric:
         if synced is not None and synced[0] is value:
             return synced[1]
         # Never a collective here: a read between sync points (the progress bar, on rank zero
-        # only) would wait forever for the other ranks. It sees this rank's own value. A step
-        # value may still be attached to its graph (see LightningModule.log): .item() reads it
-        # without the warning float() gives.
+        # only) would wait forever for the other ranks. It sees this rank's own value.
         if type(value) is torch.Tensor:
             return float(value.item())  # a device sync point for tensors on an accelerator
         return float(value)
@@ -233,11 +232,7 @@ class Results:
         out: dict[str, float] = {}
         for m in self.fresh.values():
             if m.on_step and (m.logger or not logger):
-                value = m.value  # step_value() inlined for the usual tensor: it runs every step
-                if type(value) is torch.Tensor and m.synced_step is None:
-                    out[m.step_key] = float(value.item())
-                else:
-                    out[m.step_key] = m.step_value()
+                out[m.step_key] = m.step_value()
         return out
 
     def epoch_metrics(self, *, logger: bool = True) -> dict[str, float]:
@@ -309,6 +304,10 @@ def _is_metric_object(value: Any) -> bool:
 def as_value(name: str, value: Any) -> Any:
     """Validate a logged value: a number, a one-element tensor (detached), or a Metric object
     (torchmetrics-style: ``update``/``compute``/``reset``; its ``compute()`` is the epoch value)."""
+    if type(value) is torch.Tensor and value.dim() == 0:  # the usual case, checked first
+        # Never the graph: a value kept until it is emitted would keep the step's whole graph
+        # alive. (A tensor that requires no grad has none: no need for a new tensor each step.)
+        return value.detach() if value.requires_grad else value
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(

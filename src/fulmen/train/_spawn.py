@@ -5,17 +5,20 @@ pickled into every process, as in Lightning, so the module, datamodule, callback
 be picklable. Rank zero sends back what the caller sees afterwards: the return value, the trained
 weights (loaded into the caller's model), the loop position, the logged metrics and the checkpoint
 paths. When a process raises, ``torch.multiprocessing`` stops the others and re-raises the error
-here with that process's traceback.
+here with that process's traceback. What it starts is logged to ``fulmen.train`` (INFO).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pickle
 from typing import Any
 
 from fulmen.train import _launch
+
+_log = logging.getLogger("fulmen.train")
 
 
 def run(strategy: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -24,6 +27,13 @@ def run(strategy: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
     cluster = strategy.cluster
     port = cluster.main_port or _launch.free_port()
+    _log.info(
+        "ddp_spawn: starting %d processes (node %d), rendezvous %s:%d",
+        len(strategy.device_indexes),
+        strategy.node_rank,
+        cluster.main_address,
+        port,
+    )
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
     processes = mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]

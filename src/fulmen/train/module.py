@@ -187,23 +187,6 @@ class LightningModule(_HyperparametersMixin, torch.nn.Module):
         trainer = self._trainer
         if trainer is None:
             return  # Lightning also ignores logging outside a Trainer
-        # The hot path (Trainer._log's first branch, without a call): a scalar tensor logged
-        # again from a step hook under the same name
-        results = trainer._results
-        metric = results.cache.get((trainer._fx, name, trainer._dataloader_idx))
-        if (
-            metric is not None
-            and not metric.on_epoch
-            and type(value) is torch.Tensor
-            and value.dim() == 0
-        ):
-            # Neither .item() (a device sync) nor .detach() (a new tensor each step, the most
-            # expensive part of this path): the value is read with .item(), which ignores the
-            # graph, when it is emitted; until then or the next step's value it is kept as given.
-            # sync_dist values go through collectives: those are detached.
-            metric.value = value if metric.sync is None else value.detach()
-            results.fresh[metric.name] = metric
-            return
         trainer._log(
             name,
             value,

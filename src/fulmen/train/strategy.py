@@ -1,8 +1,10 @@
 """Strategies: where the model lives and how processes talk. One object, named by a string.
 
-The loop only talks to a strategy through the ``Strategy`` protocol below, so distributed training
-(DDP) plugs in as another class without touching the loop. Today there is one:
-``SingleDeviceStrategy`` (one process, one device), chosen by ``strategy="auto"``.
+The loop only talks to a strategy through the ``Strategy`` protocol below and never asks which one
+it has. There are two: ``SingleDeviceStrategy`` (one process, one device), what
+``strategy="auto"`` picks for one device, and ``DDPStrategy`` (one process per device, gradients
+all-reduced), named by ``"ddp"`` (the processes started by the launcher) or ``"ddp_spawn"``
+(multiprocessing's spawn); ``resolve_strategy`` turns the Trainer's arguments into one of them.
 
 What the loop asks of a strategy, and when:
 
@@ -47,7 +49,7 @@ __all__ = [
 
 @runtime_checkable
 class Strategy(Protocol):
-    """What the Trainer needs from a strategy (single device today, DDP later)."""
+    """What the Trainer needs from a strategy (``SingleDeviceStrategy``, ``DDPStrategy``)."""
 
     root_device: torch.device
     global_rank: int

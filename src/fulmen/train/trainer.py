@@ -76,6 +76,7 @@ status 1 after this graceful shutdown, as Lightning does; other exceptions propa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -91,9 +92,10 @@ from fulmen.train._data import (
     extract_batch_size,
 )
 from fulmen.train._data import identity_transfer as _identity_transfer
+from fulmen.train._hooks import Hooks
 from fulmen.train._optim import LightningOptimizer, LRSchedulerConfig
 from fulmen.train._results import Results, as_value, new_metric
-from fulmen.train.callback import HOOKS, Callback
+from fulmen.train.callback import Callback
 from fulmen.train.callbacks._defaults import checkpoints_last, default_callbacks
 from fulmen.train.loggers import Logger, resolve_loggers
 from fulmen.train.module import LightningDataModule, LightningModule
@@ -102,21 +104,16 @@ from fulmen.train.strategy import Strategy, resolve_strategy
 
 __all__ = ["Trainer"]
 
-_CALLBACK_ONLY = frozenset({"on_sanity_check_start", "on_sanity_check_end"})
-# The hooks between training_step and the optimizer step: when none is overridden (and nothing
-# else customizes the step), a batch takes ``Trainer._plain_step``.
-_PLAIN_STEP_HOOKS = frozenset(
-    {"on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step"}
-)
 
+@dataclasses.dataclass
+class LoopState:
+    """Where the fit loop stands: what a checkpoint's ``loops["fit_loop"]`` holds."""
 
-def _name_culprit(exc: BaseException, where: str) -> None:
-    note = f"(raised in {where})"
-    if hasattr(exc, "add_note"):
-        if note not in getattr(exc, "__notes__", ()):
-            exc.add_note(note)
-    else:  # Python 3.10: keep the note where tools look for it
-        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+    epoch: int = 0
+    global_step: int = 0
+    batches_that_stepped: int = 0
+    batch_in_epoch: int = 0
+    epoch_done: bool = False
 
 
 class Trainer:
@@ -294,12 +291,11 @@ class Trainer:
         self._batch_in_epoch = 0
         self._epoch_done = False
         self._resume_batches = 0
-        self._hooked: dict[str, list[Callback]] = {}
-        self._module_hooks: frozenset[str] = frozenset()
-        self._quiet: frozenset[str] = frozenset()  # hooks nobody overrides: _event returns at once
+        self._hooks = Hooks(self)  # who overrides which hook; calls them
         self._steps_schedulers = False  # any lr scheduler with interval "step"?
         self._custom_clipping = False  # does the module override configure_gradient_clipping?
-        self._plain_optimizer: torch.optim.Optimizer | None = None  # see _find_plain_optimizer
+        # the training step of this epoch: _automatic_step or _manual_step (chosen at its start)
+        self._train_step: Callable[[LightningModule, Any, int, bool], Any] = self._automatic_step
         self._fx = ""
         self._results = self._train_results = Results()
         self._eval_results = Results()
@@ -311,7 +307,6 @@ class Trainer:
         self._batch_size: int | None = None
         self._to_device: Callable[[Any, int], Any] = _identity_transfer
 
-    # ------------------------------------------------------------------ construction helpers
     # ------------------------------------------------------------------ properties
     @property
     def model(self) -> torch.nn.Module | None:
@@ -477,12 +472,7 @@ class Trainer:
         datamodule: LightningDataModule | None = None,
     ) -> list[dict[str, float]]:
         """Run the validation loop once; one dict of epoch metrics per dataloader."""
-        if isinstance(dataloaders, LightningDataModule):
-            datamodule, dataloaders = dataloaders, None
-        result: list[dict[str, float]] = self._run(
-            "validate", model, datamodule, ckpt_path, None, dataloaders, verbose=verbose
-        )
-        return result
+        return self._evaluate("validate", model, dataloaders, ckpt_path, verbose, datamodule)
 
     def test(
         self,
@@ -493,10 +483,22 @@ class Trainer:
         datamodule: LightningDataModule | None = None,
     ) -> list[dict[str, float]]:
         """Run the test loop once; one dict of epoch metrics per dataloader."""
+        return self._evaluate("test", model, dataloaders, ckpt_path, verbose, datamodule)
+
+    def _evaluate(
+        self,
+        stage: str,
+        model: LightningModule | None,
+        dataloaders: Any,
+        ckpt_path: str | os.PathLike[str] | None,
+        verbose: bool,
+        datamodule: LightningDataModule | None,
+    ) -> list[dict[str, float]]:
+        """``validate`` and ``test``: a datamodule may come as ``dataloaders``, as in Lightning."""
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         result: list[dict[str, float]] = self._run(
-            "test", model, datamodule, ckpt_path, None, dataloaders, verbose=verbose
+            stage, model, datamodule, ckpt_path, None, dataloaders, verbose=verbose
         )
         return result
 
@@ -555,11 +557,13 @@ class Trainer:
     def __getstate__(self) -> dict[str, Any]:  # ddp_spawn pickles the Trainer
         state = self.__dict__.copy()
         state.pop("_to_device", None)
+        state.pop("_train_step", None)  # a bound method of this Trainer
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._to_device = _identity_transfer
+        self._train_step = self._automatic_step
 
     def _run_here(
         self,
@@ -644,7 +648,7 @@ class Trainer:
         if self.datamodule is not None:
             self.datamodule.teardown(lifecycle)
         for cb in self.callbacks:
-            self._call_one(cb, "teardown", lifecycle)
+            self._hooks.call_one(cb, "teardown", lifecycle)
         module.teardown(lifecycle)
         self.strategy.teardown()
         for logger in self.loggers:
@@ -672,7 +676,7 @@ class Trainer:
         self._prepare_callbacks(module)
         if datamodule is not None:
             datamodule.setup(stage)
-        self._event("setup", stage)
+        self._hooks.call("setup", stage)
         module.configure_model()
         self._to_device = batch_transfer(module, self.precision_plugin, self.strategy)
 
@@ -701,50 +705,14 @@ class Trainer:
             kinds = {type(cb) for cb in extra}
             kept = [cb for cb in self.callbacks if type(cb) not in kinds]
             self.callbacks = checkpoints_last([*kept, *extra])
-        # Per hook, only the callbacks whose class overrides it: an unused hook costs nothing.
-        self._hooked = {
-            hook: [
-                cb
-                for cb in self.callbacks
-                if getattr(type(cb), hook) is not getattr(Callback, hook)
-            ]
-            for hook in HOOKS
-        }
-        # ... and the module's hooks are called only where its class overrides them.
-        self._module_hooks = frozenset(
-            hook
-            for hook in HOOKS
-            if hook not in _CALLBACK_ONLY
-            and getattr(type(module), hook, None) is not getattr(LightningModule, hook, None)
-        )
-        self._quiet = frozenset(
-            hook for hook in HOOKS if not self._hooked[hook] and hook not in self._module_hooks
-        )
+        # Per hook, only the callbacks (and the module) whose class overrides it are called: an
+        # unused hook costs nothing.
+        self._hooks.prepare(self.callbacks, module)
 
     # ------------------------------------------------------------------ hook dispatch
-    def _call_one(self, cb: Callback, hook: str, *args: Any) -> Any:
-        try:
-            return getattr(cb, hook)(self, self.lightning_module, *args)
-        except Exception as exc:
-            _name_culprit(exc, f"callback {type(cb).__name__}.{hook}")
-            raise
-
     def _event(self, hook: str, *args: Any) -> Any:
-        """The callbacks' ``hook`` (those that override it), then the module's (its result)."""
-        if hook in self._quiet:  # the common case, per step: nobody listens
-            return None
-        try:
-            callbacks = self._hooked[hook]
-        except KeyError:
-            raise KeyError(
-                f"{hook!r} is not a hook; the hooks are fulmen.train.callback.HOOKS"
-            ) from None
-        for cb in callbacks:
-            self._call_one(cb, hook, *args)
-        if hook not in self._module_hooks:  # a do-nothing hook of LightningModule
-            return None
-        self._fx = hook
-        return getattr(self.lightning_module, hook)(*args)
+        """Fire ``hook``: the callbacks', then the module's (see ``_hooks.Hooks.call``)."""
+        return self._hooks.call(hook, *args)
 
     # ------------------------------------------------------------------ fit
     def _fit(
@@ -764,18 +732,18 @@ class Trainer:
             _checkpoint.restore_module(self, checkpoint)
             _checkpoint.restore_training_state(self, checkpoint)
         self._log_hyperparams(module)
-        self._event("on_fit_start")
+        self._hooks.call("on_fit_start")
         _evaluation.sanity_check(self)
         if checkpoint is not None and "rng_states" in checkpoint:
             _checkpoint.set_rng_states(checkpoint["rng_states"])
         self.stage = "train"
         module.train()
-        self._event("on_train_start")
+        self._hooks.call("on_train_start")
         while not self._fit_done():
             self._train_epoch(module)
-        self._event("on_train_end")
+        self._hooks.call("on_train_end")
         self.stage = "fit"
-        self._event("on_fit_end")
+        self._hooks.call("on_fit_end")
 
     def _fit_done(self) -> bool:
         if self.max_steps != -1 and self.global_step >= self.max_steps:
@@ -794,8 +762,10 @@ class Trainer:
         skip, self._resume_batches = self._resume_batches, 0
         self._batch_in_epoch, self._epoch_done = skip, False
         self._train_results.fresh.clear()
-        self._event("on_train_epoch_start")
-        self._plain_optimizer = self._find_plain_optimizer(module)
+        self._hooks.call("on_train_epoch_start")
+        self._train_step = (
+            self._automatic_step if module.automatic_optimization else self._manual_step
+        )
         # what stays the same for the whole epoch, looked up once rather than at every batch
         to_device = None if self._to_device is _identity_transfer else self._to_device
         validates = _data.epoch_validates(self)
@@ -830,8 +800,9 @@ class Trainer:
         self._fx = "on_train_epoch_end"
         module.on_train_epoch_end()
         self._train_results.sync_epoch()  # sync_dist values, batched, before callbacks read them
-        for cb in self._hooked["on_train_epoch_end"]:
-            self._call_one(cb, "on_train_epoch_end")
+        hooks = self._hooks
+        for cb in hooks.callbacks["on_train_epoch_end"]:
+            hooks.call_one(cb, "on_train_epoch_end")
         self._emit(self._train_results.epoch_metrics())
         self._train_results.end_epoch()
         for logger in self.loggers:
@@ -845,103 +816,45 @@ class Trainer:
         """One training batch; True when on_train_batch_start asked to end the epoch."""
         self._batch, self._batch_size = batch, None
         self._train_results.fresh.clear()
-        quiet = self._quiet
+        quiet = self._hooks.quiet
         if (
             "on_train_batch_start" not in quiet
-            and self._event("on_train_batch_start", batch, batch_idx) == -1
+            and self._hooks.call("on_train_batch_start", batch, batch_idx) == -1
         ):
             return True
-        plain = self._plain_optimizer
-        if plain is not None:  # (no accumulation either)
-            accumulating = False
-            outputs = self._plain_step(module, batch, batch_idx, plain)
-        else:
-            accumulating = (
-                batch_idx + 1
-            ) % self.accumulate_grad_batches != 0 and batch_idx + 1 < limit
-            outputs = self._step(module, batch, batch_idx, accumulating)
+        accumulate = self.accumulate_grad_batches
+        accumulating = (
+            accumulate > 1 and (batch_idx + 1) % accumulate != 0 and batch_idx + 1 < limit
+        )
+        outputs = self._train_step(module, batch, batch_idx, accumulating)
         self._batch_in_epoch = batch_idx + 1  # a checkpoint saved from here resumes after it
         if "on_train_batch_end" not in quiet:
-            self._event("on_train_batch_end", outputs, batch, batch_idx)
+            self._hooks.call("on_train_batch_end", outputs, batch, batch_idx)
         if not accumulating:
             n = self.log_every_n_steps
             if n and self.loggers and (self._batches_that_stepped + 1) % n == 0:
-                self._emit_step()
+                self._emit(self._train_results.step_metrics())  # a sync point (.item())
             self._batches_that_stepped += 1
         return False
 
-    def _step(self, module: LightningModule, batch: Any, batch_idx: int, accumulating: bool) -> Any:
-        """The training step through every layer: automatic or manual optimization."""
-        if module.automatic_optimization:
-            return self._automatic_step(module, batch, batch_idx, accumulating)
+    def _manual_step(
+        self, module: LightningModule, batch: Any, batch_idx: int, accumulating: bool
+    ) -> Any:
+        """Manual optimization: training_step calls manual_backward and steps by itself."""
         self._fx = "training_step"
         with self.precision_plugin.forward_context():
             return self.strategy.training_step(module, batch, batch_idx)
-
-    def _plain_step(
-        self, module: LightningModule, batch: Any, batch_idx: int, optimizer: torch.optim.Optimizer
-    ) -> Any:
-        """``_automatic_step`` where nothing customizes it (see ``_find_plain_optimizer``): the
-        same calls on the torch optimizer, in the same order, without the layers in between."""
-        self._fx = "training_step"
-        output = module.training_step(batch, batch_idx)
-        if type(output) is torch.Tensor and output.requires_grad:  # loss_of's first case
-            loss: torch.Tensor | None = output
-        else:
-            loss = _optim.loss_of(output)
-        optimizer.zero_grad()
-        if loss is not None:
-            loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-        self.global_step += 1
-        if self._steps_schedulers:
-            _optim.step_schedulers(self, "step")
-        if "on_train_batch_end" in self._quiet:  # the output's only reader
-            return None
-        if loss is None or isinstance(output, dict):
-            return output
-        return {"loss": loss.detach()}
-
-    def _find_plain_optimizer(self, module: LightningModule) -> torch.optim.Optimizer | None:
-        """The torch optimizer when a training step is just training_step, zero_grad, backward
-        and step: automatic optimization of one optimizer that needs no closure, on one device,
-        without autocast, loss scaling, accumulation or clipping, and without any hook or
-        override between those calls. Else None: ``_automatic_step`` goes through every layer.
-        Decided at each epoch start (a callback may change accumulation then)."""
-        from fulmen.train.strategy import SingleDeviceStrategy
-
-        if not module.automatic_optimization or len(self._lightning_optimizers) != 1:
-            return None
-        optimizer = self._lightning_optimizers[0].optimizer
-        precision = self.precision_plugin
-        if (
-            isinstance(optimizer, torch.optim.LBFGS)  # steps with a closure
-            or self.accumulate_grad_batches != 1
-            or self.gradient_clip_val
-            or self._custom_clipping
-            or type(self.strategy) is not SingleDeviceStrategy
-            or type(precision) is not Precision
-            or precision._autocast_dtype is not None
-            or precision._scaling
-            or not self._quiet >= _PLAIN_STEP_HOOKS
-        ):
-            return None
-        for name in ("optimizer_step", "optimizer_zero_grad", "backward"):
-            if getattr(type(module), name) is not getattr(LightningModule, name):
-                return None
-        return optimizer
 
     def _automatic_step(
         self, module: LightningModule, batch: Any, batch_idx: int, accumulating: bool
     ) -> Any:
         """training_step, backward and (unless accumulating) the optimizer step."""
-        if not self._lightning_optimizers:
-            self._fx = "training_step"
-            with self.precision_plugin.forward_context():
-                return self.strategy.training_step(module, batch, batch_idx)
+        if not self._lightning_optimizers:  # configure_optimizers returned None
+            return self._manual_step(module, batch, batch_idx, accumulating)
         optimizer = self._lightning_optimizers[0]
         accumulate = self.accumulate_grad_batches
         window_start = batch_idx % accumulate == 0
+        quiet = self._hooks.quiet
         returned: list[Any] = [None]
 
         def closure() -> torch.Tensor | None:
@@ -954,12 +867,13 @@ class Trainer:
                 returned[0] = output
                 return None
             if window_start:
-                self._event("on_before_zero_grad", optimizer)
+                if "on_before_zero_grad" not in quiet:
+                    self._hooks.call("on_before_zero_grad", optimizer)
                 module.optimizer_zero_grad(self.current_epoch, batch_idx, optimizer)
             self._backward(loss / accumulate if accumulate > 1 else loss, sync=not accumulating)
             if isinstance(output, dict):
                 returned[0] = output
-            elif "on_train_batch_end" not in self._quiet:  # its only reader; a detach is a tensor
+            elif "on_train_batch_end" not in quiet:  # its only reader; a detach is a tensor
                 returned[0] = {"loss": loss.detach()}
             return loss
 
@@ -972,13 +886,17 @@ class Trainer:
         return returned[0]
 
     def _backward(self, loss: torch.Tensor, *args: Any, sync: bool = True, **kwargs: Any) -> None:
-        self._event("on_before_backward", loss)
+        quiet = self._hooks.quiet  # (checked here: these run every step)
+        if "on_before_backward" not in quiet:
+            self._hooks.call("on_before_backward", loss)
         with self.strategy.backward_sync(sync):
             self.lightning_module.backward(loss, *args, **kwargs)
-        self._event("on_after_backward")
+        if "on_after_backward" not in quiet:
+            self._hooks.call("on_after_backward")
 
     def _before_optimizer_step(self, optimizer: LightningOptimizer, clip: bool) -> None:
-        self._event("on_before_optimizer_step", optimizer)
+        if "on_before_optimizer_step" not in self._hooks.quiet:
+            self._hooks.call("on_before_optimizer_step", optimizer)
         if clip and (self.gradient_clip_val or self._custom_clipping):
             self._fx = "configure_gradient_clipping"
             self.lightning_module.configure_gradient_clipping(
@@ -986,24 +904,32 @@ class Trainer:
             )
 
     # ------------------------------------------------------------------ loop state (checkpoints)
-    def _loop_state(self) -> dict[str, Any]:
-        return {
-            "epoch": self.current_epoch,
-            "global_step": self.global_step,
-            "batches_that_stepped": self._batches_that_stepped,
-            "batch_in_epoch": self._batch_in_epoch,
-            "epoch_done": self._epoch_done,
-        }
+    def _loop_state(self) -> LoopState:
+        return LoopState(
+            epoch=self.current_epoch,
+            global_step=self.global_step,
+            batches_that_stepped=self._batches_that_stepped,
+            batch_in_epoch=self._batch_in_epoch,
+            epoch_done=self._epoch_done,
+        )
 
     def _restore_loop_state(self, state: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+        """Continue from a checkpoint's ``loops["fit_loop"]`` (older checkpoints: its top level)."""
         epoch = int(state.get("epoch", checkpoint.get("epoch", 0)))
         done = bool(state.get("epoch_done", True))
-        self.current_epoch = epoch + 1 if done else epoch
-        self.global_step = int(state.get("global_step", checkpoint.get("global_step", 0)))
-        self._batches_that_stepped = int(state.get("batches_that_stepped", self.global_step))
-        self._resume_batches = 0 if done else int(state.get("batch_in_epoch", 0))
+        global_step = int(state.get("global_step", checkpoint.get("global_step", 0)))
+        loop = LoopState(
+            epoch=epoch,
+            global_step=global_step,
+            batches_that_stepped=int(state.get("batches_that_stepped", global_step)),
+            batch_in_epoch=0 if done else int(state.get("batch_in_epoch", 0)),
+            epoch_done=done,
+        )
+        self.current_epoch = loop.epoch + 1 if loop.epoch_done else loop.epoch
+        self.global_step = loop.global_step
+        self._batches_that_stepped = loop.batches_that_stepped
+        self._resume_batches = loop.batch_in_epoch
 
-    # ------------------------------------------------------------------ evaluation
     # ------------------------------------------------------------------ logging
     def _log(
         self,
@@ -1018,17 +944,16 @@ class Trainer:
         add_dataloader_idx: bool,
         batch_size: int | None,
     ) -> None:
-        """``self.log``: the hot path is one dict lookup and one update."""
+        """``self.log``'s one path: a dict lookup, ``as_value`` and ``_Metric.update``."""
         results = self._results
-        fx = self._fx
-        key = (fx, name, self._dataloader_idx)
+        key = (self._fx, name, self._dataloader_idx)
         metric = results.cache.get(key)
-        if metric is None:
+        if metric is None:  # the first call under this key: defaults and checks
             metric = new_metric(
                 results,
                 self._dataloader_idx,
                 self.strategy.reduce if self.world_size > 1 else None,
-                fx,
+                self._fx,
                 name,
                 prog_bar,
                 logger,
@@ -1039,31 +964,13 @@ class Trainer:
                 add_dataloader_idx,
             )
             results.add(key, metric)
-        if not metric.on_epoch and type(value) is torch.Tensor and value.dim() == 0:
-            # the usual training_step scalar, what as_value + update would do, without the calls
-            metric.value = value.detach()  # no .item() here: that would be a device sync
-            results.fresh[metric.name] = metric
-            return
-        value = as_value(name, value)
+        value = as_value(name, value)  # no .item() here: that would be a device sync
         if metric.on_epoch and metric.reduce_fx == "mean" and batch_size is None:
             batch_size = self._batch_size
             if batch_size is None:
                 batch_size = self._batch_size = extract_batch_size(self._batch)
         metric.update(value, batch_size or 1)
         results.fresh[metric.name] = metric
-
-    def _emit_step(self) -> None:
-        """The fresh step metrics to the loggers: ``_emit(step_metrics())``, with the usual row
-        (no logged "step" or "epoch") sent without ``_emit``'s pops and defaults."""
-        metrics = self._train_results.step_metrics()  # converts tensors: a sync point
-        if not metrics or "step" in metrics or "epoch" in metrics:
-            self._emit(metrics)
-            return
-        metrics["epoch"] = self.current_epoch
-        self._logged_metrics.update(metrics)
-        step = self._batches_that_stepped
-        for logger in self.loggers:
-            logger.log_metrics(metrics, step)
 
     def _emit(self, metrics: dict[str, float]) -> None:
         """Send ``metrics`` (plus "epoch") to every logger at the current step."""
