@@ -68,8 +68,9 @@ def test_defaults_are_wandbs() -> None:
     beta = _one({"distribution": "beta"})
     assert (beta.a, beta.b) == (1.0, 1.0)
     assert _one({"distribution": "q_uniform", "min": 0, "max": 3}).q == 1
-    hb = parse({"method": "random", "metric": {"name": "m"},
-                "early_terminate": {"type": "hyperband", "min_iter": 3}}).early_terminate  # fmt: skip
+    early = {"type": "hyperband", "min_iter": 3}
+    hb = parse({"method": "random", "metric": {"name": "m"}, "early_terminate": early})
+    hb = hb.early_terminate
     assert hb is not None
     assert (hb.min_iter, hb.max_iter, hb.eta, hb.strict) == (3, None, 3, False)
 

@@ -240,10 +240,10 @@ class LocalController:
                 return Claim("done", reason=f"the sweep is {state}")
             trials = self._trials(db, sweep_id, reports=config.method == "bayes")
             reason = ""
-            if exhausted:
-                reason = "the sweep has no trials left"
-            elif config.run_cap is not None and len(trials) >= config.run_cap:
+            if config.run_cap is not None and len(trials) >= config.run_cap:
                 reason = f"run_cap {config.run_cap} reached"
+            elif exhausted:
+                reason = "the sweep has no trials left"
             proposal = None
             if not reason:
                 keys = {r[0] for r in db.execute(
