@@ -49,7 +49,7 @@ def _agents(tmp_path: Path, sweep_id: str, n: int, sleep: float = 0.05) -> list[
                 env=child_env(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-            )  # fmt: skip
+            )
         )
         time.sleep(0.1 * i)  # started at different times
     return procs
@@ -57,7 +57,7 @@ def _agents(tmp_path: Path, sweep_id: str, n: int, sleep: float = 0.05) -> list[
 
 def _wait(procs: list[Any]) -> None:
     for p in procs:
-        out, err = p.communicate(timeout=240)
+        _out, err = p.communicate(timeout=240)
         assert p.returncode == 0, err.decode()[-3000:]
 
 

@@ -30,7 +30,7 @@ def _param(name: str) -> Any:
     return parse({"method": "random", "parameters": {"p": spec}}).parameters[0]
 
 
-def _support_ok(name: str, value: float) -> bool:
+def _support_ok(name: str, value: float) -> bool:  # noqa: PLR0911
     s = EVERY_DISTRIBUTION[name]
     lo, hi = s.get("min"), s.get("max")
     if name in ("uniform", "int_uniform", "log_uniform_values"):
