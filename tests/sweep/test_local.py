@@ -161,3 +161,39 @@ def test_a_trial_reaching_the_target_ends_the_sweep(tmp_path: Path) -> None:
     assert c.next_trial(sweep_id, agent).kind == "done"
     assert c.sweep(sweep_id).state == "finished"
     c.close()
+
+
+def test_two_controllers_on_one_file_keep_their_optuna_studies_in_step(tmp_path: Path) -> None:
+    # Two controllers are two agent processes: each keeps its own in-memory Optuna study and
+    # must see the trials (and hyperband reports) the other stored.
+    from fulmen.sweep._engine import build_study
+
+    config = {
+        "method": "bayes", "metric": {"name": "m"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}, "k": {"values": [1, 2, 3]}},
+        "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2},
+    }  # fmt: skip
+    one, two = LocalController(tmp_path), LocalController(tmp_path)
+    sweep_id = one.create(config, "p", seed=5)
+    agents = {one: one.register_agent(sweep_id), two: two.register_agent(sweep_id)}
+    for i in range(14):
+        c = one if i % 3 else two
+        claim = c.next_trial(sweep_id, agents[c])
+        assert claim.trial is not None
+        assert claim.trial.number == i
+        other = two if c is one else one
+        other.report(sweep_id, i, 1, claim.trial.params["x"])  # reported by the other process
+        if i % 4 != 3:  # some stay running while the next are claimed
+            c.finish_trial(sweep_id, i, "finished" if i % 5 else "failed", claim.trial.params["x"])
+    trials = one.trials(sweep_id)
+    fresh = build_study(one._configs[sweep_id], trials).get_trials(deepcopy=False)
+    for c in (one, two):
+        c.next_trial(sweep_id, agents[c])  # brings its study in step with the file
+        now = c.trials(sweep_id)
+        held = c._studies.synced(sweep_id, c._configs[sweep_id], now).get_trials(deepcopy=False)
+        assert len(held) == len(now) == (15 if c is one else 16)
+        assert [(t.state, t.value, t.intermediate_values) for t in held[:14]] == [
+            (t.state, t.value, t.intermediate_values) for t in fresh
+        ]
+    one.close()
+    two.close()

@@ -148,7 +148,7 @@ def test_bayes_proposes_values_of_every_distribution() -> None:
     params = {name: {"distribution": name, **spec} for name, spec in EVERY_DISTRIBUTION.items()}
     params["act"] = {"values": ["a", "b"]}
     config = parse({"method": "bayes", "metric": {"name": "m"}, "parameters": params})
-    proposal = propose(config, [], set(), seed=0)
+    proposal = propose(config, [], set(), seed=0, number=0)
     assert proposal is not None
     for p in config.parameters:
         value = proposal.params[p.name]

@@ -40,7 +40,7 @@ from fulmen.sweep._controller import (
     SweepRecord,
     Trial,
 )
-from fulmen.sweep._engine import propose, should_stop
+from fulmen.sweep._engine import StudyCache, propose, should_stop
 
 DB_NAME = "sweeps.db"
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -79,6 +79,7 @@ class LocalController:
         self._agent_dir.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, int] = {}  # agent id -> the fd holding its flock
         self._configs: dict[str, SweepConfig] = {}
+        self._studies = StudyCache()  # Optuna's view of each sweep, kept in step with the file
         # One connection per controller, shared by the agent's threads (the trial watcher) under
         # a lock; other processes have their own connection.
         self._mutex = threading.RLock()
@@ -118,9 +119,12 @@ class LocalController:
         project: str,
         entity: str | None = None,
         prior_runs: list[Trial] | None = None,
+        seed: int | None = None,
     ) -> str:
+        """Store a new sweep; ``seed`` fixes its search (random draws, TPE) for reproducing it."""
         parsed = parse(config)
-        seed = int.from_bytes(os.urandom(4), "little")
+        if seed is None:
+            seed = int.from_bytes(os.urandom(4), "little")
         with self._write() as db:
             sweep_id = new_id()
             while db.execute("SELECT 1 FROM sweeps WHERE id = ?", (sweep_id,)).fetchone():
@@ -238,9 +242,13 @@ class LocalController:
                 return Claim("wait", reason="the sweep is paused")
             if state != "running":
                 return Claim("done", reason=f"the sweep is {state}")
-            trials = self._trials(db, sweep_id, reports=config.method == "bayes")
+            number = db.execute(
+                "SELECT COUNT(*) FROM trials WHERE sweep_id = ?", (sweep_id,)
+            ).fetchone()[0]
+            # only bayes reads the trials so far (grid and random need their keys alone)
+            trials = self._trials(db, sweep_id, reports=True) if config.method == "bayes" else None
             reason = ""
-            if config.run_cap is not None and len(trials) >= config.run_cap:
+            if config.run_cap is not None and number >= config.run_cap:
                 reason = f"run_cap {config.run_cap} reached"
             elif exhausted:
                 reason = "the sweep has no trials left"
@@ -249,14 +257,17 @@ class LocalController:
                 keys = {r[0] for r in db.execute(
                     "SELECT key FROM trials WHERE sweep_id = ? AND key IS NOT NULL", (sweep_id,)
                 )}  # fmt: skip
-                proposal = propose(config, trials, keys, seed)
+                try:
+                    proposal = propose(config, trials, keys, seed, number, self._studies, sweep_id)
+                except BaseException:
+                    self._studies.forget(sweep_id)
+                    raise
                 if proposal is None:
                     reason = "every configuration has been tried"
             if proposal is None:
                 db.execute("UPDATE sweeps SET exhausted = 1 WHERE id = ?", (sweep_id,))
                 self._maybe_finished(db, sweep_id)
                 return Claim("done", reason=reason)
-            number = len(trials)
             trial = Trial(
                 sweep_id, number, new_run_id(), proposal.params, latent=proposal.latent,
                 agent=agent_id, started=time.time(),
@@ -291,7 +302,11 @@ class LocalController:
             if config.early_terminate is None:
                 return False
             trials = self._trials(db, sweep_id, reports=True)
-            stop, attrs = should_stop(config, trials, number)
+            try:
+                stop, attrs = should_stop(config, trials, number, self._studies)
+            except BaseException:
+                self._studies.forget(sweep_id)
+                raise
             db.execute(
                 "UPDATE trials SET attrs = ? WHERE sweep_id = ? AND number = ?",
                 (json.dumps(attrs), sweep_id, number),
