@@ -111,10 +111,11 @@ def grid_coverage(side: int) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         trials = c.trials(sweep_id)
         points = [(t.params["a"], t.params["b"]) for t in trials]
+        agents = {t.agent for t in trials}
         result = {
             "points": side * side, "trials": len(trials), "distinct": len(set(points)),
             "all_covered": set(points) == {(a, b) for a in values for b in values},
-            "per_agent": sorted(sum(t.agent == a for t in trials) for a in {t.agent for t in trials}),
+            "per_agent": sorted(sum(t.agent == a for t in trials) for a in agents),
             "finished": sum(t.state == "finished" for t in trials), "seconds": seconds,
         }  # fmt: skip
         c.close()
