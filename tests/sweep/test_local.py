@@ -197,3 +197,49 @@ def test_two_controllers_on_one_file_keep_their_optuna_studies_in_step(tmp_path:
         ]
     one.close()
     two.close()
+
+
+def test_a_dead_agents_trial_is_settled_from_its_run_not_lost(tmp_path: Path) -> None:
+    from fulmen import track
+
+    c = LocalController(tmp_path / "fulmen")
+    sweep_id = c.create({"method": "grid", "metric": {"name": "loss"},
+                         "parameters": {"b": {"values": [1, 2, 3]}}}, "p")  # fmt: skip
+    dead = c.register_agent(sweep_id)
+    first, second = c.next_trial(sweep_id, dead).trial, c.next_trial(sweep_id, dead).trial
+    assert first is not None
+    assert second is not None
+    c.unregister_agent(dead)  # its lock is free: as after kill -9
+    # the first trial's run went on without its agent and finished; the second never started
+    run = track.init(id=first.run_id, project="p")
+    run.log({"loss": 0.25})
+    run.finish()
+    alive = c.register_agent(sweep_id)
+    assert c.next_trial(sweep_id, alive).kind == "trial"
+    states = [(t.state, t.value) for t in c.trials(sweep_id)]
+    assert states == [("finished", 0.25), ("crashed", None), ("running", None)]
+    c.close()
+
+
+def test_prior_runs_join_the_sweep_and_inform_bayes(tmp_path: Path) -> None:
+    from fulmen import track
+
+    ids = []
+    for x in (0.1, 0.9):
+        run = track.init(project="p", config={"x": x, "k": 2})
+        run.log({"loss": x})
+        run.finish()
+        ids.append(run.id)
+    sweep_id = track.sweep({"method": "bayes", "metric": {"name": "loss"},
+                            "parameters": {"x": {"min": 0.0, "max": 1.0},
+                                           "k": {"values": [1, 2]}}},
+                           project="p", prior_runs=ids)  # fmt: skip
+    sweep = Api().sweep(sweep_id)
+    assert [(t.run_id, t.state, t.value, t.params) for t in sweep.trials] == [
+        (ids[0], "finished", 0.1, {"x": 0.1, "k": 2}),
+        (ids[1], "finished", 0.9, {"x": 0.9, "k": 2}),
+    ]
+    assert sweep.trials[0].latent == {"x": 0.1, "k": 1}  # k=2 is the second value
+    assert sweep.best_run().id == ids[0]
+    with pytest.raises(ValueError, match="no run 'nope'"):
+        track.sweep({"method": "random"}, prior_runs=["nope"])
