@@ -243,3 +243,23 @@ def test_prior_runs_join_the_sweep_and_inform_bayes(tmp_path: Path) -> None:
     assert sweep.best_run().id == ids[0]
     with pytest.raises(ValueError, match="no run 'nope'"):
         track.sweep({"method": "random"}, prior_runs=["nope"])
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_function_agent_ends_its_trial_killed_and_the_agent(tmp_path: Path) -> None:
+    from fulmen import track
+
+    sweep_id = track.sweep({"method": "grid", "parameters": {"b": {"values": [1, 2]}}})
+    [agent] = _agents(tmp_path, sweep_id, 1, sleep=120)
+    c = LocalController(tmp_path / "fulmen")
+    deadline = time.monotonic() + 60
+    while not c.trials(sweep_id) or not list((tmp_path / "fulmen").glob("run-*")):
+        assert time.monotonic() < deadline, "the agent never started its trial"
+        time.sleep(0.1)
+    time.sleep(0.5)  # inside the trial function now
+    agent.send_signal(signal.SIGTERM)
+    _, err = agent.communicate(timeout=60)
+    assert agent.returncode == 0, err.decode()[-2000:]
+    assert [t.state for t in c.trials(sweep_id)] == ["killed"]  # no second trial started
+    assert [r.state for r in Api().sweep(sweep_id).runs] == ["killed"]
+    c.close()

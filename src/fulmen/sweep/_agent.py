@@ -41,7 +41,7 @@ from fulmen.sweep._config import SweepConfig, parse
 from fulmen.sweep._controller import Controller, Trial
 from fulmen.sweep._local import run_outcome
 from fulmen.sweep._space import nest
-from fulmen.sweep._trial import PARAM_PATH, STOP, SWEEP_ID
+from fulmen.sweep._trial import AGENT_PID, PARAM_PATH, STOP, SWEEP_ID
 
 log = logging.getLogger("fulmen.sweep")
 POLL_S = 0.2
@@ -161,6 +161,7 @@ class Agent:
         )  # fmt: skip
         env = {
             SWEEP_ID: self.sweep_id,
+            AGENT_PID: str(os.getpid()),
             "FULMEN_RUN_ID": trial.run_id,
             PARAM_PATH: str(path),
             "FULMEN_PROJECT": self.record.project,
@@ -277,12 +278,14 @@ class Agent:
                 finished.set()
                 thread.join()
         except (KeyboardInterrupt, SystemExit) as exc:
-            if not STOP.is_set():
-                if isinstance(exc, KeyboardInterrupt):
-                    self.interrupted = signal.SIGINT
-                    verdict.append("killed")
-                else:
-                    failed = exc.code not in (0, None)
+            # (the Trainer turns a KeyboardInterrupt into SystemExit(1) after its shutdown)
+            if self.interrupted is not None or (
+                isinstance(exc, KeyboardInterrupt) and not STOP.is_set()
+            ):
+                self.interrupted = self.interrupted or signal.SIGINT
+                verdict[:] = ["killed"]
+            elif isinstance(exc, SystemExit) and not STOP.is_set():
+                failed = exc.code not in (0, None)
         except Exception:
             failed = True
             log.error("sweep %s: the trial function raised:\n%s", self.sweep_id,
@@ -305,9 +308,14 @@ class Agent:
 
     @contextlib.contextmanager
     def _forward_signals(self) -> Iterator[None]:
-        if self.function is not None or threading.current_thread() is not threading.main_thread():
-            yield  # a function trial gets Ctrl-C itself, as a KeyboardInterrupt
+        if threading.current_thread() is not threading.main_thread():
+            yield
             return
+
+        def interrupt(signum: int, frame: FrameType | None) -> None:
+            # a function trial: SIGTERM ends it as Ctrl-C does (KeyboardInterrupt), and the agent
+            self.interrupted = signum
+            raise KeyboardInterrupt(f"signal {signum}")
 
         def forward(signum: int, frame: FrameType | None) -> None:
             self.interrupted = signum
@@ -315,7 +323,10 @@ class Agent:
             if child is not None and child.poll() is None:
                 child.send_signal(signum)
 
-        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        if self.function is not None:
+            previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+        else:
+            previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:

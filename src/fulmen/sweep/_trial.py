@@ -36,6 +36,7 @@ from fulmen.track._values import jsonable
 log = logging.getLogger("fulmen.sweep")
 PARAM_PATH = "FULMEN_SWEEP_PARAM_PATH"
 SWEEP_ID = "FULMEN_SWEEP_ID"
+AGENT_PID = "FULMEN_SWEEP_AGENT_PID"  # a trial in the agent's own process leaves signals to it
 # Set (by the agent or the SIGTERM handler) when the sweep asks the running trial to stop.
 STOP = threading.Event()
 
@@ -80,7 +81,8 @@ class SweepRun(Run):
         )
         with contextlib.suppress(OSError):  # the agent also finds the run by its id
             Path(trial.marker).write_text(str(self.run_dir))
-        if threading.current_thread() is threading.main_thread():
+        own_process = os.environ.get(AGENT_PID) == str(os.getpid())
+        if not own_process and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
