@@ -282,13 +282,6 @@ class LocalController:
                 db.execute("UPDATE sweeps SET exhausted = 1 WHERE id = ?", (sweep_id,))
             return Claim("trial", trial)
 
-    def set_run_dir(self, sweep_id: str, number: int, run_dir: str) -> None:
-        with self._write() as db:
-            db.execute(
-                "UPDATE trials SET run_dir = ? WHERE sweep_id = ? AND number = ?",
-                (run_dir, sweep_id, number),
-            )
-
     def report(self, sweep_id: str, number: int, step: int, value: float) -> bool:
         with self._write() as db:
             raw = db.execute("SELECT config FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
@@ -368,9 +361,14 @@ class LocalController:
             " state = 'running'",
             (sweep_id,),
         ).fetchall()
-        for number, run_id, agent, run_dir in rows:
+        for number, run_id, agent, stored_dir in rows:
             if self._agent_alive(agent):
                 continue
+            run_dir = stored_dir
+            marker = self.root / "sweeps" / sweep_id / f"trial-{number}.json.run"
+            if run_dir is None and marker.is_file():  # where the trial's init() put the run
+                with contextlib.suppress(OSError):
+                    run_dir = marker.read_text().strip() or None
             state, value, found = run_outcome(self.root, run_id, run_dir, config)
             if state != "running":
                 self._settle(db, sweep_id, config, number, state, value, found)
