@@ -313,8 +313,10 @@ class Agent:
             return
 
         def interrupt(signum: int, frame: FrameType | None) -> None:
-            # a function trial: SIGTERM ends it as Ctrl-C does (KeyboardInterrupt), and the agent
-            self.interrupted = signum
+            # a function trial: SIGTERM ends it as Ctrl-C does (KeyboardInterrupt), and the agent;
+            # the watcher's own stop (``_thread.interrupt_main``, STOP set) ends the trial only
+            if not STOP.is_set():
+                self.interrupted = signum
             raise KeyboardInterrupt(f"signal {signum}")
 
         def forward(signum: int, frame: FrameType | None) -> None:
