@@ -151,3 +151,20 @@ def test_every_macro_expands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         build(parse({"method": "grid", "command": ["${envvar:NOT_SET}"]}), {}, {}, tmp_path)
     with pytest.raises(SweepConfigError, match="'program' is required"):
         build(parse({"method": "grid"}), {}, {}, tmp_path)
+
+
+def test_a_trial_writing_its_run_elsewhere_is_still_read(tmp_path: Path) -> None:
+    sweep_id = track.sweep({"method": "grid", "metric": {"name": "loss"},
+                            "parameters": {"x": {"values": [3]}}})  # fmt: skip
+
+    def train() -> None:
+        run = track.init(dir=tmp_path / "elsewhere")
+        track.log({"loss": float(run.config.x)})
+
+    track.agent(sweep_id, function=train)
+    sweep = track.Api().sweep(sweep_id)
+    [trial] = sweep.trials
+    assert (trial.state, trial.value) == ("finished", 3.0)
+    assert trial.run_dir is not None
+    assert Path(trial.run_dir).parent == tmp_path / "elsewhere" / "fulmen"
+    assert [r.id for r in sweep.runs] == [trial.run_id]

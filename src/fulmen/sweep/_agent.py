@@ -55,26 +55,44 @@ class MetricWatcher:
         self.root, self.trial, self.marker, self.metric = root, trial, marker, metric
         self.seen = 0
         self.run_dir: Path | None = None
+        self._size = -1
+        self._not_before = 0.0
 
-    def new_values(self) -> list[tuple[int, float]]:
-        """(iteration, value) logged since the last call; iteration 1 is the first."""
-        from fulmen.track._layout import find_run_dir, log_path
-        from fulmen.track._replay import replay
+    def locate(self) -> Path | None:
+        """The trial's run folder: where its init() said (the marker file), else by its id."""
+        from fulmen.track._layout import find_run_dir
 
-        if self.metric is None:
-            return []
         if self.run_dir is None:
             if self.marker.exists():
                 with contextlib.suppress(OSError):
                     self.run_dir = Path(self.marker.read_text().strip())
             else:
                 self.run_dir = find_run_dir(self.root, self.trial.run_id)
-            if self.run_dir is None:
-                return []
+        return self.run_dir
+
+    def new_values(self, force: bool = False) -> list[tuple[int, float]]:
+        """(iteration, value) logged since the last call; iteration 1 is the first.
+
+        The run log is replayed whole (the reader's one path), so a replay is skipped while the
+        file has not grown, and the next one waits 10x as long as the last took: the watcher
+        costs the trial's machine at most ~10% of a core, however long the run log grows."""
+        from fulmen.track._layout import log_path
+        from fulmen.track._replay import replay
+
+        if self.metric is None or self.locate() is None:
+            return []
+        assert self.run_dir is not None
+        path = log_path(self.run_dir)
         try:
-            rows = replay(log_path(self.run_dir)).rows
+            size = path.stat().st_size
+            if not force and (size == self._size or time.monotonic() < self._not_before):
+                return []
+            started = time.monotonic()
+            rows = replay(path).rows
         except OSError:
             return []
+        self._size = size
+        self._not_before = time.monotonic() + 10 * (time.monotonic() - started)
         values = [r[self.metric] for r in rows if _number(r.get(self.metric))]
         out = [(i + 1, float(v)) for i, v in enumerate(values) if i >= self.seen]
         self.seen = len(values)
@@ -178,9 +196,10 @@ class Agent:
         else:
             argv = build(self.config, trial.params, nested, path)
             stopped, failed = self._run_process(argv, env, watcher)
-        self._poll_metric(watcher, trial)  # the last values, for hyperband's rungs
+        self._poll_metric(watcher, trial, force=True)  # the last values, for hyperband's rungs
+        located = watcher.locate()
         state, value, run_dir = run_outcome(
-            self.root, trial.run_id, str(watcher.run_dir) if watcher.run_dir else None,
+            self.root, trial.run_id, str(located) if located else None,
             self.config,
         )  # fmt: skip
         if stopped is not None:
@@ -193,12 +212,12 @@ class Agent:
         log.info("sweep %s: trial %d %s, %s = %s", self.sweep_id, trial.number, state,
                  _metric_name(self.config), value)  # fmt: skip
 
-    def _poll_metric(self, watcher: MetricWatcher, trial: Trial) -> bool:
-        """Report new metric values; True when the controller says stop."""
+    def _poll_metric(self, watcher: MetricWatcher, trial: Trial, force: bool = False) -> bool:
+        """Report new metric values (hyperband only); True when the controller says stop."""
+        if self.config.early_terminate is None:
+            return False
         stop = False
-        for iteration, value in watcher.new_values():
-            if self.config.early_terminate is None:
-                continue
+        for iteration, value in watcher.new_values(force):
             stop = self.controller.report(self.sweep_id, trial.number, iteration, value) or stop
         return stop
 
