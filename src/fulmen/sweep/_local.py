@@ -80,6 +80,7 @@ class LocalController:
         self._locks: dict[str, int] = {}  # agent id -> the fd holding its flock
         self._configs: dict[str, SweepConfig] = {}
         self._studies = StudyCache()  # Optuna's view of each sweep, kept in step with the file
+        self._ended: dict[str, dict[int, Trial]] = {}  # sweep -> its ended trials, read once
         # One connection per controller, shared by the agent's threads (the trial watcher) under
         # a lock; other processes have their own connection.
         self._mutex = threading.RLock()
@@ -246,7 +247,7 @@ class LocalController:
                 "SELECT COUNT(*) FROM trials WHERE sweep_id = ?", (sweep_id,)
             ).fetchone()[0]
             # only bayes reads the trials so far (grid and random need their keys alone)
-            trials = self._trials(db, sweep_id, reports=True) if config.method == "bayes" else None
+            trials = self._trials_cached(db, sweep_id) if config.method == "bayes" else None
             reason = ""
             if config.run_cap is not None and number >= config.run_cap:
                 reason = f"run_cap {config.run_cap} reached"
@@ -294,7 +295,7 @@ class LocalController:
             )
             if config.early_terminate is None:
                 return False
-            trials = self._trials(db, sweep_id, reports=True)
+            trials = self._trials_cached(db, sweep_id)
             try:
                 stop, attrs = should_stop(config, trials, number, self._studies)
             except BaseException:
@@ -379,23 +380,55 @@ class LocalController:
             return self._trials(self._db, sweep_id, reports=True)
 
     def _trials(self, db: sqlite3.Connection, sweep_id: str, *, reports: bool) -> list[Trial]:
-        rows = db.execute(
-            "SELECT number, run_id, params, state, value, latent, attrs, agent, run_dir,"
-            " started, ended FROM trials WHERE sweep_id = ? ORDER BY number",
-            (sweep_id,),
+        return self._load(db, sweep_id, None, reports)
+
+    def _trials_cached(self, db: sqlite3.Connection, sweep_id: str) -> list[Trial]:
+        """Every trial with its reports, for the engine: an ended trial never changes, so it is
+        read once per controller; each call reads only the numbers and states of the rest."""
+        ended = self._ended.setdefault(sweep_id, {})
+        states = db.execute(
+            "SELECT number, state FROM trials WHERE sweep_id = ? ORDER BY number", (sweep_id,)
         ).fetchall()
+        need = [n for n, state in states if state == "running" or n not in ended]
+        fresh = {t.number: t for t in self._load(db, sweep_id, need, True)} if need else {}
+        out = []
+        for number, _ in states:
+            trial = fresh.get(number) or ended[number]
+            if trial.state != "running":
+                ended[number] = trial
+            out.append(trial)
+        return out
+
+    def _load(
+        self, db: sqlite3.Connection, sweep_id: str, numbers: list[int] | None, reports: bool
+    ) -> list[Trial]:
+        columns = (
+            "SELECT number, run_id, params, state, value, latent, attrs, agent, run_dir,"
+            " started, ended FROM trials WHERE sweep_id = ?"
+        )
+        chunks: list[list[int] | None] = [None]
+        if numbers is not None:
+            chunks = [numbers[i : i + 500] for i in range(0, len(numbers), 500)]
+        rows: list[Any] = []
+        found: list[Any] = []
+        for chunk in chunks:
+            where = "" if chunk is None else f" AND number IN ({','.join('?' * len(chunk))})"
+            rows += db.execute(f"{columns}{where}", (sweep_id, *(chunk or ()))).fetchall()
+            if reports:
+                found += db.execute(
+                    f"SELECT number, step, value FROM reports WHERE sweep_id = ?{where}",
+                    (sweep_id, *(chunk or ())),
+                ).fetchall()
+        rows.sort(key=lambda r: r[0])
         out = [
             Trial(sweep_id, r[0], r[1], json.loads(r[2]), r[3], r[4], json.loads(r[5]), {},
                   json.loads(r[6]), r[7], r[8], r[9], r[10])
             for r in rows
         ]  # fmt: skip
-        if reports:
-            by_number = {t.number: t for t in out}
-            for number, step, value in db.execute(
-                "SELECT number, step, value FROM reports WHERE sweep_id = ?", (sweep_id,)
-            ):
-                if number in by_number:
-                    by_number[number].reports[step] = value
+        by_number = {t.number: t for t in out}
+        for number, step, value in found:
+            if number in by_number:
+                by_number[number].reports[step] = value
         return out
 
 
