@@ -14,7 +14,8 @@ The loop (one agent; any number run at once, in any processes)::
         run's summary
     unregister
 
-A subprocess is stopped with SIGTERM (SIGKILL after ``STOP_GRACE_S``); SIGINT/SIGTERM sent to the
+A subprocess is stopped with SIGUSR1 (``STOP_SIGNAL``; SIGKILL after ``STOP_GRACE_S``), so that
+its run can tell the sweep's stop ("stopped") from a kill ("killed"); SIGINT/SIGTERM sent to the
 agent are forwarded to the trial, which then ends and the agent leaves. A function trial is stopped
 by a KeyboardInterrupt raised in the main thread (the Trainer shuts down as after Ctrl-C).
 """
@@ -41,7 +42,7 @@ from fulmen.sweep._config import SweepConfig, parse
 from fulmen.sweep._controller import Controller, Trial
 from fulmen.sweep._local import run_outcome
 from fulmen.sweep._space import nest
-from fulmen.sweep._trial import AGENT_PID, PARAM_PATH, STOP, SWEEP_ID
+from fulmen.sweep._trial import AGENT_PID, PARAM_PATH, STOP, STOP_SIGNAL, SWEEP_ID
 
 log = logging.getLogger("fulmen.sweep")
 POLL_S = 0.2
@@ -248,7 +249,7 @@ class Agent:
                     stopped = self._verdict(watcher)
                     if stopped is not None:
                         STOP.set()
-                        child.send_signal(signal.SIGTERM)
+                        child.send_signal(STOP_SIGNAL)
                         deadline = time.monotonic() + STOP_GRACE_S
                 elif deadline is not None and time.monotonic() > deadline:
                     child.kill()

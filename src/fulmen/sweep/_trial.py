@@ -12,7 +12,8 @@ argument saying otherwise is ignored with a warning, as W&B does), the parameter
 and the keys they set are locked: a later write to one (``config.update``, ``log_hyperparams``) is
 ignored with W&B's warning "Config item 'lr' was locked by 'sweep' (ignored update)". The run's
 folder is written next to the parameters file (``<file>.run``) for the agent to read the metric
-from. A stop (hyperband, a canceled sweep) reaches the trial as SIGTERM (a subprocess) or as a
+from. A stop (hyperband, a canceled sweep) reaches the trial as SIGUSR1 (a subprocess; SIGTERM stays
+the tracker's "killed") or as a
 KeyboardInterrupt raised in the main thread (a function trial): the trial shuts down as after
 Ctrl-C (the Trainer finalizes its loggers, checkpoints on disk stay) and the run ends "stopped".
 """
@@ -37,8 +38,9 @@ log = logging.getLogger("fulmen.sweep")
 PARAM_PATH = "FULMEN_SWEEP_PARAM_PATH"
 SWEEP_ID = "FULMEN_SWEEP_ID"
 AGENT_PID = "FULMEN_SWEEP_AGENT_PID"  # a trial in the agent's own process leaves signals to it
-# Set (by the agent or the SIGTERM handler) when the sweep asks the running trial to stop.
+# Set (by the agent, or the STOP_SIGNAL handler) when the sweep asks the running trial to stop.
 STOP = threading.Event()
+STOP_SIGNAL = signal.SIGUSR1
 
 
 class LockedConfig(Config):
@@ -84,7 +86,7 @@ class SweepRun(Run):
         own_process = os.environ.get(AGENT_PID) == str(os.getpid())
         if not own_process and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError, OSError):
-                signal.signal(signal.SIGTERM, _stop_on_sigterm)
+                signal.signal(STOP_SIGNAL, _stop_on_signal)
 
     def _finish(self, exit_code: int, state: str) -> None:
         if STOP.is_set() and state in ("killed", "failed", "finished"):
@@ -141,8 +143,8 @@ def current() -> TrialContext | None:
     return TrialContext(Path(path), data)
 
 
-def _stop_on_sigterm(signum: int, frame: Any) -> None:
+def _stop_on_signal(signum: int, frame: Any) -> None:
     # The sweep stops this trial: shut down as after Ctrl-C, and the run ends "stopped".
     STOP.set()
-    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
+    signal.signal(signum, signal.SIG_IGN)  # a second one must not cut the shutdown short
     raise KeyboardInterrupt("stopped by the sweep")
