@@ -120,6 +120,9 @@ def test_agent_checks_its_arguments() -> None:
         track.agent("p/nope", function=lambda: None)
     with pytest.raises(ValueError, match="has no 'program' to run"):
         track.agent(sweep_id)
+    with pytest.raises(ValueError, match="belongs to project 'p', not 'q'"):
+        track.Api().sweep(f"q/{sweep_id}")
+    assert track.Api().sweep(f"p/{sweep_id}").state == "running"
 
 
 def test_every_macro_expands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -135,6 +135,11 @@ class ApiSweep:
         self._controller = controller or LocalController(self._root)
         self.id = sweep_id_of(path)
         self._record: SweepRecord = self._controller.sweep(self.id)
+        parts = path.strip("/").split("/")
+        if len(parts) >= 2 and parts[-2] != self._record.project:
+            raise ValueError(
+                f"sweep {self.id!r} belongs to project {self._record.project!r}, not {parts[-2]!r}"
+            )
 
     def refresh(self) -> None:
         self._record = self._controller.sweep(self.id)
