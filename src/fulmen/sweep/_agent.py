@@ -207,6 +207,8 @@ class Agent:
             state = stopped
         elif state in ("running", "crashed") and run_dir is None:
             state = "failed"  # the program ended without a run: it failed before init()
+            log.warning("sweep %s: trial %d ended without a run (fulmen.track.init() was never"
+                        " called); recorded failed", self.sweep_id, trial.number)  # fmt: skip
         elif failed and state in ("finished", "running"):
             state = "failed"
         self.controller.finish_trial(self.sweep_id, trial.number, state, value, run_dir)
