@@ -86,6 +86,21 @@ def test_three_agent_processes_never_repeat_a_configuration(
 
 
 @pytest.mark.slow
+def test_three_bayes_agent_processes_share_the_search(tmp_path: Path) -> None:
+    from fulmen import track
+
+    config = {"method": "bayes", "metric": {"name": "loss"}, "run_cap": 9,
+              "parameters": {"b": {"min": 0.0, "max": 4.0}, "k": {"values": [1, 2]}}}  # fmt: skip
+    sweep_id = track.sweep(config, project="p")
+    _wait(_agents(tmp_path, sweep_id, 3))
+    trials = Api().sweep(sweep_id).trials
+    assert [t.number for t in trials] == list(range(9))
+    assert all(t.state == "finished" and t.value == t.params["b"] for t in trials)
+    assert len({t.params["b"] for t in trials}) == 9  # parallel agents never drew the same point
+    assert all(set(t.latent) == {"b", "k"} for t in trials)
+
+
+@pytest.mark.slow
 def test_a_killed_agents_trial_is_marked_crashed_and_the_sweep_finishes(tmp_path: Path) -> None:
     from fulmen import track
 
