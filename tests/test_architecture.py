@@ -22,9 +22,10 @@ FORBIDDEN = {
     "track": ("fulmen.train", "fulmen.loggers", "fulmen.server", "fulmen.cli"),
     "server": ("torch", "fulmen.train", "fulmen.loggers", "fulmen.cli"),
     "loggers": ("fulmen.server", "fulmen.cli"),
+    "sweep": ("torch", "fulmen.train", "fulmen.loggers", "fulmen.server", "fulmen.cli"),
 }
 # package -> names it may import only inside functions (never at module import time)
-LAZY_ONLY = {"track": ("torch", "PIL", "numpy")}
+LAZY_ONLY = {"track": ("torch", "PIL", "numpy"), "sweep": ("optuna", "yaml")}
 
 
 def _imports(path: Path, root: Path = SRC) -> list[tuple[str, bool]]:
@@ -68,7 +69,7 @@ def test_package_never_imports_what_the_architecture_forbids(package: str) -> No
 
 
 @pytest.mark.parametrize("package", sorted(LAZY_ONLY))
-def test_package_imports_torch_only_inside_functions(package: str) -> None:
+def test_package_imports_heavy_modules_only_inside_functions(package: str) -> None:
     offences = [
         f"{path.relative_to(SRC)} imports {name} at module level"
         for path in sorted((SRC / package).rglob("*.py"))
@@ -87,7 +88,9 @@ def test_the_scan_sees_relative_and_nested_imports(tmp_path: Path) -> None:
     assert _imports(module, root=tmp_path) == [("fulmen.track", True), ("torch", False)]
 
 
-@pytest.mark.parametrize("module", ["fulmen", "fulmen.track", "fulmen.server", "fulmen.cli"])
+@pytest.mark.parametrize(
+    "module", ["fulmen", "fulmen.track", "fulmen.server", "fulmen.cli", "fulmen.sweep"]
+)
 def test_importing_module_does_not_import_torch(module: str) -> None:
     code = f"import sys, {module}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -99,3 +102,11 @@ def test_importing_the_tracker_does_not_import_pillow() -> None:
     code = "import sys, fulmen.track; print('PIL' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("module", ["fulmen.track", "fulmen.sweep", "fulmen.cli"])
+def test_importing_module_does_not_import_optuna(module: str) -> None:
+    # Optuna (and its SQLAlchemy) load only when a sweep searches (bayes) or prunes (hyperband).
+    code = f"import sys, {module}; print('optuna' in sys.modules, 'fulmen.sweep' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "False"

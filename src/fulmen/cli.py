@@ -211,6 +211,89 @@ def demo(
     serve_runs(root, port=port, serve_for=serve_for, echo=click.echo, path=path)
 
 
+@cli.command("sweep")
+@click.argument("config", required=False)
+@click.option("--project", "-p", default=None, help="The project of the sweep and its runs.")
+@click.option("--entity", "-e", default=None, help="The entity of the sweep and its runs.")
+@click.option("--name", default=None, help="The sweep's name (overrides the config's name).")
+@click.option(
+    "--stop", "stop_id", default=None, metavar="ID", help="Finish running trials, no new."
+)
+@click.option("--cancel", "cancel_id", default=None, metavar="ID", help="Kill running trials.")
+@click.option("--pause", "pause_id", default=None, metavar="ID", help="Hand out no trials for now.")
+@click.option("--resume", "resume_id", default=None, metavar="ID", help="Resume a paused sweep.")
+def sweep_command(
+    config: str | None,
+    project: str | None,
+    entity: str | None,
+    name: str | None,
+    stop_id: str | None,
+    cancel_id: str | None,
+    pause_id: str | None,
+    resume_id: str | None,
+) -> None:
+    """Create a sweep from CONFIG (a W&B sweep YAML file), or change a sweep's state."""
+    from fulmen.sweep import SweepConfigError, set_state
+    from fulmen.sweep import sweep as create
+    from fulmen.sweep._config import load
+
+    actions = {"stopped": stop_id, "canceled": cancel_id, "paused": pause_id, "running": resume_id}
+    chosen = {state: sweep_id for state, sweep_id in actions.items() if sweep_id}
+    if chosen:
+        if config is not None or len(chosen) > 1:
+            raise click.UsageError("give one of --stop/--cancel/--pause/--resume ID, or CONFIG")
+        ((state, sweep_id),) = chosen.items()
+        try:
+            set_state(sweep_id, state)
+        except (KeyError, ValueError) as exc:
+            raise click.ClickException(str(exc).strip("\"'")) from None
+        click.echo(f"fulmen: sweep {sweep_id} is {state}")
+        return
+    if config is None:
+        raise click.UsageError("give a sweep CONFIG file (or --stop/--cancel/--pause/--resume ID)")
+    try:
+        raw = load(config)
+        if name is not None:
+            raw["name"] = name
+        sweep_id = create(raw, entity=entity, project=project)
+    except (SweepConfigError, ValueError, TypeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    from fulmen.track import Api
+
+    found = Api().sweep(sweep_id)
+    click.echo(f"fulmen: created sweep with id: {sweep_id}")
+    click.echo(f"fulmen: sweep path: {found.path}")
+    click.echo(f"fulmen: run an agent with: fulmen agent {found.path}")
+    click.echo(f"fulmen agent {found.path}")
+
+
+@cli.command()
+@click.argument("sweep_id")
+@click.option("--count", type=int, default=None, help="Run at most this many trials (this agent).")
+@click.option("--project", "-p", default=None, help="The sweep's project (checked).")
+@click.option("--entity", "-e", default=None, help="The sweep's entity (checked).")
+def agent(sweep_id: str, count: int | None, project: str | None, entity: str | None) -> None:
+    """Run trials of the sweep SWEEP_ID (id, project/id or entity/project/id): the config's
+    program with the command macros, one trial after another, until the sweep is done."""
+    import logging
+
+    from fulmen.sweep import agent as run_agent
+
+    logger = logging.getLogger("fulmen.sweep")
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("fulmen: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    if count is not None and count < 1:
+        raise click.BadParameter(f"must be >= 1, got {count}", param_hint="--count")
+    try:
+        ran = run_agent(sweep_id, entity=entity, project=project, count=count)
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc).strip("\"'")) from None
+    click.echo(f"fulmen: agent ran {ran} trial(s) of sweep {sweep_id}")
+
+
 def _is_scalar(value: object) -> bool:
     return isinstance(value, (int, float, str, bool))
 

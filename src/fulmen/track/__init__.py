@@ -36,6 +36,7 @@ __all__ = [
     "Summary",
     "Table",
     "Video",
+    "agent",
     "config",
     "define_metric",
     "finish",
@@ -46,6 +47,7 @@ __all__ = [
     "run",
     "save",
     "summary",
+    "sweep",
     "unwatch",
     "use_artifact",
     "watch",
@@ -111,3 +113,25 @@ def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
     current = active()
     if current is not None:
         current.finish(exit_code=exit_code, quiet=quiet)
+
+
+def sweep(
+    sweep: Any, entity: str | None = None, project: str | None = None, prior_runs: Any = None
+) -> str:
+    """Create a sweep from a W&B sweep config (dict or YAML path); its id (see docs/sweeps.md)."""
+    from fulmen.sweep import sweep as create
+
+    return create(sweep, entity=entity, project=project, prior_runs=prior_runs)
+
+
+def agent(
+    sweep_id: str,
+    function: Any = None,
+    entity: str | None = None,
+    project: str | None = None,
+    count: int | None = None,
+) -> int:
+    """Run trials of a sweep here (``function``, or its program); see docs/sweeps.md."""
+    from fulmen.sweep import agent as run_agent
+
+    return run_agent(sweep_id, function=function, entity=entity, project=project, count=count)

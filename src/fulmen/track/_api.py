@@ -93,6 +93,12 @@ class Api:
             )
         return run
 
+    def sweep(self, path: str) -> Any:
+        """The sweep ``id``, ``project/id`` or ``entity/project/id`` (see docs/sweeps.md)."""
+        from fulmen.sweep import ApiSweep
+
+        return ApiSweep(self.root, path)
+
     def artifact(self, name: str) -> Artifact:
         """The artifact ``"name:alias"`` or ``"name:v3"`` from the local store."""
         return ArtifactStore(self.root / "artifacts").load(name)

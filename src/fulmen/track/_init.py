@@ -48,6 +48,14 @@ def init(
     unknown = set(arguments) - set(SETTINGS)
     if unknown:
         raise TypeError(f"init() got unknown settings: {', '.join(sorted(unknown))}")
+    trial = None
+    if os.environ.get("FULMEN_SWEEP_PARAM_PATH"):  # inside a sweep trial: see fulmen.sweep
+        from fulmen.sweep._trial import current
+
+        trial = current()
+        if trial is not None:
+            trial.arguments(arguments)
+            config = trial.config(config)
     resolved = resolve(arguments)
     for previous in list(ACTIVE):
         previous.finish()
@@ -57,7 +65,7 @@ def init(
 
         run = DisabledRun(resolved, config)
     else:
-        run = Run(resolved, config)
+        run = Run(resolved, config) if trial is None else trial.start(resolved, config)
         install_exit_hooks()
     ACTIVE.append(run)
     return run
