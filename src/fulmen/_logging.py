@@ -49,6 +49,11 @@ def configure(level: str, source: str = "--log-level") -> None:
     _root.setLevel(number)
 
 
+def configured() -> bool:
+    """Whether ``configure`` (``--log-level``, ``FULMEN_LOG_LEVEL``) has added fulmen's handler."""
+    return any(isinstance(h, _StderrHandler) for h in _root.handlers)
+
+
 def configure_from_environment() -> None:
     """Apply ``FULMEN_LOG_LEVEL`` when it is set. A bad value warns (an import must not fail)."""
     value = os.environ.get(ENV)

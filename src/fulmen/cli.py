@@ -277,10 +277,13 @@ def agent(sweep_id: str, count: int | None, project: str | None, entity: str | N
     program with the command macros, one trial after another, until the sweep is done."""
     import logging
 
+    from fulmen import _logging
     from fulmen.sweep import agent as run_agent
 
+    # The agent's per-trial lines are its output (as W&B's agent prints them): shown at INFO unless
+    # the program or --log-level / FULMEN_LOG_LEVEL already decide where fulmen's records go.
     logger = logging.getLogger("fulmen.sweep")
-    if not logger.handlers and not logging.getLogger().handlers:
+    if not logger.handlers and not logging.getLogger().handlers and not _logging.configured():
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("fulmen: %(message)s"))
         logger.addHandler(handler)
