@@ -27,12 +27,19 @@ from fulmen.__about__ import __version__
 from fulmen.track import runlog as rl
 from fulmen.track._active import deactivate, state_for
 from fulmen.track._artifacts import Artifact, ArtifactStore
-from fulmen.track._config import Config, Summary
+from fulmen.track._config import Config, Summary, as_mapping, prepare
 from fulmen.track._layout import auto_resume_id, find_run_dir, log_path, new_id
 from fulmen.track._replay import RunData, SummaryState, parse_summary, replay
 from fulmen.track._settings import Settings, check_name
 from fulmen.track._system import ConsoleTee, Sampler, atomic_write
-from fulmen.track._values import DeferredTensor, check_key, convert, flatten, type_code
+from fulmen.track._values import (
+    DeferredTensor,
+    check_key,
+    convert,
+    flatten,
+    has_surrogate,
+    type_code,
+)
 
 _perf = time.perf_counter
 _uvarint, _svarint, _frame = rl.uvarint, rl.svarint, rl.frame
@@ -83,6 +90,7 @@ class Run:
     def __init__(self, settings: Settings, config: Any = None) -> None:  # noqa: PLR0915
         self._settings = s = settings
         self.mode = s.mode
+        initial = prepare("config", as_mapping(config))  # a bad config fails before any file
         root = s.dir / "fulmen"
         resumed_data, run_id, run_dir = self._claim(root, s)
         self.resumed = resumed_data is not None
@@ -119,8 +127,8 @@ class Run:
         self.start_time = time.time()
         self._t0 = _perf() - self._rt0_us / 1e6  # runtime continues across resumes
         self._append_json(rl.RUN, self._start_record())
-        if config is not None:
-            self.config.update(config, allow_val_change=self.resumed)
+        if initial:
+            self.config.update(initial, allow_val_change=self.resumed)
         self._write_metadata()
         self._point_latest()
         self._tees: list[ConsoleTee] = []
@@ -255,8 +263,8 @@ class Run:
             "runtime": self._rt0_us / 1e6,
             "host": None if anonymous else socket.gethostname(),
             "user": None if anonymous else _user(),
-            "program": sys.argv[0] if sys.argv else None,
-            "args": sys.argv[1:],
+            "program": _printable(sys.argv[0]) if sys.argv else None,
+            "args": [_printable(a) for a in sys.argv[1:]],
             "python": platform.python_version(),
             "pid": os.getpid(),
             "fulmen": __version__,
@@ -442,7 +450,7 @@ class Run:
             try:
                 converted = convert(key, value)
             except (TypeError, ValueError) as exc:
-                errors.append((TypeError, str(exc)))
+                errors.append((type(exc) if type(exc) is ValueError else TypeError, str(exc)))
                 continue
             if isinstance(converted, DeferredTensor):
                 deferred.append(converted)
@@ -830,6 +838,12 @@ def _artifact_record(manifest: dict[str, Any], *, used: bool) -> dict[str, Any]:
         "used": used,
         "entries": len(manifest["entries"]),
     }
+
+
+def _printable(text: str) -> str:
+    """An argument as valid Unicode: undecodable bytes (lone surrogates from os.fsdecode) are
+    written as ``\\xff`` escapes (it names the file; nothing reads it back as a path)."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace") if has_surrogate(text) else text
 
 
 def _user() -> str | None:

@@ -1,0 +1,209 @@
+"""Issue 18: one bad value never loses a run. Every value is either stored and read back as given
+(a lone surrogate from ``os.fsdecode``, an int beyond int64) or refused in the call, naming the
+key, before anything of it is written (a surrogate in a key or a name, an int beyond the float
+range, nesting past ``MAX_DEPTH``); and a record that does not make sense never hides a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fulmen import track
+from fulmen.track import Api
+from fulmen.track import runlog as rl
+from fulmen.track.runlog import Record, escape_surrogates, read_records, unicode_safe
+
+from .conftest import child_env
+
+BAD = os.fsdecode(b"img_\xff.png")  # what os.listdir gives for a file name that is not UTF-8
+
+
+def _records(path: Path) -> list[Record]:
+    return [r for r in read_records(path) if isinstance(r, Record)]
+
+
+def test_a_lone_surrogate_in_a_value_is_stored_and_read_back_as_given() -> None:
+    assert BAD == "img_\udcff.png"
+    run = track.init(id="sur", config={"file": BAD, "nested": {"files": [BAD]}})
+    run.log({"x": 1.0})
+    run.log({"x": 2.0, "sample": BAD, "list": [BAD, 1]})
+    run.summary["best"] = BAD
+    run.finish()
+    raw = run.log_path.read_bytes()
+    assert BAD.encode("utf-8", "surrogatepass") not in raw  # no string that is not UTF-8
+    assert b'"img_\\udcff.png"' in raw  # JSON text's escape, which JSON readers read back
+    schemas = [r.data for r in _records(run.log_path) if r.kind == "schema"]
+    assert ["sample", "j"] in schemas[-1]["columns"]  # a JSON column: "\udcff" in JSON text
+    back = Api().run("sur")
+    assert back.corrupt == []
+    assert back.state == "finished"
+    assert back.rows == 2
+    assert back.history(pandas=False)[1]["sample"] == BAD
+    assert back.history(pandas=False)[1]["list"] == [BAD, 1]
+    assert back.config == {"file": BAD, "nested": {"files": [BAD]}}
+    assert back.summary["sample"] == BAD
+    assert back.summary["best"] == BAD
+
+
+def test_a_lone_surrogate_in_a_key_or_a_name_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"name 'img_\\udcff.png' contains a lone surrogate"):
+        track.init(name=BAD)
+    for setting in ("project", "group", "job_type", "notes"):
+        with pytest.raises(ValueError, match=rf"{setting} .* lone surrogate"):
+            track.init(**{setting: BAD})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"tag .* lone surrogate"):
+        track.init(tags=[BAD])
+    with pytest.raises(ValueError, match=r"config key 'img_\\udcff.png' contains a lone"):
+        track.init(config={BAD: 1})
+    with pytest.raises(ValueError, match=r"config key 'files': key 'img_.* lone surrogate"):
+        track.init(config={"files": {BAD: 1}})
+    assert not (tmp_path / "fulmen").exists() or not list((tmp_path / "fulmen").glob("run-*"))
+    run = track.init(id="keys")
+    with pytest.raises(ValueError, match=r"key 'img_\\udcff.png' contains a lone surrogate"):
+        run.log({BAD: 1.0, "ok": 2.0})
+    with pytest.raises(ValueError, match=r"name .* lone surrogate"):
+        run.name = BAD
+    with pytest.raises(ValueError, match=r"summary key .* lone surrogate"):
+        run.summary[BAD] = 1
+    run.finish()
+    back = Api().run("keys")
+    assert back.history(pandas=False) == [{"_step": 0, "ok": 2.0, **_times(back)}]
+    assert back.name == "keys"
+    assert back.corrupt == []
+
+
+def _times(run: object) -> dict[str, object]:
+    row = run.history(pandas=False)[0]  # type: ignore[attr-defined]
+    return {"_runtime": row["_runtime"], "_timestamp": row["_timestamp"]}
+
+
+def test_an_int_beyond_the_float_range_is_refused_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="config key 'n' holds the int of about 401 digits"):
+        track.init(config={"n": 10**400})
+    assert not list((tmp_path / "fulmen").glob("run-*"))  # refused before any folder
+    run = track.init(id="big")
+    with pytest.raises(ValueError, match="cannot log key 'big': the int of about 401 digits"):
+        run.log({"big": 10**400, "x": 1.0})
+    with pytest.raises(ValueError, match="cannot log key 'l': the value holds the int of about"):
+        run.log({"l": [1, -(10**400)]})
+    with pytest.raises(ValueError, match="summary key 's' holds the int of about 5001 digits"):
+        run.summary["s"] = 10**5000  # str() of it would refuse: its size is counted from bits
+    run.log({"u64": 2**64 - 1, "neg": -(2**70), "edge": int(sys.float_info.max)})  # exact
+    run.finish()
+    back = Api().run("big")
+    rows = back.history(pandas=False)
+    assert [r.get("x") for r in rows] == [1.0, None]
+    assert "big" not in rows[0]
+    assert (rows[1]["u64"], rows[1]["neg"]) == (2**64 - 1, -(2**70))
+    assert rows[1]["edge"] == int(sys.float_info.max)
+    assert back.corrupt == []
+
+
+def _append(path: Path, kind: int, body: bytes) -> None:
+    """Append one CRC-valid frame with the next sequence number (a hand-made record)."""
+    seq = max(r.seq for r in _records(path)) + 1
+    with path.open("ab") as f:
+        f.write(rl.frame(kind, rl.SEQ.pack(seq) + body))
+
+
+def _string_row(schema: int, delta: int, text: bytes) -> bytes:
+    """A HISTORY body of one string column holding ``text`` as raw bytes."""
+    return rl.uvarint(schema) + rl.svarint(delta) + b"\0\0\0\0" + rl.uvarint(len(text)) + text
+
+
+def _json(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def test_records_that_do_not_make_sense_are_reported_and_the_run_still_reads(
+    tmp_path: Path,
+) -> None:
+    good = track.init(id="good", name="good-run")
+    good.log({"loss": 0.5})
+    good.finish()
+    run = track.init(id="hurt", config={"lr": 0.1})
+    run.log({"loss": 1.0})
+    run.finish()
+    path = run.log_path
+    exit_frame = _records(path)[-1]
+    body = path.read_bytes()
+    path.write_bytes(body[: exit_frame.offset])  # the bad records go before the exit record
+    schema = {"id": 9, "columns": [["text", "s"]]}
+    _append(path, rl.SCHEMA, _json(schema))
+    text = b"\xff\xfe not UTF-8"  # a writer bug: a string column that does not decode
+    _append(path, rl.HISTORY, _string_row(9, 0, text))
+    _append(path, rl.HISTORY, rl.uvarint(77) + rl.svarint(0) + b"\0\0\0\0")  # unknown schema
+    _append(path, rl.RUN, _json(["not", "an", "object"]))
+    _append(path, rl.SUMMARY, _json({"update": ["a", "list"]}))
+    _append(path, rl.CONFIG, _json("a string"))
+    _append(path, rl.CONFIG, b"[" * 100_000 + b"]" * 100_000)  # json.loads: RecursionError
+    _append(path, rl.METRIC, _json({"summary": ["min"]}))  # no name
+    _append(path, rl.CONFIG, _json({"momentum": 0.9}))  # good records after the bad ones count
+    _append(path, rl.HISTORY, _history_row(path, 1, {"loss": 0.25}))
+    seq = max(r.seq for r in _records(path)) + 1
+    with path.open("ab") as f:
+        f.write(rl.frame(rl.EXIT, rl.json_payload(seq, exit_frame.data)))
+
+    back = Api().run("hurt")
+    assert back.state == "finished"
+    assert back.rows == 2
+    assert back.summary["loss"] == 0.25
+    assert back.config == {"lr": 0.1, "momentum": 0.9}
+    assert len(back.corrupt) == 7
+    reasons = " | ".join(c.reason for c in back.corrupt)
+    assert "undecodable config body" in reasons  # the reader reports the JSON it cannot parse
+    assert "history record" in reasons
+    assert "run record" in reasons
+    assert [r.id for r in Api().runs()] == ["good", "hurt"]
+    done = subprocess.run(
+        [sys.executable, "-m", "fulmen", "runs", str(tmp_path)],
+        capture_output=True, text=True, env=child_env(), check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[1].startswith("good ")
+    assert "finished" in lines[1]
+    assert lines[2].startswith("hurt ")
+    assert "7 bad records skipped" in lines[2]
+
+
+def _history_row(path: Path, step: int, values: dict[str, float]) -> bytes:
+    """A HISTORY body at ``step`` (schema 0 is ``loss: d`` in these runs) for the next seq."""
+    seq = max(r.seq for r in _records(path)) + 1
+    return rl.uvarint(0) + rl.svarint(seq - step) + rl.fixed_struct("d").pack(0, values["loss"])
+
+
+def test_a_string_written_with_surrogatepass_by_an_older_writer_reads_back() -> None:
+    run = track.init(id="old")
+    run.log({"x": 1.0})
+    run.finish()
+    path = run.log_path
+    exit_frame = _records(path)[-1]
+    path.write_bytes(path.read_bytes()[: exit_frame.offset])
+    _append(path, rl.SCHEMA, _json({"id": 5, "columns": [["f", "s"]]}))
+    text = BAD.encode("utf-8", "surrogatepass")
+    seq = max(r.seq for r in _records(path)) + 1
+    _append(path, rl.HISTORY, _string_row(5, seq - 1, text))
+    back = Api().run("old")
+    assert back.corrupt == []
+    assert back.history(pandas=False)[1]["f"] == BAD
+
+
+def test_escape_surrogates_gives_valid_unicode_naming_the_byte() -> None:
+    assert escape_surrogates(BAD) == "img_\\xff.png"
+    assert escape_surrogates("a\ud800b") == "a\\ud800b"
+    assert escape_surrogates("plain é") == "plain é"
+    assert unicode_safe({BAD: [BAD, 1.5, None]}) == {"img_\\xff.png": ["img_\\xff.png", 1.5, None]}
+    escape_surrogates(BAD).encode("utf-8")
+    deep: list[object] = []
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested more than 200 levels"):
+        unicode_safe(deep)
