@@ -17,6 +17,7 @@ import pytest
 from fulmen import track
 from fulmen.track import Api
 from fulmen.track import runlog as rl
+from fulmen.track._values import MAX_DEPTH
 from fulmen.track.runlog import Record, escape_surrogates, read_records, unicode_safe
 
 from .conftest import child_env
@@ -207,3 +208,48 @@ def test_escape_surrogates_gives_valid_unicode_naming_the_byte() -> None:
         deep = [deep]
     with pytest.raises(ValueError, match="nested more than 200 levels"):
         unicode_safe(deep)
+
+
+def _written(path: Path) -> list[Record]:
+    """The records that logging, config and summary calls write (not the sampler's FILE)."""
+    kinds = ("history", "schema", "config", "summary")
+    return [r for r in _records(path) if r.kind in kinds]
+
+
+def _nested(levels: int, leaf: object = 1.0, kind: type = dict) -> object:
+    """``levels`` dicts (or lists) one inside the other, the innermost holding ``leaf``."""
+    value: object = leaf
+    for _ in range(levels):
+        value = {"a": value} if kind is dict else [value]
+    return value
+
+
+def test_nesting_past_the_depth_limit_is_refused_with_the_limit(tmp_path: Path) -> None:
+    assert MAX_DEPTH == 100
+    deep = _nested(10_000)
+    with pytest.raises(ValueError, match=r"config key 'a': it nests .* more than 100 levels"):
+        track.init(id="deepcfg", config=deep)  # was RecursionError and a crashed run folder
+    assert not list((tmp_path / "fulmen").glob("run-*"))
+    run = track.init(id="deep", config={"ok": _nested(99)})  # 100 levels with the config
+    before = _written(run.log_path)
+    with pytest.raises(ValueError, match=r"log\(\): the dict nests more than 100 levels deep"):
+        run.log(deep)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"cannot log key 'l': the value nests .* 100 levels"):
+        run.log({"l": _nested(10_000, kind=list)})
+    with pytest.raises(ValueError, match="config key 'more': it nests"):
+        run.config.update({"more": _nested(10_000, kind=list)})
+    with pytest.raises(ValueError, match="summary key 's': it nests"):
+        run.summary["s"] = _nested(10_000)
+    cycle: dict[str, object] = {}
+    cycle["self"] = cycle
+    with pytest.raises(ValueError, match="config key 'c': it nests"):
+        run.config.update({"c": cycle})  # a dict holding itself: refused, not a RecursionError
+    assert _written(run.log_path) == before  # nothing of the refused calls was written
+    run.log(_nested(100))  # type: ignore[arg-type]
+    run.log({"l": _nested(99, kind=list)})
+    run.finish()
+    back = Api().run("deep")
+    assert back.corrupt == []
+    assert back.rows == 2
+    assert back.history(pandas=False)[0]["/".join(["a"] * 100)] == 1.0
+    assert back.config == {"ok": _nested(99)}

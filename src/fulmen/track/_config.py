@@ -32,8 +32,8 @@ def as_mapping(obj: Any, what: str = "config") -> dict[str, Any]:
 
 def prepare(what: str, items: Mapping[Any, Any]) -> dict[str, Any]:
     """``items`` as the JSON a record holds, checked before anything is written: non-empty string
-    keys, no int beyond the float range, no key with a lone surrogate; a clear error naming the
-    key otherwise."""
+    keys, at most ``MAX_DEPTH`` levels of nesting, no int beyond the float range, no key with a
+    lone surrogate; a clear error naming the key otherwise."""
     out: dict[str, Any] = {}
     for key, value in items.items():
         if not isinstance(key, str) or not key:

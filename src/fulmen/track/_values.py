@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 MAX_KEY_LENGTH = 256
+MAX_DEPTH = 100  # levels of nested dicts and lists in one logged value or config
 RESERVED_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
@@ -76,10 +77,14 @@ def _digits(value: int) -> str:
 
 
 def check_json(what: str, value: Any, depth: int = 1) -> None:
-    """ValueError naming ``what`` when ``value`` (JSON-able: dicts, lists, scalars) holds an int
-    beyond the float range or a dict key with a lone surrogate. Strings may hold lone
-    surrogates: JSON escapes them and reads them back."""
+    """ValueError naming ``what`` when ``value`` (JSON-able: dicts, lists, scalars) nests deeper
+    than ``MAX_DEPTH`` or holds an int beyond the float range or a dict key with a lone
+    surrogate. Strings may hold lone surrogates: JSON escapes them and reads them back."""
     if isinstance(value, (list, tuple, Mapping)):
+        if depth > MAX_DEPTH:
+            raise ValueError(
+                f"{what} nests dicts and lists more than {MAX_DEPTH} levels deep (the limit)"
+            )
         if isinstance(value, Mapping):
             for key, item in value.items():
                 if isinstance(key, str) and has_surrogate(key):
@@ -212,26 +217,35 @@ def type_code(value: Any) -> str | None:
     return code
 
 
-def flatten(data: Mapping[Any, Any], prefix: str = "") -> list[tuple[Any, Any]]:
-    """Nested mappings as ("a/b", value) pairs, in order; keys are checked by the caller."""
+def flatten(data: Mapping[Any, Any], prefix: str = "", depth: int = 1) -> list[tuple[Any, Any]]:
+    """Nested mappings as ("a/b", value) pairs, in order; keys are checked by the caller.
+    ValueError when the mappings nest more than ``MAX_DEPTH`` levels deep."""
+    if depth > MAX_DEPTH:
+        raise ValueError(
+            f"log(): the dict nests more than {MAX_DEPTH} levels deep (the limit), at key "
+            f"{prefix[:80]!r}..."
+        )
     items: list[tuple[Any, Any]] = []
     for key, value in data.items():
         full = f"{prefix}{key}" if isinstance(key, str) else key
         if isinstance(value, Mapping) and isinstance(key, str):
-            items += flatten(value, full + "/")
+            items += flatten(value, full + "/", depth + 1)
         else:
             items.append((full, value))
     return items
 
 
 def jsonable(value: Any, depth: int = 1) -> Any:  # noqa: PLR0911
-    """``value`` as something JSON can hold: containers kept, other objects as strings."""
+    """``value`` as something JSON can hold: containers kept, other objects as strings.
+    ValueError when containers nest more than ``MAX_DEPTH`` levels deep (or hold themselves)."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
         return float(value)
+    if isinstance(value, (Mapping, list, tuple)) and depth > MAX_DEPTH:
+        raise ValueError(f"it nests dicts and lists more than {MAX_DEPTH} levels deep (the limit)")
     if isinstance(value, Mapping):
         return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
