@@ -20,7 +20,7 @@ from fulmen.track import runlog as rl
 from fulmen.track._values import MAX_DEPTH
 from fulmen.track.runlog import Record, escape_surrogates, read_records, unicode_safe
 
-from .conftest import child_env
+from .conftest import child_env, run_child
 
 BAD = os.fsdecode(b"img_\xff.png")  # what os.listdir gives for a file name that is not UTF-8
 
@@ -253,3 +253,43 @@ def test_nesting_past_the_depth_limit_is_refused_with_the_limit(tmp_path: Path) 
     assert back.rows == 2
     assert back.history(pandas=False)[0]["/".join(["a"] * 100)] == 1.0
     assert back.config == {"ok": _nested(99)}
+
+
+def test_a_full_disk_never_stops_the_program_and_finish_reports_it(tmp_path: Path) -> None:
+    # RLIMIT_FSIZE makes every write past the limit fail (EFBIG) or come up short, as a full disk
+    # does, for the run log and output.log alike; stdout here is a pipe, which it does not limit.
+    code = """
+        import logging, os, resource, signal, sys, warnings
+        from fulmen import track
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        logging.basicConfig(stream=sys.__stderr__, format="LOG %(name)s %(message)s")
+        run = track.init(id="full")
+        print("before the disk fills")
+        run.log({"x": 1.0})
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (os.fstat(run._fd).st_size + 40, hard))
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            for i in range(200):
+                print(f"line {i} of the program's output")
+            print("the program is still running")
+            run.finish()
+        print("finish returned", run.state)
+        print("WARNINGS", len(said), [str(w.message)[:60] for w in said], file=sys.__stderr__)
+    """
+    done = run_child(code, tmp_path, FULMEN_CONSOLE="on")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    assert out[0] == "before the disk fills"
+    assert out[1:201] == [f"line {i} of the program's output" for i in range(200)]
+    assert out[201:] == ["the program is still running", "finish returned finished"]
+    err = done.stderr
+    assert err.count("stopped capturing the console") == 2  # once as a warning, once logged
+    assert "LOG fulmen.track fulmen: run 'full' stopped capturing the console" in err
+    assert "WARNINGS 2" in err  # the console once, the end of the run once
+    assert "could not write the end of run 'full'" in err
+    assert "Traceback" not in err
+    back = Api(dir=str(tmp_path)).run("full")
+    assert back.rows == 1  # what was written before is intact
+    assert back.state == "crashed"  # the exit record did not fit: readers say so
+    assert [c for c in back.corrupt if not c.torn] == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import struct
 import sys
@@ -50,6 +51,7 @@ _pack_crc = struct.Struct("<I").pack
 _write = os.write
 _pack_seq = rl.SEQ.pack
 LOCK_WAIT_S = 0.25
+log = logging.getLogger("fulmen.track")
 
 
 class Error(RuntimeError):
@@ -109,6 +111,8 @@ class Run:
         self._lock = threading.RLock()
         self._closed = False
         self._warned_step = False
+        self._said: set[str] = set()  # the topics _say_once has said
+        self._capturing = True  # the console tee hands lines to the run log until a write fails
         self._extra: dict[str, Any] = {}
         self._watchers: list[Any] = []
         self._deferred: list[tuple[int, list[DeferredTensor]]] = []
@@ -139,7 +143,7 @@ class Run:
             self._files,
             interval=s.stats_interval,
             collect_git=not (s.disable_git or s.anonymous),
-            on_file=self._file_written,
+            on_file=self._background_file,
             on_stats=self._stats,
         )
         self._sampler.start()
@@ -358,18 +362,60 @@ class Run:
         self._append_json(rl.SUMMARY, {"update": update, "remove": remove})
 
     def _console(self, stream: int, text: str) -> None:
+        # Called from inside the user's print(): it must never raise. When the run log cannot take
+        # a line (disk full), capturing stops; the output still reaches the terminal.
         data = text.encode("utf-8", "replace")
         with self._lock:
-            if self._closed:
+            if self._closed or not self._capturing:
                 return
             if self._output_fd >= 0:
                 with contextlib.suppress(OSError):
                     _write(self._output_fd, data)
             self._seq += 1
-            self._emit(rl.CONSOLE, _pack_seq(self._seq) + bytes((stream,)) + data)
+            try:
+                self._emit(rl.CONSOLE, _pack_seq(self._seq) + bytes((stream,)) + data)
+                return
+            except Error as exc:
+                self._capturing = False
+                failed = exc
+        self._restore_streams()
+        self._say_once(
+            "console",
+            f"fulmen: run {self._id!r} stopped capturing the console: {failed}. The program goes "
+            "on and its output still reaches the terminal; nothing more of it is recorded",
+        )
+
+    def _restore_streams(self) -> None:
+        """Put back sys.stdout and sys.stderr if they are still this run's tees."""
+        if self._tees and sys.stdout is self._tees[0]:
+            sys.stdout = self._tees[0].original
+        if self._tees and sys.stderr is self._tees[1]:
+            sys.stderr = self._tees[1].original
+
+    def _say_once(self, topic: str, message: str, stacklevel: int = 4) -> None:
+        """Say ``message`` once per run and topic: a RuntimeWarning and the fulmen.track logger.
+        Never raises (it runs inside print() and finish()), even where warnings are errors."""
+        if topic in self._said:
+            return
+        self._said.add(topic)
+        log.warning(message)
+        with contextlib.suppress(Exception):
+            warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)  # the user's call
 
     def _stats(self, stats: dict[str, float]) -> None:
-        self._append_json(rl.STATS, stats)
+        try:
+            self._append_json(rl.STATS, stats)
+        except Error as exc:  # the sampler thread: a full disk ends its records, not the program
+            self._say_background(exc)
+
+    def _background_file(self, path: str, kind: str) -> None:
+        try:
+            self._file_written(path, kind)
+        except Error as exc:
+            self._say_background(exc)
+
+    def _say_background(self, exc: Error) -> None:
+        log.info("run %r: a background record was not written: %s", self._id, exc)
 
     def _file_written(self, path: str, kind: str) -> None:
         try:
@@ -702,24 +748,29 @@ class Run:
         self._sampler.close()
         for tee in self._tees:
             tee.flush_rest()
-        if self._tees and sys.stdout is self._tees[0]:
-            sys.stdout = self._tees[0].original
-        if self._tees and sys.stderr is self._tees[1]:
-            sys.stderr = self._tees[1].original
+        self._restore_streams()
         self.unwatch()
         for thread in getattr(self, "_deferred_threads", []):
             thread.join(timeout=10)
+        failed: list[tuple[str, Error]] = []  # finish() reports failed writes, never raises
         with self._lock:
             if self._extra:
                 extra, self._extra = self._extra, {}
-                self._write_row(rl.HISTORY, self._step, {k: ("j", v) for k, v in extra.items()})
-            self._seq += 1
+                try:
+                    self._write_row(rl.HISTORY, self._step, {k: ("j", v) for k, v in extra.items()})
+                except Error as exc:
+                    failed.append(("the last watch histograms", exc))
             update = self._summary_state.result()
-            self._emit(rl.SUMMARY, rl.json_payload(self._seq, {"update": update, "remove": []}))
-            runtime = _perf() - self._t0
-            self._seq += 1
-            exit_record = {"exit_code": exit_code, "state": state, "runtime": runtime}
-            self._emit(rl.EXIT, rl.json_payload(self._seq, exit_record))
+            exit_record = {"exit_code": exit_code, "state": state, "runtime": _perf() - self._t0}
+            for kind, body, what in (
+                (rl.SUMMARY, {"update": update, "remove": []}, "the final summary"),
+                (rl.EXIT, exit_record, "the exit record"),
+            ):
+                try:
+                    self._seq += 1
+                    self._emit(kind, rl.json_payload(self._seq, body))
+                except Error as exc:
+                    failed.append((what, exc))
             self._closed = True
             self._fast = False
             with contextlib.suppress(OSError):
@@ -730,6 +781,15 @@ class Run:
         self._state = state
         self._write_metadata()
         os.close(self._lock_fd)  # releases the lock: readers now see the run as ended
+        if failed:
+            what = ", ".join(w for w, _ in failed)
+            if failed[-1][0] == "the exit record":
+                what += "; readers will see the run as crashed"
+            self._say_once(
+                "finish",
+                f"fulmen: could not write the end of run {self._id!r} ({what}): {failed[0][1]}. "
+                "What was logged before is intact",
+            )
         deactivate(self)
         if self._uploader is not None:  # a bounded wait, then the `fulmen sync` command
             from fulmen.track._upload import finish_online
