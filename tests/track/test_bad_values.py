@@ -293,3 +293,53 @@ def test_a_full_disk_never_stops_the_program_and_finish_reports_it(tmp_path: Pat
     assert back.rows == 1  # what was written before is intact
     assert back.state == "crashed"  # the exit record did not fit: readers say so
     assert [c for c in back.corrupt if not c.torn] == []
+
+
+def _file_records(path: Path) -> list[dict[str, object]]:
+    return [r.data for r in _records(path) if r.kind == "file" and r.data["type"] == "user"]
+
+
+def test_a_file_outside_the_run_folder_is_never_recorded_as_such(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the run's")
+    run = track.init(id="files")
+    outside = os.path.relpath(secret, run.dir)  # "../../../secret.txt"
+    assert outside.startswith("..")
+    for path in (outside, str(secret), "/etc/passwd"):
+        with pytest.raises(ValueError, match=r"save_file: .* is outside the run's files folder"):
+            run.save_file(path)
+    (Path(run.dir) / "sub").mkdir()
+    (Path(run.dir) / "sub" / "link").symlink_to(secret)  # inside by name, outside in fact
+    with pytest.raises(ValueError, match="save_file: 'sub/link' is outside"):
+        run.save_file("sub/link")
+    (Path(run.dir) / "sub" / "ok.txt").write_text("12345")
+    run.save_file("sub/ok.txt")
+    run.save_file("sub/../sub/ok.txt")  # stays inside: recorded by its plain path
+    # save() copies a file the user names into the run folder (as W&B does): an absolute path
+    # under its name, a relative one under its path from base_path (default: the working
+    # directory), which it may not walk above (W&B: "globs can't walk above base_path")
+    run.save(str(secret))
+    nested = tmp_path / "ckpt" / "epoch1"
+    nested.mkdir(parents=True)
+    (nested / "model.pt").write_bytes(b"w" * 7)
+    run.save(str(nested / "model.pt"), base_path=str(tmp_path))
+    run.save("ckpt/epoch1/model.pt")
+    with pytest.raises(ValueError, match=r"save: '\.\./x' walks above base_path"):
+        run.save("../x")
+    with pytest.raises(ValueError, match=r"save: .* is not under base_path"):
+        run.save(str(secret), base_path=str(nested))
+    run.save(str(Path(run.dir) / "sub" / "ok.txt"))  # already in the folder: recorded, no copy
+    run.finish()
+    files = _file_records(run.log_path)
+    assert [(f["path"], f["size"]) for f in files] == [
+        ("sub/ok.txt", 5),
+        ("sub/ok.txt", 5),
+        ("secret.txt", 13),
+        ("ckpt/epoch1/model.pt", 7),
+        ("ckpt/epoch1/model.pt", 7),
+        ("sub/ok.txt", 5),
+    ]
+    assert (Path(run.dir) / "secret.txt").read_text() == "not the run's"  # a copy, not a link
+    assert not (Path(run.dir) / "secret.txt").is_symlink()
+    user = [f["path"] for f in Api().run("files").files if f["type"] == "user"]
+    assert user == [f["path"] for f in files]

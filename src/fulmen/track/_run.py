@@ -681,21 +681,55 @@ class Run:
                 keep.append(watcher)
         self._watchers = keep
 
-    def save(self, path: str) -> None:
-        """Copy the file ``path`` into the run's files/ folder (once, now) and record it."""
+    def save(self, path: str, base_path: str | None = None) -> None:
+        """Copy the file ``path`` into the run's files/ folder (once, now) and record it, as
+        W&B's ``save``: under its path relative to ``base_path`` (default: the working directory,
+        which a relative ``path`` may not walk above); an absolute ``path`` without ``base_path``
+        under its name. A file already in the folder is recorded where it is."""
         self._check_open()
-        source = Path(path)
+        source = Path(os.path.abspath(path))
+        files = self._files.resolve()
+        if source.resolve().is_relative_to(files) and source.resolve().is_file():
+            rel = source.resolve().relative_to(files).as_posix()  # already in the folder
+        elif base_path is not None:
+            rel = os.path.relpath(source, os.path.abspath(base_path))
+            if _walks_up(rel):
+                raise ValueError(f"save: {path!r} is not under base_path {base_path!r}")
+        elif os.path.isabs(path):
+            rel = source.name
+        else:
+            rel = os.path.normpath(path)
+            if _walks_up(rel):
+                raise ValueError(
+                    f"save: {path!r} walks above base_path (the working directory); pass an "
+                    "absolute path (copied under its name) or base_path="
+                )
         if not source.is_file():
             raise ValueError(f"save: {path!r} is not a file")
-        import shutil
+        target = self._files / rel
+        if not (target.exists() and target.samefile(source)):
+            import shutil
 
-        shutil.copyfile(source, self._files / source.name)
-        self._file_written(source.name, "user")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        self._file_written(Path(rel).as_posix(), "user")
 
     def save_file(self, path: str, kind: str = "user") -> None:
-        """Record a file written under ``run.dir`` (the run's files/ folder)."""
+        """Record a file written under ``run.dir`` (the run's files/ folder), by its path there.
+        A path outside the folder (absolute, ``..``, a link out of it) is a ValueError: copy such
+        a file in with ``save``."""
         self._check_open()
-        self._file_written(path, kind)
+        rel = os.path.normpath(path) if isinstance(path, str) else ""
+        inside = bool(rel) and not os.path.isabs(rel) and not _walks_up(rel)
+        if inside:
+            files = self._files.resolve()
+            inside = (files / rel).resolve().is_relative_to(files)
+        if not inside:
+            raise ValueError(
+                f"save_file: {path!r} is outside the run's files folder {self._files} (or is not "
+                "a path); write the file under run.dir, or copy it in with run.save(path)"
+            )
+        self._file_written(Path(rel).as_posix(), kind)
 
     def log_artifact(
         self,
@@ -898,6 +932,11 @@ def _artifact_record(manifest: dict[str, Any], *, used: bool) -> dict[str, Any]:
         "used": used,
         "entries": len(manifest["entries"]),
     }
+
+
+def _walks_up(rel: str) -> bool:
+    """True when the normalized relative path ``rel`` leaves its folder (``..`` or ``../x``)."""
+    return rel == os.pardir or rel.startswith(os.pardir + os.sep)
 
 
 def _printable(text: str) -> str:
