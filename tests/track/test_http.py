@@ -23,6 +23,8 @@ from fulmen.track import Api, Artifact
 from fulmen.track._http import HttpApi, HttpRun
 from fulmen.track._upload import Client, sync_run
 
+from .conftest import run_child
+
 pytestmark = pytest.mark.slow
 
 
@@ -163,3 +165,25 @@ def test_a_run_with_a_lone_surrogate_and_a_big_int_syncs_completely(server_url: 
     assert b"img_\\xff.png" in csv
     local = Api().run("sur1")  # the run log keeps the string as given
     assert local.summary["sample"] == bad
+
+
+def test_the_online_uploader_sends_such_a_run_completely(server_url: str, tmp_path: Path) -> None:
+    # The live path: a real program in online mode, its uploader thread tailing the run log.
+    code = """
+        import os
+        from fulmen import track
+        bad = os.fsdecode(b"img_\\xff.png")
+        run = track.init(id="sur2", project="hostile", config={"file": bad})
+        for i in range(10_000):
+            run.log({"x": float(i), **({"sample": bad} if i == 5_000 else {})})
+        run.finish()
+    """
+    done = run_child(code, tmp_path, FULMEN_MODE="online", FULMEN_BASE_URL=server_url)
+    assert done.returncode == 0, done.stderr
+    remote = Api(base_url=server_url).run("hostile/sur2")
+    assert remote.state == "finished"
+    assert remote.rows == 10_000
+    rows = list(remote.scan_history())
+    assert len(rows) == 10_000
+    assert rows[5_000]["sample"] == "img_\\xff.png"
+    assert rows[-1]["x"] == 9_999.0
