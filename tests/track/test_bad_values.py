@@ -343,3 +343,17 @@ def test_a_file_outside_the_run_folder_is_never_recorded_as_such(tmp_path: Path)
     assert not (Path(run.dir) / "secret.txt").is_symlink()
     user = [f["path"] for f in Api().run("files").files if f["type"] == "user"]
     assert user == [f["path"] for f in files]
+
+
+def test_undecodable_bytes_in_the_command_line_are_recorded_as_escapes(tmp_path: Path) -> None:
+    code = "from fulmen import track; import numpy as np, sys; r = track.init(id='argv'); " + (
+        "r.log({'n': np.str_(sys.argv[1])}); r.finish()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, os.fsdecode(b"data_\xfe.bin")],
+        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    back = Api(dir=str(tmp_path)).run("argv")
+    assert back.data.meta["args"] == ["data_\\xfe.bin"]  # valid Unicode, naming the byte
+    assert back.history(pandas=False)[0]["n"] == os.fsdecode(b"data_\xfe.bin")  # a value: as given

@@ -166,7 +166,7 @@ def _convert_numpy(key: str, value: Any) -> tuple[str, Any]:
         if dtype_kind == "f":
             return ("f" if value.dtype.itemsize <= 4 else "d"), float(value)
         if dtype_kind in "US":
-            return "s", str(value)
+            return _string(str(value))
     elif dtype_kind in "biuf":
         return "j", Histogram(value).to_json()
     raise TypeError(f"cannot log key {key!r}: numpy value of dtype {value.dtype} is not supported")
