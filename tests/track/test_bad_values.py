@@ -146,6 +146,8 @@ def test_records_that_do_not_make_sense_are_reported_and_the_run_still_reads(
     _append(path, rl.CONFIG, b"[" * 100_000 + b"]" * 100_000)  # json.loads: RecursionError
     _append(path, rl.METRIC, _json({"summary": ["min"]}))  # no name
     _append(path, rl.CONFIG, _json({"momentum": 0.9}))  # good records after the bad ones count
+    start = next(r.data for r in _records(path) if r.kind == "run")
+    _append(path, rl.RUN, _json({**start, "name": BAD, "rename": True}))  # from an older writer
     _append(path, rl.HISTORY, _history_row(path, 1, {"loss": 0.25}))
     seq = max(r.seq for r in _records(path)) + 1
     with path.open("ab") as f:
@@ -173,6 +175,7 @@ def test_records_that_do_not_make_sense_are_reported_and_the_run_still_reads(
     assert "finished" in lines[1]
     assert lines[2].startswith("hurt ")
     assert "7 bad records skipped" in lines[2]
+    assert " img_\\xff.png " in lines[2]  # printable: the undecodable byte as an escape
 
 
 def _history_row(path: Path, step: int, values: dict[str, float]) -> bytes:
