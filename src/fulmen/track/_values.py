@@ -22,6 +22,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _FLOAT_MAX = sys.float_info.max  # ints beyond it are refused: no chart or server holds them
+_PLAIN = frozenset({float, str, bool, type(None)})  # what check_json has nothing to check in
 
 # Types whose column code follows from the type alone: these rows can take log()'s fast path.
 TYPE_CODES: dict[type, str] = {float: "d", int: "q", bool: "?"}
@@ -92,7 +93,8 @@ def check_json(what: str, value: Any, depth: int = 1) -> None:
                 check_json(what, item, depth + 1)
         else:
             for item in value:
-                check_json(what, item, depth + 1)
+                if type(item) not in _PLAIN:  # a long list of floats costs one type check each
+                    check_json(what, item, depth + 1)
     elif (
         type(value) is not bool
         and isinstance(value, int)
