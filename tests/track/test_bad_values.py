@@ -360,3 +360,28 @@ def test_undecodable_bytes_in_the_command_line_are_recorded_as_escapes(tmp_path:
     back = Api(dir=str(tmp_path)).run("argv")
     assert back.data.meta["args"] == ["data_\\xfe.bin"]  # valid Unicode, naming the byte
     assert back.history(pandas=False)[0]["n"] == os.fsdecode(b"data_\xfe.bin")  # a value: as given
+
+
+def test_a_full_disk_at_init_raises_and_gives_the_run_id_back(tmp_path: Path) -> None:
+    code = """
+        import resource, signal
+        from fulmen import track
+        from fulmen.track import Error
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40, hard))  # the header fits, the RUN does not
+        try:
+            track.init(id="early")
+        except Error as exc:
+            print("refused:", exc)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        run = track.init(id="early", resume="allow")  # the id is free again in this process
+        run.log({"x": 1.0})
+        run.finish()
+    """
+    done = run_child(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "refused: could not write to the run log" in done.stdout
+    back = Api(dir=str(tmp_path)).run("early")
+    assert back.state == "finished"
+    assert back.rows == 1

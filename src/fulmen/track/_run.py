@@ -130,9 +130,14 @@ class Run:
         self._refresh_fast()
         self.start_time = time.time()
         self._t0 = _perf() - self._rt0_us / 1e6  # runtime continues across resumes
-        self._append_json(rl.RUN, self._start_record())
-        if initial:
-            self.config.update(initial, allow_val_change=self.resumed)
+        try:
+            self._append_json(rl.RUN, self._start_record())
+            if initial:
+                self.config.update(initial, allow_val_change=self.resumed)
+        except BaseException:  # a full disk at init: give the run's id back (its lock) and raise
+            os.close(self._fd)
+            os.close(self._lock_fd)
+            raise
         self._write_metadata()
         self._point_latest()
         self._tees: list[ConsoleTee] = []
