@@ -63,17 +63,24 @@ def runs(directory: str | None, project: str | None) -> None:
     """List the local runs under DIRECTORY (default: where init() writes): id, name, project,
     state, rows and the last values of a few metrics."""
     from fulmen.track import Api
+    from fulmen.track.runlog import escape_surrogates
 
     found = Api(dir=directory).runs(project)
     if not found:
         click.echo(f"no runs under {Api(dir=directory).root}")
         return
-    table = [("ID", "NAME", "PROJECT", "STATE", "ROWS", "METRICS")]
+    table: list[tuple[str, ...]] = [("ID", "NAME", "PROJECT", "STATE", "ROWS", "METRICS")]
     for run in found:
-        summary = run.summary
-        shown = [k for k in summary if not k.startswith("_") and _is_scalar(summary[k])][:3]
-        metrics = "  ".join(f"{k}={_short(summary[k])}" for k in shown)
-        table.append((run.id, run.name, run.project, run.state, str(run.rows), metrics))
+        try:
+            summary = run.summary
+            shown = [k for k in summary if not k.startswith("_") and _is_scalar(summary[k])][:3]
+            metrics = "  ".join(f"{k}={_short(summary[k])}" for k in shown)
+            if run.corrupt:
+                metrics += f"  ({len(run.corrupt)} bad records skipped)"
+            cells = (run.id, run.name, run.project, run.state, str(run.rows), metrics)
+        except Exception as exc:  # one unreadable run never hides the others
+            cells = (run.id, "?", "?", "unreadable", "?", f"{type(exc).__name__}: {exc}")
+        table.append(tuple(escape_surrogates(c) for c in cells))
     widths = [max(len(row[i]) for row in table) for i in range(5)]
     for row in table:
         click.echo(

@@ -319,7 +319,7 @@ def test_corrupted_records_with_valid_checksums_never_500(client: TestClient) ->
     for trial in range(300):
         i = rng.randrange(len(w.frames))
         raw = w.frames[i]
-        _, pos = R._read_uvarint(raw, 1)
+        _, pos = R.read_uvarint(raw, 1)
         payload = bytearray(raw[pos + 4 :])  # after lead, length and CRC
         for _ in range(rng.randint(1, 4)):  # damage the body, keep the sequence number
             payload[rng.randrange(4, len(payload))] = rng.randrange(256)

@@ -7,6 +7,7 @@ The server is ``fulmen server`` in a subprocess on loopback, one for the module.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from fulmen import track
 from fulmen.track import Api, Artifact
 from fulmen.track._http import HttpApi, HttpRun
 from fulmen.track._upload import Client, sync_run
+
+from .conftest import run_child
 
 pytestmark = pytest.mark.slow
 
@@ -133,3 +136,54 @@ def test_an_artifact_downloads_checked_against_its_digests(server_url: str, tmp_
     copy.write_bytes(b"changed")  # a stale local copy is replaced by the server's
     remote.get_path("w.bin").download(str(tmp_path / "dl"))
     assert copy.read_bytes() == b"weights " * 1000
+
+
+def test_a_run_with_a_lone_surrogate_and_a_big_int_syncs_completely(server_url: str) -> None:
+    # Issue 18: a lone surrogate (os.fsdecode of a non-UTF-8 file name) in row 5,000 made the
+    # server refuse the batch; the uploader gave up and half the run never arrived.
+    bad = os.fsdecode(b"img_\xff.png")
+    run = track.init(id="sur1", project="hostile", mode="offline", config={"file": bad})
+    for i in range(10_000):
+        extra = {"sample": bad, "u64": 2**64 - 1} if i == 5_000 else {}
+        run.log({"x": float(i), **extra})
+    run.finish()
+    sync_run(run.run_dir, Client(server_url), live=False)
+    remote = Api(base_url=server_url).run("hostile/sur1")
+    assert remote.state == "finished"
+    assert remote.rows == 10_000
+    rows = list(remote.scan_history())
+    assert [r["x"] for r in rows] == [float(i) for i in range(10_000)]
+    # the server holds valid Unicode: the undecodable byte as the escape \xff
+    assert rows[5_000]["sample"] == "img_\\xff.png"
+    assert rows[5_000]["u64"] == 2**64 - 1
+    assert remote.config["file"] == "img_\\xff.png"
+    assert remote.summary["sample"] == "img_\\xff.png"
+    csv = Client(server_url).request(
+        "GET", "/entities/local/projects/hostile/runs/sur1/history/export", query={"format": "csv"}
+    )
+    assert csv.count(b"\n") == 10_001
+    assert b"img_\\xff.png" in csv
+    local = Api().run("sur1")  # the run log keeps the string as given
+    assert local.summary["sample"] == bad
+
+
+def test_the_online_uploader_sends_such_a_run_completely(server_url: str, tmp_path: Path) -> None:
+    # The live path: a real program in online mode, its uploader thread tailing the run log.
+    code = """
+        import os
+        from fulmen import track
+        bad = os.fsdecode(b"img_\\xff.png")
+        run = track.init(id="sur2", project="hostile", config={"file": bad})
+        for i in range(10_000):
+            run.log({"x": float(i), **({"sample": bad} if i == 5_000 else {})})
+        run.finish()
+    """
+    done = run_child(code, tmp_path, FULMEN_MODE="online", FULMEN_BASE_URL=server_url)
+    assert done.returncode == 0, done.stderr
+    remote = Api(base_url=server_url).run("hostile/sur2")
+    assert remote.state == "finished"
+    assert remote.rows == 10_000
+    rows = list(remote.scan_history())
+    assert len(rows) == 10_000
+    assert rows[5_000]["sample"] == "img_\\xff.png"
+    assert rows[-1]["x"] == 9_999.0

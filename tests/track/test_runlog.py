@@ -118,8 +118,8 @@ def test_newer_version_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", [0, 1, 127, 128, 16383, 16384, 2**21, 2**40])
 def test_varints_round_trip(value: int) -> None:
-    assert runlog._read_uvarint(runlog.uvarint(value), 0)[0] == value
-    assert runlog._read_svarint(runlog.svarint(-value), 0)[0] == -value
+    assert runlog.read_uvarint(runlog.uvarint(value), 0)[0] == value
+    assert runlog.read_svarint(runlog.svarint(-value), 0)[0] == -value
 
 
 def test_special_floats_survive(tmp_path: Path) -> None:

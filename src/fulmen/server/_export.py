@@ -17,7 +17,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fulmen.server._ingest import RECENT_ROWS
-from fulmen.track.runlog import Record, decode_history, header, history_head, read_records
+from fulmen.track.runlog import (
+    Record,
+    decode_history,
+    header,
+    history_head,
+    read_records,
+    unicode_safe,
+)
 
 BUILTIN = ("_step", "_runtime", "_timestamp")
 ROWS_PER_GROUP = 65536
@@ -76,6 +83,7 @@ def rows(frames: Callable[[], Iterable[bytes]]) -> tuple[list[str], Iterator[dic
                 seg_rt = float(rec.data.get("runtime", 0.0))
             elif rec.kind in ("history", "patch"):
                 step, runtime, values = decode_history(rec.data, rec.seq, schemas)
+                values = unicode_safe(values)  # valid Unicode, as ingest stores it
                 if rec.kind == "patch":
                     target = next(
                         (r for r in reversed(window.values()) if r["_step"] == step), None

@@ -28,6 +28,7 @@ from fulmen.track.runlog import (
     header,
     history_head,
     read_records,
+    unicode_safe,
 )
 
 RECENT_ROWS = 256  # rows a PATCH may still reach (late values arrive within moments)
@@ -284,6 +285,8 @@ def _check(kind: str, data: Any) -> None:
 
 def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:  # noqa: PLR0915, PLR0912
     kind, data = rec.kind, rec.data
+    if isinstance(data, (dict, list)):
+        data = unicode_safe(data)  # lone surrogates escaped: the store needs valid Unicode
     _check(kind, data)
     if kind == "history":
         schema_id, delta, pos = history_head(data)
@@ -300,6 +303,7 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
     if kind in ("history", "patch"):  # PATCH, or a row with strings or media: one at a time
         points.flush_groups()
         step, runtime, values = decode_history(data, rec.seq, state.schemas)
+        values = unicode_safe(values)
         timestamp = state.segment_time + (runtime - state.segment_runtime)
         state.runtime = max(state.runtime, runtime)
         ordinal = _ordinal(state, step, patch=kind == "patch")

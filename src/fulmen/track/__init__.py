@@ -103,9 +103,9 @@ def use_artifact(artifact_or_name: Any, type: str | None = None) -> Any:
     return _require_run("use_artifact").use_artifact(artifact_or_name, type=type)
 
 
-def save(path: str) -> None:
+def save(path: str, base_path: str | None = None) -> None:
     """``run.save`` on the active run."""
-    _require_run("save").save(path)
+    _require_run("save").save(path, base_path=base_path)
 
 
 def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from fulmen.track._replay import SummaryState
-from fulmen.track._values import jsonable
+from fulmen.track._values import SURROGATE_HINT, check_json, has_surrogate, jsonable
 
 
 def as_mapping(obj: Any, what: str = "config") -> dict[str, Any]:
@@ -30,6 +30,25 @@ def as_mapping(obj: Any, what: str = "config") -> dict[str, Any]:
     )
 
 
+def prepare(what: str, items: Mapping[Any, Any]) -> dict[str, Any]:
+    """``items`` as the JSON a record holds, checked before anything is written: non-empty string
+    keys, at most ``MAX_DEPTH`` levels of nesting, no int beyond the float range, no key with a
+    lone surrogate; a clear error naming the key otherwise."""
+    out: dict[str, Any] = {}
+    for key, value in items.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"{what} keys must be non-empty strings, got {key!r}")
+        if has_surrogate(key):
+            raise ValueError(f"{what} key {key!r} {SURROGATE_HINT}")
+        try:
+            new = jsonable(value, depth=2)
+        except ValueError as exc:
+            raise ValueError(f"{what} key {key!r}: {exc}") from None
+        check_json(f"{what} key {key!r}", new, depth=2)
+        out[key] = new
+    return out
+
+
 class Config:
     """The run's hyperparameters: ``config.lr``, ``config["lr"]``, ``config.update(d)``.
 
@@ -49,10 +68,7 @@ class Config:
         items = as_mapping(d)
         items.update(kwargs)
         changed: dict[str, Any] = {}
-        for key, value in items.items():
-            if not isinstance(key, str) or not key:
-                raise TypeError(f"config keys must be non-empty strings, got {key!r}")
-            new = jsonable(value)
+        for key, new in prepare("config", items).items():
             old = self._data.get(key, _MISSING)
             if old is not _MISSING and old != new and not allow_val_change:
                 raise ValueError(
@@ -143,11 +159,7 @@ class Summary(MutableMapping[str, Any]):
             self._on_change({}, [key])
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
-        items = dict(other, **kwargs)
-        for key in items:
-            if not isinstance(key, str) or not key:
-                raise TypeError(f"summary keys must be non-empty strings, got {key!r}")
-        values = {k: jsonable(v) for k, v in items.items()}
+        values = prepare("summary", dict(other, **kwargs))
         for key, value in values.items():
             self._state.set(key, value)
         if self._on_change is not None and values:

@@ -49,7 +49,7 @@ class DisabledRun:
     def unwatch(self, *args: Any, **kwargs: Any) -> None:
         """Does nothing."""
 
-    def save(self, path: str) -> None:
+    def save(self, path: str, base_path: str | None = None) -> None:
         """Does nothing."""
 
     def save_file(self, *args: Any, **kwargs: Any) -> None:

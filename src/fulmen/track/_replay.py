@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,11 @@ from fulmen.track.runlog import Corrupt, Record, decode_history, read_records
 from fulmen.track.runlog import SummaryState as SummaryState  # noqa: PLC0414 (re-exported)
 
 SUMMARY_MODES = ("min", "max", "mean", "first", "last", "none")
+# what applying a record that does not make sense raises (RecursionError: JSON nested too deep)
+_BAD_RECORD = (
+    KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError,
+    struct.error,
+)  # fmt: skip
 
 
 def parse_summary(summary: str | None) -> list[str]:
@@ -62,68 +68,99 @@ class RunData:
         return max((r["_step"] for r in self.rows), default=-1)
 
 
-def iter_rows(  # noqa: PLR0912, PLR0915 (one branch per record kind)
-    path: Path, data: RunData | None = None
-) -> Iterator[dict[str, Any]]:
+def iter_rows(path: Path, data: RunData | None = None) -> Iterator[dict[str, Any]]:
     """History rows in order, with rewinds applied lazily by the caller (see ``replay``).
 
     Yields each HISTORY/PATCH record's row with ``_step``, ``_runtime``, ``_timestamp``; a row
     dict with key ``"__rewind__"`` marks a REWIND. ``data``, when given, collects the rest.
     """
     schemas: dict[int, list[tuple[str, str]]] = {}
-    segment_time, segment_runtime = 0.0, 0.0
+    segment = [0.0, 0.0]  # the last RUN record's time and runtime
     for item in read_records(path):
         if isinstance(item, Corrupt):
             if data is not None:
                 data.corrupt.append(item)
             continue
-        rec: Record = item
-        kind, body = rec.kind, rec.data
         if data is not None:
-            data.last_seq = rec.seq
-        if kind in ("history", "patch"):
-            step, runtime, values = decode_history(body, rec.seq, schemas)
+            data.last_seq = item.seq
+        try:
+            row = _apply(item, schemas, segment, data)
+        except _BAD_RECORD as exc:
+            # a CRC-valid record that does not make sense (a writer bug, a hand-made file): one
+            # bad record is reported and skipped; it never hides the rest of the run
             if data is not None:
-                data.summary.observe(values)
-            if kind == "patch":
-                values["__patch__"] = True
-            values["_step"] = step
-            values["_runtime"] = runtime
-            values["_timestamp"] = segment_time + (runtime - segment_runtime)
-            if data is not None:
-                data.runtime = max(data.runtime, runtime)
-            yield values
-        elif kind == "schema":
-            schemas[body["id"]] = [(k, c) for k, c in body["columns"]]
-            if data is not None:
-                data.max_schema = max(data.max_schema, body["id"])
-        elif kind == "rewind":
-            yield {"__rewind__": body["step"]}
-        elif kind == "run":
-            segment_time, segment_runtime = body.get("time", 0.0), body.get("runtime", 0.0)
-            if data is not None:
-                data.starts.append(body)
-                data.exit = None
-        elif data is None:
+                data.corrupt.append(
+                    Corrupt(item.offset, item.end, f"{item.kind} record {item.seq}: {exc!r}")
+                )
             continue
-        elif kind == "config":
-            data.config.update(body)
-        elif kind == "summary":
-            current = data.summary.result()
-            for key, value in body.get("update", {}).items():
-                if key not in current or current[key] != value:  # the final summary repeats
-                    data.summary.set(key, value)  # what the rows give: only real changes stick
-            for key in body.get("remove", []):
-                data.summary.remove(key)
-        elif kind == "metric":
-            data.metrics.append(body)
-            data.summary.define(body["name"], body.get("summary") or [])
-        elif kind == "file":
+        if row is not None:
+            yield row
+
+
+def _apply(  # noqa: PLR0912 (one branch per record kind)
+    rec: Record,
+    schemas: dict[int, list[tuple[str, str]]],
+    segment: list[float],
+    data: RunData | None,
+) -> dict[str, Any] | None:
+    """Apply one record to ``data``: the row it makes (HISTORY, PATCH, REWIND), or None.
+    Records are checked before anything of them is applied, so a bad one changes nothing."""
+    kind, body = rec.kind, rec.data
+    if kind in ("history", "patch"):
+        step, runtime, values = decode_history(body, rec.seq, schemas)
+        if data is not None:
+            data.summary.observe(values)
+            data.runtime = max(data.runtime, runtime)
+        if kind == "patch":
+            values["__patch__"] = True
+        values["_step"] = step
+        values["_runtime"] = runtime
+        values["_timestamp"] = segment[0] + (runtime - segment[1])
+        return values
+    if kind == "schema":
+        sid, columns = int(body["id"]), [(str(k), str(c)) for k, c in body["columns"]]
+        schemas[sid] = columns
+        if data is not None:
+            data.max_schema = max(data.max_schema, sid)
+    elif kind == "rewind":
+        return {"__rewind__": int(body["step"])}
+    elif kind == "run":
+        time_, runtime_ = float(body.get("time") or 0.0), float(body.get("runtime") or 0.0)
+        segment[:] = [time_, runtime_]
+        if data is not None:
+            data.starts.append(body)
+            data.exit = None
+    elif data is None:
+        return None
+    elif kind == "config":
+        data.config.update(_dict(body))
+    elif kind == "summary":
+        update, remove = _dict(body.get("update") or {}), list(body.get("remove") or [])
+        current = data.summary.result()
+        for key, value in update.items():
+            if key not in current or current[key] != value:  # the final summary repeats
+                data.summary.set(key, value)  # what the rows give: only real changes stick
+        for key in remove:
+            data.summary.remove(str(key))
+    elif kind == "metric":
+        modes = list(body.get("summary") or [])
+        data.summary.define(str(body["name"]), modes)
+        data.metrics.append(body)
+    elif kind in ("file", "artifact", "exit"):
+        _dict(body)
+        if kind == "file":
             data.files.append(body)
         elif kind == "artifact":
             data.artifacts.append(body)
-        elif kind == "exit":
+        else:
             data.exit = body
+    return None
+
+
+def _dict(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise TypeError(f"a JSON object was expected, got {type(body).__name__}")
+    return body
 
 
 def replay(path: Path) -> RunData:

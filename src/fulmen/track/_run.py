@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import struct
 import sys
@@ -27,12 +28,19 @@ from fulmen.__about__ import __version__
 from fulmen.track import runlog as rl
 from fulmen.track._active import deactivate, state_for
 from fulmen.track._artifacts import Artifact, ArtifactStore
-from fulmen.track._config import Config, Summary
+from fulmen.track._config import Config, Summary, as_mapping, prepare
 from fulmen.track._layout import auto_resume_id, find_run_dir, log_path, new_id
 from fulmen.track._replay import RunData, SummaryState, parse_summary, replay
 from fulmen.track._settings import Settings, check_name
 from fulmen.track._system import ConsoleTee, Sampler, atomic_write
-from fulmen.track._values import DeferredTensor, check_key, convert, flatten, type_code
+from fulmen.track._values import (
+    DeferredTensor,
+    check_key,
+    convert,
+    flatten,
+    has_surrogate,
+    type_code,
+)
 
 _perf = time.perf_counter
 _uvarint, _svarint, _frame = rl.uvarint, rl.svarint, rl.frame
@@ -43,6 +51,7 @@ _pack_crc = struct.Struct("<I").pack
 _write = os.write
 _pack_seq = rl.SEQ.pack
 LOCK_WAIT_S = 0.25
+log = logging.getLogger("fulmen.track")
 
 
 class Error(RuntimeError):
@@ -83,6 +92,7 @@ class Run:
     def __init__(self, settings: Settings, config: Any = None) -> None:  # noqa: PLR0915
         self._settings = s = settings
         self.mode = s.mode
+        initial = prepare("config", as_mapping(config))  # a bad config fails before any file
         root = s.dir / "fulmen"
         resumed_data, run_id, run_dir = self._claim(root, s)
         self.resumed = resumed_data is not None
@@ -101,6 +111,8 @@ class Run:
         self._lock = threading.RLock()
         self._closed = False
         self._warned_step = False
+        self._said: set[str] = set()  # the topics _say_once has said
+        self._capturing = True  # the console tee hands lines to the run log until a write fails
         self._extra: dict[str, Any] = {}
         self._watchers: list[Any] = []
         self._deferred: list[tuple[int, list[DeferredTensor]]] = []
@@ -118,9 +130,14 @@ class Run:
         self._refresh_fast()
         self.start_time = time.time()
         self._t0 = _perf() - self._rt0_us / 1e6  # runtime continues across resumes
-        self._append_json(rl.RUN, self._start_record())
-        if config is not None:
-            self.config.update(config, allow_val_change=self.resumed)
+        try:
+            self._append_json(rl.RUN, self._start_record())
+            if initial:
+                self.config.update(initial, allow_val_change=self.resumed)
+        except BaseException:  # a full disk at init: give the run's id back (its lock) and raise
+            os.close(self._fd)
+            os.close(self._lock_fd)
+            raise
         self._write_metadata()
         self._point_latest()
         self._tees: list[ConsoleTee] = []
@@ -131,7 +148,7 @@ class Run:
             self._files,
             interval=s.stats_interval,
             collect_git=not (s.disable_git or s.anonymous),
-            on_file=self._file_written,
+            on_file=self._background_file,
             on_stats=self._stats,
         )
         self._sampler.start()
@@ -255,8 +272,8 @@ class Run:
             "runtime": self._rt0_us / 1e6,
             "host": None if anonymous else socket.gethostname(),
             "user": None if anonymous else _user(),
-            "program": sys.argv[0] if sys.argv else None,
-            "args": sys.argv[1:],
+            "program": _printable(sys.argv[0]) if sys.argv else None,
+            "args": [_printable(a) for a in sys.argv[1:]],
             "python": platform.python_version(),
             "pid": os.getpid(),
             "fulmen": __version__,
@@ -350,18 +367,60 @@ class Run:
         self._append_json(rl.SUMMARY, {"update": update, "remove": remove})
 
     def _console(self, stream: int, text: str) -> None:
+        # Called from inside the user's print(): it must never raise. When the run log cannot take
+        # a line (disk full), capturing stops; the output still reaches the terminal.
         data = text.encode("utf-8", "replace")
         with self._lock:
-            if self._closed:
+            if self._closed or not self._capturing:
                 return
             if self._output_fd >= 0:
                 with contextlib.suppress(OSError):
                     _write(self._output_fd, data)
             self._seq += 1
-            self._emit(rl.CONSOLE, _pack_seq(self._seq) + bytes((stream,)) + data)
+            try:
+                self._emit(rl.CONSOLE, _pack_seq(self._seq) + bytes((stream,)) + data)
+                return
+            except Error as exc:
+                self._capturing = False
+                failed = exc
+        self._restore_streams()
+        self._say_once(
+            "console",
+            f"fulmen: run {self._id!r} stopped capturing the console: {failed}. The program goes "
+            "on and its output still reaches the terminal; nothing more of it is recorded",
+        )
+
+    def _restore_streams(self) -> None:
+        """Put back sys.stdout and sys.stderr if they are still this run's tees."""
+        if self._tees and sys.stdout is self._tees[0]:
+            sys.stdout = self._tees[0].original
+        if self._tees and sys.stderr is self._tees[1]:
+            sys.stderr = self._tees[1].original
+
+    def _say_once(self, topic: str, message: str, stacklevel: int = 4) -> None:
+        """Say ``message`` once per run and topic: a RuntimeWarning and the fulmen.track logger.
+        Never raises (it runs inside print() and finish()), even where warnings are errors."""
+        if topic in self._said:
+            return
+        self._said.add(topic)
+        log.warning(message)
+        with contextlib.suppress(Exception):
+            warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)  # the user's call
 
     def _stats(self, stats: dict[str, float]) -> None:
-        self._append_json(rl.STATS, stats)
+        try:
+            self._append_json(rl.STATS, stats)
+        except Error as exc:  # the sampler thread: a full disk ends its records, not the program
+            self._say_background(exc)
+
+    def _background_file(self, path: str, kind: str) -> None:
+        try:
+            self._file_written(path, kind)
+        except Error as exc:
+            self._say_background(exc)
+
+    def _say_background(self, exc: Error) -> None:
+        log.info("run %r: a background record was not written: %s", self._id, exc)
 
     def _file_written(self, path: str, kind: str) -> None:
         try:
@@ -442,7 +501,7 @@ class Run:
             try:
                 converted = convert(key, value, self)  # self: media store their bytes
             except (TypeError, ValueError) as exc:
-                errors.append((TypeError, str(exc)))
+                errors.append((type(exc) if type(exc) is ValueError else TypeError, str(exc)))
                 continue
             if isinstance(converted, DeferredTensor):
                 deferred.append(converted)
@@ -627,21 +686,55 @@ class Run:
                 keep.append(watcher)
         self._watchers = keep
 
-    def save(self, path: str) -> None:
-        """Copy the file ``path`` into the run's files/ folder (once, now) and record it."""
+    def save(self, path: str, base_path: str | None = None) -> None:
+        """Copy the file ``path`` into the run's files/ folder (once, now) and record it, as
+        W&B's ``save``: under its path relative to ``base_path`` (default: the working directory,
+        which a relative ``path`` may not walk above); an absolute ``path`` without ``base_path``
+        under its name. A file already in the folder is recorded where it is."""
         self._check_open()
-        source = Path(path)
+        source = Path(os.path.abspath(path))
+        files = self._files.resolve()
+        if source.resolve().is_relative_to(files) and source.resolve().is_file():
+            rel = source.resolve().relative_to(files).as_posix()  # already in the folder
+        elif base_path is not None:
+            rel = os.path.relpath(source, os.path.abspath(base_path))
+            if _walks_up(rel):
+                raise ValueError(f"save: {path!r} is not under base_path {base_path!r}")
+        elif os.path.isabs(path):
+            rel = source.name
+        else:
+            rel = os.path.normpath(path)
+            if _walks_up(rel):
+                raise ValueError(
+                    f"save: {path!r} walks above base_path (the working directory); pass an "
+                    "absolute path (copied under its name) or base_path="
+                )
         if not source.is_file():
             raise ValueError(f"save: {path!r} is not a file")
-        import shutil
+        target = self._files / rel
+        if not (target.exists() and target.samefile(source)):
+            import shutil
 
-        shutil.copyfile(source, self._files / source.name)
-        self._file_written(source.name, "user")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        self._file_written(Path(rel).as_posix(), "user")
 
     def save_file(self, path: str, kind: str = "user") -> None:
-        """Record a file written under ``run.dir`` (the run's files/ folder)."""
+        """Record a file written under ``run.dir`` (the run's files/ folder), by its path there.
+        A path outside the folder (absolute, ``..``, a link out of it) is a ValueError: copy such
+        a file in with ``save``."""
         self._check_open()
-        self._file_written(path, kind)
+        rel = os.path.normpath(path) if isinstance(path, str) else ""
+        inside = bool(rel) and not os.path.isabs(rel) and not _walks_up(rel)
+        if inside:
+            files = self._files.resolve()
+            inside = (files / rel).resolve().is_relative_to(files)
+        if not inside:
+            raise ValueError(
+                f"save_file: {path!r} is outside the run's files folder {self._files} (or is not "
+                "a path); write the file under run.dir, or copy it in with run.save(path)"
+            )
+        self._file_written(Path(rel).as_posix(), kind)
 
     def log_artifact(
         self,
@@ -694,27 +787,32 @@ class Run:
         self._sampler.close()
         for tee in self._tees:
             tee.flush_rest()
-        if self._tees and sys.stdout is self._tees[0]:
-            sys.stdout = self._tees[0].original
-        if self._tees and sys.stderr is self._tees[1]:
-            sys.stderr = self._tees[1].original
+        self._restore_streams()
         self.unwatch()
         for thread in getattr(self, "_deferred_threads", []):
             thread.join(timeout=10)
         from fulmen.track._media_store import close_media
 
         close_media(self)  # the PNGs of logged images encoded, and their FILE records written
+        failed: list[tuple[str, Error]] = []  # finish() reports failed writes, never raises
         with self._lock:
             if self._extra:
                 extra, self._extra = self._extra, {}
-                self._write_row(rl.HISTORY, self._step, {k: ("j", v) for k, v in extra.items()})
-            self._seq += 1
+                try:
+                    self._write_row(rl.HISTORY, self._step, {k: ("j", v) for k, v in extra.items()})
+                except Error as exc:
+                    failed.append(("the last watch histograms", exc))
             update = self._summary_state.result()
-            self._emit(rl.SUMMARY, rl.json_payload(self._seq, {"update": update, "remove": []}))
-            runtime = _perf() - self._t0
-            self._seq += 1
-            exit_record = {"exit_code": exit_code, "state": state, "runtime": runtime}
-            self._emit(rl.EXIT, rl.json_payload(self._seq, exit_record))
+            exit_record = {"exit_code": exit_code, "state": state, "runtime": _perf() - self._t0}
+            for kind, body, what in (
+                (rl.SUMMARY, {"update": update, "remove": []}, "the final summary"),
+                (rl.EXIT, exit_record, "the exit record"),
+            ):
+                try:
+                    self._seq += 1
+                    self._emit(kind, rl.json_payload(self._seq, body))
+                except Error as exc:
+                    failed.append((what, exc))
             self._closed = True
             self._fast = False
             with contextlib.suppress(OSError):
@@ -725,6 +823,15 @@ class Run:
         self._state = state
         self._write_metadata()
         os.close(self._lock_fd)  # releases the lock: readers now see the run as ended
+        if failed:
+            what = ", ".join(w for w, _ in failed)
+            if failed[-1][0] == "the exit record":
+                what += "; readers will see the run as crashed"
+            self._say_once(
+                "finish",
+                f"fulmen: could not write the end of run {self._id!r} ({what}): {failed[0][1]}. "
+                "What was logged before is intact",
+            )
         deactivate(self)
         if self._uploader is not None:  # a bounded wait, then the `fulmen sync` command
             from fulmen.track._upload import finish_online
@@ -833,6 +940,17 @@ def _artifact_record(manifest: dict[str, Any], *, used: bool) -> dict[str, Any]:
         "used": used,
         "entries": len(manifest["entries"]),
     }
+
+
+def _walks_up(rel: str) -> bool:
+    """True when the normalized relative path ``rel`` leaves its folder (``..`` or ``../x``)."""
+    return rel == os.pardir or rel.startswith(os.pardir + os.sep)
+
+
+def _printable(text: str) -> str:
+    """An argument as valid Unicode: undecodable bytes (lone surrogates from os.fsdecode) are
+    written as ``\\xff`` escapes (it names the file; nothing reads it back as a path)."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace") if has_surrogate(text) else text
 
 
 def _user() -> str | None:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fulmen.track._values import SURROGATE_HINT, has_surrogate
+
 # name -> (FULMEN variable, WANDB variable or "", default)
 SETTINGS: dict[str, tuple[str, str, Any]] = {
     "project": ("FULMEN_PROJECT", "WANDB_PROJECT", "uncategorized"),
@@ -121,6 +123,8 @@ def check_name(what: str, value: object, *, allow_separators: bool = False) -> s
         raise TypeError(f"{what} must be a string, got {type(value).__name__} {value!r}")
     if not value or (len(value) > 128 and not allow_separators):
         raise ValueError(f"{what} must be 1 to 128 characters long, got {len(value)}")
+    if has_surrogate(value):
+        raise ValueError(f"{what} {value!r} {SURROGATE_HINT}")
     if not allow_separators and (_NAME_BAD.search(value) or value in (".", "..")):
         raise ValueError(
             f"{what} {value!r} contains a path separator or control character, or is '.'/'..'; "
@@ -142,6 +146,8 @@ def _tags(value: Any) -> tuple[str, ...]:
     for tag in tags:
         if not isinstance(tag, str) or not tag or len(tag) > 64:
             raise ValueError(f"tags must be strings of 1 to 64 characters, got {tag!r}")
+        if has_surrogate(tag):
+            raise ValueError(f"tag {tag!r} {SURROGATE_HINT}")
     return tags
 
 

@@ -11,19 +11,29 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 MAX_KEY_LENGTH = 256
+MAX_DEPTH = 100  # levels of nested dicts and lists in one logged value or config
 RESERVED_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_FLOAT_MAX = sys.float_info.max  # ints beyond it are refused: no chart or server holds them
+_PLAIN = frozenset({float, str, bool, type(None)})  # what check_json has nothing to check in
 
 # Types whose column code follows from the type alone: these rows can take log()'s fast path.
 TYPE_CODES: dict[type, str] = {float: "d", int: "q", bool: "?"}
 
 
-def check_key(key: object) -> str | None:
+def has_surrogate(text: str) -> bool:
+    """True when ``text`` holds a lone surrogate (os.fsdecode's stand-in for undecodable bytes)."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def check_key(key: object) -> str | None:  # noqa: PLR0911 (one return per rule)
     """Why ``key`` cannot be a metric key, or None when it can."""
     if not isinstance(key, str):
         return f"key {key!r} is a {type(key).__name__}, not a string"
@@ -33,9 +43,67 @@ def check_key(key: object) -> str | None:
         return f"key {key[:40]!r}... is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}"
     if _CONTROL.search(key):
         return f"key {key!r} contains a control character"
+    if has_surrogate(key):
+        return f"key {key!r} {SURROGATE_HINT}"
     if key in RESERVED_KEYS:
         return f"key {key!r} is reserved (fulmen sets _step, _runtime and _timestamp itself)"
     return None
+
+
+SURROGATE_HINT = (
+    "contains a lone surrogate (undecodable bytes, as os.fsdecode gives for a non-UTF-8 file "
+    "name); names must be valid Unicode: use os.fsencode(s).decode('utf-8', 'backslashreplace')"
+)
+
+
+def _string(value: str) -> tuple[str, str]:
+    """A string's column: ``s`` (UTF-8); ``j`` when it holds a lone surrogate, which UTF-8 cannot
+    hold and JSON escapes (``"\\udcff"``), so the reader gets the same str back."""
+    return ("j" if has_surrogate(value) else "s"), value
+
+
+def _big_int(key: str, value: int) -> tuple[str, int]:
+    """An int beyond int64: a JSON number, exact; beyond the float range it is refused."""
+    if -_FLOAT_MAX <= value <= _FLOAT_MAX:
+        return "j", value
+    raise ValueError(
+        f"cannot log key {key!r}: the int {_digits(value)} is beyond the float range (about "
+        "1.8e308) that charts and the server hold; log str(value) to keep its digits"
+    )
+
+
+def _digits(value: int) -> str:
+    # str() of an int this big may itself refuse (sys.set_int_max_str_digits): count from bits
+    return f"of about {int(abs(value).bit_length() * math.log10(2)) + 1} digits"
+
+
+def check_json(what: str, value: Any, depth: int = 1) -> None:
+    """ValueError naming ``what`` when ``value`` (JSON-able: dicts, lists, scalars) nests deeper
+    than ``MAX_DEPTH`` or holds an int beyond the float range or a dict key with a lone
+    surrogate. Strings may hold lone surrogates: JSON escapes them and reads them back."""
+    if isinstance(value, (list, tuple, Mapping)):
+        if depth > MAX_DEPTH:
+            raise ValueError(
+                f"{what} nests dicts and lists more than {MAX_DEPTH} levels deep (the limit)"
+            )
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if isinstance(key, str) and has_surrogate(key):
+                    raise ValueError(f"{what}: key {key!r} {SURROGATE_HINT}")
+                check_json(what, item, depth + 1)
+        else:
+            for item in value:
+                if type(item) not in _PLAIN:  # a long list of floats costs one type check each
+                    check_json(what, item, depth + 1)
+    elif (
+        type(value) is not bool
+        and isinstance(value, int)
+        and not (-_FLOAT_MAX <= value <= _FLOAT_MAX)
+    ):
+        raise ValueError(
+            f"{what} holds the int {_digits(value)}, beyond the float range (about 1.8e308) that "
+            "charts and the server hold; use str(value) to keep its digits"
+        )
 
 
 class DeferredTensor:
@@ -58,11 +126,11 @@ def convert(  # noqa: PLR0911, PLR0912
     if kind is bool:
         return "?", value
     if kind is int:
-        return ("q", value) if _I64_MIN <= value <= _I64_MAX else ("j", value)
+        return ("q", value) if _I64_MIN <= value <= _I64_MAX else _big_int(key, value)
     if kind is float:
         return "d", value
     if kind is str:
-        return "s", value
+        return _string(value)
     if value is None:
         return "j", None
     module = kind.__module__
@@ -84,8 +152,9 @@ def convert(  # noqa: PLR0911, PLR0912
     if isinstance(value, float):
         return "d", float(value)
     if isinstance(value, str):
-        return "s", str.__str__(value)  # its text: str() of a str enum would be "Name.A"
+        return _string(str.__str__(value))  # its text: str() of a str enum would be "Name.A"
     if isinstance(value, (list, tuple)):
+        check_json(f"cannot log key {key!r}: the value", value, depth=2)
         try:
             json.dumps(value, allow_nan=True)
         except (TypeError, ValueError):
@@ -121,7 +190,7 @@ def _convert_numpy(key: str, value: Any) -> tuple[str, Any]:
         if dtype_kind == "f":
             return ("f" if value.dtype.itemsize <= 4 else "d"), float(value)
         if dtype_kind in "US":
-            return "s", str(value)
+            return _string(str(value))
     elif dtype_kind in "biuf":
         return "j", Histogram(value).to_json()
     raise TypeError(f"cannot log key {key!r}: numpy value of dtype {value.dtype} is not supported")
@@ -172,30 +241,39 @@ def type_code(value: Any) -> str | None:
     return code
 
 
-def flatten(data: Mapping[Any, Any], prefix: str = "") -> list[tuple[Any, Any]]:
-    """Nested mappings as ("a/b", value) pairs, in order; keys are checked by the caller."""
+def flatten(data: Mapping[Any, Any], prefix: str = "", depth: int = 1) -> list[tuple[Any, Any]]:
+    """Nested mappings as ("a/b", value) pairs, in order; keys are checked by the caller.
+    ValueError when the mappings nest more than ``MAX_DEPTH`` levels deep."""
+    if depth > MAX_DEPTH:
+        raise ValueError(
+            f"log(): the dict nests more than {MAX_DEPTH} levels deep (the limit), at key "
+            f"{prefix[:80]!r}..."
+        )
     items: list[tuple[Any, Any]] = []
     for key, value in data.items():
         full = f"{prefix}{key}" if isinstance(key, str) else key
         if isinstance(value, Mapping) and isinstance(key, str):
-            items += flatten(value, full + "/")
+            items += flatten(value, full + "/", depth + 1)
         else:
             items.append((full, value))
     return items
 
 
-def jsonable(value: Any) -> Any:  # noqa: PLR0911
-    """``value`` as something JSON can hold: containers kept, other objects as strings."""
+def jsonable(value: Any, depth: int = 1) -> Any:  # noqa: PLR0911
+    """``value`` as something JSON can hold: containers kept, other objects as strings.
+    ValueError when containers nest more than ``MAX_DEPTH`` levels deep (or hold themselves)."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
         return float(value)
+    if isinstance(value, (Mapping, list, tuple)) and depth > MAX_DEPTH:
+        raise ValueError(f"it nests dicts and lists more than {MAX_DEPTH} levels deep (the limit)")
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, depth + 1) for v in value]
     if type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0:
         return jsonable(value.item())
     return str(value)

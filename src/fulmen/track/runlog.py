@@ -49,6 +49,11 @@ HISTORY record whose step is lower than an earlier one, without a REWIND before 
 of its own (an ordinary run that logged a lower step). _runtime is runtime_ms / 1000 (it saturates
 at 2**32 - 1 ms, 49.7 days); _timestamp is the segment's RUN.time + (_runtime - RUN.runtime).
 
+Strings: UTF-8. A string value holding a lone surrogate (``os.fsdecode`` of a non-UTF-8 file name)
+is written as a ``j`` column, whose JSON text escapes it (``"\\udcff"``) and reads back as the same
+str; ``s`` columns are decoded with ``surrogatepass`` (older writers wrote them so).
+``escape_surrogates``/``unicode_safe`` give the valid-Unicode form a database needs (``\\xff``).
+
 Reading: frames are checked by CRC. A frame that does not check is reported as a ``Corrupt`` and
 the reader resumes at the next offset holding a lead byte whose frame checks. A frame cut off by the
 end of the file with no good frame after it is a torn tail (a crash mid-write); it is reported by
@@ -74,11 +79,13 @@ __all__ = [
     "Record",
     "SummaryState",
     "decode_history",
+    "escape_surrogates",
     "history_head",
     "read_records",
     "read_svarint",
     "read_uvarint",
     "summary_of",
+    "unicode_safe",
 ]
 
 MAGIC = b"FULMENRL"
@@ -220,10 +227,6 @@ def history_head(body: bytes | memoryview) -> tuple[int, int, int]:
     return schema_id, delta, pos
 
 
-_read_uvarint = read_uvarint  # the names before they were public (kept for existing callers)
-_read_svarint = read_svarint
-
-
 def _try_frame(buf: bytes, pos: int) -> tuple[int, int, int] | str:
     """(kind, payload start, payload end) of a good frame at ``pos``, or why there is none."""
     lead = buf[pos]
@@ -287,7 +290,7 @@ def read_records(source: str | Path | bytes | BinaryIO) -> Iterator[Record | Cor
             kind, start, end = found
             try:
                 seq, data = _decode_body(kind, buf[start:end])
-            except (ValueError, IndexError, UnicodeDecodeError) as exc:
+            except (ValueError, IndexError, RecursionError) as exc:  # Unicode errors too
                 # CRC-valid but undecodable: a writer bug, not a torn write; report and skip
                 yield Corrupt(pos, end, f"undecodable {_name(kind)} body: {exc}")
             else:
@@ -370,10 +373,42 @@ def decode_history(
             row[key] = next(rest)
             continue
         n, pos = read_uvarint(body, pos)
-        text = body[pos : pos + n].decode()
+        text = body[pos : pos + n].decode("utf-8", "surrogatepass")  # older writers: see "Strings"
         pos += n
         row[key] = text if code == "s" else json.loads(text)
     return seq - delta, values[0] / 1e3, row
+
+
+def escape_surrogates(text: str) -> str:
+    """``text`` as valid Unicode: each lone surrogate (what ``os.fsdecode`` gives for a byte that
+    is not UTF-8: U+DC80..U+DCFF for bytes 0x80..0xFF) becomes the four characters ``\\xNN`` of
+    its byte, any other lone surrogate ``\\udNNN``. For readers that need valid Unicode (a
+    database, a UTF-8 HTTP answer); the run log itself keeps the string as given."""
+    if text.isascii():
+        return text
+    return "".join(
+        (f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}")
+        if 0xD800 <= ord(c) <= 0xDFFF
+        else c
+        for c in text
+    )
+
+
+def unicode_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` (parsed JSON, a decoded row) with every string and key through
+    :func:`escape_surrogates`. ValueError past 200 levels of nesting."""
+    if isinstance(value, str):
+        return escape_surrogates(value)
+    if depth > 200:
+        raise ValueError("nested more than 200 levels deep")
+    if isinstance(value, list):
+        return [unicode_safe(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {
+            escape_surrogates(k) if isinstance(k, str) else k: unicode_safe(v, depth + 1)
+            for k, v in value.items()
+        }
+    return value
 
 
 def summary_of(
