@@ -91,6 +91,14 @@ DEFAULT_DATA = "~/.local/share/fulmen/server"
 @click.option("--db", default=None, help="database URL (default: SQLite in the data folder)")
 @click.option("--insecure", is_flag=True, help="serve a non-loopback address without API keys")
 @click.option("--allow-anonymous", is_flag=True, help="accept anonymous runs without a key")
+@click.option(
+    "--allowed-host",
+    "allowed_host",
+    multiple=True,
+    metavar="NAME",
+    help="also accept requests whose Host header names NAME (repeatable; '*': any). On loopback "
+    "only loopback names are accepted without it; elsewhere any, unless it is given",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -100,6 +108,7 @@ def server(
     db: str | None,
     insecure: bool,
     allow_anonymous: bool,
+    allowed_host: tuple[str, ...],
 ) -> None:
     """Run the self-hosted tracking server (API under /api/v1)."""
     from pathlib import Path
@@ -109,7 +118,15 @@ def server(
         return
     from fulmen.server._serve import serve
 
-    serve(host, port, ctx.obj["data"], db, insecure=insecure, allow_anonymous=allow_anonymous)
+    serve(
+        host,
+        port,
+        ctx.obj["data"],
+        db,
+        insecure=insecure,
+        allow_anonymous=allow_anonymous,
+        extra_hosts=allowed_host,
+    )
 
 
 @server.command("create-key")

@@ -12,14 +12,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fulmen.server._auth import PUBLIC
+from fulmen.server._security import SecurityConfig, allowed_hosts
 from fulmen.server._serve import config_for, is_loopback
 from fulmen.server.app import API_PREFIX, ServerConfig, create_app
-from tests.server.runlogs import LogWriter
+from tests.server.runlogs import CLIENT_HEADERS, LogWriter
 
 
 def secured(tmp_path: Path, **kw: bool) -> tuple[TestClient, str]:
     app = create_app(ServerConfig(data=tmp_path / "data", require_auth=True, **kw))
-    client = TestClient(app)
+    client = TestClient(app, headers=CLIENT_HEADERS)
     key = app.state.resources.store.create_key("alice")
     return client, key
 
@@ -112,7 +113,7 @@ ATTACKS = [
 
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_path_attacks_are_refused(tmp_path: Path, attack: str) -> None:
-    client = TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+    client = TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
     w = LogWriter()
     w.run("r1")
     base = f"{API_PREFIX}/entities/local/projects/p/runs/r1"
@@ -131,7 +132,7 @@ def test_path_attacks_are_refused(tmp_path: Path, attack: str) -> None:
 
 
 def test_a_symlink_out_of_the_blob_folder_is_not_followed(tmp_path: Path) -> None:
-    client = TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+    client = TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
     w = LogWriter()
     w.run("r1")
     w.record("file", {"path": "a.txt", "type": "user", "size": 1})
@@ -150,7 +151,7 @@ def test_a_symlink_out_of_the_blob_folder_is_not_followed(tmp_path: Path) -> Non
 
 
 def test_every_body_is_capped(tmp_path: Path) -> None:
-    client = TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+    client = TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
     url = f"{API_PREFIX}/entities/local/blobs/missing"
     big = b'{"digests": [' + b'"x",' * 5_000_000 + b'"x"]}'
     assert client.post(url, content=big).status_code == 413  # declared length
@@ -160,3 +161,95 @@ def test_every_body_is_capped(tmp_path: Path) -> None:
             yield b" " * (1 << 20)
 
     assert client.post(url, content=chunks()).status_code == 413
+
+
+# --- the browser boundary (issue 18): cross-origin writes, Host names --------------------------
+
+RUNS = f"{API_PREFIX}/entities/local/projects/p/runs"
+
+
+def _run_body(run_id: str = "r1") -> bytes:
+    w = LogWriter()
+    w.run(run_id)
+    return w.body()
+
+
+def _runs(client: TestClient) -> int:
+    return int(client.get(RUNS).json()["total"])
+
+
+def test_a_page_on_another_origin_cannot_write(tmp_path: Path) -> None:
+    # what fetch(url, {method: "POST", mode: "no-cors", body}) sends from https://evil.test:
+    # Origin and Sec-Fetch-Site from a modern browser, a plain body (no preflight) from any
+    client = TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+    posts = [
+        {"Origin": "https://evil.test", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.test"},
+        {"Origin": "null"},  # a sandboxed frame or a file:// page
+        {"Sec-Fetch-Site": "cross-site", "Content-Type": "application/octet-stream"},
+        {"Sec-Fetch-Site": "same-site", "Content-Type": "application/octet-stream"},  # other port
+        {"Origin": "http://127.0.0.1:3000", "Content-Type": "application/octet-stream"},
+        {"Content-Type": "text/plain"},  # an old browser: no Origin, but a simple request
+        {"Content-Type": "application/x-www-form-urlencoded"},  # a form post
+        {"Content-Type": "multipart/form-data; boundary=x"},
+        {},  # a plain ArrayBuffer body has no Content-Type at all
+    ]
+    for headers in posts:
+        r = client.post(f"{RUNS}/r1/records", content=_run_body(), headers=headers)
+        assert r.status_code in (403, 415), (headers, r.status_code)
+        assert "refused" in r.json()["detail"] or "Content-Type" in r.json()["detail"]
+    assert (
+        client.post(f"{API_PREFIX}/anonymous", headers={"Origin": "https://e.test"}).status_code
+        == 403
+    )
+    assert _runs(client) == 0
+    # what the real client sends, and a same-origin page, pass
+    ok = [
+        {"Content-Type": "application/octet-stream", "Content-Encoding": "identity"},
+        {"Content-Type": "application/octet-stream", "Origin": "http://testserver"},
+        {"Content-Type": "application/octet-stream", "Sec-Fetch-Site": "same-origin"},
+        {"Content-Type": "application/octet-stream", "Sec-Fetch-Site": "none"},
+        {"X-Fulmen-Client": "curl"},
+    ]
+    for i, headers in enumerate(ok):
+        r = client.post(f"{RUNS}/r{i}/records", content=_run_body(f"r{i}"), headers=headers)
+        assert r.status_code == 200, (headers, r.text)
+    assert _runs(client) == len(ok)
+    # reads are not writes: a cross-origin GET reaches the route (the browser hides the answer)
+    assert client.get(RUNS, headers={"Origin": "https://evil.test"}).status_code == 200
+
+
+def test_host_names_are_checked_on_loopback(tmp_path: Path) -> None:
+    loopback = SecurityConfig(allowed_hosts=allowed_hosts(True, ["tracker.lan"]))
+    client = TestClient(create_app(ServerConfig(data=tmp_path / "data", security=loopback)))
+    health = f"{API_PREFIX}/health"
+    for host in ("rebind.test", "rebind.test:8080", "127.0.0.2", "evil.localhost", ""):
+        r = client.get(health, headers={"Host": host})
+        assert r.status_code == 400, host
+        assert "--allowed-host" in r.json()["detail"]
+    for host in ("localhost:8080", "127.0.0.1:8080", "[::1]:8080", "LOCALHOST", "tracker.lan:80"):
+        assert client.get(health, headers={"Host": host}).status_code == 200, host
+    # a DNS-rebinding page is refused its writes too (its Origin matches its own Host)
+    r = client.post(
+        f"{RUNS}/r1/records",
+        content=_run_body(),
+        headers={"Host": "rebind.test:8080", "Origin": "http://rebind.test:8080",
+                 "Content-Type": "application/octet-stream"},
+    )  # fmt: skip
+    assert r.status_code == 400
+
+
+def test_the_host_check_is_configurable_off_loopback() -> None:
+    assert allowed_hosts(False, []) is None  # off loopback: any Host unless names are given
+    assert allowed_hosts(False, ["Tracker.Example.com."]) == {"tracker.example.com"}
+    assert allowed_hosts(True, []) == {"localhost", "127.0.0.1", "::1"}
+    assert allowed_hosts(True, ["*"]) is None
+    data = Path("unused")
+    on = config_for("127.0.0.1", data, None, insecure=False, allow_anonymous=False)
+    assert on.security.allowed_hosts == {"localhost", "127.0.0.1", "::1"}
+    off = config_for("0.0.0.0", data, None, insecure=False, allow_anonymous=False)
+    assert off.security.allowed_hosts is None
+    named = config_for(
+        "0.0.0.0", data, None, insecure=False, allow_anonymous=False, extra_hosts=["t.lan"]
+    )
+    assert named.security.allowed_hosts == {"t.lan"}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from fulmen.server._migrations import StoreTooNew
+from fulmen.server._security import SecurityConfig, allowed_hosts
 from fulmen.server.app import ServerConfig, create_app
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
@@ -22,14 +24,24 @@ def is_loopback(host: str) -> bool:
 
 
 def config_for(
-    host: str, data: Path, db: str | None, *, insecure: bool, allow_anonymous: bool
+    host: str,
+    data: Path,
+    db: str | None,
+    *,
+    insecure: bool,
+    allow_anonymous: bool,
+    extra_hosts: Iterable[str] = (),
 ) -> ServerConfig:
-    """Any address but loopback requires API keys, unless the operator says ``--insecure``."""
+    """Any address but loopback requires API keys, unless the operator says ``--insecure``. On
+    loopback the ``Host`` header must name loopback (or one of ``extra_hosts``); elsewhere it is
+    checked only against ``extra_hosts``, when some are given."""
+    loopback = is_loopback(host)
     return ServerConfig(
         data=data,
         db=db,
-        require_auth=not is_loopback(host) and not insecure,
+        require_auth=not loopback and not insecure,
         allow_anonymous=allow_anonymous,
+        security=SecurityConfig(allowed_hosts=allowed_hosts(loopback, extra_hosts)),
     )
 
 
@@ -41,6 +53,7 @@ def serve(
     *,
     insecure: bool = False,
     allow_anonymous: bool = False,
+    extra_hosts: Iterable[str] = (),
 ) -> None:
     import fcntl
 
@@ -53,7 +66,9 @@ def serve(
     except OSError:
         os.close(lock)
         raise SystemExit(f"fulmen server: another fulmen server is using {data}") from None
-    config = config_for(host, data, db, insecure=insecure, allow_anonymous=allow_anonymous)
+    config = config_for(
+        host, data, db, insecure=insecure, allow_anonymous=allow_anonymous, extra_hosts=extra_hosts
+    )
     app = create_app(config)
     try:
         app.state.resources.store  # noqa: B018 - open (and create) the database before listening

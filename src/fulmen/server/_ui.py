@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fulmen.server._security import SecurityConfig, allowed_hosts
 from fulmen.server.app import ServerConfig, create_app
 
 log = logging.getLogger("fulmen.server")
@@ -135,7 +136,9 @@ def serve_runs(
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     url = f"http://{host}:{bound}"
-    app = create_app(ServerConfig(data=folder))
+    # loopback only (the command refuses any other --host): the Host check of a loopback server
+    security = SecurityConfig(allowed_hosts=allowed_hosts(True, ()))
+    app = create_app(ServerConfig(data=folder, security=security))
     app.state.resources.store  # noqa: B018 - create the database before listening
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     follower = Follower(root, url, poll, echo)

@@ -8,9 +8,11 @@ The routes live in one module per resource, each an ``APIRouter`` included here:
     _pages         the dashboard's pages, each one route for the page and its JSON twin
 
 plus the meta routes below (health, viewer, anonymous). Every route is wrapped by the one auth layer
-(``_auth.AuthMiddleware``), which runs before routing. Handlers validate names (``_names``), call
-the store (``store.Store``, no SQL in any of them) and answer JSON; the resources they share (the
-store, the blob folder, the settings) are ``_deps.Resources``, reached through ``app.state``.
+(``_auth.AuthMiddleware``), which runs before routing, behind the browser defences
+(``_security.BrowserGuard``: Host names, cross-origin writes). Handlers validate names
+(``_names``), call the store (``store.Store``, no SQL in any of them) and answer JSON; the
+resources they share (the store, the blob folder, the settings) are ``_deps.Resources``, reached
+through ``app.state``.
 docs/http-api.md lists every endpoint.
 """
 
@@ -36,6 +38,7 @@ from fulmen.server._deps import (
 )
 from fulmen.server._deps import ServerConfig as ServerConfig  # noqa: PLC0414 (fulmen.server.app's)
 from fulmen.server._pages import pages_router
+from fulmen.server._security import BrowserGuard
 from fulmen.server.store import Conflict, NotFound, Store
 
 meta_router = APIRouter(tags=["meta"])
@@ -122,4 +125,5 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
         require_auth=config.require_auth,
         allow_anonymous=config.allow_anonymous,
     )
+    app.add_middleware(BrowserGuard, config=config.security)  # outermost: before auth
     return app

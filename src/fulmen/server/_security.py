@@ -1,0 +1,134 @@
+"""The HTTP boundary's defences against browsers on other origins, as ASGI middleware.
+
+A page on any origin can make the user's browser send requests to a server it can reach, loopback
+included, and a "simple" request (a form post, or ``fetch(..., {mode: "no-cors"})`` with a plain
+body) goes out without asking the server first. ``BrowserGuard`` therefore refuses, before auth
+and routing:
+
+- any request whose ``Host`` is not one of the allowed names (on loopback: ``localhost``,
+  ``127.0.0.1``, ``::1`` and what ``--allowed-host`` adds, any port), so a DNS-rebinding page
+  (``Host: rebind.test``, resolving to 127.0.0.1) reaches nothing: 400;
+- a state-changing request (POST, PUT, PATCH, DELETE) that a browser marks as coming from another
+  origin: an ``Origin`` that is not this server's (``null`` included) or a ``Sec-Fetch-Site`` other
+  than ``same-origin``/``none``: 403;
+- a state-changing request a browser could send without a preflight: its ``Content-Type`` missing
+  or one of the CORS-safelisted types (``text/plain``, form encodings), unless it carries the
+  custom header ``X-Fulmen-Client``. The client sends ``application/octet-stream`` and
+  ``application/json``, which a cross-origin page cannot send without a preflight this server never
+  answers: 415.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+ANY_HOST = "*"  # --allowed-host '*': no Host check
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# the Content-Types a cross-origin page may send without a preflight (the Fetch standard's list)
+SIMPLE_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
+CLIENT_HEADER = "X-Fulmen-Client"
+SAME_SITE_OK = frozenset({"same-origin", "none"})
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """The boundary's settings (``fulmen server`` options).
+
+    ``allowed_hosts``: the names the ``Host`` header may carry (``None``: any); ``fulmen server``
+    sets the loopback names on loopback, and only what ``--allowed-host`` gives elsewhere.
+    """
+
+    allowed_hosts: frozenset[str] | None = None
+
+
+def allowed_hosts(loopback: bool, extra: Iterable[str]) -> frozenset[str] | None:
+    """The ``Host`` names to accept: the loopback names plus ``extra`` on loopback; off loopback
+    only ``extra`` (none given: any host). ``*`` in ``extra`` turns the check off."""
+    names = {_hostname(name) for name in extra}
+    if ANY_HOST in names:
+        return None
+    if loopback:
+        return frozenset(LOOPBACK_HOSTS | names)
+    return frozenset(names) or None
+
+
+def _hostname(host: str) -> str:
+    """``host[:port]`` (``[v6]:port`` too) as a lower-case name without port or trailing dot."""
+    host = host.strip().lower()
+    if host == ANY_HOST:
+        return host
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+class BrowserGuard:
+    """Refuses foreign ``Host`` names and cross-origin writes (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, *, config: SecurityConfig) -> None:
+        self.app = app
+        self.hosts = config.allowed_hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            why = self._refusal(scope)
+            if why is not None:
+                await refuse(send, *why)
+                return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> tuple[int, str] | None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        host = headers.get("host", "")
+        if self.hosts is not None and _hostname(host) not in self.hosts:
+            return 400, (
+                f"Host {host!r} is not this server's (allowed: {', '.join(sorted(self.hosts))}; "
+                "add a name with fulmen server --allowed-host NAME)"
+            )
+        if scope.get("method") not in WRITE_METHODS:
+            return None
+        site = headers.get("sec-fetch-site")
+        if site is not None and site.lower() not in SAME_SITE_OK:
+            return 403, f"a write from another site is refused (Sec-Fetch-Site: {site})"
+        origin = headers.get("origin")
+        if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != host):
+            return 403, f"a write from another origin is refused (Origin {origin!r}, Host {host!r})"
+        kind = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if (not kind or kind in SIMPLE_TYPES) and CLIENT_HEADER.lower() not in headers:
+            return 415, (
+                f"a write needs Content-Type application/json or application/octet-stream "
+                f"(or the header {CLIENT_HEADER}), not {kind or 'none'}"
+            )
+        return None
+
+
+async def refuse(
+    send: Send, status: int, why: str, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer ``status`` with ``{"detail": why}``."""
+    body = json.dumps({"detail": why}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

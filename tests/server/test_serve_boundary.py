@@ -1,0 +1,155 @@
+"""The HTTP boundary of a real ``fulmen server`` / ``fulmen ui`` process on loopback: Host names
+(DNS rebinding), cross-origin writes, what the server says at start, slow connections."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.server.runlogs import LogWriter
+
+pytestmark = pytest.mark.slow
+
+RUNS = "/api/v1/entities/local/projects/p/runs"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_up(port: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if _request(port, "GET", "/api/v1/health")[0] == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not come up")
+
+
+def _request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body, headers or {})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def _server(tmp_path: Path, *args: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "fulmen",
+        "server",
+        "--port",
+        str(port),
+        "--data",
+        str(tmp_path / "data"),
+        *args,
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_up(port, proc)
+        yield port, proc
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def loopback_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+    # one process for the module: starting one costs seconds on a loaded machine
+    tmp = tmp_path_factory.mktemp("serve")
+    port = _free_port()
+    data = str(tmp / "data")
+    cmd = [sys.executable, "-m", "fulmen", "server", "--port", str(port), "--data", data,
+           "--allowed-host", "tracker.lan"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_up(port, proc)
+        yield port, str(tmp / "data")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def _body(run_id: str) -> bytes:
+    w = LogWriter()
+    w.run(run_id)
+    return w.body()
+
+
+def test_a_rebinding_host_is_refused_by_a_real_server(loopback_server: tuple[int, str]) -> None:
+    port, _ = loopback_server
+    status, _, body = _request(port, "GET", RUNS, headers={"Host": f"rebind.test:{port}"})
+    assert status == 400
+    assert "rebind.test" in json.loads(body)["detail"]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "tracker.lan"):
+        assert _request(port, "GET", RUNS, headers={"Host": host})[0] == 200, host
+
+
+def test_a_cross_origin_post_makes_no_run_on_a_real_server(
+    loopback_server: tuple[int, str],
+) -> None:
+    port, _ = loopback_server
+    evil = {
+        "Origin": "https://evil.test",
+        "Sec-Fetch-Site": "cross-site",
+        "Content-Type": "text/plain",
+    }
+    assert _request(port, "POST", f"{RUNS}/x1/records", _body("x1"), evil)[0] == 403
+    assert (
+        _request(port, "POST", f"{RUNS}/x2/records", _body("x2"), {"Content-Type": "text/plain"})[0]
+        == 415
+    )
+    runs = json.loads(_request(port, "GET", RUNS)[2])
+    assert [r["id"] for r in runs["runs"]] == []
+
+
+def test_fulmen_ui_refuses_a_rebinding_host_and_cross_origin_writes(tmp_path: Path) -> None:
+    w = LogWriter(tmp_path / "fulmen" / "run-20260101_000000-aaaa1111" / "run-aaaa1111.fulmen")
+    w.run("aaaa1111", "p")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fulmen", "ui", str(tmp_path), "--serve-for", "60"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert found, line
+        port = int(found.group(1))
+        assert _request(port, "GET", "/local/p")[0] == 200
+        assert _request(port, "GET", "/local/p", headers={"Host": "rebind.test"})[0] == 400
+        evil = {"Origin": "https://evil.test"}
+        assert _request(port, "POST", f"{RUNS}/x1/records", _body("x1"), evil)[0] == 403
+        runs = json.loads(_request(port, "GET", RUNS)[2])
+        assert [r["id"] for r in runs["runs"]] == ["aaaa1111"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        assert proc.stdout is not None
+        proc.stdout.close()
