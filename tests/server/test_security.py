@@ -253,3 +253,41 @@ def test_the_host_check_is_configurable_off_loopback() -> None:
         "0.0.0.0", data, None, insecure=False, allow_anonymous=False, extra_hosts=["t.lan"]
     )
     assert named.security.allowed_hosts == {"t.lan"}
+
+
+def test_pages_carry_the_security_headers(tmp_path: Path) -> None:
+    client = TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
+    client.post(f"{RUNS}/r1/records", content=_run_body())
+    answers = [
+        client.get("/"),
+        client.get("/local/p"),
+        client.get("/local/p/runs/r1"),
+        client.get(RUNS),
+        client.get("/static/dashboard.js"),
+        client.post(f"{RUNS}/r2/records", content=b"", headers={"Origin": "https://e.test"}),
+    ]
+    for r in answers:
+        assert r.headers["x-frame-options"] == "DENY", r.url
+        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        csp = dict(d.strip().split(" ", 1) for d in r.headers["content-security-policy"].split(";"))
+        assert csp["script-src"] == "'self'"  # no inline script, no CDN
+        assert csp["frame-ancestors"] == "'none'"
+        assert csp["img-src"] == "'self' data: blob:"
+        assert csp["object-src"] == "'none'"
+    page = answers[2].text
+    # the page keeps to its CSP: scripts only from /static, data only as JSON
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S)
+    assert scripts
+    for attrs, text in scripts:
+        assert 'src="/static/' in attrs or ('type="application/json"' in attrs and text), attrs
+        assert "//" not in attrs.replace('src="/static/', "")
+    assert not re.search(r"<[^>]*\s(style|on[a-z]+)\s*=", page)  # no inline style or handler
+    assert "<style" not in page
+
+
+def test_no_docs_page_loads_from_a_cdn(tmp_path: Path) -> None:
+    client = TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+    assert client.get(f"{API_PREFIX}/docs").status_code == 404
+    assert client.get(f"{API_PREFIX}/openapi.json").json()["info"]["title"] == "fulmen"
+    assert {"/health", "/openapi.json"} == PUBLIC

@@ -16,6 +16,13 @@ and routing:
   custom header ``X-Fulmen-Client``. The client sends ``application/octet-stream`` and
   ``application/json``, which a cross-origin page cannot send without a preflight this server never
   answers: 415.
+
+``SecurityHeaders`` adds to every answer the headers that keep a page of ours from being framed,
+from leaking its URL (which may hold an anonymous space's secret name) and from running anything
+but our own scripts: ``CSP`` (scripts only from ``/static``, data as JSON in
+``<script type="application/json">``, never inline; images and media from the server's own routes,
+``data:`` and ``blob:`` for the media viewer's canvas), ``X-Frame-Options: DENY``,
+``Referrer-Policy: no-referrer``, ``X-Content-Type-Options: nosniff``.
 """
 
 from __future__ import annotations
@@ -39,6 +46,26 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SIMPLE_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
 CLIENT_HEADER = "X-Fulmen-Client"
 SAME_SITE_OK = frozenset({"same-origin", "none"})
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "media-src 'self' data: blob:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+HEADERS = (
+    (b"content-security-policy", CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +140,28 @@ class BrowserGuard:
                 f"(or the header {CLIENT_HEADER}), not {kind or 'none'}"
             )
         return None
+
+
+class SecurityHeaders:
+    """Adds ``HEADERS`` to every answer (a route's own value of one of them wins)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in HEADERS if k not in present]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 async def refuse(

@@ -38,7 +38,7 @@ from fulmen.server._deps import (
 )
 from fulmen.server._deps import ServerConfig as ServerConfig  # noqa: PLC0414 (fulmen.server.app's)
 from fulmen.server._pages import pages_router
-from fulmen.server._security import BrowserGuard
+from fulmen.server._security import BrowserGuard, SecurityHeaders
 from fulmen.server.store import Conflict, NotFound, Store
 
 meta_router = APIRouter(tags=["meta"])
@@ -73,8 +73,9 @@ def anonymous(res: ResDep) -> dict[str, Any]:
 def create_app(config: ServerConfig | None = None, *, store: Store | None = None) -> FastAPI:
     """Build the server's ASGI app.
 
-    The schema is served at ``/api/v1/openapi.json``, its docs page at ``/api/v1/docs``. The store
-    opens on the first request that needs it (``config.data``), unless one is given.
+    The schema is served at ``/api/v1/openapi.json`` (no docs page: FastAPI's loads Swagger UI
+    from a CDN, and the server works offline). The store opens on the first request that needs it
+    (``config.data``), unless one is given.
     """
     config = config or ServerConfig()
     res = Resources(config, store)
@@ -82,7 +83,7 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
         title="fulmen",
         version=__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,
         redoc_url=None,
     )
     app.state.resources = res
@@ -125,5 +126,6 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
         require_auth=config.require_auth,
         allow_anonymous=config.allow_anonymous,
     )
-    app.add_middleware(BrowserGuard, config=config.security)  # outermost: before auth
+    app.add_middleware(BrowserGuard, config=config.security)  # before auth
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, refusals included
     return app
