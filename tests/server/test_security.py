@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from fulmen.server._auth import PUBLIC
 from fulmen.server._security import SecurityConfig, allowed_hosts
-from fulmen.server._serve import config_for, is_loopback
+from fulmen.server._serve import config_for, describe, is_loopback
 from fulmen.server.app import API_PREFIX, ServerConfig, create_app
 from tests.server.runlogs import CLIENT_HEADERS, LogWriter
 
@@ -291,3 +291,24 @@ def test_no_docs_page_loads_from_a_cdn(tmp_path: Path) -> None:
     assert client.get(f"{API_PREFIX}/docs").status_code == 404
     assert client.get(f"{API_PREFIX}/openapi.json").json()["info"]["title"] == "fulmen"
     assert {"/health", "/openapi.json"} == PUBLIC
+
+
+def test_the_start_message_says_who_can_reach_the_server() -> None:
+    data = Path("/srv/f")
+
+    def lines(host: str, *, insecure: bool = False, anon: bool = False, keys: bool = False) -> str:
+        config = config_for(host, data, None, insecure=insecure, allow_anonymous=anon)
+        return "\n".join(describe(config, host, 8080, has_keys=keys))
+
+    assert "open without keys (loopback" in lines("127.0.0.1")
+    everyone = lines("0.0.0.0", insecure=True)
+    assert "loopback" not in everyone  # it printed "open (loopback)"
+    assert "OPEN TO THE NETWORK" in everyone
+    assert "anyone who can reach 0.0.0.0:8080" in everyone
+    assert "WARNING" not in everyone  # keys are not needed there
+    closed = lines("0.0.0.0")
+    assert "API keys required" in closed
+    assert "WARNING: no API key exists yet, so nothing can log" in closed
+    assert "fulmen server --data /srv/f create-key --entity NAME" in closed
+    assert "WARNING" not in lines("0.0.0.0", keys=True)
+    assert "except anonymous runs" in lines("0.0.0.0", anon=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
@@ -56,26 +57,20 @@ def _request(
         conn.close()
 
 
-def _server(tmp_path: Path, *args: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+@contextlib.contextmanager
+def _server(tmp_path: Path, *args: str) -> Iterator[tuple[int, list[str]]]:
+    """A ``fulmen server`` on a free port; the list holds what it printed, once it has stopped."""
     port = _free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "fulmen",
-        "server",
-        "--port",
-        str(port),
-        "--data",
-        str(tmp_path / "data"),
-        *args,
-    ]
+    data = str(tmp_path / "data")
+    cmd = [sys.executable, "-m", "fulmen", "server", "--port", str(port), "--data", data, *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    printed: list[str] = []
     try:
         _wait_up(port, proc)
-        yield port, proc
+        yield port, printed
     finally:
         proc.terminate()
-        proc.communicate(timeout=30)
+        printed.append(proc.communicate(timeout=30)[0])
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +148,13 @@ def test_fulmen_ui_refuses_a_rebinding_host_and_cross_origin_writes(tmp_path: Pa
         proc.wait(30)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_a_server_off_loopback_without_keys_says_nothing_can_log(tmp_path: Path) -> None:
+    # 0.0.0.0 with keys required: the network reaches nothing without a key
+    with _server(tmp_path, "--host", "0.0.0.0") as (port, printed):
+        assert _request(port, "GET", RUNS)[0] == 401
+    out = printed[0]
+    assert "API keys required" in out
+    assert "nothing can log to this server" in out
+    assert "create-key --entity NAME" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 from fulmen.server._migrations import StoreTooNew
 from fulmen.server._security import SecurityConfig, allowed_hosts
 from fulmen.server.app import ServerConfig, create_app
+
+log = logging.getLogger("fulmen.server")
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
@@ -45,6 +48,32 @@ def config_for(
     )
 
 
+def describe(config: ServerConfig, host: str, port: int, *, has_keys: bool) -> list[str]:
+    """What the server prints at start: where it listens, and who may read and write there. A
+    server that requires keys but has none says that nothing can log to it yet, and how to fix
+    that."""
+    where = f"fulmen server: http://{host}:{port}/api/v1  data {config.data}"
+    if config.require_auth:
+        mode = "API keys required"
+    elif is_loopback(host):
+        mode = "open without keys (loopback: only programs on this machine can reach it)"
+    else:
+        mode = (
+            f"OPEN TO THE NETWORK without keys (--insecure): anyone who can reach {host}:{port} "
+            "can read and write every run"
+        )
+    if config.allow_anonymous:
+        mode += "; anonymous runs accepted (--allow-anonymous, rate limited)"
+    lines = [f"{where}  {mode}"]
+    if config.require_auth and not has_keys:
+        lines.append(
+            "fulmen server: WARNING: no API key exists yet, so nothing can log to this server"
+            + (" (except anonymous runs)" if config.allow_anonymous else "")
+            + f"; create one with: fulmen server --data {config.data} create-key --entity NAME"
+        )
+    return lines
+
+
 def serve(
     host: str,
     port: int,
@@ -74,6 +103,8 @@ def serve(
         app.state.resources.store  # noqa: B018 - open (and create) the database before listening
     except StoreTooNew as exc:
         raise SystemExit(f"fulmen server: {exc}") from None
-    mode = "API keys required" if config.require_auth else "open (loopback)"
-    print(f"fulmen server: http://{host}:{port}/api/v1  data {data}  {mode}", flush=True)
+    for line in describe(config, host, port, has_keys=app.state.resources.store.has_keys()):
+        print(line, flush=True)
+        if "WARNING" in line:
+            log.warning("%s", line.removeprefix("fulmen server: WARNING: "))
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -947,6 +947,9 @@ class SqliteStore:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def has_keys(self) -> bool:
+        return self._read.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
+
     def create_anonymous(self) -> str:
         token = secrets.token_urlsafe(24).replace("-", "x").replace("_", "y")
         with self._lock:
