@@ -99,6 +99,20 @@ DEFAULT_DATA = "~/.local/share/fulmen/server"
     help="also accept requests whose Host header names NAME (repeatable; '*': any). On loopback "
     "only loopback names are accepted without it; elsewhere any, unless it is given",
 )
+@click.option(
+    "--anonymous-runs-per-minute",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="with --allow-anonymous: spaces, and new runs, one client address may create a minute",
+)
+@click.option(
+    "--anonymous-mib-per-minute",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="with --allow-anonymous: MiB one client address may send a minute",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -109,6 +123,8 @@ def server(
     insecure: bool,
     allow_anonymous: bool,
     allowed_host: tuple[str, ...],
+    anonymous_runs_per_minute: int,
+    anonymous_mib_per_minute: int,
 ) -> None:
     """Run the self-hosted tracking server (API under /api/v1)."""
     from pathlib import Path
@@ -116,8 +132,13 @@ def server(
     ctx.obj = {"data": Path(data).expanduser(), "db": db}
     if ctx.invoked_subcommand is not None:
         return
+    from fulmen.server._security import SecurityConfig
     from fulmen.server._serve import serve
 
+    limits = SecurityConfig(
+        anonymous_runs_per_minute=anonymous_runs_per_minute,
+        anonymous_bytes_per_minute=anonymous_mib_per_minute << 20,
+    )
     serve(
         host,
         port,
@@ -126,6 +147,7 @@ def server(
         insecure=insecure,
         allow_anonymous=allow_anonymous,
         extra_hosts=allowed_host,
+        limits=limits,
     )
 
 

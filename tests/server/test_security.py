@@ -253,6 +253,16 @@ def test_the_host_check_is_configurable_off_loopback() -> None:
         "0.0.0.0", data, None, insecure=False, allow_anonymous=False, extra_hosts=["t.lan"]
     )
     assert named.security.allowed_hosts == {"t.lan"}
+    limited = config_for(
+        "127.0.0.1",
+        data,
+        None,
+        insecure=False,
+        allow_anonymous=True,
+        limits=SecurityConfig(anonymous_runs_per_minute=7),
+    )
+    assert limited.security.anonymous_runs_per_minute == 7
+    assert limited.security.allowed_hosts == {"localhost", "127.0.0.1", "::1"}
 
 
 def test_pages_carry_the_security_headers(tmp_path: Path) -> None:
@@ -312,3 +322,69 @@ def test_the_start_message_says_who_can_reach_the_server() -> None:
     assert "fulmen server --data /srv/f create-key --entity NAME" in closed
     assert "WARNING" not in lines("0.0.0.0", keys=True)
     assert "except anonymous runs" in lines("0.0.0.0", anon=True)
+
+
+def test_one_anonymous_client_cannot_flood_the_server(tmp_path: Path) -> None:
+    limits = SecurityConfig(anonymous_runs_per_minute=3, anonymous_bytes_per_minute=4000)
+    config = ServerConfig(
+        data=tmp_path / "data", require_auth=True, allow_anonymous=True, security=limits
+    )
+    app = create_app(config)
+    client = TestClient(app, headers=CLIENT_HEADERS)
+    # it created 69 spaces in 5 s: now the fourth in a minute is refused, with when to retry
+    spaces = [client.post(f"{API_PREFIX}/anonymous") for _ in range(4)]
+    assert [r.status_code for r in spaces] == [200, 200, 200, 429]
+    assert 1 <= int(spaces[3].headers["retry-after"]) <= 60
+    assert "anonymous_runs_per_minute" in spaces[3].json()["detail"]
+    entity = spaces[0].json()["entity"]
+    runs = f"{API_PREFIX}/entities/{entity}/projects/p/runs"
+    started = [client.post(f"{runs}/r{i}/records", content=_run_body(f"r{i}")) for i in range(4)]
+    assert [r.status_code for r in started] == [200, 200, 200, 429]
+    # a run that goes on is not a new run; its bytes count until the minute's budget is spent
+    w = LogWriter(seq=1)
+    w.history(0, {"x": "y" * 900})
+    codes = [client.post(f"{runs}/r0/records", content=w.body()).status_code for _ in range(5)]
+    assert codes[0] == 200
+    assert codes[-1] == 429
+    too_big = client.put(f"{API_PREFIX}/entities/{entity}/blobs/{'0' * 64}", content=b"x" * 5000)
+    assert too_big.status_code == 413
+    # a client with a key is not limited; nor is another address
+    key = app.state.resources.store.create_key("alice")
+    keyed = {"Authorization": f"Bearer {key}"}
+    alice = f"{API_PREFIX}/entities/alice/projects/p/runs"
+    assert all(
+        client.post(f"{alice}/k{i}/records", content=_run_body(f"k{i}"), headers=keyed).status_code
+        == 200
+        for i in range(5)
+    )
+    other = TestClient(app, headers=CLIENT_HEADERS, client=("10.0.0.9", 5000))
+    assert other.post(f"{API_PREFIX}/anonymous").status_code == 200
+
+
+def test_the_limits_forget_what_is_older_than_a_minute() -> None:
+    from fulmen.server._security import AnonymousRateLimit
+
+    now = [1000.0]
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        return None
+
+    limit = AnonymousRateLimit(
+        app,
+        prefix=API_PREFIX,
+        config=SecurityConfig(anonymous_runs_per_minute=2),
+        run_exists=lambda *_: False,
+        clock=lambda: now[0],
+    )
+    import asyncio
+
+    scope = {"type": "http", "method": "POST", "path": f"{API_PREFIX}/anonymous", "headers": []}
+    assert asyncio.run(limit._check(scope, "c")) is None
+    now[0] += 30
+    assert asyncio.run(limit._check(scope, "c")) is None
+    refused = asyncio.run(limit._check(scope, "c"))
+    assert refused is not None
+    assert refused[0] == 429
+    assert refused[2] == 30  # the first one leaves the window in 30 s
+    now[0] += 31
+    assert asyncio.run(limit._check(scope, "c")) is None

@@ -80,7 +80,12 @@ class AuthMiddleware:
             # key as password); the browser then sends them with the pages' API requests too
             await _refuse(send, status, why, basic=not path.startswith(self.prefix))
             return
-        scope.setdefault("state", {})["principal"] = principal
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        # no key on a server that requires one: an anonymous client (rate limited, _security)
+        state["anonymous"] = self.require_auth and not any(
+            name == b"authorization" for name, _ in scope.get("headers") or ()
+        )
         await self.app(scope, receive, send)
 
     def _principal(self, scope: Scope, rel: str) -> tuple[str | None, int, str]:  # noqa: PLR0911

@@ -23,11 +23,20 @@ but our own scripts: ``CSP`` (scripts only from ``/static``, data as JSON in
 ``<script type="application/json">``, never inline; images and media from the server's own routes,
 ``data:`` and ``blob:`` for the media viewer's canvas), ``X-Frame-Options: DENY``,
 ``Referrer-Policy: no-referrer``, ``X-Content-Type-Options: nosniff``.
+
+``AnonymousRateLimit`` bounds what one client address may do without a key on a server that takes
+anonymous runs (``--allow-anonymous``): anonymous spaces created and new runs started per minute,
+and bytes sent per minute; over a limit the answer is 429 with ``Retry-After``. The counts live in
+this process (a restart forgets them; one server per data folder, so they are the server's).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,9 +83,14 @@ class SecurityConfig:
 
     ``allowed_hosts``: the names the ``Host`` header may carry (``None``: any); ``fulmen server``
     sets the loopback names on loopback, and only what ``--allowed-host`` gives elsewhere.
+    ``anonymous_runs_per_minute``: anonymous spaces one client address may create, and new runs it
+    may start, per minute (each counted on its own); ``anonymous_bytes_per_minute``: request bytes
+    it may send per minute.
     """
 
     allowed_hosts: frozenset[str] | None = None
+    anonymous_runs_per_minute: int = 20
+    anonymous_bytes_per_minute: int = 64 << 20
 
 
 def allowed_hosts(loopback: bool, extra: Iterable[str]) -> frozenset[str] | None:
@@ -162,6 +176,144 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+WINDOW = 60.0  # seconds: the limits are per minute
+RECORDS_PATH = re.compile(r"/entities/([^/]+)/projects/([^/]+)/runs/([^/]+)/records$")
+
+
+class _Window:
+    """Amounts in the last ``WINDOW`` seconds."""
+
+    def __init__(self) -> None:
+        self.events: deque[tuple[float, int]] = deque()
+        self.total = 0
+
+    def used(self, now: float) -> int:
+        while self.events and self.events[0][0] <= now - WINDOW:
+            self.total -= self.events.popleft()[1]
+        return self.total
+
+    def add(self, now: float, amount: int) -> None:
+        self.events.append((now, amount))
+        self.total += amount
+
+    def wait_for(self, now: float, amount: int, limit: int) -> int:
+        """Seconds until ``amount`` more fits under ``limit``."""
+        left = self.total + amount - limit
+        for at, n in self.events:
+            left -= n
+            if left <= 0:
+                return max(1, math.ceil(at + WINDOW - now))
+        return math.ceil(WINDOW)
+
+
+class AnonymousRateLimit:
+    """Per client address, for anonymous requests only (see the module docstring).
+
+    ``run_exists(entity, project, run_id)`` tells a new run from one that goes on; it runs in the
+    thread pool (it reads the store)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        prefix: str,
+        config: SecurityConfig,
+        run_exists: Callable[[str, str, str], bool],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.prefix = prefix
+        self.runs_limit = config.anonymous_runs_per_minute
+        self.bytes_limit = config.anonymous_bytes_per_minute
+        self.run_exists = run_exists
+        self.clock = clock
+        self.clients: dict[tuple[str, str], _Window] = {}
+
+    def _window(self, client: str, kind: str, now: float) -> _Window:
+        if len(self.clients) > 10_000:  # forget the clients that did nothing for a minute
+            self.clients = {k: w for k, w in self.clients.items() if w.used(now)}
+        return self.clients.setdefault((client, kind), _Window())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope.get("state", {}).get("anonymous"):
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("?",))[0]
+        refusal = await self._check(scope, str(client))
+        if refusal is not None:
+            status, why, wait = refusal
+            await refuse(send, status, why, [(b"retry-after", str(wait).encode())] if wait else [])
+            return
+        await self.app(scope, self._counted(receive, str(client)), send)
+
+    async def _check(self, scope: Scope, client: str) -> tuple[int, str, int] | None:
+        if scope.get("method") not in WRITE_METHODS:
+            return None
+        now = self.clock()
+        path: str = scope["path"].removeprefix(self.prefix)
+        kind = ""
+        if path == "/anonymous":
+            kind = "spaces"
+        elif scope.get("method") == "POST" and (found := RECORDS_PATH.fullmatch(path)):
+            from starlette.concurrency import run_in_threadpool
+
+            if not await run_in_threadpool(self.run_exists, *found.groups()):
+                kind = "runs"
+        if kind:
+            window = self._window(client, kind, now)
+            if window.used(now) >= self.runs_limit:
+                wait = window.wait_for(now, 1, self.runs_limit)
+                return (
+                    429,
+                    (
+                        f"anonymous clients may create at most {self.runs_limit} {kind} a minute "
+                        f"(anonymous_runs_per_minute); retry in {wait} s"
+                    ),
+                    wait,
+                )
+            window.add(now, 1)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit():
+            size = int(declared)
+            if size > self.bytes_limit:
+                return (
+                    413,
+                    (
+                        f"the body ({size} bytes) is larger than an anonymous client may send in a "
+                        f"minute ({self.bytes_limit} bytes: anonymous_bytes_per_minute)"
+                    ),
+                    0,
+                )
+            window = self._window(client, "bytes", now)
+            if window.used(now) + size > self.bytes_limit:
+                wait = window.wait_for(now, size, self.bytes_limit)
+                return 429, self._too_many_bytes(wait), wait
+        return None
+
+    def _too_many_bytes(self, wait: int) -> str:
+        return (
+            f"anonymous clients may send at most {self.bytes_limit} bytes a minute "
+            f"(anonymous_bytes_per_minute); retry in {wait} s"
+        )
+
+    def _counted(self, receive: Receive, client: str) -> Receive:
+        async def counted() -> Message:
+            message = await receive()
+            size = len(message.get("body", b""))
+            if size:
+                now = self.clock()
+                window = self._window(client, "bytes", now)
+                if window.used(now) + size > self.bytes_limit:  # an undeclared length ran over
+                    from fastapi import HTTPException
+
+                    wait = window.wait_for(now, size, self.bytes_limit)
+                    raise HTTPException(429, self._too_many_bytes(wait), {"Retry-After": str(wait)})
+                window.add(now, size)
+            return message
+
+        return counted
 
 
 async def refuse(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -34,17 +35,22 @@ def config_for(
     insecure: bool,
     allow_anonymous: bool,
     extra_hosts: Iterable[str] = (),
+    limits: SecurityConfig | None = None,
 ) -> ServerConfig:
     """Any address but loopback requires API keys, unless the operator says ``--insecure``. On
     loopback the ``Host`` header must name loopback (or one of ``extra_hosts``); elsewhere it is
-    checked only against ``extra_hosts``, when some are given."""
+    checked only against ``extra_hosts``, when some are given. ``limits`` holds the anonymous rate
+    limits (its ``allowed_hosts`` is replaced)."""
     loopback = is_loopback(host)
+    security = dataclasses.replace(
+        limits or SecurityConfig(), allowed_hosts=allowed_hosts(loopback, extra_hosts)
+    )
     return ServerConfig(
         data=data,
         db=db,
         require_auth=not loopback and not insecure,
         allow_anonymous=allow_anonymous,
-        security=SecurityConfig(allowed_hosts=allowed_hosts(loopback, extra_hosts)),
+        security=security,
     )
 
 
@@ -83,6 +89,7 @@ def serve(
     insecure: bool = False,
     allow_anonymous: bool = False,
     extra_hosts: Iterable[str] = (),
+    limits: SecurityConfig | None = None,
 ) -> None:
     import fcntl
 
@@ -96,7 +103,13 @@ def serve(
         os.close(lock)
         raise SystemExit(f"fulmen server: another fulmen server is using {data}") from None
     config = config_for(
-        host, data, db, insecure=insecure, allow_anonymous=allow_anonymous, extra_hosts=extra_hosts
+        host,
+        data,
+        db,
+        insecure=insecure,
+        allow_anonymous=allow_anonymous,
+        extra_hosts=extra_hosts,
+        limits=limits,
     )
     app = create_app(config)
     try:

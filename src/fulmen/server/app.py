@@ -38,7 +38,7 @@ from fulmen.server._deps import (
 )
 from fulmen.server._deps import ServerConfig as ServerConfig  # noqa: PLC0414 (fulmen.server.app's)
 from fulmen.server._pages import pages_router
-from fulmen.server._security import BrowserGuard, SecurityHeaders
+from fulmen.server._security import AnonymousRateLimit, BrowserGuard, SecurityHeaders
 from fulmen.server.store import Conflict, NotFound, Store
 
 meta_router = APIRouter(tags=["meta"])
@@ -119,6 +119,18 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
         return MAX_JSON
 
     app.add_middleware(BodyLimit, limit_for=limit_for)  # inner: runs after auth
+
+    def run_exists(entity: str, project: str, run_id: str) -> bool:
+        try:
+            res.store.run(entity, project, run_id)
+        except (NotFound, HTTPException):
+            return False
+        return True
+
+    if config.allow_anonymous:  # after auth, which marks the anonymous requests
+        app.add_middleware(
+            AnonymousRateLimit, prefix=API_PREFIX, config=config.security, run_exists=run_exists
+        )
     app.add_middleware(
         AuthMiddleware,
         prefix=API_PREFIX,
