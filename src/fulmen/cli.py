@@ -113,6 +113,27 @@ DEFAULT_DATA = "~/.local/share/fulmen/server"
     type=click.IntRange(min=1),
     help="with --allow-anonymous: MiB one client address may send a minute",
 )
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds a request's line and headers may take to arrive before the connection is closed",
+)
+@click.option(
+    "--keep-alive-timeout",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="seconds an idle connection stays open between requests",
+)
+@click.option(
+    "--max-connections",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="connections at once; over it requests are answered 503",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -125,6 +146,9 @@ def server(
     allowed_host: tuple[str, ...],
     anonymous_runs_per_minute: int,
     anonymous_mib_per_minute: int,
+    header_timeout: float,
+    keep_alive_timeout: int,
+    max_connections: int,
 ) -> None:
     """Run the self-hosted tracking server (API under /api/v1)."""
     from pathlib import Path
@@ -133,7 +157,7 @@ def server(
     if ctx.invoked_subcommand is not None:
         return
     from fulmen.server._security import SecurityConfig
-    from fulmen.server._serve import serve
+    from fulmen.server._serve import ConnectionLimits, serve
 
     limits = SecurityConfig(
         anonymous_runs_per_minute=anonymous_runs_per_minute,
@@ -148,6 +172,11 @@ def server(
         allow_anonymous=allow_anonymous,
         extra_hosts=allowed_host,
         limits=limits,
+        connections=ConnectionLimits(
+            keep_alive=keep_alive_timeout,
+            header_timeout=header_timeout,
+            max_connections=max_connections,
+        ),
     )
 
 

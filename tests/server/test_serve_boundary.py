@@ -80,7 +80,7 @@ def loopback_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     port = _free_port()
     data = str(tmp / "data")
     cmd = [sys.executable, "-m", "fulmen", "server", "--port", str(port), "--data", data,
-           "--allowed-host", "tracker.lan"]  # fmt: skip
+           "--allowed-host", "tracker.lan", "--header-timeout", "1"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_up(port, proc)
@@ -158,3 +158,43 @@ def test_a_server_off_loopback_without_keys_says_nothing_can_log(tmp_path: Path)
     assert "API keys required" in out
     assert "nothing can log to this server" in out
     assert "create-key --entity NAME" in out
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closes ``sock`` (the timeout only keeps a failing test from hanging)."""
+    sock.settimeout(60)
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_a_half_sent_request_is_closed_by_the_server(loopback_server: tuple[int, str]) -> None:
+    port, _ = loopback_server
+    with socket.create_connection(("127.0.0.1", port)) as half:
+        half.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        assert _closed_by_server(half)
+    with socket.create_connection(("127.0.0.1", port)) as silent:  # connected, sends nothing
+        assert _closed_by_server(silent)
+    with socket.create_connection(("127.0.0.1", port)) as ok:  # a whole request is answered
+        ok.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        ok.settimeout(30)
+        assert ok.recv(1024).startswith(b"HTTP/1.1 200")
+        ok.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # then half a second
+        assert _closed_by_server(ok)
+
+
+def test_connections_over_the_limit_are_refused(tmp_path: Path) -> None:
+    with _server(tmp_path, "--max-connections", "3") as (port, _):
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        try:
+            assert _request(port, "GET", "/api/v1/health")[0] == 503
+        finally:
+            for sock in idle:
+                sock.close()
+        deadline = time.monotonic() + 30
+        while _request(port, "GET", "/api/v1/health")[0] != 200:  # the closed ones are gone
+            assert time.monotonic() < deadline
+            time.sleep(0.1)

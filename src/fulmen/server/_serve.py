@@ -1,4 +1,6 @@
-"""``fulmen server``: the app under uvicorn, with the bind-address rule of the security model."""
+"""``fulmen server``: the app under uvicorn, with the bind-address rule of the security model and
+the connection limits (``ConnectionLimits``: timeouts for idle and half-sent requests, a cap on
+connections at once)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,18 @@ import ipaddress
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fulmen.server._migrations import StoreTooNew
 from fulmen.server._security import SecurityConfig, allowed_hosts
 from fulmen.server.app import ServerConfig, create_app
+
+if TYPE_CHECKING:
+    import asyncio
+
+    import uvicorn
 
 log = logging.getLogger("fulmen.server")
 
@@ -54,6 +63,81 @@ def config_for(
     )
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How long a connection may hold the server without doing its part, and how many at once.
+
+    ``keep_alive``: seconds an idle connection stays open between requests; ``header_timeout``:
+    seconds a request's line and headers may take to arrive, from the connection's start or the
+    request's first byte (a client sending half a request is closed then); ``max_connections``: at
+    once, over it a request is answered 503; ``max_header_bytes``: the largest request head.
+    """
+
+    keep_alive: int = 5
+    header_timeout: float = 10.0
+    max_connections: int = 256
+    max_header_bytes: int = 16 << 10
+
+
+def uvicorn_config(app: Any, limits: ConnectionLimits, **kw: Any) -> uvicorn.Config:
+    """uvicorn's settings for ``app`` under ``limits`` (``kw``: host, port, ...), quiet."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        http=_http_protocol(limits.header_timeout),
+        timeout_keep_alive=limits.keep_alive,
+        limit_concurrency=limits.max_connections,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        log_level="warning",
+        access_log=False,
+        **kw,
+    )
+
+
+def _http_protocol(header_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol plus a timeout for the request head, which uvicorn lacks: its only
+    timer is keep-alive, armed after a response, so a client that opened a connection, or sent
+    half a request line, held it for ever."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimeoutH11Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._head_timer is None and self.conn.their_state is h11.IDLE:
+                self._arm()  # the next request's first bytes (after keep-alive)
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:  # the head is in (or the request failed)
+                self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(header_timeout, self._head_timed_out)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if not self.transport.is_closing():
+                log.info("closing a connection whose request head took over %s s", header_timeout)
+                self.transport.close()
+
+    return HeadTimeoutH11Protocol
+
+
 def describe(config: ServerConfig, host: str, port: int, *, has_keys: bool) -> list[str]:
     """What the server prints at start: where it listens, and who may read and write there. A
     server that requires keys but has none says that nothing can log to it yet, and how to fix
@@ -90,6 +174,7 @@ def serve(
     allow_anonymous: bool = False,
     extra_hosts: Iterable[str] = (),
     limits: SecurityConfig | None = None,
+    connections: ConnectionLimits | None = None,
 ) -> None:
     import fcntl
 
@@ -120,4 +205,5 @@ def serve(
         print(line, flush=True)
         if "WARNING" in line:
             log.warning("%s", line.removeprefix("fulmen server: WARNING: "))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    served = uvicorn_config(app, connections or ConnectionLimits(), host=host, port=port)
+    uvicorn.Server(served).run()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fulmen.server._security import SecurityConfig, allowed_hosts
+from fulmen.server._serve import ConnectionLimits, uvicorn_config
 from fulmen.server.app import ServerConfig, create_app
 
 log = logging.getLogger("fulmen.server")
@@ -140,7 +141,7 @@ def serve_runs(
     security = SecurityConfig(allowed_hosts=allowed_hosts(True, ()))
     app = create_app(ServerConfig(data=folder, security=security))
     app.state.resources.store  # noqa: B018 - create the database before listening
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn_config(app, ConnectionLimits()))
     follower = Follower(root, url, poll, echo)
     if serve_for is not None:
 
