@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from fulmen.server._auth import PUBLIC
 from fulmen.server._security import SecurityConfig, allowed_hosts
 from fulmen.server._serve import config_for, describe, is_loopback
 from fulmen.server.app import API_PREFIX, ServerConfig, create_app
+from fulmen.server.store import open_store
 from tests.server.runlogs import CLIENT_HEADERS, LogWriter
 
 
@@ -388,3 +390,29 @@ def test_the_limits_forget_what_is_older_than_a_minute() -> None:
     assert refused[2] == 30  # the first one leaves the window in 30 s
     now[0] += 31
     assert asyncio.run(limit._check(scope, "c")) is None
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_database_and_the_data_folder_are_owner_only(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # the usual umask, which made fulmen.db 0644
+    try:
+        data = tmp_path / "data"
+        app = create_app(ServerConfig(data=data))
+        client = TestClient(app, headers=CLIENT_HEADERS)
+        assert client.post(f"{RUNS}/r1/records", content=_run_body()).status_code == 200
+        digest = hashlib.sha256(b"x").hexdigest()
+        client.put(f"{API_PREFIX}/entities/local/blobs/{digest}", content=b"x")
+        db = sorted(data.glob("fulmen.db*"))
+        assert [p.name for p in db] == ["fulmen.db", "fulmen.db-shm", "fulmen.db-wal"]
+        assert {p.name: _mode(p) for p in db} == {p.name: 0o600 for p in db}
+        assert _mode(data) == 0o700
+        assert _mode(data / "blobs" / digest[:2] / digest) == 0o600
+        app.state.resources.store.close()
+        (data / "fulmen.db").chmod(0o644)  # a database made before: opening it fixes that
+        open_store(data).close()
+        assert _mode(data / "fulmen.db") == 0o600
+    finally:
+        os.umask(old)

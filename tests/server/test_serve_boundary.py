@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -103,6 +105,15 @@ def test_a_rebinding_host_is_refused_by_a_real_server(loopback_server: tuple[int
     assert "rebind.test" in json.loads(body)["detail"]
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "tracker.lan"):
         assert _request(port, "GET", RUNS, headers={"Host": host})[0] == 200, host
+
+
+def test_a_real_server_keeps_its_data_owner_only(loopback_server: tuple[int, str]) -> None:
+    port, data = loopback_server
+    assert _request(port, "GET", RUNS)[0] == 200
+    assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+    for name in os.listdir(data):
+        if name.startswith("fulmen.db"):
+            assert stat.S_IMODE(os.stat(os.path.join(data, name)).st_mode) == 0o600, name
 
 
 def test_a_cross_origin_post_makes_no_run_on_a_real_server(

@@ -180,7 +180,8 @@ def serve(
 
     import uvicorn
 
-    data.mkdir(parents=True, exist_ok=True)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data.chmod(0o700)  # owner-only: the database, the blobs, the lock
     lock = os.open(data / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:  # one server per data folder: its store is the database's only writer
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

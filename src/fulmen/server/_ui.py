@@ -131,7 +131,7 @@ def serve_runs(
 
     temporary = data is None
     folder = Path(tempfile.mkdtemp(prefix="fulmen-ui-")) if data is None else data
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # a temporary one is 0700 already
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
