@@ -209,6 +209,7 @@ def test_a_page_on_another_origin_cannot_write(tmp_path: Path) -> None:
     ok = [
         {"Content-Type": "application/octet-stream", "Content-Encoding": "identity"},
         {"Content-Type": "application/octet-stream", "Origin": "http://testserver"},
+        {"Content-Type": "application/octet-stream", "Origin": "http://TestServer"},
         {"Content-Type": "application/octet-stream", "Sec-Fetch-Site": "same-origin"},
         {"Content-Type": "application/octet-stream", "Sec-Fetch-Site": "none"},
         {"X-Fulmen-Client": "curl"},

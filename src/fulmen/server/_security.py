@@ -145,7 +145,9 @@ class BrowserGuard:
         if site is not None and site.lower() not in SAME_SITE_OK:
             return 403, f"a write from another site is refused (Sec-Fetch-Site: {site})"
         origin = headers.get("origin")
-        if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != host):
+        if origin is not None and (
+            origin == "null" or urlsplit(origin).netloc.lower() != host.lower()
+        ):
             return 403, f"a write from another origin is refused (Origin {origin!r}, Host {host!r})"
         kind = headers.get("content-type", "").partition(";")[0].strip().lower()
         if (not kind or kind in SIMPLE_TYPES) and CLIENT_HEADER.lower() not in headers:
