@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -351,6 +352,16 @@ def test_one_anonymous_client_cannot_flood_the_server(tmp_path: Path) -> None:
     assert codes[-1] == 429
     too_big = client.put(f"{API_PREFIX}/entities/{entity}/blobs/{'0' * 64}", content=b"x" * 5000)
     assert too_big.status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as the body arrives
+        for _ in range(5):
+            yield b"x" * 1000
+
+    other_space = TestClient(app, headers=CLIENT_HEADERS, client=("10.0.0.8", 5000))
+    blob = f"{API_PREFIX}/entities/{entity}/blobs/{'0' * 64}"
+    streamed = other_space.put(blob, content=chunks())
+    assert streamed.status_code == 429
+    assert int(streamed.headers["retry-after"]) >= 1
     # a client with a key is not limited; nor is another address
     key = app.state.resources.store.create_key("alice")
     keyed = {"Authorization": f"Bearer {key}"}
