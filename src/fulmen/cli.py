@@ -121,6 +121,13 @@ DEFAULT_DATA = "~/.local/share/fulmen/server"
     help="seconds a request's line and headers may take to arrive before the connection is closed",
 )
 @click.option(
+    "--body-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds to wait for the next part of a request's body before answering 408",
+)
+@click.option(
     "--keep-alive-timeout",
     default=5,
     show_default=True,
@@ -147,6 +154,7 @@ def server(
     anonymous_runs_per_minute: int,
     anonymous_mib_per_minute: int,
     header_timeout: float,
+    body_timeout: float,
     keep_alive_timeout: int,
     max_connections: int,
 ) -> None:
@@ -175,6 +183,7 @@ def server(
         connections=ConnectionLimits(
             keep_alive=keep_alive_timeout,
             header_timeout=header_timeout,
+            body_timeout=body_timeout,
             max_connections=max_connections,
         ),
     )

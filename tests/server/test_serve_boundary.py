@@ -82,7 +82,8 @@ def loopback_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     port = _free_port()
     data = str(tmp / "data")
     cmd = [sys.executable, "-m", "fulmen", "server", "--port", str(port), "--data", data,
-           "--allowed-host", "tracker.lan", "--header-timeout", "1"]  # fmt: skip
+           "--allowed-host", "tracker.lan",
+           "--header-timeout", "1", "--body-timeout", "1"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_up(port, proc)
@@ -208,6 +209,20 @@ def test_a_half_sent_request_is_closed_by_the_server(loopback_server: tuple[int,
         assert _response(ok).startswith(b"HTTP/1.1 200")
         ok.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # then half a second
         assert _closed_by_server(ok)
+
+
+def test_a_stalled_body_is_answered_408_and_closed(loopback_server: tuple[int, str]) -> None:
+    port, _ = loopback_server
+    with socket.create_connection(("127.0.0.1", port)) as slow:
+        slow.sendall(
+            b"POST /api/v1/entities/local/projects/p/runs/s1/records HTTP/1.1\r\n"
+            b"Host: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b"x" * 10
+        )
+        answer = _response(slow)
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert b"stopped arriving" in answer
+        assert _closed_by_server(slow)
 
 
 def test_connections_over_the_limit_are_refused(tmp_path: Path) -> None:

@@ -69,12 +69,15 @@ class ConnectionLimits:
 
     ``keep_alive``: seconds an idle connection stays open between requests; ``header_timeout``:
     seconds a request's line and headers may take to arrive, from the connection's start or the
-    request's first byte (a client sending half a request is closed then); ``max_connections``: at
-    once, over it a request is answered 503; ``max_header_bytes``: the largest request head.
+    request's first byte (a client sending half a request is closed then); ``body_timeout``:
+    seconds the server waits for the next part of a request's body (then 408 and the connection
+    closes); ``max_connections``: at once, over it a request is answered 503;
+    ``max_header_bytes``: the largest request head.
     """
 
     keep_alive: int = 5
     header_timeout: float = 10.0
+    body_timeout: float = 60.0
     max_connections: int = 256
     max_header_bytes: int = 16 << 10
 
@@ -84,7 +87,7 @@ def uvicorn_config(app: Any, limits: ConnectionLimits, **kw: Any) -> uvicorn.Con
     import uvicorn
 
     return uvicorn.Config(
-        app,
+        BodyTimeout(app, limits.body_timeout),
         http=_http_protocol(limits.header_timeout),
         timeout_keep_alive=limits.keep_alive,
         limit_concurrency=limits.max_connections,
@@ -93,6 +96,35 @@ def uvicorn_config(app: Any, limits: ConnectionLimits, **kw: Any) -> uvicorn.Con
         access_log=False,
         **kw,
     )
+
+
+class BodyTimeout:
+    """Answers 408 when a request's body stops arriving for ``timeout`` seconds while the app
+    waits for it (a client trickling a body held the connection and a worker for ever)."""
+
+    def __init__(self, app: Any, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def timed() -> Any:
+            import asyncio
+
+            from starlette.exceptions import HTTPException
+
+            try:
+                return await asyncio.wait_for(receive(), self.timeout)
+            except asyncio.TimeoutError:
+                log.info("a request body stalled for %s s: 408", self.timeout)
+                raise HTTPException(
+                    408, f"the request body stopped arriving for {self.timeout} s"
+                ) from None
+
+        await self.app(scope, timed, send)
 
 
 def _http_protocol(header_timeout: float) -> type[asyncio.Protocol]:
