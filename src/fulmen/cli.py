@@ -98,6 +98,56 @@ DEFAULT_DATA = "~/.local/share/fulmen/server"
 @click.option("--db", default=None, help="database URL (default: SQLite in the data folder)")
 @click.option("--insecure", is_flag=True, help="serve a non-loopback address without API keys")
 @click.option("--allow-anonymous", is_flag=True, help="accept anonymous runs without a key")
+@click.option(
+    "--allowed-host",
+    "allowed_host",
+    multiple=True,
+    metavar="NAME",
+    help="also accept requests whose Host header names NAME (repeatable; '*': any). On loopback "
+    "only loopback names are accepted without it; elsewhere any, unless it is given",
+)
+@click.option(
+    "--anonymous-runs-per-minute",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="with --allow-anonymous: spaces, and new runs, one client address may create a minute",
+)
+@click.option(
+    "--anonymous-mib-per-minute",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="with --allow-anonymous: MiB one client address may send a minute",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds a request's line and headers may take to arrive before the connection is closed",
+)
+@click.option(
+    "--body-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds to wait for the next part of a request's body before answering 408",
+)
+@click.option(
+    "--keep-alive-timeout",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="seconds an idle connection stays open between requests",
+)
+@click.option(
+    "--max-connections",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="connections at once; over it requests are answered 503",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -107,6 +157,13 @@ def server(
     db: str | None,
     insecure: bool,
     allow_anonymous: bool,
+    allowed_host: tuple[str, ...],
+    anonymous_runs_per_minute: int,
+    anonymous_mib_per_minute: int,
+    header_timeout: float,
+    body_timeout: float,
+    keep_alive_timeout: int,
+    max_connections: int,
 ) -> None:
     """Run the self-hosted tracking server (API under /api/v1)."""
     from pathlib import Path
@@ -114,9 +171,29 @@ def server(
     ctx.obj = {"data": Path(data).expanduser(), "db": db}
     if ctx.invoked_subcommand is not None:
         return
-    from fulmen.server._serve import serve
+    from fulmen.server._security import SecurityConfig
+    from fulmen.server._serve import ConnectionLimits, serve
 
-    serve(host, port, ctx.obj["data"], db, insecure=insecure, allow_anonymous=allow_anonymous)
+    limits = SecurityConfig(
+        anonymous_runs_per_minute=anonymous_runs_per_minute,
+        anonymous_bytes_per_minute=anonymous_mib_per_minute << 20,
+    )
+    serve(
+        host,
+        port,
+        ctx.obj["data"],
+        db,
+        insecure=insecure,
+        allow_anonymous=allow_anonymous,
+        extra_hosts=allowed_host,
+        limits=limits,
+        connections=ConnectionLimits(
+            keep_alive=keep_alive_timeout,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
+        ),
+    )
 
 
 @server.command("create-key")

@@ -92,3 +92,8 @@ class LogWriter:
     def body(self) -> bytes:
         """Every frame written so far, as a client posts them."""
         return b"".join(self.frames)
+
+
+# what a non-browser client adds to its writes when it sends no Content-Type of its own (the real
+# client sends application/octet-stream or application/json): see fulmen.server._security
+CLIENT_HEADERS = {"X-Fulmen-Client": "tests"}

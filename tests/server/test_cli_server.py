@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from fulmen.cli import cli
 from fulmen.server.app import ServerConfig, create_app
 from fulmen.server.store import open_store
-from tests.server.runlogs import LogWriter
+from tests.server.runlogs import CLIENT_HEADERS, LogWriter
 
 
 def test_create_key_prints_a_key_the_store_knows(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_sync_to_an_unreachable_server_fails_and_marks_nothing(
 
 
 def test_summary_follows_define_metric_on_both_decoding_paths(tmp_path: Path) -> None:
-    client = TestClient(create_app(ServerConfig(data=tmp_path)))
+    client = TestClient(create_app(ServerConfig(data=tmp_path)), headers=CLIENT_HEADERS)
     w = LogWriter()
     w.run("s1")
     w.record("metric", {"name": "acc", "summary": ["max", "last"]})

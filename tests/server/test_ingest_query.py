@@ -16,14 +16,14 @@ from fastapi.testclient import TestClient
 
 from fulmen.server.app import ServerConfig, create_app
 from tests.server.optional import require
-from tests.server.runlogs import LogWriter
+from tests.server.runlogs import CLIENT_HEADERS, LogWriter
 
 RUNS = "/api/v1/entities/local/projects/proj/runs"
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    return TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+    return TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
 
 
 def post(client: TestClient, run_id: str, body: bytes, **headers: str) -> int:
@@ -87,7 +87,9 @@ def test_malformed_bodies_are_4xx(
 
 
 def test_oversized_bodies_are_413(tmp_path: Path) -> None:
-    small = TestClient(create_app(ServerConfig(data=tmp_path, max_batch=1000)))
+    small = TestClient(
+        create_app(ServerConfig(data=tmp_path, max_batch=1000)), headers=CLIENT_HEADERS
+    )
     w = simple_run()
     assert small.post(f"{RUNS}/r1/records", content=w.body()).status_code == 413
     bomb = gzip.compress(b"\0" * 10_000_000)  # a decompression bomb stops at the limit

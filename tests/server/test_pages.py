@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from fulmen.server import API_PREFIX, create_app
 from fulmen.server._pages import STATIC, ago, chart_keys, default_x, esc, script_json
 from fulmen.server.app import ServerConfig
-from tests.server.runlogs import LogWriter
+from tests.server.runlogs import CLIENT_HEADERS, LogWriter
 
 RUNS = f"{API_PREFIX}/entities/local/projects/p/runs"
 EVIL = '<script>alert(1)</script>"&'
@@ -21,7 +21,7 @@ EVIL = '<script>alert(1)</script>"&'
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    c = TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+    c = TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
     w = LogWriter()
     w.run("r1", "p", name=EVIL, tags=[EVIL], notes=EVIL, group="g")
     w.record("config", {"lr": 0.1, "html": EVIL, "opt": {"name": "sgd"}})
@@ -87,7 +87,7 @@ def test_static_files_are_served(client: TestClient) -> None:
 
 def test_pages_are_scoped_to_the_key_entity(tmp_path: Path) -> None:
     app = create_app(ServerConfig(data=tmp_path / "data", require_auth=True))
-    client = TestClient(app)
+    client = TestClient(app, headers=CLIENT_HEADERS)
     key = app.state.resources.store.create_key("alice")
     alice = {"Authorization": f"Bearer {key}"}
     refused = client.get("/")
@@ -153,7 +153,7 @@ def test_times_read_relative_with_the_date_on_hover(client: TestClient) -> None:
 def test_a_run_page_lists_an_artifact_whose_manifest_never_arrived(tmp_path: Path) -> None:
     # logged by the run (an ARTIFACT record) but no manifest PUT yet: listed without metadata
     # or files (view_run catches only NotFound from the lookup; any other error is a bug)
-    c = TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+    c = TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
     w = LogWriter()
     w.run("r1", "p")
     w.record("artifact", {"name": "model", "type": "model", "version": 0, "digest": None,

@@ -14,14 +14,14 @@ from fastapi.testclient import TestClient
 
 from fulmen.server._sqlite import SqliteStore
 from fulmen.server.app import ServerConfig, create_app
-from tests.server.runlogs import LogWriter
+from tests.server.runlogs import CLIENT_HEADERS, LogWriter
 
 RUNS = "/api/v1/entities/local/projects/proj/runs"
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    return TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+    return TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
 
 
 def post(client: TestClient, run_id: str, body: bytes) -> int:

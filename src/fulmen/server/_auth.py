@@ -1,7 +1,7 @@
 """The one auth layer: an ASGI middleware in front of every route, present and future.
 
 It runs before routing, so a route added later is covered without doing anything. Only the paths
-in ``PUBLIC`` (liveness, the schema and its docs page) pass without a principal. A request names
+in ``PUBLIC`` (liveness and the schema) pass without a principal. A request names
 its key as ``Authorization: Bearer KEY`` (or HTTP Basic with the key as password, as wandb
 clients send it). A wrong key is refused even where no key is required. Without a key:
 
@@ -30,7 +30,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PUBLIC = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+PUBLIC = frozenset({"/health", "/openapi.json"})
 EVERYTHING = "*"  # the principal of an open (loopback) server without a key
 
 
@@ -80,7 +80,12 @@ class AuthMiddleware:
             # key as password); the browser then sends them with the pages' API requests too
             await _refuse(send, status, why, basic=not path.startswith(self.prefix))
             return
-        scope.setdefault("state", {})["principal"] = principal
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        # no key on a server that requires one: an anonymous client (rate limited, _security)
+        state["anonymous"] = self.require_auth and not any(
+            name == b"authorization" for name, _ in scope.get("headers") or ()
+        )
         await self.app(scope, receive, send)
 
     def _principal(self, scope: Scope, rel: str) -> tuple[str | None, int, str]:  # noqa: PLR0911

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from fulmen.server import _names
 from fulmen.server._blobs import BlobTooLarge, DigestMismatch, FileBlobs
+from fulmen.server._security import SecurityConfig
 from fulmen.server.store import NotFound, Store, open_store
 
 API_PREFIX = "/api/v1"
@@ -28,7 +29,8 @@ UPLOAD_PATH = re.compile(r"/runs/[^/]+/files/|/blobs/[0-9a-f]{64}$")
 
 @dataclass
 class ServerConfig:
-    """How ``fulmen server`` was started (``--data``, ``--db``, the auth switches)."""
+    """How ``fulmen server`` was started (``--data``, ``--db``, the auth switches, the HTTP
+    boundary's settings: ``_security.SecurityConfig``)."""
 
     data: Path = field(default_factory=lambda: Path("~/.local/share/fulmen/server").expanduser())
     db: str | None = None
@@ -36,6 +38,7 @@ class ServerConfig:
     allow_anonymous: bool = False
     max_batch: int = MAX_BATCH
     max_blob: int = MAX_BLOB
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
 
 class Resources:

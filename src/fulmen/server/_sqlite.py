@@ -113,7 +113,12 @@ class SqliteStore:
     """The ``Store`` on one SQLite file (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # owner-only, as the blobs are: SQLite gives the -wal and -shm files the database's mode
+        path.touch(mode=0o600)
+        for part in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if part.exists():
+                part.chmod(0o600)  # a database made before this rule
         self.path = path
         self._lock = threading.Lock()
         self._writer = self._connect()
@@ -946,6 +951,9 @@ class SqliteStore:
             "SELECT entity FROM api_keys WHERE hash=?", (_hash(key),)
         ).fetchone()
         return None if row is None else str(row[0])
+
+    def has_keys(self) -> bool:
+        return self._read.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
 
     def create_anonymous(self) -> str:
         token = secrets.token_urlsafe(24).replace("-", "x").replace("_", "y")

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fulmen.server._security import SecurityConfig, allowed_hosts
+from fulmen.server._serve import ConnectionLimits, uvicorn_config
 from fulmen.server.app import ServerConfig, create_app
 
 log = logging.getLogger("fulmen.server")
@@ -129,15 +131,17 @@ def serve_runs(
 
     temporary = data is None
     folder = Path(tempfile.mkdtemp(prefix="fulmen-ui-")) if data is None else data
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # a temporary one is 0700 already
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     url = f"http://{host}:{bound}"
-    app = create_app(ServerConfig(data=folder))
+    # loopback only (the command refuses any other --host): the Host check of a loopback server
+    security = SecurityConfig(allowed_hosts=allowed_hosts(True, ()))
+    app = create_app(ServerConfig(data=folder, security=security))
     app.state.resources.store  # noqa: B018 - create the database before listening
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn_config(app, ConnectionLimits()))
     follower = Follower(root, url, poll, echo)
     if serve_for is not None:
 

@@ -8,9 +8,11 @@ The routes live in one module per resource, each an ``APIRouter`` included here:
     _pages         the dashboard's pages, each one route for the page and its JSON twin
 
 plus the meta routes below (health, viewer, anonymous). Every route is wrapped by the one auth layer
-(``_auth.AuthMiddleware``), which runs before routing. Handlers validate names (``_names``), call
-the store (``store.Store``, no SQL in any of them) and answer JSON; the resources they share (the
-store, the blob folder, the settings) are ``_deps.Resources``, reached through ``app.state``.
+(``_auth.AuthMiddleware``), which runs before routing, behind the browser defences
+(``_security.BrowserGuard``: Host names, cross-origin writes). Handlers validate names
+(``_names``), call the store (``store.Store``, no SQL in any of them) and answer JSON; the
+resources they share (the store, the blob folder, the settings) are ``_deps.Resources``, reached
+through ``app.state``.
 docs/http-api.md lists every endpoint.
 """
 
@@ -36,6 +38,7 @@ from fulmen.server._deps import (
 )
 from fulmen.server._deps import ServerConfig as ServerConfig  # noqa: PLC0414 (fulmen.server.app's)
 from fulmen.server._pages import pages_router
+from fulmen.server._security import AnonymousRateLimit, BrowserGuard, SecurityHeaders
 from fulmen.server.store import Conflict, NotFound, Store
 
 meta_router = APIRouter(tags=["meta"])
@@ -70,8 +73,9 @@ def anonymous(res: ResDep) -> dict[str, Any]:
 def create_app(config: ServerConfig | None = None, *, store: Store | None = None) -> FastAPI:
     """Build the server's ASGI app.
 
-    The schema is served at ``/api/v1/openapi.json``, its docs page at ``/api/v1/docs``. The store
-    opens on the first request that needs it (``config.data``), unless one is given.
+    The schema is served at ``/api/v1/openapi.json`` (no docs page: FastAPI's loads Swagger UI
+    from a CDN, and the server works offline). The store opens on the first request that needs it
+    (``config.data``), unless one is given.
     """
     config = config or ServerConfig()
     res = Resources(config, store)
@@ -79,7 +83,7 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
         title="fulmen",
         version=__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,
         redoc_url=None,
     )
     app.state.resources = res
@@ -115,6 +119,18 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
         return MAX_JSON
 
     app.add_middleware(BodyLimit, limit_for=limit_for)  # inner: runs after auth
+
+    def run_exists(entity: str, project: str, run_id: str) -> bool:
+        try:
+            res.store.run(entity, project, run_id)
+        except (NotFound, HTTPException):
+            return False
+        return True
+
+    if config.allow_anonymous:  # after auth, which marks the anonymous requests
+        app.add_middleware(
+            AnonymousRateLimit, prefix=API_PREFIX, config=config.security, run_exists=run_exists
+        )
     app.add_middleware(
         AuthMiddleware,
         prefix=API_PREFIX,
@@ -122,4 +138,6 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
         require_auth=config.require_auth,
         allow_anonymous=config.allow_anonymous,
     )
+    app.add_middleware(BrowserGuard, config=config.security)  # before auth
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, refusals included
     return app
