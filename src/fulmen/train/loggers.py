@@ -198,13 +198,15 @@ class _ExperimentWriter:
         # LightningCLI's SaveConfigCallback writes config.yaml there first: that is not a reuse
         if os.path.isdir(log_dir) and set(os.listdir(log_dir)) - {"config.yaml"}:
             warnings.warn(
-                f"Experiment logs directory {log_dir} exists and is not empty; files there may "
-                "be overwritten",
+                f"Experiment logs directory {log_dir} exists and is not empty. Previous log files "
+                "in this directory will be deleted when the new ones are saved!",
                 UserWarning,
                 stacklevel=4,
             )
         os.makedirs(log_dir, exist_ok=True)
         self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
+        if os.path.isfile(self.metrics_file_path):  # a reused version starts a fresh file
+            os.remove(self.metrics_file_path)
 
     def log_hparams(self, params: Mapping[str, Any]) -> None:
         self.hparams.update(params)
@@ -312,10 +314,12 @@ class CSVLogger:
         return self._experiment
 
     @rank_zero_only
-    def log_hyperparams(self, params: Any) -> None:
+    def log_hyperparams(self, params: Any = None) -> None:
+        """Merge ``params`` (a dict, Namespace...; None: nothing new) into ``hparams.yaml``."""
         self.experiment.log_hparams(_to_plain(params) if params is not None else {})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Buffer a row (``step=None``: the row's index); written by ``save()``."""
         if rank_zero_only.rank != 0:  # what @rank_zero_only does, without its call every step
             return
         if self._prefix:

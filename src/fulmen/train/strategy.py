@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 
 from fulmen.train import _data_parallel, _launch, _spawn
+from fulmen.train._hooks import step_args
 from fulmen.train.utilities import rank_zero_only
 
 __all__ = [
@@ -199,7 +200,8 @@ class SingleDeviceStrategy:
         return module
 
     def training_step(self, module: Any, batch: Any, batch_idx: int) -> Any:
-        return module.training_step(batch, batch_idx)
+        step = module.training_step
+        return step(*step_args(step, batch, batch_idx))
 
     def process_dataloader(self, dataloader: Any, stage: str) -> Any:
         return dataloader
@@ -391,7 +393,8 @@ class DDPStrategy:
 
     def training_step(self, module: Any, batch: Any, batch_idx: int) -> Any:
         if not torch.is_grad_enabled():
-            return module.training_step(batch, batch_idx)
+            step = module.training_step
+            return step(*step_args(step, batch, batch_idx))
         model = self._model
         if model is None:
             device_ids = [self.root_device.index] if self.kind == "cuda" else None
@@ -482,7 +485,8 @@ class _TrainingStep(torch.nn.Module):
         self.module = module
 
     def forward(self, batch: Any, batch_idx: int) -> Any:
-        return self.module.training_step(batch, batch_idx)  # type: ignore[operator]
+        step = self.module.training_step
+        return step(*step_args(step, batch, batch_idx))
 
 
 def resolve_strategy(  # noqa: PLR0912
