@@ -79,14 +79,16 @@ def test_a_free_text_run_name_passes_ingest_and_pages_escaped(tmp_path: Path) ->
     listed = app.get("/local/names.json").json()
     assert [r["name"] for r in listed["first"]["runs"]] == ["<b>resnet/lr=0.1</b>"]
     page = app.get(f"/local/names/runs/{run.id}").text
-    assert esc("<b>resnet/lr=0.1</b>") in page and "<b>resnet" not in page
+    assert esc("<b>resnet/lr=0.1</b>") in page
+    assert "<b>resnet" not in page
 
 
 def test_settings_takes_fulmen_and_wandb_names() -> None:
     settings = wandb.Settings(start_method="thread", quiet=True, x_disable_stats=True)
     assert dict(settings) == {"silent": True, "stats_interval": 0.0}
     run = wandb.init(settings=settings)
-    assert run._settings.silent is True and run._settings.stats_interval == 0.0
+    assert run._settings.silent is True
+    assert run._settings.stats_interval == 0.0
     run.finish()
     with pytest.raises(TypeError, match=r"Settings\(colour=...\): unknown setting"):
         wandb.Settings(colour="red")
@@ -140,9 +142,12 @@ def test_mark_preempting_is_recorded() -> None:
     wandb.mark_preempting()
     run.finish()
     starts = [
-        r.data for r in rl.read_records(run.log_path) if isinstance(r, rl.Record) and r.kind == "run"
+        r.data
+        for r in rl.read_records(run.log_path)
+        if isinstance(r, rl.Record) and r.kind == "run"
     ]
-    assert starts[-1]["preempting"] is True and starts[-1]["id"] == run.id
+    assert starts[-1]["preempting"] is True
+    assert starts[-1]["id"] == run.id
 
 
 def test_module_level_config_and_summary_update() -> None:

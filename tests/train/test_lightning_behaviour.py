@@ -57,7 +57,8 @@ def test_trainer_state_has_lightning_fn_stage_status_and_finished() -> None:
     recorder = StateRecorder()
     trainer = quiet_trainer(callbacks=[recorder], num_sanity_val_steps=1, limit_train_batches=1)
     assert isinstance(trainer.state, TrainerState)
-    assert trainer.state.status == TrainerStatus.INITIALIZING and not trainer.state.finished
+    assert trainer.state.status == TrainerStatus.INITIALIZING
+    assert not trainer.state.finished
     model = Regressor()
     trainer.fit(model, loader(), loader(n=8))
     trainer.test(model, loader(n=8), verbose=False)
@@ -71,8 +72,10 @@ def test_trainer_state_has_lightning_fn_stage_status_and_finished() -> None:
         ("test", TrainerFn.TESTING, RunningStage.TESTING, running),
         ("predict", TrainerFn.PREDICTING, RunningStage.PREDICTING, running),
     ]
-    assert trainer.state.finished and trainer.state.status == "finished"
-    assert trainer.state.fn == TrainerFn.PREDICTING and trainer.state.stage is None
+    assert trainer.state.finished
+    assert trainer.state.status == "finished"
+    assert trainer.state.fn == TrainerFn.PREDICTING
+    assert trainer.state.stage is None
 
 
 def test_trainer_state_enums_carry_lightnings_values() -> None:
@@ -84,8 +87,14 @@ def test_trainer_state_enums_carry_lightnings_values() -> None:
         "test",
         "predict",
     ]
-    assert [s.value for s in TrainerStatus] == ["initializing", "running", "finished", "interrupted"]
-    assert TrainerFn.FITTING == "FIT" and TrainerFn("fit") is TrainerFn.FITTING
+    assert [s.value for s in TrainerStatus] == [
+        "initializing",
+        "running",
+        "finished",
+        "interrupted",
+    ]
+    assert TrainerFn.FITTING == "FIT"
+    assert TrainerFn("fit") is TrainerFn.FITTING
     assert pl.trainer.states.TrainerFn is TrainerFn
 
 
@@ -97,7 +106,8 @@ def test_a_failed_fit_leaves_the_status_interrupted() -> None:
     trainer = quiet_trainer()
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(Boom(), loader())
-    assert trainer.state.status == TrainerStatus.INTERRUPTED and trainer.interrupted
+    assert trainer.state.status == TrainerStatus.INTERRUPTED
+    assert trainer.interrupted
     assert not trainer.state.finished
 
 
@@ -176,7 +186,8 @@ def test_steps_without_batch_idx_work() -> None:
     trainer = quiet_trainer()
     model = NoIndex()
     trainer.fit(model, loader(), loader(n=8))
-    assert trainer.global_step == 8 and "val_loss" in trainer.callback_metrics
+    assert trainer.global_step == 8
+    assert "val_loss" in trainer.callback_metrics
     assert len(trainer.predict(model, loader(n=8))) == 1
 
 
@@ -304,8 +315,10 @@ def test_reduce_fx_accepts_callables_and_any_case() -> None:
     trainer = quiet_trainer()
     trainer.fit(Reduced(), loader())
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    assert metrics["upper_mean"] == 3.5 and metrics["torch_max"] == 7.0
-    assert metrics["builtin_min"] == 0.0 and metrics["numpy_sum"] == 28.0
+    assert metrics["upper_mean"] == 3.5
+    assert metrics["torch_max"] == 7.0
+    assert metrics["builtin_min"] == 0.0
+    assert metrics["numpy_sum"] == 28.0
 
     class Median(Regressor):
         def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -373,7 +386,8 @@ def test_checkpoints_load_with_plain_torch_load_and_resume_exactly(tmp_path: Pat
     _, straight = run(None, 2)
     run(None, 1)
     loaded = torch.load(tmp_path / "last.ckpt")  # torch's weights_only=True default
-    assert loaded["epoch"] == 0 and "rng_states" in loaded
+    assert loaded["epoch"] == 0
+    assert "rng_states" in loaded
     assert torch.load(tmp_path / "last.ckpt", weights_only=True).keys() == loaded.keys()
     _, resumed = run(str(tmp_path / "last.ckpt"), 2)
     for key, value in weights(straight).items():
@@ -453,8 +467,12 @@ def test_toggle_optimizer_turns_off_only_the_other_optimizers_parameters() -> No
     assert seen[0] == {**a_on, "free.weight": True, "free.bias": True, "frozen": False}
     b_on = {"a.weight": False, "a.bias": False, "b.weight": True, "b.bias": True}
     assert seen[1] == {**b_on, "free.weight": True, "free.bias": True, "frozen": False}
-    assert seen[2] == {**{k: True for k in a_on}, "free.weight": True, "free.bias": True,
-                       "frozen": False}
+    assert seen[2] == {
+        **dict.fromkeys(a_on, True),
+        "free.weight": True,
+        "free.bias": True,
+        "frozen": False,
+    }
 
 
 def test_timer_at_zero_duration_stops_after_one_batch(capsys: pytest.CaptureFixture[str]) -> None:
@@ -471,10 +489,12 @@ def test_the_max_epochs_warning_fires_in_fit_not_in_the_constructor() -> None:
     trainer = quiet_trainer(max_epochs=None, limit_train_batches=1)
     with pytest.warns(PossibleUserWarning, match="`max_epochs` was not set. Setting it to 1000"):
         trainer.fit(Regressor(), loader(n=8))
-    assert trainer.max_epochs == 1000 and trainer.global_step == 1000
+    assert trainer.max_epochs == 1000
+    assert trainer.global_step == 1000
     timed = quiet_trainer(max_epochs=None, callbacks=[Timer(duration="00:00:00:00", verbose=False)])
     timed.fit(Regressor(), loader())  # a Timer stops the fit: no limit, no warning
-    assert timed.max_epochs == -1 and timed.global_step == 1
+    assert timed.max_epochs == -1
+    assert timed.global_step == 1
 
 
 # ---------------------------------------------------------------- 10. exception types
@@ -482,6 +502,7 @@ def test_the_max_epochs_warning_fires_in_fit_not_in_the_constructor() -> None:
 
 def test_misconfiguration_exception_and_possible_user_warning_as_lightning_names_them() -> None:
     assert issubclass(MisconfigurationException, ValueError)
-    assert FromExceptions is MisconfigurationException and FromWarnings is PossibleUserWarning
+    assert FromExceptions is MisconfigurationException
+    assert FromWarnings is PossibleUserWarning
     assert issubclass(PossibleUserWarning, UserWarning)
     assert pl.utilities.MisconfigurationException is MisconfigurationException

@@ -221,7 +221,7 @@ class UserSettings(dict[str, Any]):
                 "(and W&B's names for them)"
             )
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
 

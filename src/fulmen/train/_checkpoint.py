@@ -59,10 +59,16 @@ def rng_states() -> dict[str, Any]:
     import numpy as np
 
     name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    keys = np.asarray(keys)  # (the stubs type the tuple loosely)
     states: dict[str, Any] = {
         "python": random.getstate(),  # (version, tuple of ints, float or None)
-        "numpy": [str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                  float(cached)],
+        "numpy": [
+            str(name),
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
         "torch": torch.get_rng_state(),
     }
     cuda_used = torch.cuda.is_available() and torch.cuda.is_initialized()  # type: ignore[no-untyped-call]

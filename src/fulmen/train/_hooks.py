@@ -52,7 +52,8 @@ def takes_batch_idx(step: Any) -> bool:
         positional = [
             p
             for p in params
-            if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            if p.kind
+            in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         ]
         found = (
             any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)

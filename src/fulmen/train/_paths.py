@@ -24,7 +24,7 @@ def expand(path: str | os.PathLike[str]) -> str:
 
 
 def _fs(path: str) -> Any:
-    import fsspec
+    import fsspec  # type: ignore[import-untyped]  # (no type information)
 
     return fsspec.core.url_to_fs(path)[0]
 

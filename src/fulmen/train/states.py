@@ -67,8 +67,8 @@ class RunningStage(_StrEnum):
 
     @property
     def dataloader_prefix(self) -> str | None:
-        """"train", "val", "test" or "predict": the name of the stage's dataloader hook."""
-        if self == RunningStage.SANITY_CHECKING or self == RunningStage.VALIDATING:
+        """ "train", "val", "test" or "predict": the name of the stage's dataloader hook."""
+        if self in (RunningStage.SANITY_CHECKING, RunningStage.VALIDATING):
             return "val"
         return str(self.value)
 

@@ -485,7 +485,7 @@ class _TrainingStep(torch.nn.Module):
         self.module = module
 
     def forward(self, batch: Any, batch_idx: int) -> Any:
-        step = self.module.training_step
+        step: Any = self.module.training_step
         return step(*step_args(step, batch, batch_idx))
 
 

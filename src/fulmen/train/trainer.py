@@ -446,7 +446,9 @@ class Trainer:
 
     @stage.setter
     def stage(self, stage: str | None) -> None:
-        self.state.stage = None if stage is None else RunningStage("train" if stage == "fit" else stage)
+        self.state.stage = (
+            None if stage is None else RunningStage("train" if stage == "fit" else stage)
+        )
 
     @property
     def _entry(self) -> TrainerFn | None:
