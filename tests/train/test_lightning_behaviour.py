@@ -360,6 +360,33 @@ def test_checkpoints_go_to_remote_paths_through_fsspec() -> None:
     fs.rm("/fulmen-ckpts", recursive=True)
 
 
+def test_a_remote_default_root_dir_holds_the_csv_logs_and_checkpoints() -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    trainer = pl.Trainer(
+        default_root_dir="memory://fulmen-root",
+        accelerator="cpu",
+        max_epochs=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
+    trainer.fit(Regressor(), loader(), loader(n=8))
+    version = "/fulmen-root/lightning_logs/version_0"
+    assert trainer.log_dir == "memory:/" + version
+    with fs.open(f"{version}/metrics.csv", "r") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 9
+    assert rows[-1]["val_loss"]
+    assert fs.isfile(f"{version}/hparams.yaml")
+    assert fs.isfile(f"{version}/checkpoints/epoch=0-step=8.ckpt")
+    again = pl.Trainer(default_root_dir="memory://fulmen-root", logger=True, max_epochs=1)
+    assert again.logger is not None
+    assert again.logger.version == 1
+    fs.rm("/fulmen-root", recursive=True)
+
+
 # ---------------------------------------------------------------- 7. weights_only checkpoints
 
 

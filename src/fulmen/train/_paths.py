@@ -51,3 +51,22 @@ def open_file(path: str, mode: str) -> IO[bytes]:
     """A remote file opened with fsspec (the caller writes or reads it, then closes it)."""
     handle: IO[bytes] = _fs(path).open(path, mode)
     return handle
+
+
+def isdir(path: str) -> bool:
+    return bool(_fs(path).isdir(path)) if is_remote(path) else os.path.isdir(path)
+
+
+def listdir(path: str) -> list[str]:
+    """The names (not paths) in the folder ``path``."""
+    if not is_remote(path):
+        return os.listdir(path)
+    return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in _fs(path).ls(path, detail=False)]
+
+
+def open_text(path: str, mode: str) -> IO[str]:
+    """``path`` opened as UTF-8 text without newline translation (CSV's rule), local or remote."""
+    if not is_remote(path):
+        return open(path, mode, newline="", encoding="utf-8")
+    handle: IO[str] = _fs(path).open(path, mode, newline="", encoding="utf-8")
+    return handle
