@@ -74,8 +74,12 @@ def test_a_free_text_run_name_passes_ingest_and_pages_escaped(tmp_path: Path) ->
     app = TestClient(create_app(ServerConfig(data=tmp_path / "data")))
     run = wandb.init(project="names", name="<b>resnet/lr=0.1</b>", mode="offline")
     run.log({"loss": 1.0})
+    run.alert("Loss is up", "<i>1.0</i>", level="ERROR")
     run.finish()
     sync_run(run.run_dir, AsgiClient(app), live=False)
+    # the alert reaches the console the run page shows (its script reads this endpoint)
+    lines = app.get(f"/api/v1/entities/local/projects/names/runs/{run.id}/console").json()["lines"]
+    assert any("ALERT [ERROR] Loss is up: <i>1.0</i>" in str(line) for line in lines)
     listed = app.get("/local/names.json").json()
     assert [r["name"] for r in listed["first"]["runs"]] == ["<b>resnet/lr=0.1</b>"]
     page = app.get(f"/local/names/runs/{run.id}").text
