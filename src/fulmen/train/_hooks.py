@@ -65,11 +65,6 @@ def takes_batch_idx(step: Any) -> bool:
     return found
 
 
-def step_args(step: Any, batch: Any, batch_idx: int) -> tuple[Any, ...]:
-    """``(batch, batch_idx)``, or ``(batch,)`` for a step that takes no ``batch_idx``."""
-    return (batch, batch_idx) if takes_batch_idx(step) else (batch,)
-
-
 def name_culprit(exc: BaseException, where: str) -> None:
     """Add "(raised in ``where``)" to ``exc``'s notes (once)."""
     note = f"(raised in {where})"
