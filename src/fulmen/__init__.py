@@ -37,6 +37,7 @@ _SUBMODULES = (
     "lightning_cli",
     "loggers",
     "strategies",
+    "trainer",
     "tuner",
     "utilities",
     "train",

@@ -73,7 +73,7 @@ def test_plateau_without_monitor_and_unknown_scheduler_keys() -> None:
         ),
         ({"devices": "two"}, r"devices='two'.*not understood"),
         ({"num_nodes": 0}, r"num_nodes=0.*>= 1"),
-        ({"gradient_clip_algorithm": "l3"}, r"gradient_clip_algorithm='l3'"),
+        ({"gradient_clip_algorithm": "l3"}, r"`gradient_clip_algorithm` l3 is invalid. Allowed"),
         ({"accumulate_grad_batches": 0}, r"accumulate_grad_batches=0"),
     ],
 )

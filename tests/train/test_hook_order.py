@@ -134,7 +134,7 @@ def train_batch(window_start: bool, steps: bool) -> list[str]:
 
 
 def expected_fit(batches: int, accumulate: int, val_batches: int, sanity: int) -> list[str]:
-    calls = ["M.prepare_data", "M.configure_callbacks", *both("setup"), "M.configure_model"]
+    calls = ["M.configure_callbacks", "M.prepare_data", *both("setup"), "M.configure_model"]
     calls += ["M.configure_optimizers", *both("on_fit_start")]
     calls += ["C.on_sanity_check_start", *eval_loop("validation", sanity)]
     calls += ["M.on_validation_model_train", "C.on_sanity_check_end"]
@@ -165,7 +165,7 @@ def test_fit_hooks_fire_in_the_documented_order() -> None:
 def test_validate_test_predict_hooks_fire_in_the_documented_order() -> None:
     model = RecordingModel()
     trainer = quiet_trainer(callbacks=[RecordingCallback(model.calls)], limit_test_batches=2)
-    start = ["M.prepare_data", "M.configure_callbacks"]
+    start = ["M.configure_callbacks", "M.prepare_data"]
 
     trainer.validate(model, loader(n=16), verbose=False)
     expected = [*start, *both("setup"), "M.configure_model", *eval_loop("validation", 2)]

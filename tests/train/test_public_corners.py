@@ -210,7 +210,7 @@ def test_ctrl_c_runs_on_exception_and_marks_the_trainer_interrupted(
         trainer.fit(CtrlC(), loader())
     assert info.value.code == 1
     assert trainer.interrupted is True
-    assert trainer.state == "interrupted"
+    assert trainer.state.status == "interrupted"
     assert [type(e) for e in watcher.exceptions] == [KeyboardInterrupt]
     assert "Detected KeyboardInterrupt, attempting graceful shutdown" in capsys.readouterr().out
 

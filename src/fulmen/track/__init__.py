@@ -14,13 +14,15 @@ from fulmen.track._active import active
 from fulmen.track._api import Api, ApiRun
 from fulmen.track._artifacts import Artifact, ArtifactEntry
 from fulmen.track._config import Config, Summary
-from fulmen.track._init import init
+from fulmen.track._init import init, login, termlog
 from fulmen.track._media import Audio, Html, Image, Video
-from fulmen.track._run import Error, Run, StepWarning
+from fulmen.track._run import AlertLevel, Error, Run, StepWarning
+from fulmen.track._settings import UserSettings as Settings
 from fulmen.track._table import Table
 from fulmen.track._values import Histogram
 
 __all__ = [
+    "AlertLevel",
     "Api",
     "ApiRun",
     "Artifact",
@@ -32,26 +34,53 @@ __all__ = [
     "Html",
     "Image",
     "Run",
+    "Settings",
     "StepWarning",
     "Summary",
     "Table",
     "Video",
     "agent",
+    "alert",
     "config",
     "define_metric",
     "finish",
     "init",
     "log",
     "log_artifact",
+    "login",
+    "mark_preempting",
     "plot",
     "run",
     "save",
     "summary",
     "sweep",
+    "termlog",
     "unwatch",
     "use_artifact",
     "watch",
 ]
+
+
+class _PreInit:
+    """``config``/``summary`` before ``init()``: any use raises, naming it (W&B's rule)."""
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "_name", name)
+
+    def _refuse(self, key: str) -> Error:
+        return Error(f"You must call fulmen.track.init() before fulmen.track.{self._name}.{key}")
+
+    def __getattr__(self, key: str) -> Any:
+        raise self._refuse(key)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise self._refuse(key)
+
+    def __getitem__(self, key: str) -> Any:
+        raise self._refuse(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        raise self._refuse(key)
 
 
 def _require_run(function: str) -> Any:
@@ -67,8 +96,8 @@ def __getattr__(name: str) -> Any:
         return active()
     if name in ("config", "summary"):
         current = active()
-        if current is None:
-            return Config() if name == "config" else {}
+        if current is None:  # as in W&B: using them before init() is an error, not lost data
+            return _PreInit(name)
         return getattr(current, name)
     raise AttributeError(f"module 'fulmen.track' has no attribute {name!r}")
 
@@ -81,6 +110,16 @@ def log(data: dict[str, Any], step: int | None = None, commit: bool | None = Non
 def define_metric(name: str, *args: Any, **kwargs: Any) -> Any:
     """``run.define_metric`` on the active run."""
     return _require_run("define_metric").define_metric(name, *args, **kwargs)
+
+
+def alert(title: str, text: str, level: Any = None, wait_duration: Any = None) -> None:
+    """``run.alert`` on the active run."""
+    _require_run("alert").alert(title, text, level, wait_duration)
+
+
+def mark_preempting() -> None:
+    """``run.mark_preempting`` on the active run."""
+    _require_run("mark_preempting").mark_preempting()
 
 
 def watch(models: Any, *args: Any, **kwargs: Any) -> None:

@@ -43,6 +43,12 @@ class DisabledRun:
     def define_metric(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return {"name": name}
 
+    def alert(self, *args: Any, **kwargs: Any) -> None:
+        """Does nothing."""
+
+    def mark_preempting(self) -> None:
+        """Does nothing."""
+
     def watch(self, *args: Any, **kwargs: Any) -> None:
         """Does nothing."""
 

@@ -9,6 +9,7 @@ numbers, keys and types seen before): one precompiled ``struct`` pack, a CRC, on
 from __future__ import annotations
 
 import contextlib
+import enum
 import fcntl
 import json
 import logging
@@ -31,7 +32,7 @@ from fulmen.track._artifacts import Artifact, ArtifactStore
 from fulmen.track._config import Config, Summary, as_mapping, prepare
 from fulmen.track._layout import auto_resume_id, find_run_dir, log_path, new_id
 from fulmen.track._replay import RunData, SummaryState, parse_summary, replay
-from fulmen.track._settings import Settings, check_name
+from fulmen.track._settings import Settings, check_display_name
 from fulmen.track._system import ConsoleTee, Sampler, atomic_write
 from fulmen.track._values import (
     DeferredTensor,
@@ -56,6 +57,14 @@ log = logging.getLogger("fulmen.track")
 
 class Error(RuntimeError):
     """A run cannot do what was asked (its folder is unwritable, another process writes it, ...)."""
+
+
+class AlertLevel(str, enum.Enum):
+    """``run.alert(level=...)``: W&B's levels."""
+
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
 
 
 class StepWarning(UserWarning):
@@ -108,6 +117,7 @@ class Run:
         self._root, self._run_dir, self._files = root, run_dir, run_dir / "files"
         self._path = log_path(run_dir)
         self._state = "running"
+        self._preempting = False  # mark_preempting() was called
         self._lock = threading.RLock()
         self._closed = False
         self._warned_step = False
@@ -643,6 +653,16 @@ class Run:
             raise ValueError(f"define_metric: step_metric {step_metric!r} is not a metric key")
         if goal not in (None, "minimize", "maximize"):
             raise ValueError(f"define_metric: goal must be 'minimize' or 'maximize', got {goal!r}")
+        if summary is not None and "best" in summary.lower():
+            # W&B's "best" is the min or the max by the goal; here it is summarized as that
+            if goal is None:
+                raise ValueError(
+                    "define_metric(summary='best') needs goal='minimize' or 'maximize'"
+                )
+            best = "min" if goal == "minimize" else "max"
+            summary = ",".join(
+                best if m.strip().lower() == "best" else m for m in summary.split(",")
+            )
         modes = parse_summary(summary)
         record = {
             "name": name,
@@ -656,6 +676,36 @@ class Run:
         self._refresh_fast()
         self._append_json(rl.METRIC, record)
         return record
+
+    def alert(
+        self,
+        title: str,
+        text: str,
+        level: str | None = None,
+        wait_duration: Any = None,
+    ) -> None:
+        """W&B's alert, minimal: no Slack or e-mail; a line "ALERT [level] title: text" in the
+        run's console output (the run log, so the run page shows it) and on stderr."""
+        self._check_open()
+        level_name = str(getattr(level, "value", level) or "INFO").upper()
+        if level_name not in ("INFO", "WARN", "ERROR"):
+            raise ValueError(f"alert(level={level!r}): choose INFO, WARN or ERROR (AlertLevel)")
+        if not isinstance(title, str) or not isinstance(text, str):
+            raise TypeError("alert(title, text): both must be strings")
+        line = f"ALERT [{level_name}] {title}: {text}\n"
+        if self._tees:  # the console is captured: writing to stderr records it once
+            sys.stderr.write(line)
+            return
+        self._console(2, line)
+        if not self._settings.silent:
+            sys.stderr.write(line)
+
+    def mark_preempting(self) -> None:
+        """Record that the run is about to be preempted (a RUN record with "preempting": true);
+        resume it later with ``init(id=..., resume="allow")``."""
+        self._check_open()
+        self._preempting = True
+        self._append_json(rl.RUN, {**self._start_record(), "rename": True, "preempting": True})
 
     def watch(
         self,
@@ -850,7 +900,7 @@ class Run:
 
     @name.setter
     def name(self, value: str) -> None:
-        self._name = check_name("name", value)
+        self._name = check_display_name("name", value)
         self._append_json(rl.RUN, {**self._start_record(), "rename": True})
 
     @property

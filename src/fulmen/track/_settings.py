@@ -39,6 +39,7 @@ DEFAULT_SETTINGS_FILE = Path("~/.config/fulmen/settings")
 MODES = ("online", "offline", "disabled")
 RESUME_MODES = ("allow", "must", "never", "auto")
 _NAME_BAD = re.compile(r"[/\\\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ID_OK = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -97,10 +98,14 @@ def resolve(arguments: Mapping[str, Any]) -> Settings:
             value = from_file.get(name)
         raw[name] = default if value is None else value
     s = Settings()
-    for name in ("project", "entity", "name", "group", "job_type", "notes"):
+    for name in ("project", "entity", "notes"):
         value = raw[name]
         if value is not None:
             setattr(s, name, check_name(name, value, allow_separators=name == "notes"))
+    for name in DISPLAY_NAMES:  # free text, as in W&B: "resnet/lr=0.1", "<b>x</b>", any Unicode
+        value = raw[name]
+        if value is not None:
+            setattr(s, name, check_display_name(name, value))
     s.id = None if raw["id"] is None else check_id(raw["id"])
     s.tags = _tags(raw["tags"])
     s.dir = Path(raw["dir"]).expanduser().absolute()
@@ -131,6 +136,104 @@ def check_name(what: str, value: object, *, allow_separators: bool = False) -> s
             "use letters, digits, spaces and -_.:"
         )
     return value
+
+
+DISPLAY_NAMES = ("name", "group", "job_type")
+MAX_DISPLAY_NAME = 128  # W&B's limit for a run's display name
+
+
+def check_display_name(what: str, value: object) -> str:
+    """A run's display name, group or job type: free text (any Unicode, ``/`` included) of 1 to
+    128 characters on one line. Never part of a path: pages and the API escape it."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, got {type(value).__name__} {value!r}")
+    if not value or len(value) > MAX_DISPLAY_NAME:
+        raise ValueError(
+            f"{what} must be 1 to {MAX_DISPLAY_NAME} characters long, got {len(value)}"
+        )
+    if _CONTROL.search(value):
+        raise ValueError(f"{what} {value!r} contains a control character (a newline, a tab...)")
+    return value
+
+
+# W&B settings that change nothing here (fulmen has no service process, no code saving, no
+# interactive prompts); accepted by ``Settings`` so that scripts passing them run unchanged.
+IGNORED_WANDB_SETTINGS = frozenset(
+    {
+        "start_method",
+        "init_timeout",
+        "save_code",
+        "code_dir",
+        "program",
+        "show_info",
+        "show_warnings",
+        "show_errors",
+        "show_emoji",
+        "allow_val_change",
+        "disable_code",
+        "disable_job_creation",
+        "x_disable_meta",
+        "_disable_meta",
+        "x_disable_machine_info",
+        "_disable_machine_info",
+        "x_service_wait",
+        "_service_wait",
+        "reinit",
+    }
+)
+# W&B setting -> (fulmen setting, value transform)
+_WANDB_SETTING_ALIASES: dict[str, tuple[str, Any]] = {
+    "quiet": ("silent", bool),
+    "x_disable_stats": ("stats_interval", lambda off: 0.0 if off else None),
+    "_disable_stats": ("stats_interval", lambda off: 0.0 if off else None),
+    "x_stats_sampling_interval": ("stats_interval", float),
+    "_stats_sample_rate_seconds": ("stats_interval", float),
+    "run_name": ("name", str),
+    "run_id": ("id", str),
+    "run_group": ("group", str),
+    "run_job_type": ("job_type", str),
+    "run_tags": ("tags", tuple),
+    "run_notes": ("notes", str),
+    "root_dir": ("dir", str),
+    "api_key": ("api_key", str),
+    "base_url": ("base_url", str),
+}
+
+
+class UserSettings(dict[str, Any]):
+    """``wandb.Settings(...)`` for ``init(settings=...)``: fulmen's settings (the table in
+    docs/track.md) by name, plus W&B's names for them (``quiet``, ``x_disable_stats``,
+    ``run_name``...). W&B settings that mean nothing here (``start_method``, ``init_timeout``...)
+    are accepted and ignored; an unknown name is a TypeError naming it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        for key, value in kwargs.items():
+            self[key] = value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in SETTINGS:
+            super().__setitem__(key, value)
+        elif key in _WANDB_SETTING_ALIASES:
+            name, convert = _WANDB_SETTING_ALIASES[key]
+            converted = None if value is None else convert(value)
+            if converted is not None:
+                super().__setitem__(name, converted)
+        elif key not in IGNORED_WANDB_SETTINGS:
+            raise TypeError(
+                f"Settings({key}=...): unknown setting; fulmen knows {', '.join(sorted(SETTINGS))} "
+                "(and W&B's names for them)"
+            )
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
 
 
 def check_id(value: object) -> str:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fulmen.__about__ import __version__
+from fulmen.train import _paths
 
 if TYPE_CHECKING:
     from fulmen.train.trainer import Trainer
@@ -53,11 +54,21 @@ def logger_keys(loggers: list[Any]) -> list[str]:
 
 
 def rng_states() -> dict[str, Any]:
+    """The generators' states as tensors, lists and numbers only, so that a checkpoint loads
+    with ``torch.load(path)`` (torch's ``weights_only=True`` default) and restores exactly."""
     import numpy as np
 
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    keys = np.asarray(keys)  # (the stubs type the tuple loosely)
     states: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": random.getstate(),  # (version, tuple of ints, float or None)
+        "numpy": [
+            str(name),
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
         "torch": torch.get_rng_state(),
     }
     cuda_used = torch.cuda.is_available() and torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
@@ -72,7 +83,9 @@ def set_rng_states(states: dict[str, Any]) -> None:
     if "python" in states:
         random.setstate(states["python"])
     if "numpy" in states:
-        np.random.set_state(states["numpy"])
+        name, keys, pos, has_gauss, cached = states["numpy"]
+        keys = keys.cpu().numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+        np.random.set_state((name, keys.astype(np.uint32), pos, has_gauss, cached))
     if "torch" in states:
         # a checkpoint loaded onto a GPU brings these there; they belong on the CPU
         torch.set_rng_state(states["torch"].cpu())
@@ -124,7 +137,12 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
 
 def save_atomically(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path = os.fspath(path)
+    path = _paths.expand(path)
+    if _paths.is_remote(path):  # fsspec: the remote store makes the whole file appear at close
+        _paths.makedirs(path.rsplit("/", 1)[0])
+        with _paths.open_file(path, "wb") as remote:
+            torch.save(checkpoint, remote)
+        return
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=folder)
@@ -141,10 +159,17 @@ def save_atomically(checkpoint: dict[str, Any], path: str | os.PathLike[str]) ->
 
 
 def load(path: str | os.PathLike[str], device: torch.device) -> dict[str, Any]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"fit(ckpt_path={os.fspath(path)!r}): no such checkpoint file")
-    # Our checkpoints hold optimizer states and RNG states (numpy arrays): not weights-only.
-    checkpoint: dict[str, Any] = torch.load(path, map_location=device, weights_only=False)
+    path = _paths.expand(path)
+    if not _paths.isfile(path):
+        raise FileNotFoundError(f"fit(ckpt_path={path!r}): no such checkpoint file")
+    # weights_only=False: a module's on_save_checkpoint may add any object (ours need not: they
+    # load with torch's weights_only=True default too, see rng_states).
+    checkpoint: dict[str, Any]
+    if _paths.is_remote(path):
+        with _paths.open_file(path, "rb") as remote:
+            checkpoint = torch.load(remote, map_location=device, weights_only=False)
+    else:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
     if "state_dict" not in checkpoint:
         raise ValueError(f"{os.fspath(path)!r} is not a checkpoint: it has no 'state_dict'")
     return checkpoint

@@ -165,6 +165,18 @@ def load_train_dataloader(trainer: Trainer, given: Any = None) -> None:
     trainer._val_check_batch = val_check_batch(
         trainer.val_check_interval, trainer.num_training_batches
     )
+    interval = trainer.val_check_interval
+    if (
+        isinstance(interval, int)
+        and interval > trainer.num_training_batches
+        and trainer.check_val_every_n_epoch is not None
+    ):  # Lightning's check and message
+        raise ValueError(
+            f"`val_check_interval` ({interval}) must be less than or equal to the number of the "
+            f"training batches ({trainer.num_training_batches:g}). If you want to disable "
+            "validation set `limit_val_batches` to 0.0 instead. If you want to validate based on "
+            "the total training batches, set `check_val_every_n_epoch=None`."
+        )
 
 
 def train_loader_for_epoch(trainer: Trainer) -> Any:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fulmen.train._data import as_loader_list, limit_batches, source
-from fulmen.train._hooks import is_overridden
+from fulmen.train._hooks import is_overridden, takes_batch_idx
 from fulmen.train.module import LightningModule
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ def evaluate(
     getattr(module, f"on_{prefix if prefix == 'test' else 'validation'}_model_eval")()
     grad_off = torch.inference_mode() if trainer.inference_mode and not in_fit else torch.no_grad()
     multiple = len(loaders) > 1
+    with_idx = takes_batch_idx(step_fn)  # validation_step(self, batch) works, as in Lightning
     hooks = trainer._hooks
     try:
         with grad_off:
@@ -105,7 +106,7 @@ def evaluate(
                     hooks.batch_start(prefix, batch, batch_idx, dl_idx, multiple)
                     trainer._fx = step_name
                     with trainer.precision_plugin.forward_context():
-                        output = step_fn(batch, batch_idx, *extra)
+                        output = step_fn(batch, *((batch_idx,) if with_idx else ()), *extra)
                     hooks.batch_end(prefix, output, batch, batch_idx, dl_idx, multiple)
             trainer._dataloader_idx = None
             hooks.call(f"on_{prefix}_epoch_end")
@@ -146,6 +147,8 @@ def predict(
         limit_batches(dl, trainer.limit_predict_batches, "limit_predict_batches") for dl in loaders
     ]
     multiple = len(loaders) > 1
+    predict_step = module.predict_step
+    with_idx = takes_batch_idx(predict_step)
     hooks = trainer._hooks
     predictions: list[list[Any]] = [[] for _ in loaders]
     module.on_predict_model_eval()
@@ -162,7 +165,7 @@ def predict(
                 hooks.batch_start("predict", batch, batch_idx, dl_idx, multiple)
                 trainer._fx = "predict_step"
                 with trainer.precision_plugin.forward_context():
-                    output = module.predict_step(batch, batch_idx, *extra)
+                    output = predict_step(batch, *((batch_idx,) if with_idx else ()), *extra)
                 hooks.batch_end("predict", output, batch, batch_idx, dl_idx, multiple)
                 if keep:
                     predictions[dl_idx].append(output)

@@ -10,6 +10,7 @@ case). ``call`` fires an event: the callbacks' hook, then the module's (its resu
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from fulmen.train.callback import HOOKS, Callback
@@ -23,8 +24,45 @@ _CALLBACK_ONLY = frozenset({"on_sanity_check_start", "on_sanity_check_end"})
 
 
 def is_overridden(name: str, obj: Any, parent: type) -> bool:
-    """Does ``obj``'s class define ``name`` otherwise than ``parent`` does?"""
-    return getattr(type(obj), name, None) is not getattr(parent, name, None)
+    """Does ``obj`` define ``name`` otherwise than ``parent`` does?
+
+    As in Lightning, the instance counts: ``model.validation_step = None`` turns the hook off,
+    ``model.on_train_start = fn`` (or a callback's) turns it on."""
+    attr = getattr(obj, name, None)
+    if attr is None:
+        return False
+    return getattr(attr, "__func__", attr) is not getattr(parent, name, None)
+
+
+_TAKES_BATCH_IDX: dict[Any, bool] = {}  # code object -> does the step take batch_idx?
+
+
+def takes_batch_idx(step: Any) -> bool:
+    """Does the step function accept ``batch_idx`` (``training_step(self, batch)`` does not)?
+
+    Lightning's rule: a parameter named ``batch_idx``, ``*args``, or two positional parameters.
+    Looked up per code object once, then a dict lookup (steps call it every batch)."""
+    code = getattr(step, "__code__", None)
+    found = _TAKES_BATCH_IDX.get(code) if code is not None else None
+    if found is None:
+        try:
+            params = list(inspect.signature(step).parameters.values())
+        except (TypeError, ValueError):  # a builtin or an odd callable: give it everything
+            return True
+        positional = [
+            p
+            for p in params
+            if p.kind
+            in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        ]
+        found = (
+            any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+            or any(p.name == "batch_idx" for p in params)
+            or len(positional) >= 2
+        )
+        if code is not None:
+            _TAKES_BATCH_IDX[code] = found
+    return found
 
 
 def name_culprit(exc: BaseException, where: str) -> None:
@@ -63,16 +101,17 @@ class Hooks:
             hook for hook in HOOKS if not self.callbacks[hook] and hook not in self.module
         )
 
-    def call_one(self, cb: Callback, hook: str, *args: Any) -> Any:
+    def call_one(self, cb: Callback, hook: str, *args: Any, **kwargs: Any) -> Any:
         """One callback's ``hook``; an error in it names the callback and the hook."""
         trainer = self.trainer
+        trainer._fx = hook  # so that pl_module.log in a callback's hook knows where it is
         try:
-            return getattr(cb, hook)(trainer, trainer.lightning_module, *args)
+            return getattr(cb, hook)(trainer, trainer.lightning_module, *args, **kwargs)
         except Exception as exc:
             name_culprit(exc, f"callback {type(cb).__name__}.{hook}")
             raise
 
-    def call(self, hook: str, *args: Any) -> Any:
+    def call(self, hook: str, *args: Any, **kwargs: Any) -> Any:
         """The callbacks' ``hook`` (those that override it), then the module's (its result)."""
         if hook in self.quiet:  # the common case, per step: nobody listens
             return None
@@ -83,12 +122,12 @@ class Hooks:
                 f"{hook!r} is not a hook; the hooks are fulmen.train.callback.HOOKS"
             ) from None
         for cb in callbacks:
-            self.call_one(cb, hook, *args)
+            self.call_one(cb, hook, *args, **kwargs)
         if hook not in self.module:  # a do-nothing hook of LightningModule
             return None
         trainer = self.trainer
         trainer._fx = hook
-        return getattr(trainer.lightning_module, hook)(*args)
+        return getattr(trainer.lightning_module, hook)(*args, **kwargs)
 
     def batch_start(
         self, prefix: str, batch: Any, batch_idx: int, dl_idx: int, several: bool

@@ -25,6 +25,10 @@ _STEP_HOOKS = (
     "on_before_optimizer_step",
     "on_before_zero_grad",
     "optimizer_step",
+    "optimizer_zero_grad",
+    "backward",
+    "configure_gradient_clipping",
+    "clip_gradients",
     "lr_scheduler_step",
 )
 _EPOCH_HOOKS = (
@@ -329,6 +333,25 @@ def as_value(name: str, value: Any) -> Any:
     )
 
 
+_REDUCE_NAMES = {"avg": "mean", "average": "mean", "amax": "max", "amin": "min"}
+
+
+def parse_reduce_fx(name: str, reduce_fx: Any) -> str:
+    """``reduce_fx`` as "mean", "sum", "max" or "min": a name in any case ("MEAN", "avg") or a
+    callable of that name (``torch.mean``, ``torch.max``, builtin ``max``, ``np.sum``...)."""
+    key = reduce_fx if isinstance(reduce_fx, str) else getattr(reduce_fx, "__name__", None)
+    if isinstance(key, str):
+        key = key.lower()
+        key = _REDUCE_NAMES.get(key, key)
+        if key in REDUCE_FX:
+            return key
+    raise ValueError(  # Lightning's message (a MisconfigurationException there)
+        f"self.log({name!r}, ...): Only `self.log(..., reduce_fx={{min,max,mean,sum}})` are "
+        "supported. If you need a custom reduction, please log a `torchmetrics.Metric` instance "
+        f"instead. Found: {reduce_fx}"
+    )
+
+
 def new_metric(
     results: Results,
     dataloader_idx: int | None,
@@ -356,13 +379,7 @@ def new_metric(
         raise ValueError(f"You can't `self.log({name!r}, ..., on_step=True)` in `{fx}`")
     if not (on_step or on_epoch):
         raise ValueError(f"self.log({name!r}, ...): on_step=False and on_epoch=False logs nothing")
-    reduce = {"avg": "mean", "average": "mean"}.get(reduce_fx, reduce_fx)
-    if reduce in (torch.mean, torch.sum, torch.max, torch.min):
-        reduce = reduce.__name__
-    if reduce not in REDUCE_FX:
-        raise ValueError(
-            f"self.log({name!r}, ..., reduce_fx={reduce_fx!r}): choose one of {list(REDUCE_FX)}"
-        )
+    reduce = parse_reduce_fx(name, reduce_fx)
     if dataloader_idx is not None and add_dataloader_idx:
         name = f"{name}/dataloader_idx_{dataloader_idx}"
     existing = results.metrics.get(name)

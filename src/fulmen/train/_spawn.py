@@ -17,6 +17,7 @@ import pickle
 from typing import Any
 
 from fulmen.train import _launch
+from fulmen.train.states import TrainerStatus
 
 _log = logging.getLogger("fulmen.train")
 
@@ -56,7 +57,7 @@ def run(strategy: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     trainer.current_epoch = returned["current_epoch"]
     trainer.global_step = returned["global_step"]
     trainer._logged_metrics = returned["logged_metrics"]
-    trainer.state = "finished"
+    trainer.state.status = TrainerStatus.FINISHED
     for cb, paths in zip(trainer.checkpoint_callbacks, returned["checkpoints"], strict=False):
         cb.best_model_path, cb.last_model_path = paths
     return returned["result"]

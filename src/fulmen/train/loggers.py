@@ -37,9 +37,9 @@ import re
 import warnings
 from argparse import Namespace
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from fulmen.train import _paths
 from fulmen.train.utilities import rank_zero_only
 
 __all__ = [
@@ -180,7 +180,8 @@ def _yaml(value: Any, indent: int = 0) -> list[str]:  # noqa: PLR0911, PLR0912
 def save_hparams_to_yaml(path: str | os.PathLike[str], hparams: Any) -> None:
     """Write ``hparams`` (dict or Namespace) as YAML; values that are not plain become strings."""
     plain = _to_plain(hparams)
-    Path(path).write_text("\n".join(_yaml(plain)) + "\n", encoding="utf-8")
+    with _paths.open_text(os.fspath(path), "w") as f:  # a local path or a URL (fsspec)
+        f.write("\n".join(_yaml(plain)) + "\n")
 
 
 class _ExperimentWriter:
@@ -196,15 +197,17 @@ class _ExperimentWriter:
         self.metrics_keys: list[str] = []
         self._known_keys: set[str] = set()  # metrics_keys, for fast membership tests
         # LightningCLI's SaveConfigCallback writes config.yaml there first: that is not a reuse
-        if os.path.isdir(log_dir) and set(os.listdir(log_dir)) - {"config.yaml"}:
+        if _paths.isdir(log_dir) and set(_paths.listdir(log_dir)) - {"config.yaml"}:
             warnings.warn(
-                f"Experiment logs directory {log_dir} exists and is not empty; files there may "
-                "be overwritten",
+                f"Experiment logs directory {log_dir} exists and is not empty. Previous log files "
+                "in this directory will be deleted when the new ones are saved!",
                 UserWarning,
                 stacklevel=4,
             )
-        os.makedirs(log_dir, exist_ok=True)
+        _paths.makedirs(log_dir)
         self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
+        if _paths.isfile(self.metrics_file_path):  # a reused version starts a fresh file
+            _paths.remove(self.metrics_file_path)
 
     def log_hparams(self, params: Mapping[str, Any]) -> None:
         self.hparams.update(params)
@@ -229,12 +232,12 @@ class _ExperimentWriter:
         new_keys: list[str] = []
         if not known.issuperset(set().union(*self.metrics)):  # (usually no new column)
             new_keys = list(dict.fromkeys(k for row in self.metrics for k in row if k not in known))
-        exists = os.path.isfile(self.metrics_file_path)
+        exists = _paths.isfile(self.metrics_file_path)
         if new_keys:
             self.metrics_keys += new_keys
             known.update(new_keys)
             if exists:  # a new column: rewrite the file under the wider header
-                with open(self.metrics_file_path, newline="", encoding="utf-8") as f:
+                with _paths.open_text(self.metrics_file_path, "r") as f:
                     old = list(csv.DictReader(f))
                 self._write(old, mode="w")
                 exists = True
@@ -243,7 +246,7 @@ class _ExperimentWriter:
 
     def _write(self, rows: list[dict[str, Any]], mode: str) -> None:
         keys = self.metrics_keys
-        with open(self.metrics_file_path, mode, newline="", encoding="utf-8") as f:
+        with _paths.open_text(self.metrics_file_path, mode) as f:
             writer = csv.writer(f)
             if mode == "w":
                 writer.writerow(keys)
@@ -272,7 +275,7 @@ class CSVLogger:
         prefix: str = "",
         flush_logs_every_n_steps: int = 100,
     ) -> None:
-        self._save_dir = os.fspath(save_dir)
+        self._save_dir = _paths.expand(save_dir)  # ``~`` expanded; a URL goes through fsspec
         self._name = name or ""
         self._version = version
         self._prefix = prefix
@@ -312,10 +315,12 @@ class CSVLogger:
         return self._experiment
 
     @rank_zero_only
-    def log_hyperparams(self, params: Any) -> None:
+    def log_hyperparams(self, params: Any = None) -> None:
+        """Merge ``params`` (a dict, Namespace...; None: nothing new) into ``hparams.yaml``."""
         self.experiment.log_hparams(_to_plain(params) if params is not None else {})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Buffer a row (``step=None``: the row's index); written by ``save()``."""
         if rank_zero_only.rank != 0:  # what @rank_zero_only does, without its call every step
             return
         if self._prefix:
@@ -343,11 +348,11 @@ class CSVLogger:
 
     def _next_version(self) -> int:
         root = self.root_dir
-        if not os.path.isdir(root):
+        if not _paths.isdir(root):
             return 0
         found = []
-        for entry in os.listdir(root):
-            if entry.startswith("version_") and os.path.isdir(os.path.join(root, entry)):
+        for entry in _paths.listdir(root):
+            if entry.startswith("version_") and _paths.isdir(os.path.join(root, entry)):
                 suffix = entry[len("version_") :]
                 if suffix.isdigit():
                     found.append(int(suffix))

@@ -6,9 +6,10 @@ Every hook is a do-nothing method here; the Trainer calls them in the order writ
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -77,6 +78,7 @@ class LightningModule(_HyperparametersMixin, torch.nn.Module):
         self._automatic_optimization = True
         self._log_hyperparams = True
         self.example_input_array: Any = None
+        self._param_requires_grad_state: dict[torch.nn.Parameter, bool] = {}
 
     # ----------------------------------------------------------------- trainer-backed properties
     @property
@@ -302,18 +304,34 @@ class LightningModule(_HyperparametersMixin, torch.nn.Module):
             scheduler.step(metric)
 
     def toggle_optimizer(self, optimizer: Any) -> None:
-        """Only ``optimizer``'s parameters require grad until ``untoggle_optimizer``."""
-        optimizer = getattr(optimizer, "optimizer", optimizer)
-        own = {id(p) for g in optimizer.param_groups for p in g["params"]}
-        self._toggled = {p: p.requires_grad for p in self.parameters()}
-        for p in self.parameters():
-            if id(p) not in own:
-                p.requires_grad = False
+        """Until ``untoggle_optimizer``, the parameters of the *other* optimizers do not require
+        grad (so a GAN's generator step leaves no gradients on the discriminator), as in
+        Lightning; parameters no optimizer holds are left alone. Their flags are remembered."""
+        current = getattr(optimizer, "optimizer", optimizer)
+        own = {id(p) for g in current.param_groups for p in g["params"]}
+        saved: dict[torch.nn.Parameter, bool] = {}
+        for other in self.trainer.optimizers:
+            for group in other.param_groups:
+                for param in group["params"]:
+                    if id(param) not in own and param not in saved:
+                        saved[param] = param.requires_grad
+                        param.requires_grad = False
+        self._param_requires_grad_state = saved
 
     def untoggle_optimizer(self, optimizer: Any) -> None:
-        for p, flag in getattr(self, "_toggled", {}).items():
-            p.requires_grad = flag
-        self._toggled = {}
+        """Give back the ``requires_grad`` flags that ``toggle_optimizer`` turned off."""
+        for param, flag in self._param_requires_grad_state.items():
+            param.requires_grad = flag
+        self._param_requires_grad_state = {}
+
+    @contextlib.contextmanager
+    def toggled_optimizer(self, optimizer: Any) -> Iterator[None]:
+        """``with self.toggled_optimizer(opt):`` toggles it, and untoggles it on the way out."""
+        self.toggle_optimizer(optimizer)
+        try:
+            yield
+        finally:
+            self.untoggle_optimizer(optimizer)
 
     def freeze(self) -> None:
         for p in self.parameters():

@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 
 from fulmen.train import _data_parallel, _launch, _spawn
+from fulmen.train._hooks import takes_batch_idx
 from fulmen.train.utilities import rank_zero_only
 
 __all__ = [
@@ -187,6 +188,7 @@ class SingleDeviceStrategy:
         self.root_device = torch.device(device)
         # DataLoader batches arrive on the CPU: on a CPU device there is nothing to move.
         self._moves = self.root_device.type != "cpu"
+        self._with_idx = True  # does the module's training_step take batch_idx? (setup_module)
 
     @property
     def is_global_zero(self) -> bool:
@@ -196,10 +198,14 @@ class SingleDeviceStrategy:
         return fn(*args, **kwargs)
 
     def setup_module(self, module: torch.nn.Module) -> torch.nn.Module:
+        # looked at once per run: ``training_step(self, batch)`` is called without batch_idx
+        self._with_idx = takes_batch_idx(getattr(module, "training_step", None))
         return module
 
     def training_step(self, module: Any, batch: Any, batch_idx: int) -> Any:
-        return module.training_step(batch, batch_idx)
+        if self._with_idx:
+            return module.training_step(batch, batch_idx)
+        return module.training_step(batch)
 
     def process_dataloader(self, dataloader: Any, stage: str) -> Any:
         return dataloader
@@ -277,6 +283,7 @@ class DDPStrategy:
         self.world_size = 1
         self.root_device = torch.device("cpu")
         self._model: torch.nn.parallel.DistributedDataParallel | None = None
+        self._with_idx = True  # does the module's training_step take batch_idx? (setup_module)
 
     # ---------------------------------------------------------------- where this process stands
     def configure(
@@ -387,17 +394,21 @@ class DDPStrategy:
     # ---------------------------------------------------------------- the loop's calls
     def setup_module(self, module: torch.nn.Module) -> torch.nn.Module:
         self._model = None  # wrapped at the first training step, after configure_model/restore
+        self._with_idx = takes_batch_idx(getattr(module, "training_step", None))
         return module
 
     def training_step(self, module: Any, batch: Any, batch_idx: int) -> Any:
+        with_idx = self._with_idx
         if not torch.is_grad_enabled():
-            return module.training_step(batch, batch_idx)
+            return (
+                module.training_step(batch, batch_idx) if with_idx else module.training_step(batch)
+            )
         model = self._model
         if model is None:
             device_ids = [self.root_device.index] if self.kind == "cuda" else None
             # A collective: DDP broadcasts rank zero's weights, so every rank starts the same.
             model = self._model = torch.nn.parallel.DistributedDataParallel(
-                _TrainingStep(module), device_ids=device_ids, **self.ddp_kwargs
+                _TrainingStep(module, with_idx), device_ids=device_ids, **self.ddp_kwargs
             )
         # Through DDP's forward, so that backward all-reduces the gradients (Lightning does the
         # same): the wrapped module's forward is the LightningModule's training_step.
@@ -477,12 +488,14 @@ class DDPStrategy:
 class _TrainingStep(torch.nn.Module):
     """What DDP wraps: its forward is the LightningModule's ``training_step``."""
 
-    def __init__(self, module: torch.nn.Module) -> None:
+    def __init__(self, module: torch.nn.Module, with_idx: bool = True) -> None:
         super().__init__()
         self.module = module
+        self.with_idx = with_idx  # False: ``training_step(self, batch)``
 
     def forward(self, batch: Any, batch_idx: int) -> Any:
-        return self.module.training_step(batch, batch_idx)  # type: ignore[operator]
+        step: Any = self.module.training_step
+        return step(batch, batch_idx) if self.with_idx else step(batch)
 
 
 def resolve_strategy(  # noqa: PLR0912

@@ -9,11 +9,11 @@ what it logs is seen by ModelCheckpoint and EarlyStopping)::
                                               what follows runs in each of them)
         load the checkpoint (if ckpt_path) and hand each logger its "loggers" entry
         move the module to the device, convert it to the precision
+        configure_callbacks                  (the module's callbacks join the Trainer's)
         prepare_data                         (datamodule, then module; on local rank zero, or
                                               global rank zero when prepare_data_per_node is
                                               False; the others wait at a barrier)
-        configure_callbacks                  (the module's callbacks join the Trainer's)
-        setup("fit")                         (datamodule, callbacks, then module)
+        setup(stage="fit")                   (datamodule, callbacks, then module)
         configure_model
         load the dataloaders                 (train_dataloader, val_dataloader)
         configure_optimizers
@@ -86,7 +86,7 @@ from typing import Any
 
 import torch
 
-from fulmen.train import _checkpoint, _data, _evaluation, _optim
+from fulmen.train import _checkpoint, _data, _evaluation, _optim, _paths
 from fulmen.train._data import (
     batch_transfer,
     extract_batch_size,
@@ -100,7 +100,9 @@ from fulmen.train.callbacks._defaults import checkpoints_last, default_callbacks
 from fulmen.train.loggers import Logger, resolve_loggers
 from fulmen.train.module import LightningDataModule, LightningModule
 from fulmen.train.precision import Precision
+from fulmen.train.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.train.strategy import Strategy, resolve_strategy
+from fulmen.train.utilities import MisconfigurationException, PossibleUserWarning, rank_zero_warn
 
 __all__ = ["Trainer"]
 
@@ -114,6 +116,32 @@ class LoopState:
     batches_that_stepped: int = 0
     batch_in_epoch: int = 0
     epoch_done: bool = False
+
+
+def _check_limits(
+    max_epochs: Any, max_steps: Any, check_val_every_n_epoch: Any, gradient_clip_val: Any
+) -> None:
+    """Lightning's checks of these Trainer arguments, with its messages."""
+    if max_epochs is not None and max_epochs < -1:
+        raise MisconfigurationException(
+            f"`max_epochs` must be a non-negative integer or -1. You passed in {max_epochs}."
+        )
+    if max_steps < -1:
+        raise MisconfigurationException(
+            f"`max_steps` must be a non-negative integer or -1. You passed in {max_steps}."
+        )
+    if check_val_every_n_epoch is not None and (
+        not isinstance(check_val_every_n_epoch, int) or isinstance(check_val_every_n_epoch, bool)
+    ):
+        raise MisconfigurationException(
+            f"`check_val_every_n_epoch` should be an integer, found {check_val_every_n_epoch!r}."
+        )
+    if gradient_clip_val is not None and (
+        not isinstance(gradient_clip_val, int | float) or isinstance(gradient_clip_val, bool)
+    ):
+        raise TypeError(
+            f"`gradient_clip_val` should be an int or a float. Got {gradient_clip_val}."
+        )
 
 
 class Trainer:
@@ -173,12 +201,15 @@ class Trainer:
             raise ValueError(
                 f"Trainer(accumulate_grad_batches={accumulate_grad_batches!r}) must be >= 1"
             )
-        if gradient_clip_algorithm not in (None, "norm", "value"):
-            raise ValueError(
-                f"Trainer(gradient_clip_algorithm={gradient_clip_algorithm!r}) is unknown; "
-                "choose 'norm' or 'value'"
-            )
-        self.default_root_dir = os.fspath(default_root_dir or os.getcwd())
+        _check_limits(max_epochs, max_steps, check_val_every_n_epoch, gradient_clip_val)
+        if gradient_clip_algorithm is not None:
+            gradient_clip_algorithm = gradient_clip_algorithm.lower()
+            if gradient_clip_algorithm not in ("norm", "value"):
+                raise MisconfigurationException(
+                    f"`gradient_clip_algorithm` {gradient_clip_algorithm} is invalid. Allowed "
+                    "algorithms: ['value', 'norm']."
+                )
+        self.default_root_dir = _paths.expand(default_root_dir or os.getcwd())
         self.fast_dev_run = fast_dev_run
         dev_batches = int(fast_dev_run) if fast_dev_run else 0
         if dev_batches:
@@ -199,17 +230,11 @@ class Trainer:
             logger, enable_checkpointing = False, False
             enable_progress_bar, enable_model_summary = False, False
             log_every_n_steps = 0
+        # max_epochs=None: 1000 epochs, or no limit when max_steps or a time limit stops the fit;
+        # fit() decides (it sees the callbacks) and warns, as Lightning does.
+        self._max_epochs_unset = max_epochs is None
         if max_epochs is None:
-            if max_steps == -1 and max_time is None:
-                warnings.warn(
-                    "`max_epochs` was not set. Setting it to 1000 epochs. To train without an "
-                    "epoch limit, set `max_epochs=-1`.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-                max_epochs = 1000
-            else:
-                max_epochs = -1
+            max_epochs = 1000 if max_steps == -1 and max_time is None else -1
         self.max_epochs: int = max_epochs
         self.min_epochs = min_epochs or 0
         self.max_steps = max_steps
@@ -272,12 +297,9 @@ class Trainer:
         self.current_epoch = 0
         self.global_step = 0
         self.should_stop = False
-        self.interrupted = False
         self.ckpt_path: str | None = None  # the checkpoint the running/last entry point loaded
-        self.state = "initializing"
-        self.stage: str | None = None
-        self._entry: str | None = None  # the running entry point: "fit", "validate", ...
-        self.sanity_checking = False
+        # status, entry point (fn) and running loop (stage), with Lightning's enums
+        self.state = TrainerState()
         self.train_dataloader: Any = None
         self.val_dataloaders: Any = None
         self.test_dataloaders: Any = None
@@ -418,6 +440,42 @@ class Trainer:
         return int(getattr(self.strategy, "num_nodes", 1))
 
     @property
+    def stage(self) -> RunningStage | None:
+        """The running loop (``state.stage``); set by name ("train", "validate"; "fit": train)."""
+        return self.state.stage
+
+    @stage.setter
+    def stage(self, stage: str | None) -> None:
+        self.state.stage = (
+            None if stage is None else RunningStage("train" if stage == "fit" else stage)
+        )
+
+    @property
+    def _entry(self) -> TrainerFn | None:
+        """The running entry point (``state.fn``)."""
+        return self.state.fn
+
+    @_entry.setter
+    def _entry(self, fn: str | None) -> None:
+        self.state.fn = None if fn is None else TrainerFn(fn)
+
+    @property
+    def sanity_checking(self) -> bool:
+        return self.state.stage == RunningStage.SANITY_CHECKING
+
+    @sanity_checking.setter
+    def sanity_checking(self, value: bool) -> None:
+        if value:
+            self.state.stage = RunningStage.SANITY_CHECKING
+        elif self.sanity_checking:
+            self.state.stage = None
+
+    @property
+    def interrupted(self) -> bool:
+        """Did the last entry point stop on an exception (Ctrl-C included), as in Lightning?"""
+        return self.state.status == TrainerStatus.INTERRUPTED
+
+    @property
     def training(self) -> bool:
         return self.stage == "train"
 
@@ -461,6 +519,19 @@ class Trainer:
             train_dataloaders is not None or val_dataloaders is not None
         ):
             raise ValueError("fit(): pass dataloaders or a datamodule, not both")
+        if self._max_epochs_unset:
+            from fulmen.train.callbacks import Timer
+
+            if self.max_steps != -1 or any(isinstance(cb, Timer) for cb in self.callbacks):
+                self.max_epochs = -1
+            else:
+                self.max_epochs = 1000
+                rank_zero_warn(
+                    "`max_epochs` was not set. Setting it to 1000 epochs. To train without an "
+                    "epoch limit, set `max_epochs=-1`.",
+                    PossibleUserWarning,
+                    stacklevel=4,  # the caller of fit (through rank_zero_only's wrapper)
+                )
         self._run("fit", model, datamodule, ckpt_path, train_dataloaders, val_dataloaders)
 
     def validate(
@@ -585,7 +656,7 @@ class Trainer:
         model.trainer = self
         if datamodule is not None:
             datamodule.trainer = self
-        self.state, self.stage, self.should_stop, self.interrupted = "running", stage, False, False
+        self.state.status, self.stage, self.should_stop = TrainerStatus.RUNNING, stage, False
         self._entry = stage
         status = "success"
         try:
@@ -594,7 +665,7 @@ class Trainer:
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt)
             status = "interrupted" if interrupted else "failed"
-            self.state, self.interrupted = status, interrupted
+            self.state.status = TrainerStatus.INTERRUPTED  # Lightning's status for any exception
             if interrupted:
                 # a second Ctrl-C must not cut the graceful shutdown short
                 previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -620,9 +691,9 @@ class Trainer:
             raise
         finally:
             if status == "success":
-                self.state = "finished"
+                self.state.status = TrainerStatus.FINISHED
                 self._teardown(stage, status)
-            self.stage = self._entry = None
+            self.stage = None  # state.fn stays: the entry point that ran last, as in Lightning
 
     def _previous_model(
         self, stage: str, datamodule: LightningDataModule | None, ckpt_path: Any
@@ -645,11 +716,13 @@ class Trainer:
         module = self.lightning_module
         assert module is not None
         lifecycle = "fit" if stage == "fit" else stage
+        # the stage by keyword, as Lightning passes it (``def teardown(self, stage)`` and
+        # ``def teardown(self, **kwargs)`` both work)
         if self.datamodule is not None:
-            self.datamodule.teardown(lifecycle)
+            self.datamodule.teardown(stage=lifecycle)
         for cb in self.callbacks:
-            self._hooks.call_one(cb, "teardown", lifecycle)
-        module.teardown(lifecycle)
+            self._hooks.call_one(cb, "teardown", stage=lifecycle)
+        module.teardown(stage=lifecycle)
         self.strategy.teardown()
         for logger in self.loggers:
             logger.finalize(status)
@@ -666,6 +739,7 @@ class Trainer:
             if checkpoint is not None:
                 _checkpoint.restore_loggers(self, checkpoint)
         self._attach_module(module)
+        self._prepare_callbacks(module)  # configure_callbacks before prepare_data, as Lightning
         datamodule = self.datamodule
         per_node = getattr(datamodule or module, "prepare_data_per_node", True)
         if (self.local_rank if per_node else self.global_rank) == 0:  # downloads happen once
@@ -673,10 +747,9 @@ class Trainer:
                 datamodule.prepare_data()
             module.prepare_data()
         self.strategy.barrier("prepare_data")
-        self._prepare_callbacks(module)
         if datamodule is not None:
-            datamodule.setup(stage)
-        self._hooks.call("setup", stage)
+            datamodule.setup(stage=stage)
+        self._hooks.call("setup", stage=stage)  # by keyword, as Lightning passes it
         module.configure_model()
         self._to_device = batch_transfer(module, self.precision_plugin, self.strategy)
 
@@ -977,8 +1050,8 @@ class Trainer:
         if not metrics:
             return
         step = int(metrics.pop("step", self._batches_that_stepped))  # ``metrics`` is ours to edit
+        self._logged_metrics.update(metrics)  # what was logged: no "epoch", as in Lightning
         metrics.setdefault("epoch", self.current_epoch)
-        self._logged_metrics.update(metrics)
         for logger in self.loggers:
             logger.log_metrics(metrics, step)
 

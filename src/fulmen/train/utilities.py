@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 __all__ = [
+    "MisconfigurationException",
+    "PossibleUserWarning",
     "global_rank_from_env",
     "rank_zero_info",
     "rank_zero_only",
@@ -23,6 +25,15 @@ __all__ = [
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class MisconfigurationException(ValueError):
+    """A Trainer, callback or module argument is wrong (Lightning's exception, a ValueError)."""
+
+
+class PossibleUserWarning(UserWarning):
+    """Something that is often a mistake but may be meant (Lightning's warning category)."""
+
 
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "JSM_NAMESPACE_RANK")
 

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fulmen.train import _paths
 from fulmen.train.callback import Callback
+from fulmen.train.utilities import MisconfigurationException
 
 if TYPE_CHECKING:
     from fulmen.train.module import LightningModule
@@ -62,13 +64,24 @@ class ModelCheckpoint(Callback):
                 f"ModelCheckpoint(save_top_k={save_top_k}, monitor=None): keeping the top k "
                 "needs a metric to rank by; set monitor"
             )
+        for argument, value in (
+            ("every_n_train_steps", every_n_train_steps),
+            ("every_n_epochs", every_n_epochs),
+        ):
+            if value is not None and value < 0:  # Lightning's check and message
+                raise MisconfigurationException(
+                    f"Invalid value for {argument}={value}. Must be >= 0"
+                )
         given = [every_n_train_steps, every_n_epochs, train_time_interval]
         if sum(1 for g in given if g) > 1:
             raise ValueError(
                 "ModelCheckpoint: every_n_train_steps, every_n_epochs and train_time_interval "
                 "are mutually exclusive"
             )
-        self.dirpath: str | None = os.path.realpath(os.fspath(dirpath)) if dirpath else None
+        self.dirpath: str | None = None
+        if dirpath:  # ``~`` expanded; a remote URL (s3://, memory://) kept as it is, for fsspec
+            expanded = _paths.expand(dirpath)
+            self.dirpath = expanded if _paths.is_remote(expanded) else os.path.realpath(expanded)
         self.filename = filename
         self.monitor = monitor
         self.verbose = verbose
@@ -309,8 +322,8 @@ class ModelCheckpoint(Callback):
             logger.after_save_checkpoint(self)
 
     def _remove(self, trainer: Trainer, filepath: str) -> None:
-        if trainer.is_global_zero and os.path.isfile(filepath):
-            os.remove(filepath)
+        if trainer.is_global_zero and _paths.isfile(filepath):
+            _paths.remove(filepath)
 
     # ------------------------------------------------------------------ names
     def _resolve_dirpath(self, trainer: Trainer) -> str:
@@ -329,7 +342,7 @@ class ModelCheckpoint(Callback):
         if self.dirpath is None:
             return None  # a default folder is a new logger version: nothing to resume there
         path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
-        return path if os.path.isfile(path) else None
+        return path if _paths.isfile(path) else None
 
     @classmethod
     def _format(
@@ -373,7 +386,7 @@ class ModelCheckpoint(Callback):
             version = self.STARTING_VERSION
             # Rank zero's view, shared (a collective under DDP): a rank that looked after rank
             # zero had written the file would otherwise pick another name.
-            while trainer.strategy.broadcast(os.path.isfile(filepath)) and filepath != to_delete:
+            while trainer.strategy.broadcast(_paths.isfile(filepath)) and filepath != to_delete:
                 filepath = self.format_checkpoint_name(candidates, ver=version)
                 version += 1
         return filepath
