@@ -151,6 +151,8 @@ def check_display_name(what: str, value: object) -> str:
         raise ValueError(
             f"{what} must be 1 to {MAX_DISPLAY_NAME} characters long, got {len(value)}"
         )
+    if has_surrogate(value):  # it could not be stored as given (see the run log's "Strings")
+        raise ValueError(f"{what} {value!r} {SURROGATE_HINT}")
     if _CONTROL.search(value):
         raise ValueError(f"{what} {value!r} contains a control character (a newline, a tab...)")
     return value
