@@ -71,6 +71,8 @@ def test_two_agents_run_the_example_in_parallel(tmp_path: Path) -> None:
     for run, trial in zip(sweep.runs, trials, strict=True):
         assert run.project == "sweep-example"
         assert run.config["hidden"] == trial.params["hidden"]
-        assert any(a.get("type") == "model" for a in run.artifacts)  # log_model=True
+        if trial.state == "finished":  # log_model=True; a trial hyperband stopped before its
+            # first checkpoint (timing: the machine's load) has none to upload
+            assert any(a.get("type") == "model" for a in run.artifacts)
     assert sweep.state == "finished"
     assert sweep.best_run().summary["val_loss"] == min(t.value for t in trials if t.value)
