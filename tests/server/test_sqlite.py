@@ -72,8 +72,7 @@ def test_readers_cannot_write_and_see_what_the_writer_committed(tmp_path: Path) 
     store.close()
 
 
-def test_a_batch_that_does_not_decode_leaves_nothing_behind(tmp_path: Path) -> None:
-    from fulmen.server._ingest import BadBatch
+def test_a_record_that_does_not_decode_is_refused_and_the_rest_kept(tmp_path: Path) -> None:
     from fulmen.track import runlog as R
 
     store = SqliteStore(tmp_path / "db")
@@ -81,11 +80,12 @@ def test_a_batch_that_does_not_decode_leaves_nothing_behind(tmp_path: Path) -> N
     w.run("r1")
     w.history(0, {"loss": 1.0})
     assert store.ingest("local", "proj", "r1", w.body()) == 3
-    before = store.run("local", "proj", "r1")
     w.history(1, {"loss": 0.5})
     bad = R.frame(R.HISTORY, R.SEQ.pack(w.seq + 1) + b"\x07\x00")  # schema 7 was never declared
-    with pytest.raises(BadBatch, match="does not decode"):
-        store.ingest("local", "proj", "r1", w.frames[-1] + bad)
-    assert store.held("local", "proj", "r1") == 3  # the good record before it was not kept either
-    assert store.run("local", "proj", "r1") == before
+    done = store.ingest_batch("local", "proj", "r1", w.frames[-1] + bad)
+    assert done.held == 5  # the refused record counts as held: the client moves on
+    assert done.refused == [
+        {"seq": 5, "kind": "history", "field": "history", "reason": "schema 7 was never declared"}
+    ]
+    assert store.run("local", "proj", "r1")["rows"] == 2  # the good record before it was kept
     store.close()

@@ -31,6 +31,22 @@ class Held(BaseModel):
     held: int
 
 
+class Refusal(BaseModel):
+    """A record the server skipped: its sequence number, kind, the field at fault and why."""
+
+    seq: int
+    kind: str
+    field: str
+    reason: str
+
+
+class Ingested(Held):
+    """What an ingest batch did: ``held`` (refused records count as held: the client moves on)
+    and the records refused."""
+
+    refused: list[Refusal] = []
+
+
 class CrashedBody(BaseModel):
     last_seq: int = Field(ge=0, description="the last sequence the client wrote; must equal held")
 
@@ -124,7 +140,7 @@ def held(res: ResDep, ref: RunDep) -> Held:
 
 @router.post(
     RUN + "/records",
-    response_model=Held,
+    response_model=Ingested,
     summary="Ingest a batch of run-log frames (idempotent by sequence)",
     openapi_extra={
         "requestBody": {
@@ -133,10 +149,13 @@ def held(res: ResDep, ref: RunDep) -> Held:
         }
     },
 )
-async def ingest(res: ResDep, ref: RunDep, request: Request) -> Held:
+async def ingest(res: ResDep, ref: RunDep, request: Request) -> Ingested:
     body = await read_body(request, res.config.max_batch)
+    store = res.store
     try:
-        held = await run_in_threadpool(res.store.ingest, ref.entity, ref.project, ref.run_id, body)
+        done = await run_in_threadpool(
+            store.ingest_batch, ref.entity, ref.project, ref.run_id, body
+        )
     except BadBatch as exc:
         log.warning(
             "ingest refused for run %s/%s/%s (%d bytes): %s",
@@ -147,7 +166,17 @@ async def ingest(res: ResDep, ref: RunDep, request: Request) -> Held:
             exc,
         )
         raise HTTPException(400, str(exc)) from exc
-    return Held(held=held)
+    if done.refused:
+        log.warning(
+            "ingest of run %s/%s/%s refused %d record(s), stored the rest: %s",
+            ref.entity,
+            ref.project,
+            ref.run_id,
+            len(done.refused),
+            "; ".join(f"record {r['seq']} ({r['kind']}) {r['field']}: {r['reason']}"
+                      for r in done.refused[:20]),
+        )  # fmt: skip
+    return Ingested(held=done.held, refused=[Refusal(**r) for r in done.refused])
 
 
 @router.post(RUN + "/heartbeat", summary="The run's client is alive, with nothing new")

@@ -30,7 +30,7 @@ import numpy as np
 from fulmen.server import _series as S
 from fulmen.server._ingest import ROWS, Batch, RunState, decode_batch, json_safe
 from fulmen.server._migrations import MIGRATIONS, Migration, StoreTooNew
-from fulmen.server.store import Conflict, HistoryQuery, NotFound, RunPage, RunQuery
+from fulmen.server.store import Conflict, HistoryQuery, Ingested, NotFound, RunPage, RunQuery
 
 SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id"}
 OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -152,6 +152,9 @@ class SqliteStore:
     # --- ingest --------------------------------------------------------------------------------
 
     def ingest(self, entity: str, project: str, run_id: str, body: bytes) -> int:
+        return self.ingest_batch(entity, project, run_id, body).held
+
+    def ingest_batch(self, entity: str, project: str, run_id: str, body: bytes) -> Ingested:
         with self._lock:
             con = self._writer
             row = con.execute(
@@ -162,7 +165,7 @@ class SqliteStore:
             state = RunState.from_json(state_text)
             batch = decode_batch(body, held, state)  # raises BadBatch before anything is written
             if batch.empty:
-                return int(held)
+                return Ingested(int(held))
             con.execute("BEGIN IMMEDIATE")
             try:
                 if rid is None:
@@ -178,12 +181,11 @@ class SqliteStore:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            return batch.held
+            return Ingested(batch.held, batch.refused)
 
     def _apply(self, con: sqlite3.Connection, rid: int, batch: Batch, state: RunState) -> None:  # noqa: PLR0912
-        con.execute(
-            "INSERT INTO segments VALUES (?, ?, ?, ?)",
-            (rid, batch.first_seq, batch.held, batch.frames),
+        con.executemany(
+            "INSERT INTO segments VALUES (?, ?, ?, ?)", [(rid, *seg) for seg in batch.segments]
         )
         sets: dict[str, Any] = {
             "held": batch.held,
@@ -215,7 +217,7 @@ class SqliteStore:
             (old,) = con.execute("SELECT metrics FROM runs WHERE rid=?", (rid,)).fetchone()
             sets["metrics"] = _dumps(json.loads(old) + batch.metrics)
         if batch.exit is not None:
-            sets["state"] = str(batch.exit.get("state", "finished"))
+            sets["state"] = batch.exit.get("state") or "finished"
             sets["exit"] = _dumps(batch.exit)
             if batch.exit.get("runtime") is not None:
                 sets["runtime"] = float(batch.exit["runtime"])

@@ -17,6 +17,7 @@ __all__ = [
     "Conflict",
     "Filter",
     "HistoryQuery",
+    "Ingested",
     "NotFound",
     "RunQuery",
     "Store",
@@ -71,6 +72,15 @@ class HistoryQuery:
 
 
 @dataclass
+class Ingested:
+    """What one ingest batch did: the highest contiguous sequence held after it, and the records
+    it refused (each ``{"seq", "kind", "field", "reason"}``; skipped, yet counted in ``held``)."""
+
+    held: int
+    refused: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class RunPage:
     total: int
     runs: list[dict[str, Any]] = field(default_factory=list)
@@ -81,6 +91,10 @@ class Store(Protocol):
 
     def ingest(self, entity: str, project: str, run_id: str, body: bytes) -> int:
         """Apply a batch of run-log frames; answer the highest contiguous sequence held."""
+        ...
+
+    def ingest_batch(self, entity: str, project: str, run_id: str, body: bytes) -> Ingested:
+        """``ingest``, also saying which records were refused (bad values: see ``_ingest``)."""
         ...
 
     def held(self, entity: str, project: str, run_id: str) -> int: ...
