@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +233,45 @@ def test_lone_surrogates_as_the_client_escapes_them_are_stored_escaped(client: T
     values = client.get(f"{RUNS}/r1/history/values", params={"key": "sample"}).json()["values"]
     assert [v["value"] for v in values] == [shown]
     pages_answer(client)
+
+
+def test_no_stored_value_breaks_a_page(client: TestClient, store: SqliteStore) -> None:
+    w = LogWriter()
+    w.run("r1")
+    w.history(0, {"loss": 1.0})
+    w.record("artifact", {"name": "model", "type": "model", "digest": "d1"})
+    w.record("stats", {"cpu": 1.0})
+    w.record("file", {"path": "a.txt", "size": 1})
+    assert store.ingest("local", "proj", "r1", w.body()) == w.seq
+    # values no ingest writes, as an older server, a bug or a hand edit could have left them
+    with store._lock:
+        store._writer.execute(
+            "UPDATE runs SET runtime=?, created=?, updated=?, name=?, grp=?, notes=?, tags=?, "
+            "config=?, summary=?, meta=?, exit=?, metrics=?, held=? WHERE run_id='r1'",
+            (
+                math.inf,
+                1e300,
+                -math.inf,
+                b"\xff\x00 blob",
+                7,
+                3.5,
+                '{"not": "a list"}',
+                '{"a": NaN, "b": Infinity, "c": [1e999]}',
+                "not json",
+                "[1, 2]",
+                '"a string"',
+                "{}",
+                "x",
+            ),
+        )
+        store._writer.execute("UPDATE stats SET data='{\"cpu\": NaN, '")
+        store._writer.execute("UPDATE files SET size=?, type=?", (math.nan, b"\x00"))
+        store._writer.execute("UPDATE artifacts SET metadata='[', entries='7', type=x'00ff'")
+    pages_answer(client)
+    run = client.get(f"{RUNS}/r1").json()
+    assert run["runtime"] is None
+    assert run["config"] == {"a": None, "b": None, "c": [None]}
+    assert run["summary"] == {}
+    assert run["tags"] == []
+    assert run["name"] == "\ufffd\x00 blob"
+    assert client.get("/local/proj/runs/r1").text.count("Internal Server Error") == 0

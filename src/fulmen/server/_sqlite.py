@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 import sqlite3
 import threading
@@ -80,6 +81,54 @@ def _dumps(value: Any) -> str:
     return json.dumps(json_safe(value), separators=(",", ":"), default=str)
 
 
+# Reading: a stored value is shown whatever it is. Ingest writes only valid values, but a store
+# from an older server, a bug or a hand edit may hold anything (SQLite columns take any type), and
+# one such value must not fail every page that lists the run: each is read as what its column
+# should hold, or None (or the column's empty value) when it is not.
+
+
+def _valid(column: str) -> str:
+    """SQL for ``column`` when it holds valid JSON, else NULL (SQLite's JSON functions fail on
+    malformed JSON; a query over many runs must not fail for one)."""
+    return f"(CASE WHEN json_valid({column}) THEN {column} END)"
+
+
+def _loads(text: Any, empty: Any = None) -> Any:
+    """A stored JSON column as a JSON-safe value (NaN and infinities as None); ``empty`` when it
+    is not JSON or, when ``empty`` is a dict or list, not one of those."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if not isinstance(text, str):
+        return empty
+    try:
+        value = json_safe(json.loads(text))
+    except (ValueError, RecursionError):
+        return empty
+    if empty is not None and not isinstance(value, type(empty)):
+        return empty
+    return value
+
+
+def _num(value: Any) -> float | int | None:
+    """A stored number, or None when it is not a finite one."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    """A stored text, or None; bytes (a BLOB where text belongs) decoded, numbers written out."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _decode_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")  # a TEXT value that is not UTF-8 must not fail a read
+
+
 def migrate(con: sqlite3.Connection, migrations: tuple[Migration, ...], *, where: str) -> int:
     """Bring the database on ``con`` to the last of ``migrations``; its version after.
 
@@ -136,6 +185,7 @@ class SqliteStore:
         if con is None:
             con = self._connect()
             con.execute("PRAGMA query_only=ON")
+            con.text_factory = _decode_text
             self._local.con = con
             with self._readers_lock:
                 self._readers.append(con)
@@ -495,35 +545,36 @@ class SqliteStore:
             "GROUP BY project ORDER BY project",
             (entity,),
         ).fetchall()
-        return [{"name": p, "runs": n, "updated": u} for p, n, u in rows]
+        return [{"name": _text(p), "runs": n, "updated": _num(u)} for p, n, u in rows]
 
     def _run_dict(self, row: sqlite3.Row | tuple[Any, ...], full: bool) -> dict[str, Any]:
         (run_id, name, grp, job_type, tags, notes, state, created, updated, runtime, held, rows,
          config, summary) = row[:14]  # fmt: skip
+        updated = _num(updated)
         out: dict[str, Any] = {
-            "id": run_id,
-            "name": name,
-            "group": grp,
-            "job_type": job_type,
-            "tags": json.loads(tags),
-            "notes": notes,
-            "state": state,
-            "created": created,
+            "id": _text(run_id),
+            "name": _text(name),
+            "group": _text(grp),
+            "job_type": _text(job_type),
+            "tags": [t for t in _loads(tags, []) if isinstance(t, str)],
+            "notes": _text(notes),
+            "state": _text(state),
+            "created": _num(created),
             "updated": updated,
             # running, yet nothing heard for STALE_AFTER s: its client may be gone (a kill -9);
             # `fulmen sync` of its folder settles it (crashed), new records clear it
-            "stale": state == "running" and time.time() - updated > STALE_AFTER,
-            "runtime": runtime,
-            "held": held,
-            "rows": rows,
-            "config": json.loads(config),
-            "summary": json.loads(summary),
+            "stale": state == "running" and time.time() - (updated or 0) > STALE_AFTER,
+            "runtime": _num(runtime),
+            "held": _num(held),
+            "rows": _num(rows),
+            "config": _loads(config, {}),
+            "summary": _loads(summary, {}),
         }
         if full:
             meta, exit_, metrics = row[14:17]
-            out["metadata"] = json.loads(meta)
-            out["exit"] = None if exit_ is None else json.loads(exit_)
-            out["metrics"] = json.loads(metrics)
+            out["metadata"] = _loads(meta, {})
+            out["exit"] = _loads(exit_, {}) if exit_ is not None else None
+            out["metrics"] = _loads(metrics, [])
         return out
 
     _RUN_COLUMNS = (
@@ -538,7 +589,7 @@ class SqliteStore:
             where.append(f"state IN ({', '.join('?' * len(query.states))})")
             params += query.states
         for tag in query.tags:
-            where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value=?)")
+            where.append(f"EXISTS (SELECT 1 FROM json_each({_valid('runs.tags')}) WHERE value=?)")
             params.append(tag)
         if query.group is not None:
             where.append("grp=?")
@@ -552,10 +603,11 @@ class SqliteStore:
             if column not in ("config", "summary") or not path or f.op not in OPS:
                 raise ValueError(f"bad filter {f.field} {f.op}")
             if f.value is None:
-                where.append(f"json_extract({column}, ?) IS {'NOT ' if f.op == '!=' else ''}NULL")
+                is_not = "NOT " if f.op == "!=" else ""
+                where.append(f"json_extract({_valid(column)}, ?) IS {is_not}NULL")
                 params.append(json_path(path))
             else:
-                where.append(f"json_extract({column}, ?) {OPS[f.op]} ?")
+                where.append(f"json_extract({_valid(column)}, ?) {OPS[f.op]} ?")
                 value = f.value if not isinstance(f.value, bool) else int(f.value)
                 params += [json_path(path), value]
         descending = query.sort.startswith("-")
@@ -570,7 +622,7 @@ class SqliteStore:
                     f"sort {query.sort!r}: use one of {', '.join(sorted(SORT_COLUMNS))}, "
                     "config.<key> or summary.<key>, with '-' for descending"
                 )
-            order = f"json_extract({column}, ?)"
+            order = f"json_extract({_valid(column)}, ?)"
             order_params = [json_path(path)]
         clause = " AND ".join(where)
         direction = "DESC" if descending else "ASC"
@@ -593,7 +645,7 @@ class SqliteStore:
         out: dict[str, dict[str, int]] = {}
         for column in ("config", "summary"):
             rows = con.execute(
-                f"SELECT j.key, count(*) FROM runs, json_each(runs.{column}) AS j "
+                f"SELECT j.key, count(*) FROM runs, json_each({_valid('runs.' + column)}) AS j "
                 "WHERE entity=? AND project=? GROUP BY j.key ORDER BY j.key",
                 (entity, project),
             ).fetchall()
@@ -740,7 +792,7 @@ class SqliteStore:
         rows = self._read.execute(
             "SELECT seq, data FROM stats WHERE rid=? ORDER BY seq", (rid,)
         ).fetchall()
-        return [{"seq": s, **json.loads(d)} for s, d in rows]
+        return [{**_loads(d, {}), "seq": s} for s, d in rows]
 
     def files(self, entity: str, project: str, run_id: str) -> list[dict[str, Any]]:
         rid = self._rid(entity, project, run_id)
@@ -748,7 +800,13 @@ class SqliteStore:
             "SELECT path, type, size, digest FROM files WHERE rid=? ORDER BY path", (rid,)
         ).fetchall()
         return [
-            {"path": p, "type": t, "size": s, "digest": d, "uploaded": d is not None}
+            {
+                "path": _text(p),
+                "type": _text(t),
+                "size": _num(s),
+                "digest": _text(d),
+                "uploaded": d is not None,
+            }
             for p, t, s, d in rows
         ]
 
@@ -810,7 +868,10 @@ class SqliteStore:
             "WHERE entity=? AND project=? GROUP BY name ORDER BY name",
             (entity, project),
         ).fetchall()
-        return [{"name": n, "type": t, "versions": c, "updated": u} for n, t, c, u in rows]
+        return [
+            {"name": _text(n), "type": _text(t), "versions": c, "updated": _num(u)}
+            for n, t, c, u in rows
+        ]
 
     def _aliases(self, entity: str, project: str, name: str) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
@@ -819,7 +880,7 @@ class SqliteStore:
             "ORDER BY alias",
             (entity, project, name),
         ):
-            out.setdefault(int(version), []).append(alias)
+            out.setdefault(version, []).append(_text(alias) or "")
         return out
 
     def artifact_versions(self, entity: str, project: str, name: str) -> list[dict[str, Any]]:
@@ -835,12 +896,12 @@ class SqliteStore:
             {
                 "name": name,
                 "version": f"v{v}",
-                "type": t,
-                "digest": d,
-                "run": r,
-                "created": c,
-                "metadata": json.loads(m),
-                "aliases": aliases.get(int(v), []),
+                "type": _text(t),
+                "digest": _text(d),
+                "run": _text(r),
+                "created": _num(c),
+                "metadata": _loads(m, {}),
+                "aliases": aliases.get(v, []),
             }
             for v, t, d, r, c, m in rows
         ]
@@ -855,7 +916,7 @@ class SqliteStore:
             (rid, key, lo, hi, limit),
         ).fetchall()
         return [
-            {"_step": st, "_runtime": rt, "_timestamp": ts, "value": json.loads(v)}
+            {"_step": _num(st), "_runtime": _num(rt), "_timestamp": _num(ts), "value": _loads(v)}
             for st, rt, ts, v in rows
         ]
 
@@ -868,12 +929,12 @@ class SqliteStore:
         ).fetchall()
         return [
             {
-                "name": n,
+                "name": _text(n),
                 "version": f"v{v}",
-                "type": t,
-                "digest": d,
-                "created": c,
-                "aliases": self._aliases(entity, project, n).get(int(v), []),
+                "type": _text(t),
+                "digest": _text(d),
+                "created": _num(c),
+                "aliases": self._aliases(entity, project, n).get(v, []),
             }
             for n, v, t, d, c in rows
         ]
@@ -901,13 +962,13 @@ class SqliteStore:
         return {
             "name": name,
             "version": f"v{number}",
-            "type": t,
-            "digest": d,
-            "run": r,
-            "created": c,
-            "metadata": json.loads(m),
+            "type": _text(t),
+            "digest": _text(d),
+            "run": _text(r),
+            "created": _num(c),
+            "metadata": _loads(m, {}),
             "aliases": self._aliases(entity, project, name).get(number, []),
-            "entries": json.loads(e),
+            "entries": _loads(e),
         }
 
     def set_manifest(
