@@ -89,3 +89,44 @@ def test_a_record_that_does_not_decode_is_refused_and_the_rest_kept(tmp_path: Pa
     ]
     assert store.run("local", "proj", "r1")["rows"] == 2  # the good record before it was kept
     store.close()
+
+
+def test_a_full_disk_reports_its_own_error_and_keeps_whole_batches(tmp_path: Path) -> None:
+    from fulmen.server.store import StoreFull
+
+    store = SqliteStore(tmp_path / "db")
+    w = LogWriter()
+    w.run("r1")
+    w.history(0, {"loss": 1.0})
+    assert store.ingest("local", "proj", "r1", w.body()) == 3
+    before = store.run("local", "proj", "r1")
+    (pages,) = store._writer.execute("PRAGMA page_count").fetchone()
+    store._writer.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLite answers SQLITE_FULL
+    big = LogWriter(seq=w.seq)
+    big._schemas = dict(w._schemas)
+    for i in range(1, 3000):
+        big.history(i, {"loss": float(i), "acc": float(-i)})
+    with pytest.raises(StoreFull, match="database or disk is full") as info:
+        store.ingest("local", "proj", "r1", big.body())
+    assert "cannot rollback" not in str(info.value)
+    assert store.held("local", "proj", "r1") == 3  # nothing of the batch is held
+    assert store.run("local", "proj", "r1") == {**before, "updated": before["updated"]}
+    store._writer.execute("PRAGMA max_page_count = 1073741823")  # room again: the retry works
+    assert store.ingest("local", "proj", "r1", big.body()) == big.seq
+    assert store.run("local", "proj", "r1")["rows"] == 3000
+    store.close()
+
+
+def test_a_full_disk_answers_507_with_the_real_error(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "data" / "fulmen.db")
+    client = TestClient(create_app(ServerConfig(data=tmp_path / "data"), store=store))
+    w = LogWriter()
+    w.run("r1")
+    post(client, "r1", w.body())
+    (pages,) = store._writer.execute("PRAGMA page_count").fetchone()
+    store._writer.execute(f"PRAGMA max_page_count = {pages}")
+    for i in range(3000):
+        w.history(i, {"loss": float(i)})
+    r = client.post(f"{RUNS}/r1/records", content=w.body())
+    assert r.status_code == 507  # Insufficient Storage: the uploader retries later
+    assert "database or disk is full" in r.json()["detail"]

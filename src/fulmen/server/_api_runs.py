@@ -16,7 +16,7 @@ from fulmen.server import _names
 from fulmen.server._auth import EVERYTHING
 from fulmen.server._deps import ProjectDep, ResDep, RunDep, principal, read_body
 from fulmen.server._ingest import BadBatch
-from fulmen.server.store import Filter, RunQuery
+from fulmen.server.store import Filter, RunQuery, StoreFull
 
 log = logging.getLogger("fulmen.server")
 router = APIRouter(tags=["runs"])
@@ -166,6 +166,9 @@ async def ingest(res: ResDep, ref: RunDep, request: Request) -> Ingested:
             exc,
         )
         raise HTTPException(400, str(exc)) from exc
+    except StoreFull as exc:  # 507 Insufficient Storage: a 5xx, so the uploader retries later
+        log.error("ingest of run %s/%s/%s: %s", ref.entity, ref.project, ref.run_id, exc)
+        raise HTTPException(507, str(exc)) from exc
     if done.refused:
         log.warning(
             "ingest of run %s/%s/%s refused %d record(s), stored the rest: %s",

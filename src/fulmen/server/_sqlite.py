@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,15 @@ import numpy as np
 from fulmen.server import _series as S
 from fulmen.server._ingest import ROWS, Batch, RunState, decode_batch, json_safe
 from fulmen.server._migrations import MIGRATIONS, Migration, StoreTooNew
-from fulmen.server.store import Conflict, HistoryQuery, Ingested, NotFound, RunPage, RunQuery
+from fulmen.server.store import (
+    Conflict,
+    HistoryQuery,
+    Ingested,
+    NotFound,
+    RunPage,
+    RunQuery,
+    StoreFull,
+)
 
 SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id"}
 OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -129,6 +138,37 @@ def _decode_text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")  # a TEXT value that is not UTF-8 must not fail a read
 
 
+def _full(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; the message before that
+    return isinstance(exc, sqlite3.OperationalError) and (
+        code == getattr(sqlite3, "SQLITE_FULL", 13) or "database or disk is full" in str(exc)
+    )
+
+
+@contextmanager
+def transaction(con: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on ``con``: committed, or rolled back on any error, which is raised
+    as it was. SQLite rolls some failures back itself (SQLITE_FULL: "database or disk is full"),
+    after which a ROLLBACK would fail with "cannot rollback - no transaction is active" and hide
+    the real error: it is only sent while a transaction is open. A full disk is ``StoreFull``."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException as exc:
+        if con.in_transaction:
+            with suppress(sqlite3.Error):  # the error that got us here is the one to report
+                con.execute("ROLLBACK")
+        if _full(exc):
+            raise StoreFull(f"the database {_db_name(con)} is full: {exc}") from exc
+        raise
+
+
+def _db_name(con: sqlite3.Connection) -> str:
+    row = con.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row else "?"
+
+
 def migrate(con: sqlite3.Connection, migrations: tuple[Migration, ...], *, where: str) -> int:
     """Bring the database on ``con`` to the last of ``migrations``; its version after.
 
@@ -216,8 +256,7 @@ class SqliteStore:
             batch = decode_batch(body, held, state)  # raises BadBatch before anything is written
             if batch.empty:
                 return Ingested(int(held))
-            con.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(con):
                 if rid is None:
                     now = time.time()
                     rid = con.execute(
@@ -227,10 +266,6 @@ class SqliteStore:
                     ).lastrowid
                 assert rid is not None
                 self._apply(con, rid, batch, state)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
             return Ingested(batch.held, batch.refused)
 
     def _apply(self, con: sqlite3.Connection, rid: int, batch: Batch, state: RunState) -> None:  # noqa: PLR0912
@@ -357,8 +392,7 @@ class SqliteStore:
         the run: for imports and benchmarks, bypassing run-log decoding."""
         with self._lock:
             con = self._writer
-            con.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(con):
                 con.execute(
                     "INSERT OR IGNORE INTO runs (entity, project, run_id, created, updated) "
                     "VALUES (?, ?, ?, ?, ?)",
@@ -369,10 +403,6 @@ class SqliteStore:
                     (entity, project, run_id),
                 ).fetchone()
                 self._add_points(con, int(rid), key, points)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
 
     # --- scalar series -------------------------------------------------------------------------
 
@@ -824,9 +854,8 @@ class SqliteStore:
     ) -> None:
         with self._lock:
             row = self._find_run(self._writer, "rid", entity, project, run_id)
-            # one statement each, both or neither: the file is listed only with its blob
-            self._writer.execute("SAVEPOINT put_file")
-            try:
+            # both or neither: the file is listed only with its blob
+            with transaction(self._writer):
                 self._writer.execute(
                     "INSERT INTO files (rid, path, size, digest) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (rid, path) DO UPDATE SET size=excluded.size, "
@@ -836,11 +865,6 @@ class SqliteStore:
                 self._writer.execute(
                     "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", (entity, digest, size)
                 )
-            except BaseException:
-                self._writer.execute("ROLLBACK TO put_file")
-                raise
-            finally:
-                self._writer.execute("RELEASE put_file")
 
     def missing_blobs(self, entity: str, digests: list[str]) -> list[str]:
         con = self._read

@@ -21,6 +21,7 @@ __all__ = [
     "NotFound",
     "RunQuery",
     "Store",
+    "StoreFull",
     "open_store",
 ]
 
@@ -31,6 +32,11 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     """The request contradicts what the store holds (HTTP 409)."""
+
+
+class StoreFull(OSError):
+    """The database cannot grow: its disk (or its size limit) is full (HTTP 507). Nothing of the
+    write that met it was kept; the same write succeeds once there is room."""
 
 
 @dataclass(frozen=True)
