@@ -3,8 +3,11 @@
 
 One writer, many readers: every write goes through one connection under one lock (so no two
 writers ever contend and "database is locked" cannot happen), and each reading thread has its own
-connection, which WAL lets read while the writer writes. A batch is one transaction: after a kill -9
-the database holds whole batches only, and ``held`` says which.
+connection, which WAL lets read while the writer writes. The lock is first come first served
+(``WriteLock``), and no write holds it long: a batch's history is written in chunks of about
+``CHUNK_COST`` (a 100,000-key row is many), each its own transaction, and everything else with
+``held`` in one last transaction; so after a kill -9 ``held`` still says which batches are whole
+(the chunks of a batch not yet held are written again, to the same effect, when it is resent).
 
 Tables: ``runs`` (one row per run with config, summary and metadata as JSON, the run's ingest state
 and ``held``), ``segments`` (the accepted frames verbatim, for export), ``series`` / ``pieces`` /
@@ -15,6 +18,7 @@ and ``held``), ``segments`` (the accepted frames verbatim, for export), ``series
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import math
@@ -22,6 +26,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -198,13 +203,90 @@ def migrate(con: sqlite3.Connection, migrations: tuple[Migration, ...], *, where
             raise
 
 
+CHUNK_COST = 50_000  # work per write transaction: points and values, plus KEY_COST per key
+KEY_COST = 50  # a key's statements (series, pieces, points rows) cost as much as this many points
+
+
+def _chunks(series: list[tuple[str, Any]]) -> Iterator[list[tuple[str, Any]]]:
+    """``Batch.series`` cut into runs of operations costing at most about ``CHUNK_COST`` each,
+    in order (a key's points are cut too, so one huge key is several chunks)."""
+    chunk: list[tuple[str, Any]] = []
+    cost = 0
+    for op, arg in series:
+        if op == "points":
+            current: dict[str, Any] | None = None  # this operation's points in this chunk
+            for key, points in arg.items():
+                for start in range(0, points.shape[1], CHUNK_COST):
+                    part = points[:, start : start + CHUNK_COST]
+                    if chunk and cost + KEY_COST + part.shape[1] > CHUNK_COST:
+                        yield chunk
+                        chunk, cost, current = [], 0, None
+                    if current is None:
+                        current = {}
+                        chunk.append(("points", current))
+                    current[key] = part
+                    cost += KEY_COST + part.shape[1]
+        elif op == "values":
+            for start in range(0, len(arg), CHUNK_COST):
+                part = arg[start : start + CHUNK_COST]
+                if chunk and cost + len(part) > CHUNK_COST:
+                    yield chunk
+                    chunk, cost = [], 0
+                chunk.append(("values", part))
+                cost += len(part)
+        else:
+            chunk.append((op, arg))
+            cost += KEY_COST
+    if chunk:
+        yield chunk
+
+
+class WriteLock:
+    """The writer's lock, first come first served. ``threading.Lock`` lets the thread that
+    releases it take it straight back, so a writer that loops over chunks would starve the
+    others; here a writer that comes back goes behind every writer already waiting."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: collections.deque[object] = collections.deque()
+        self._held = False
+
+    @property
+    def waiting(self) -> int:
+        """How many writers wait for the lock."""
+        return len(self._queue)
+
+    def __enter__(self) -> None:
+        me = object()
+        with self._cond:
+            self._queue.append(me)
+            try:
+                while self._held or self._queue[0] is not me:
+                    self._cond.wait()
+            except BaseException:  # interrupted while waiting: leave the queue
+                self._queue.remove(me)
+                self._cond.notify_all()
+                raise
+            self._queue.popleft()
+            self._held = True
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+
 class SqliteStore:
     """The ``Store`` on one SQLite file (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = WriteLock()
+        # one lock per run being ingested (weak: it goes with the last ingest holding it)
+        self._run_locks: weakref.WeakValueDictionary[tuple[str, str, str], threading.Lock]
+        self._run_locks = weakref.WeakValueDictionary()
+        self._run_locks_lock = threading.Lock()
         self._writer = self._connect()
         self.version = migrate(self._writer, MIGRATIONS, where=str(path))
         self._local = threading.local()
@@ -245,30 +327,73 @@ class SqliteStore:
         return self.ingest_batch(entity, project, run_id, body).held
 
     def ingest_batch(self, entity: str, project: str, run_id: str, body: bytes) -> Ingested:
-        with self._lock:
-            con = self._writer
-            row = con.execute(
-                "SELECT rid, held, ingest_state FROM runs WHERE entity=? AND project=? AND run_id=?",  # noqa: E501
-                (entity, project, run_id),
-            ).fetchone()
+        with self._run_lock(entity, project, run_id):  # one batch of a run at a time
+            with self._lock:
+                row = self._writer.execute(
+                    "SELECT rid, held, ingest_state FROM runs "
+                    "WHERE entity=? AND project=? AND run_id=?",
+                    (entity, project, run_id),
+                ).fetchone()
             rid, held, state_text = row if row else (None, 0, None)
             state = RunState.from_json(state_text)
+            # decoded without the writer's lock: a huge batch holds back no other run here
             batch = decode_batch(body, held, state)  # raises BadBatch before anything is written
             if batch.empty:
                 return Ingested(int(held))
-            with transaction(con):
-                if rid is None:
-                    now = time.time()
-                    rid = con.execute(
-                        "INSERT INTO runs (entity, project, run_id, created, updated) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (entity, project, run_id, now, now),
-                    ).lastrowid
-                assert rid is not None
-                self._apply(con, rid, batch, state)
+            # the history in chunks of CHUNK_COST, each its own transaction, the writer's lock
+            # released between them (a writer waiting for it goes first); then the rest and
+            # ``held`` in one last transaction. Only that one says the batch is stored: after a
+            # kill between chunks the client resends the batch, and writing a chunk's points
+            # again changes nothing (points are merged by row ordinal, values replaced).
+            for chunk in _chunks(batch.series):
+                with self._lock, transaction(self._writer):
+                    rid = self._run_row(self._writer, rid, entity, project, run_id)
+                    self._apply_series(self._writer, rid, chunk)
+            batch.series = []
+            with self._lock, transaction(self._writer):
+                rid = self._run_row(self._writer, rid, entity, project, run_id)
+                self._apply(self._writer, rid, batch, state)
             return Ingested(batch.held, batch.refused)
 
-    def _apply(self, con: sqlite3.Connection, rid: int, batch: Batch, state: RunState) -> None:  # noqa: PLR0912
+    def _run_lock(self, entity: str, project: str, run_id: str) -> threading.Lock:
+        key = (entity, project, run_id)
+        with self._run_locks_lock:
+            lock = self._run_locks.get(key)
+            if lock is None:
+                lock = self._run_locks[key] = threading.Lock()
+        return lock
+
+    @staticmethod
+    def _run_row(
+        con: sqlite3.Connection, rid: int | None, entity: str, project: str, run_id: str
+    ) -> int:
+        """The run's ``rid``, creating its row when it has none."""
+        if rid is None:
+            now = time.time()
+            rid = con.execute(
+                "INSERT INTO runs (entity, project, run_id, created, updated) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (entity, project, run_id, now, now),
+            ).lastrowid
+        assert rid is not None
+        return rid
+
+    def _apply_series(
+        self, con: sqlite3.Connection, rid: int, series: list[tuple[str, Any]]
+    ) -> None:
+        for op, arg in series:
+            if op == "points":
+                for key, points in arg.items():
+                    self._add_points(con, rid, key, points)
+            elif op == "values":
+                con.executemany(
+                    "INSERT OR REPLACE INTO other_values VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(rid, *v) for v in arg],
+                )
+            else:
+                self._rewind(con, rid, float(arg))
+
+    def _apply(self, con: sqlite3.Connection, rid: int, batch: Batch, state: RunState) -> None:
         con.executemany(
             "INSERT INTO segments VALUES (?, ?, ?, ?)", [(rid, *seg) for seg in batch.segments]
         )
@@ -306,17 +431,7 @@ class SqliteStore:
             sets["exit"] = _dumps(batch.exit)
             if batch.exit.get("runtime") is not None:
                 sets["runtime"] = float(batch.exit["runtime"])
-        for op, arg in batch.series:
-            if op == "points":
-                for key, points in arg.items():
-                    self._add_points(con, rid, key, points)
-            elif op == "values":
-                con.executemany(
-                    "INSERT OR REPLACE INTO other_values VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(rid, *v) for v in arg],
-                )
-            else:
-                self._rewind(con, rid, float(arg))
+        self._apply_series(con, rid, batch.series)
         # every row has a point in the series ROWS (its step), so rewinds are counted right
         found = con.execute("SELECT n FROM series WHERE rid=? AND key=?", (rid, ROWS)).fetchone()
         sets["rows"] = int(found[0]) if found else 0
