@@ -1001,6 +1001,12 @@ class SqliteStore:
     def has_blob(self, entity: str, digest: str) -> bool:
         return not self.missing_blobs(entity, [digest])
 
+    def blob_bytes(self, entity: str) -> int:
+        (total,) = self._read.execute(
+            "SELECT coalesce(sum(size), 0) FROM blobs WHERE entity=?", (entity,)
+        ).fetchone()
+        return int(total)
+
     def artifact_collections(self, entity: str, project: str) -> list[dict[str, Any]]:
         rows = self._read.execute(
             "SELECT name, type, count(*), max(created) FROM artifacts "
