@@ -149,8 +149,9 @@ def test_hostile_run_log_frames_never_500_and_never_lose_the_good_records(
         if r.status_code != 200 or r.json()["held"] != w.seq:
             failures.append(("ingest", r.status_code, r.text[:300]))
             return
-        pages = (f"{runs}/{run_id}", runs, f"/local/fuzz/runs/{run_id}", "/local/fuzz",
-                 f"/local/fuzz/compare?run={run_id}", f"{runs}/{run_id}/history/export")  # fmt: skip
+        run_page, export = f"/local/fuzz/runs/{run_id}", f"{runs}/{run_id}/history/export"
+        compare = f"/local/fuzz/compare?run={run_id}"
+        pages = (f"{runs}/{run_id}", runs, run_page, "/local/fuzz", compare, export)
         for path in pages:
             page = client.get(path)
             if page.status_code != 200:
