@@ -40,7 +40,7 @@ class Refusal(BaseModel):
     reason: str
 
 
-class Ingested(Held):
+class IngestAnswer(Held):
     """What an ingest batch did: ``held`` (refused records count as held: the client moves on)
     and the records refused."""
 
@@ -140,7 +140,7 @@ def held(res: ResDep, ref: RunDep) -> Held:
 
 @router.post(
     RUN + "/records",
-    response_model=Ingested,
+    response_model=IngestAnswer,
     summary="Ingest a batch of run-log frames (idempotent by sequence)",
     openapi_extra={
         "requestBody": {
@@ -149,7 +149,7 @@ def held(res: ResDep, ref: RunDep) -> Held:
         }
     },
 )
-async def ingest(res: ResDep, ref: RunDep, request: Request) -> Ingested:
+async def ingest(res: ResDep, ref: RunDep, request: Request) -> IngestAnswer:
     body = await read_body(request, res.config.max_batch)
     store = res.store
     try:
@@ -179,7 +179,7 @@ async def ingest(res: ResDep, ref: RunDep, request: Request) -> Ingested:
             "; ".join(f"record {r['seq']} ({r['kind']}) {r['field']}: {r['reason']}"
                       for r in done.refused[:20]),
         )  # fmt: skip
-    return Ingested(held=done.held, refused=[Refusal(**r) for r in done.refused])
+    return IngestAnswer(held=done.held, refused=[Refusal(**r) for r in done.refused])
 
 
 @router.post(RUN + "/heartbeat", summary="The run's client is alive, with nothing new")

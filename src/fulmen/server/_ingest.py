@@ -361,14 +361,15 @@ def _whole_frame(buf: bytes, offset: int) -> tuple[int, str] | None:
 
 _NUM, _INT, _STR, _BOOL = "a number", "an integer", "a string", "true or false"
 _LIST, _DICT, _STRS = "a list", "an object", "a list of strings"
+_VERSION = "a string or an integer"
 # JSON kinds: the fields the store relies on and what each must be (every one may be absent or null)
 _FIELDS: dict[str, dict[str, str]] = {
     "run": {"id": _STR, "name": _STR, "group": _STR, "job_type": _STR, "notes": _STR,
             "tags": _STRS, "resumed": _BOOL, "time": _NUM, "runtime": _NUM},
     "exit": {"state": _STR, "runtime": _NUM, "exit_code": _INT},
     "file": {"path": _STR, "type": _STR, "size": _INT},
-    "artifact": {"name": _STR, "type": _STR, "digest": _STR, "aliases": _STRS, "used": _BOOL,
-                 "metadata": _DICT},
+    "artifact": {"name": _STR, "type": _STR, "version": _VERSION, "digest": _STR, "aliases": _STRS,
+                 "used": _BOOL, "metadata": _DICT},
     "metric": {"name": _STR, "summary": _STRS, "step_metric": _STR},
     "summary": {"update": _DICT, "remove": _STRS},
     "rewind": {"step": _INT},
@@ -440,6 +441,8 @@ def _is(value: Any, kind: str) -> bool:
         return type(value) is int and INT64[0] <= value <= INT64[1]
     if kind == _STRS:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == _VERSION:
+        return isinstance(value, str) or _is(value, _INT)
     expected = {_STR: str, _BOOL: bool, _LIST: list, _DICT: dict}[kind]
     return isinstance(value, expected)
 
