@@ -310,18 +310,16 @@ def _items(buf: bytes) -> Iterator[Record | Corrupt]:
     base = len(header())  # where, in ``buf``, the frames being read start
     for attempt in range(MAX_RESTARTS + 1):
         shift = base - len(header())
-        records = read_records(buf if shift == 0 else header() + buf[base:])
         pos = base
-        while True:
-            try:
-                item = next(records)
-            except StopIteration:
-                return
-            except (RecursionError, struct.error) as exc:  # struct.error: too short for a seq
-                why = type(exc).__name__
-                break
-            pos = item.end + shift
-            yield item._replace(offset=item.offset + shift, end=item.end + shift)
+        try:
+            for item in read_records(buf if shift == 0 else header() + buf[base:]):
+                if shift:
+                    item = item._replace(offset=item.offset + shift, end=item.end + shift)  # noqa: PLW2901
+                pos = item.end
+                yield item
+            return
+        except (RecursionError, struct.error) as exc:  # struct.error: too short for a seq
+            why = type(exc).__name__
         end = _frame_end(buf, pos)
         yield Corrupt(pos, end or len(buf), f"nested too deep to parse, or too short ({why})")
         if end is None or attempt == MAX_RESTARTS:

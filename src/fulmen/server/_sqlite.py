@@ -203,8 +203,11 @@ def migrate(con: sqlite3.Connection, migrations: tuple[Migration, ...], *, where
             raise
 
 
-CHUNK_COST = 50_000  # work per write transaction: points and values, plus KEY_COST per key
-KEY_COST = 50  # a key's statements (series, pieces, points rows) cost as much as this many points
+# work per write transaction: points and values, plus KEY_COST per key. About what a batch of 4 MiB
+# (the uploader's) of scalar rows costs, so those stay one transaction (each commit can cost a WAL
+# checkpoint); a 100,000-key row is about 15 of them, about a second each, not one of 20 s.
+CHUNK_COST = 1_000_000
+KEY_COST = 150  # a key's statements (series, pieces, points rows) cost as much as this many points
 
 
 def _chunks(series: list[tuple[str, Any]]) -> Iterator[list[tuple[str, Any]]]:
@@ -341,18 +344,22 @@ class SqliteStore:
             if batch.empty:
                 return Ingested(int(held))
             # the history in chunks of CHUNK_COST, each its own transaction, the writer's lock
-            # released between them (a writer waiting for it goes first); then the rest and
-            # ``held`` in one last transaction. Only that one says the batch is stored: after a
-            # kill between chunks the client resends the batch, and writing a chunk's points
-            # again changes nothing (points are merged by row ordinal, values replaced).
-            for chunk in _chunks(batch.series):
+            # released between them (a writer waiting for it goes first); the last chunk, the
+            # rest and ``held`` in one last transaction (most batches: that one alone). Only
+            # that one says the batch is stored: after a kill between chunks the client resends
+            # the batch, and writing a chunk's points again changes nothing (points are merged
+            # by row ordinal, values replaced).
+            chunks = list(_chunks(batch.series))
+            for chunk in chunks[:-1]:
                 with self._lock, transaction(self._writer):
                     rid = self._run_row(self._writer, rid, entity, project, run_id)
                     self._apply_series(self._writer, rid, chunk)
-            batch.series = []
+            batch.series = chunks[-1] if chunks else []  # the last one goes with the rest
+            # JSON of the state and summary made before taking the lock (100,000 keys: seconds)
+            texts = state.to_json(), _dumps(state.summary.result())
             with self._lock, transaction(self._writer):
                 rid = self._run_row(self._writer, rid, entity, project, run_id)
-                self._apply(self._writer, rid, batch, state)
+                self._apply(self._writer, rid, batch, *texts, state.runtime)
             return Ingested(batch.held, batch.refused)
 
     def _run_lock(self, entity: str, project: str, run_id: str) -> threading.Lock:
@@ -393,16 +400,26 @@ class SqliteStore:
             else:
                 self._rewind(con, rid, float(arg))
 
-    def _apply(self, con: sqlite3.Connection, rid: int, batch: Batch, state: RunState) -> None:
+    def _apply(
+        self,
+        con: sqlite3.Connection,
+        rid: int,
+        batch: Batch,
+        state: str,
+        summary: str,
+        runtime: float,
+    ) -> None:
+        """Write ``batch`` but its history's earlier chunks; ``state`` and ``summary``: the
+        run's ``RunState`` and summary as JSON, ``runtime`` its runtime so far."""
         con.executemany(
             "INSERT INTO segments VALUES (?, ?, ?, ?)", [(rid, *seg) for seg in batch.segments]
         )
         sets: dict[str, Any] = {
             "held": batch.held,
             "updated": time.time(),
-            "ingest_state": state.to_json(),
-            "summary": _dumps(state.summary.result()),
-            "runtime": state.runtime,
+            "ingest_state": state,
+            "summary": summary,
+            "runtime": runtime,
         }
         for start in batch.starts:
             meta = {k: v for k, v in start.items() if k not in ("tags", "notes")}
