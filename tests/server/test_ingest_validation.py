@@ -276,3 +276,24 @@ def test_no_stored_value_breaks_a_page(client: TestClient, store: SqliteStore) -
     assert run["tags"] == []
     assert run["name"] == "\ufffd\x00 blob"
     assert client.get("/local/proj/runs/r1").text.count("Internal Server Error") == 0
+
+
+def test_a_frame_sent_twice_in_one_batch_is_applied_and_kept_once(client: TestClient) -> None:
+    w = LogWriter()
+    w.run("r1")
+    w.history(0, {"loss": 1.0})
+    w.history(1, {"loss": 0.5})
+    frames = w.frames
+    body = b"".join([*frames, frames[1], frames[2]])  # the schema and first row again
+    w.history(2, {"loss": 0.25})
+    body += w.frames[-1]
+    r = client.post(f"{RUNS}/r1/records", content=body)
+    assert r.json() == {"held": w.seq, "refused": []}
+    assert [rec.seq for rec in R.read_records(R.header() + b"".join(_frames(client)))] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+    assert client.get(f"{RUNS}/r1").json()["rows"] == 3

@@ -261,6 +261,13 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
     batch = Batch(held=held, first_seq=held + 1)
     points = _Points(state)
     run: list[int] = []  # [first seq, start offset, end offset] of the applied frames in a row
+
+    def cut(last: int) -> None:  # the applied frames so far are one segment
+        nonlocal run
+        if run:
+            batch.segments.append((run[0], last, buf[run[1] : run[2]]))
+            run = []
+
     for item in _items(buf):
         if isinstance(item, Corrupt):
             whole = _whole_frame(buf, item.offset)
@@ -272,8 +279,9 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
             seq, kind = whole
         else:
             seq, kind = item.seq, item.kind
-        if seq <= batch.held:
-            continue  # already held: idempotent
+        if seq <= batch.held:  # already held: idempotent (and not kept twice)
+            cut(batch.held)
+            continue
         if seq != batch.held + 1:
             break  # a gap: the client resends from held + 1
         batch.held = seq
@@ -285,17 +293,14 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
             batch.refused.append(
                 {"seq": seq, "kind": kind, "field": exc.field, "reason": exc.reason}
             )
-            if run:  # the applied frames before it are one segment, those after it the next
-                batch.segments.append((run[0], seq - 1, buf[run[1] : run[2]]))
-                run = []
+            cut(seq - 1)  # the applied frames before it are one segment, those after it the next
             continue
         run = [seq, item.offset, item.end] if not run else [run[0], run[1], item.end]
     try:
         batch.series += points.ops()
     except (ValueError, TypeError, struct.error) as exc:  # validated before: a bug if it happens
         raise BadBatch(f"history records do not decode: {exc}") from exc
-    if run:
-        batch.segments.append((run[0], batch.held, buf[run[1] : run[2]]))
+    cut(batch.held)
     return batch
 
 
