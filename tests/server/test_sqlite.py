@@ -117,7 +117,7 @@ def test_a_full_disk_reports_its_own_error_and_keeps_whole_batches(tmp_path: Pat
     store.close()
 
 
-def test_a_full_disk_answers_507_with_the_real_error(tmp_path: Path) -> None:
+def test_a_full_disk_answers_503_with_the_real_error(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "data" / "fulmen.db")
     client = TestClient(create_app(ServerConfig(data=tmp_path / "data"), store=store))
     w = LogWriter()
@@ -128,7 +128,8 @@ def test_a_full_disk_answers_507_with_the_real_error(tmp_path: Path) -> None:
     for i in range(3000):
         w.history(i, {"loss": float(i)})
     r = client.post(f"{RUNS}/r1/records", content=w.body())
-    assert r.status_code == 507  # Insufficient Storage: the uploader retries later
+    assert r.status_code == 503  # the uploader retries it later (it gives up on a 507)
+    assert r.headers["retry-after"] == "60"
     assert "database or disk is full" in r.json()["detail"]
 
 

@@ -166,9 +166,9 @@ async def ingest(res: ResDep, ref: RunDep, request: Request) -> IngestAnswer:
             exc,
         )
         raise HTTPException(400, str(exc)) from exc
-    except StoreFull as exc:  # 507 Insufficient Storage: a 5xx, so the uploader retries later
+    except StoreFull as exc:  # 503, not 507: the uploader retries a 503 (and 507 it does not)
         log.error("ingest of run %s/%s/%s: %s", ref.entity, ref.project, ref.run_id, exc)
-        raise HTTPException(507, str(exc)) from exc
+        raise HTTPException(503, str(exc), headers={"retry-after": "60"}) from exc
     if done.refused:
         log.warning(
             "ingest of run %s/%s/%s refused %d record(s), stored the rest: %s",

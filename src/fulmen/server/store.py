@@ -35,8 +35,8 @@ class Conflict(ValueError):
 
 
 class StoreFull(OSError):
-    """The database cannot grow: its disk (or its size limit) is full (HTTP 507). Nothing of the
-    write that met it was kept; the same write succeeds once there is room."""
+    """The database cannot grow: its disk (or its size limit) is full (HTTP 503, retried later).
+    Nothing of the write that met it was kept; the same write succeeds once there is room."""
 
 
 @dataclass(frozen=True)
