@@ -180,7 +180,7 @@ def test_frames_that_are_not_frames_keep_what_came_before_and_refuse_a_batch_sta
     garbage = b"\xa2\x05garbage"
     r = client.post(f"{RUNS}/r1/records", content=w.body() + garbage)
     assert r.status_code == 200, r.text
-    assert r.json() == {"held": 2, "refused": []}
+    assert r.json() == {"held": 2, "refused": [], "refused_total": 0}
     r = client.post(f"{RUNS}/r1/records", content=garbage)
     assert r.status_code == 400
     assert "malformed frame" in r.json()["detail"]
@@ -222,7 +222,7 @@ def test_lone_surrogates_as_the_client_escapes_them_are_stored_escaped(client: T
     w._emit("console", R.SEQ.pack(w.seq) + b"\x01" + name.encode("utf-8", "surrogatepass"))
     r = client.post(f"{RUNS}/r1/records", content=w.body())
     assert r.status_code == 200, r.text
-    assert r.json() == {"held": w.seq, "refused": []}
+    assert r.json() == {"held": w.seq, "refused": [], "refused_total": 0}
     run = client.get(f"{RUNS}/r1").json()
     shown = "img_\\xff.png"
     assert (run["name"], run["group"], run["notes"], run["tags"]) == (shown, shown, shown, [shown])
@@ -288,7 +288,7 @@ def test_a_frame_sent_twice_in_one_batch_is_applied_and_kept_once(client: TestCl
     w.history(2, {"loss": 0.25})
     body += w.frames[-1]
     r = client.post(f"{RUNS}/r1/records", content=body)
-    assert r.json() == {"held": w.seq, "refused": []}
+    assert r.json() == {"held": w.seq, "refused": [], "refused_total": 0}
     assert [rec.seq for rec in R.read_records(R.header() + b"".join(_frames(client)))] == [
         1,
         2,
@@ -297,3 +297,19 @@ def test_a_frame_sent_twice_in_one_batch_is_applied_and_kept_once(client: TestCl
         5,
     ]
     assert client.get(f"{RUNS}/r1").json()["rows"] == 3
+
+
+def test_an_answer_lists_at_most_max_refusals_and_counts_them_all(client: TestClient) -> None:
+    from fulmen.server._api_runs import MAX_REFUSALS
+
+    w = LogWriter()
+    w.run("r1")
+    for _ in range(MAX_REFUSALS + 5):
+        raw(w, "exit", '{"runtime":"x"}')
+    w.record("config", {"after": 1})
+    r = client.post(f"{RUNS}/r1/records", content=w.body())
+    answer = r.json()
+    assert answer["held"] == w.seq
+    assert answer["refused_total"] == MAX_REFUSALS + 5
+    assert [x["seq"] for x in answer["refused"]] == list(range(2, MAX_REFUSALS + 2))
+    assert client.get(f"{RUNS}/r1").json()["config"] == {"after": 1}

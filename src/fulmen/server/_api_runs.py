@@ -22,6 +22,7 @@ log = logging.getLogger("fulmen.server")
 router = APIRouter(tags=["runs"])
 RUNS = "/entities/{entity}/projects/{project}/runs"
 RUN = RUNS + "/{run_id}"
+MAX_REFUSALS = 1000  # refused records listed in an ingest answer (a body can hold millions)
 _FILTER = re.compile(r"^((?:config|summary)\.[^<>=!]+?)(!=|>=|<=|=|<|>)(.*)$")
 
 
@@ -44,7 +45,8 @@ class IngestAnswer(Held):
     """What an ingest batch did: ``held`` (refused records count as held: the client moves on)
     and the records refused."""
 
-    refused: list[Refusal] = []
+    refused: list[Refusal] = []  # the first MAX_REFUSALS of them
+    refused_total: int = 0  # how many were refused
 
 
 class CrashedBody(BaseModel):
@@ -179,7 +181,11 @@ async def ingest(res: ResDep, ref: RunDep, request: Request) -> IngestAnswer:
             "; ".join(f"record {r['seq']} ({r['kind']}) {r['field']}: {r['reason']}"
                       for r in done.refused[:20]),
         )  # fmt: skip
-    return IngestAnswer(held=done.held, refused=[Refusal(**r) for r in done.refused])
+    return IngestAnswer(
+        held=done.held,
+        refused=[Refusal(**r) for r in done.refused[:MAX_REFUSALS]],
+        refused_total=len(done.refused),
+    )
 
 
 @router.post(RUN + "/heartbeat", summary="The run's client is alive, with nothing new")
