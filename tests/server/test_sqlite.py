@@ -72,8 +72,7 @@ def test_readers_cannot_write_and_see_what_the_writer_committed(tmp_path: Path) 
     store.close()
 
 
-def test_a_batch_that_does_not_decode_leaves_nothing_behind(tmp_path: Path) -> None:
-    from fulmen.server._ingest import BadBatch
+def test_a_record_that_does_not_decode_is_refused_and_the_rest_kept(tmp_path: Path) -> None:
     from fulmen.track import runlog as R
 
     store = SqliteStore(tmp_path / "db")
@@ -81,11 +80,144 @@ def test_a_batch_that_does_not_decode_leaves_nothing_behind(tmp_path: Path) -> N
     w.run("r1")
     w.history(0, {"loss": 1.0})
     assert store.ingest("local", "proj", "r1", w.body()) == 3
-    before = store.run("local", "proj", "r1")
     w.history(1, {"loss": 0.5})
     bad = R.frame(R.HISTORY, R.SEQ.pack(w.seq + 1) + b"\x07\x00")  # schema 7 was never declared
-    with pytest.raises(BadBatch, match="does not decode"):
-        store.ingest("local", "proj", "r1", w.frames[-1] + bad)
-    assert store.held("local", "proj", "r1") == 3  # the good record before it was not kept either
-    assert store.run("local", "proj", "r1") == before
+    done = store.ingest_batch("local", "proj", "r1", w.frames[-1] + bad)
+    assert done.held == 5  # the refused record counts as held: the client moves on
+    assert done.refused == [
+        {"seq": 5, "kind": "history", "field": "history", "reason": "schema 7 was never declared"}
+    ]
+    assert store.run("local", "proj", "r1")["rows"] == 2  # the good record before it was kept
     store.close()
+
+
+def test_a_full_disk_reports_its_own_error_and_keeps_whole_batches(tmp_path: Path) -> None:
+    from fulmen.server.store import StoreFull
+
+    store = SqliteStore(tmp_path / "db")
+    w = LogWriter()
+    w.run("r1")
+    w.history(0, {"loss": 1.0})
+    assert store.ingest("local", "proj", "r1", w.body()) == 3
+    before = store.run("local", "proj", "r1")
+    (pages,) = store._writer.execute("PRAGMA page_count").fetchone()
+    store._writer.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLite answers SQLITE_FULL
+    big = LogWriter(seq=w.seq)
+    big._schemas = dict(w._schemas)
+    for i in range(1, 3000):
+        big.history(i, {"loss": float(i), "acc": float(-i)})
+    with pytest.raises(StoreFull, match="database or disk is full") as info:
+        store.ingest("local", "proj", "r1", big.body())
+    assert "cannot rollback" not in str(info.value)
+    assert store.held("local", "proj", "r1") == 3  # nothing of the batch is held
+    assert store.run("local", "proj", "r1") == {**before, "updated": before["updated"]}
+    store._writer.execute("PRAGMA max_page_count = 1073741823")  # room again: the retry works
+    assert store.ingest("local", "proj", "r1", big.body()) == big.seq
+    assert store.run("local", "proj", "r1")["rows"] == 3000
+    store.close()
+
+
+def test_a_full_disk_answers_503_with_the_real_error(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "data" / "fulmen.db")
+    client = TestClient(
+        create_app(ServerConfig(data=tmp_path / "data"), store=store), headers=CLIENT_HEADERS
+    )
+    w = LogWriter()
+    w.run("r1")
+    post(client, "r1", w.body())
+    (pages,) = store._writer.execute("PRAGMA page_count").fetchone()
+    store._writer.execute(f"PRAGMA max_page_count = {pages}")
+    for i in range(3000):
+        w.history(i, {"loss": float(i)})
+    r = client.post(f"{RUNS}/r1/records", content=w.body())
+    assert r.status_code == 503  # the uploader retries it later (it gives up on a 507)
+    assert r.headers["retry-after"] == "60"
+    assert "database or disk is full" in r.json()["detail"]
+
+
+def test_a_huge_row_is_written_in_chunks_and_a_small_ingest_goes_between_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fulmen.server import _sqlite
+
+    monkeypatch.setattr(_sqlite, "CHUNK_COST", 2_000)  # a 1,000-key row: about 40 chunks
+    store = SqliteStore(tmp_path / "db")
+    huge = LogWriter()
+    huge.run("huge")
+    huge.history(0, {f"k{i}": float(i) for i in range(1_000)})
+    small = LogWriter()
+    small.run("small")
+    small.history(0, {"loss": 1.0})
+    trace: list[tuple[str, str]] = []
+    helper: list[threading.Thread] = []
+
+    def small_ingest() -> None:
+        assert store.ingest("local", "proj", "small", small.body()) == small.seq
+
+    def traced(statement: str) -> None:
+        who = threading.current_thread().name
+        trace.append((who, statement))
+        if statement == "COMMIT" and who == "huge" and not helper:
+            # the huge ingest has committed its first chunk and holds the writer's lock for the
+            # next one: start the small ingest, and go on only once it waits for the lock
+            thread = threading.Thread(target=small_ingest, name="small")
+            helper.append(thread)
+            thread.start()
+            deadline = time.monotonic() + 30
+            while store._lock.waiting == 0:
+                assert thread.is_alive()
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+
+    store._writer.set_trace_callback(traced)
+    worker = threading.Thread(
+        target=lambda: store.ingest("local", "proj", "huge", huge.body()), name="huge"
+    )
+    worker.start()
+    worker.join()
+    helper[0].join()
+    commits = [who for who, statement in trace if statement == "COMMIT"]
+    assert commits.count("huge") > 10  # the huge row: many transactions, not one
+    assert commits.index("small") < len(commits) - 1 - commits[::-1].index("huge")
+    # the small run's whole batch (its last commit) landed while the huge one was being written
+    last_small = len(commits) - 1 - commits[::-1].index("small")
+    assert "huge" in commits[last_small + 1 :]
+    assert store.run("local", "proj", "huge")["history_keys"]["k999"] == 1
+    assert store.run("local", "proj", "small")["rows"] == 1
+    assert store.held("local", "proj", "huge") == huge.seq
+    store.close()
+
+
+def test_a_batch_written_in_chunks_and_resent_after_a_kill_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fulmen.server import _sqlite
+
+    monkeypatch.setattr(_sqlite, "CHUNK_COST", 500)
+    w = LogWriter()
+    w.run("r1")
+    for step in range(40):
+        w.history(step, {f"k{i}": float(step * i) for i in range(50)})
+    whole = SqliteStore(tmp_path / "whole.db")
+    whole.ingest("local", "proj", "r1", w.body())
+    store = SqliteStore(tmp_path / "db")
+    real = store._apply  # the last transaction: "killed" before it, after every chunk
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "_apply", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.ingest("local", "proj", "r1", w.body())
+    assert store.held("local", "proj", "r1") == 0  # the batch is not held: the client resends
+    monkeypatch.setattr(store, "_apply", real)
+    assert store.ingest("local", "proj", "r1", w.body()) == w.seq
+    for key in ("_step", "k7", "k49"):
+        [a] = store.history("local", "proj", _sqlite.HistoryQuery(("r1",), (key,)))
+        [b] = whole.history("local", "proj", _sqlite.HistoryQuery(("r1",), (key,)))
+        assert (a["x"].tolist(), a["last"].tolist()) == (b["x"].tolist(), b["last"].tolist())
+    assert {**store.run("local", "proj", "r1"), "created": 0, "updated": 0} == {
+        **whole.run("local", "proj", "r1"),
+        "created": 0,
+        "updated": 0,
+    }

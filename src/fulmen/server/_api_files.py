@@ -70,7 +70,7 @@ async def upload(
     path = _names.relative_path(path)
     digest = _names.digest(digest)
     await run_in_threadpool(res.store.run, ref.entity, ref.project, ref.run_id)  # 404 first
-    size = await store_blob(res, digest, request)
+    size = await store_blob(res, ref.entity, digest, request)
     await run_in_threadpool(
         res.store.put_file, ref.entity, ref.project, ref.run_id, path, digest, size
     )
@@ -155,7 +155,7 @@ def missing(res: ResDep, entity: str, body: DigestsBody) -> dict[str, Any]:
 )
 async def put_blob(res: ResDep, entity: str, digest: str, request: Request) -> dict[str, Any]:
     entity, digest = _names.name("entity", entity), _names.digest(digest)
-    size = await store_blob(res, digest, request)
+    size = await store_blob(res, entity, digest, request)
     await run_in_threadpool(res.store.add_blob, entity, digest, size)
     return {"digest": digest, "size": size}
 

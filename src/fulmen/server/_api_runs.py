@@ -16,12 +16,13 @@ from fulmen.server import _names
 from fulmen.server._auth import EVERYTHING
 from fulmen.server._deps import ProjectDep, ResDep, RunDep, principal, read_body
 from fulmen.server._ingest import BadBatch
-from fulmen.server.store import Filter, RunQuery
+from fulmen.server.store import Filter, RunQuery, StoreFull
 
 log = logging.getLogger("fulmen.server")
 router = APIRouter(tags=["runs"])
 RUNS = "/entities/{entity}/projects/{project}/runs"
 RUN = RUNS + "/{run_id}"
+MAX_REFUSALS = 1000  # refused records listed in an ingest answer (a body can hold millions)
 _FILTER = re.compile(r"^((?:config|summary)\.[^<>=!]+?)(!=|>=|<=|=|<|>)(.*)$")
 
 
@@ -29,6 +30,23 @@ class Held(BaseModel):
     """The highest contiguous sequence number of a run's records that the server holds."""
 
     held: int
+
+
+class Refusal(BaseModel):
+    """A record the server skipped: its sequence number, kind, the field at fault and why."""
+
+    seq: int
+    kind: str
+    field: str
+    reason: str
+
+
+class IngestAnswer(Held):
+    """What an ingest batch did: ``held`` (refused records count as held: the client moves on)
+    and the records refused."""
+
+    refused: list[Refusal] = []  # the first MAX_REFUSALS of them
+    refused_total: int = 0  # how many were refused
 
 
 class CrashedBody(BaseModel):
@@ -124,7 +142,7 @@ def held(res: ResDep, ref: RunDep) -> Held:
 
 @router.post(
     RUN + "/records",
-    response_model=Held,
+    response_model=IngestAnswer,
     summary="Ingest a batch of run-log frames (idempotent by sequence)",
     openapi_extra={
         "requestBody": {
@@ -133,10 +151,13 @@ def held(res: ResDep, ref: RunDep) -> Held:
         }
     },
 )
-async def ingest(res: ResDep, ref: RunDep, request: Request) -> Held:
+async def ingest(res: ResDep, ref: RunDep, request: Request) -> IngestAnswer:
     body = await read_body(request, res.config.max_batch)
+    store = res.store
     try:
-        held = await run_in_threadpool(res.store.ingest, ref.entity, ref.project, ref.run_id, body)
+        done = await run_in_threadpool(
+            store.ingest_batch, ref.entity, ref.project, ref.run_id, body
+        )
     except BadBatch as exc:
         log.warning(
             "ingest refused for run %s/%s/%s (%d bytes): %s",
@@ -147,7 +168,24 @@ async def ingest(res: ResDep, ref: RunDep, request: Request) -> Held:
             exc,
         )
         raise HTTPException(400, str(exc)) from exc
-    return Held(held=held)
+    except StoreFull as exc:  # 503, not 507: the uploader retries a 503 (and 507 it does not)
+        log.error("ingest of run %s/%s/%s: %s", ref.entity, ref.project, ref.run_id, exc)
+        raise HTTPException(503, str(exc), headers={"retry-after": "60"}) from exc
+    if done.refused:
+        log.warning(
+            "ingest of run %s/%s/%s refused %d record(s), stored the rest: %s",
+            ref.entity,
+            ref.project,
+            ref.run_id,
+            len(done.refused),
+            "; ".join(f"record {r['seq']} ({r['kind']}) {r['field']}: {r['reason']}"
+                      for r in done.refused[:20]),
+        )  # fmt: skip
+    return IngestAnswer(
+        held=done.held,
+        refused=[Refusal(**r) for r in done.refused[:MAX_REFUSALS]],
+        refused_total=len(done.refused),
+    )
 
 
 @router.post(RUN + "/heartbeat", summary="The run's client is alive, with nothing new")

@@ -3,6 +3,7 @@ name a project or a run (validated), and the helpers for request bodies and blob
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import zlib
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from fulmen.server import _names
@@ -21,7 +23,7 @@ from fulmen.server.store import NotFound, Store, open_store
 
 API_PREFIX = "/api/v1"
 MAX_BATCH = 32 << 20  # bytes of frames in one ingest batch, after decompression
-MAX_BLOB = 16 << 30  # bytes in one uploaded file
+MAX_BLOB = 1 << 30  # bytes in one uploaded file (FULMEN_MAX_BLOB)
 MAX_JSON = 16 << 20  # bytes in any other request body
 DEFAULT_ENTITY = "local"  # the entity of an open server's requests that name none
 UPLOAD_PATH = re.compile(r"/runs/[^/]+/files/|/blobs/[0-9a-f]{64}$")
@@ -37,8 +39,29 @@ class ServerConfig:
     require_auth: bool = False
     allow_anonymous: bool = False
     max_batch: int = MAX_BATCH
-    max_blob: int = MAX_BLOB
+    # bytes in one uploaded file, and in all of one entity's files (None: no quota); their
+    # defaults come from FULMEN_MAX_BLOB and FULMEN_ENTITY_QUOTA ("512M", "20G", bytes)
+    max_blob: int = field(default_factory=lambda: env_bytes("FULMEN_MAX_BLOB") or MAX_BLOB)
+    entity_quota: int | None = field(default_factory=lambda: env_bytes("FULMEN_ENTITY_QUOTA"))
     security: SecurityConfig = field(default_factory=SecurityConfig)
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def env_bytes(name: str) -> int | None:
+    """The byte count in environment variable ``name`` (``123``, ``512K``, ``20M``, ``4G``,
+    ``1T``; binary units), or None when it is unset or empty."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d+)\s*([KMGT]?)i?B?", text, re.IGNORECASE)
+    if match is None or int(match[1]) == 0:
+        raise ValueError(
+            f"{name}={text!r}: give a positive number of bytes, optionally with K, M, G or T "
+            "(binary units), e.g. 512M or 4G"
+        )
+    return int(match[1]) * _UNITS[match[2].upper()]
 
 
 class Resources:
@@ -123,17 +146,38 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def put_blob(res: Resources, digest: str, request: Request) -> int:
-    """Store the request's body as the blob ``digest`` (checked); its size."""
+async def put_blob(res: Resources, entity: str, digest: str, request: Request) -> int:
+    """Store the request's body as the blob ``digest`` of ``entity`` (checked); its size.
+
+    What the client declares is checked before the body is read (so a client that sent
+    ``Expect: 100-continue`` never sends it): the size (``Content-Length``) against the per-file
+    limit and the entity's quota. The body is then hashed as it streams in, and refused past
+    the limit, or when it does not hash to ``digest``; nothing of a refused body is kept."""
+    config = res.config
+    declared = request.headers.get("content-length", "")
+    size = int(declared) if declared.isdigit() else None
+    limit, why = config.max_blob, f"the per-file limit of {config.max_blob} bytes"
+    if config.entity_quota is not None:
+        store = res.store
+        if not await run_in_threadpool(store.has_blob, entity, digest):  # held: costs nothing
+            used = await run_in_threadpool(store.blob_bytes, entity)
+            left = max(0, config.entity_quota - used)
+            if left < limit:
+                limit = left
+                why = (
+                    f"entity {entity!r}'s quota of {config.entity_quota} bytes ({used} bytes used)"
+                )
+    if size is not None and size > limit:
+        raise HTTPException(413, f"the file's {size} bytes are over {why}")
 
     async def chunks() -> AsyncIterator[bytes]:
         async for chunk in request.stream():
             yield chunk
 
     try:
-        return await res.blobs.put(digest, chunks(), res.config.max_blob)
+        return await res.blobs.put(digest, chunks(), limit)
     except BlobTooLarge as exc:
-        raise HTTPException(413, str(exc)) from exc
+        raise HTTPException(413, f"the file is over {why}") from exc
     except DigestMismatch as exc:
         raise HTTPException(400, str(exc)) from exc
 

@@ -12,18 +12,19 @@ import csv
 import io
 import json
 import math
+import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from fulmen.server._ingest import RECENT_ROWS
+from fulmen.server._ingest import RECENT_ROWS, Refused, clean
 from fulmen.track.runlog import (
     Record,
     decode_history,
+    escape_surrogates,
     header,
     history_head,
     read_records,
-    unicode_safe,
 )
 
 BUILTIN = ("_step", "_runtime", "_timestamp")
@@ -45,7 +46,8 @@ def _plan(frames: Callable[[], Iterable[bytes]]) -> tuple[dict[str, str], set[in
     ordinal, last_step = -1, None
     for rec in _records(frames):
         if rec.kind == "schema":
-            for key, code in rec.data["columns"]:
+            for raw_key, code in rec.data["columns"]:
+                key = escape_surrogates(raw_key)
                 old = columns.get(key)
                 columns[key] = code if old in (None, code) else "s"
         elif rec.kind in ("history", "patch"):
@@ -70,20 +72,25 @@ def rows(frames: Callable[[], Iterable[bytes]]) -> tuple[list[str], Iterator[dic
     columns, alive = _plan(frames)
     names = [*BUILTIN, *columns]
 
-    def generate() -> Iterator[dict[str, Any]]:
+    def generate() -> Iterator[dict[str, Any]]:  # noqa: PLR0912
         schemas: dict[int, list[tuple[str, str]]] = {}
         window: OrderedDict[int, dict[str, Any]] = OrderedDict()
         ordinal, last_step = -1, None
         seg_time = seg_rt = 0.0
         for rec in _records(frames):
             if rec.kind == "schema":
-                schemas[rec.data["id"]] = [(k, c) for k, c in rec.data["columns"]]
+                schemas[rec.data["id"]] = [
+                    (escape_surrogates(k), c) for k, c in rec.data["columns"]
+                ]
             elif rec.kind == "run":
-                seg_time = float(rec.data.get("time", 0.0))
-                seg_rt = float(rec.data.get("runtime", 0.0))
+                seg_time = _number(rec.data.get("time"))
+                seg_rt = _number(rec.data.get("runtime"))
             elif rec.kind in ("history", "patch"):
-                step, runtime, values = decode_history(rec.data, rec.seq, schemas)
-                values = unicode_safe(values)  # valid Unicode, as ingest stores it
+                try:  # ingest refuses rows that do not decode; a store from before it may hold one
+                    step, runtime, values = decode_history(rec.data, rec.seq, schemas)
+                    values = clean(values)  # lone surrogates escaped, as everywhere in the store
+                except (KeyError, ValueError, IndexError, RecursionError, struct.error, Refused):
+                    continue
                 if rec.kind == "patch":
                     target = next(
                         (r for r in reversed(window.values()) if r["_step"] == step), None
@@ -111,6 +118,11 @@ def rows(frames: Callable[[], Iterable[bytes]]) -> tuple[list[str], Iterator[dic
         yield from window.values()
 
     return names, generate()
+
+
+def _number(value: Any) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) else 0.0
 
 
 def _cell(value: Any) -> Any:

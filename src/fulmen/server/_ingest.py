@@ -6,6 +6,16 @@ contiguous sequence the server holds (``held``) are skipped, frames from ``held 
 applied in order, and a gap ends the batch (the client resends from ``held + 1``). The answer is
 the new ``held``. Decoding needs what earlier batches said (schemas, the current row, the summary):
 that is ``RunState``, which the store keeps with the run and hands back on the next batch.
+
+Validation: every record is checked before it changes anything (``_validate``): the fields the
+store uses must have their types (a RUN's ``group`` a string, ``time`` a finite number, ...), JSON
+may nest at most ``MAX_DEPTH`` levels, numbers must fit a float (SQLite integers: int64), and a
+lone surrogate in a string or key is escaped (``escape_surrogates``: the store needs valid
+Unicode). A record that fails is *refused*: skipped, named in ``Batch.refused`` (sequence, kind,
+field, why), and still counted in ``held``, so the client moves on instead of resending it for
+ever; the records around it are applied as usual. Only frames that are not frames at all (a bad
+CRC, a torn length) end a batch: what came before them is kept, and a batch that starts with one
+is refused whole (``BadBatch``, HTTP 400).
 """
 
 from __future__ import annotations
@@ -13,6 +23,8 @@ from __future__ import annotations
 import json
 import math
 import struct
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,23 +32,41 @@ import numpy as np
 
 from fulmen.server._series import FIELDS, Array
 from fulmen.track.runlog import (
+    KINDS,
+    LEAD_CRC,
+    LEAD_MARK,
+    SEQ,
     ColumnAggregate,
     Corrupt,
     Record,
     SummaryState,
     decode_history,
+    escape_surrogates,
     header,
     history_head,
     read_records,
-    unicode_safe,
+    read_uvarint,
 )
 
 RECENT_ROWS = 256  # rows a PATCH may still reach (late values arrive within moments)
 ROWS = "_step"  # the series with one point per row (value: the step), whatever the row holds
 
 
+MAX_DEPTH = 200  # levels of nested dicts and lists in one JSON value (the client allows 100)
+INT64 = (-(2**63), 2**63 - 1)  # what an int bound to a SQLite column may be
+
+
 class BadBatch(ValueError):
     """The body is not a sequence of well-formed run-log frames (answered with 400)."""
+
+
+class Refused(ValueError):
+    """One record the store cannot apply: ``field`` (``kind.name.key...``) and why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
 
 
 _SUMMARY_KEYS = ("last", "overrides", "removed", "modes", "agg")  # SummaryState.to_dict's
@@ -96,9 +126,12 @@ class RunState:
 class Batch:
     """What one batch adds, in the order the store must apply it."""
 
-    held: int  # the highest contiguous sequence after this batch
-    frames: bytes  # the accepted frames, verbatim (kept for export and rebuilds)
+    held: int  # the highest contiguous sequence after this batch (refused records included)
     first_seq: int
+    # the applied frames, verbatim, as (first seq, last seq, bytes) runs between refused records
+    # (kept for export and rebuilds; a refused frame is not kept, so a rebuild never meets it)
+    segments: list[tuple[int, int, bytes]] = field(default_factory=list)
+    refused: list[dict[str, Any]] = field(default_factory=list)  # {seq, kind, field, reason}
     starts: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     # ("points", {key: (FIELDS, n) array}), ("values", [(key, ordinal, step, runtime,
@@ -114,7 +147,8 @@ class Batch:
 
     @property
     def empty(self) -> bool:
-        return not self.frames
+        """Nothing new: no record past what the store held (applied or refused)."""
+        return self.held < self.first_seq
 
 
 _DTYPES = {"d": "<f8", "f": "<f4", "q": "<i8", "?": "?"}
@@ -225,75 +259,241 @@ class _Points:
 def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
     """Decode ``body`` (frames) against ``state`` (updated in place); see the module docstring."""
     buf = header() + body
-    first = held + 1
-    start_offset: int | None = None
-    end_offset = 0
-    batch = Batch(held=held, frames=b"", first_seq=first)
+    batch = Batch(held=held, first_seq=held + 1)
     points = _Points(state)
-    for item in read_records(buf):
+    run: list[int] = []  # [first seq, start offset, end offset] of the applied frames in a row
+
+    def cut(last: int) -> None:  # the applied frames so far are one segment
+        nonlocal run
+        if run:
+            batch.segments.append((run[0], last, buf[run[1] : run[2]]))
+            run = []
+
+    for item in _items(buf):
         if isinstance(item, Corrupt):
-            raise BadBatch(
-                f"malformed frame at byte {item.offset - len(header())} of the body: {item.reason}"
-            )
-        rec: Record = item
-        if rec.seq <= batch.held:
-            continue  # already held: idempotent
-        if rec.seq != batch.held + 1:
+            whole = _whole_frame(buf, item.offset)
+            if whole is None:  # not a frame at all: keep what came before, resend from here
+                if batch.held == held:
+                    where = item.offset - len(header())
+                    raise BadBatch(f"malformed frame at byte {where} of the body: {item.reason}")
+                break
+            seq, kind = whole
+        else:
+            seq, kind = item.seq, item.kind
+        if seq <= batch.held:  # already held: idempotent (and not kept twice)
+            cut(batch.held)
+            continue
+        if seq != batch.held + 1:
             break  # a gap: the client resends from held + 1
-        if start_offset is None:
-            start_offset = rec.offset
-        end_offset = rec.end
-        batch.held = rec.seq
+        batch.held = seq
         try:
-            _apply(rec, state, batch, points)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError, struct.error) as exc:
-            raise BadBatch(f"record {rec.seq} ({rec.kind}) does not decode: {exc}") from exc
+            if isinstance(item, Corrupt):
+                raise Refused(kind, f"the body does not decode ({item.reason})")
+            _apply(item, state, batch, points)
+        except Refused as exc:
+            batch.refused.append(
+                {"seq": seq, "kind": kind, "field": exc.field, "reason": exc.reason}
+            )
+            cut(seq - 1)  # the applied frames before it are one segment, those after it the next
+            continue
+        run = [seq, item.offset, item.end] if not run else [run[0], run[1], item.end]
     try:
         batch.series += points.ops()
-    except (ValueError, TypeError, struct.error) as exc:
+    except (ValueError, TypeError, struct.error) as exc:  # validated before: a bug if it happens
         raise BadBatch(f"history records do not decode: {exc}") from exc
-    if start_offset is not None:
-        batch.frames = buf[start_offset:end_offset]
+    cut(batch.held)
     return batch
 
 
-# JSON kinds: the fields the store relies on, and the types they must have (None: may be absent)
-_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
-    "run": {"time": (int, float, type(None)), "runtime": (int, float, type(None)),
-            "tags": (list, tuple, type(None)), "name": (str, type(None))},
-    "exit": {"state": (str, type(None)), "runtime": (int, float, type(None))},
-    "file": {"path": (str,), "size": (int, type(None))},
-    "artifact": {"name": (str,), "digest": (str, type(None)), "aliases": (list, type(None))},
-    "metric": {"name": (str,)},
-    "summary": {"update": (dict, type(None)), "remove": (list, type(None))},
-    "rewind": {"step": (int,)},
-    "schema": {"id": (int,), "columns": (list,)},
+MAX_RESTARTS = 4  # frames too deep to parse, read past in one batch (each costs a copy of it)
+
+
+def _items(buf: bytes) -> Iterator[Record | Corrupt]:
+    """``read_records(buf)``, surviving a frame whose JSON nests too deep for Python's parser (a
+    RecursionError, which ends that generator): it is reported as a ``Corrupt`` whose reason
+    starts with "nested", and reading resumes after it, ``MAX_RESTARTS`` times per batch; after
+    that nothing more is read (the client resends the rest in its next batch)."""
+    base = len(header())  # where, in ``buf``, the frames being read start
+    for attempt in range(MAX_RESTARTS + 1):
+        shift = base - len(header())
+        pos = base
+        try:
+            for item in read_records(buf if shift == 0 else header() + buf[base:]):
+                if shift:
+                    item = item._replace(offset=item.offset + shift, end=item.end + shift)  # noqa: PLW2901
+                pos = item.end
+                yield item
+            return
+        except (RecursionError, struct.error) as exc:  # struct.error: too short for a seq
+            why = type(exc).__name__
+        end = _frame_end(buf, pos)
+        yield Corrupt(pos, end or len(buf), f"nested too deep to parse, or too short ({why})")
+        if end is None or attempt == MAX_RESTARTS:
+            return
+        base = end
+
+
+def _frame_end(buf: bytes, offset: int) -> int | None:
+    """Where the frame at ``offset`` ends, when it is whole."""
+    try:
+        n, start = read_uvarint(buf, offset + 1)
+    except (IndexError, ValueError):
+        return None
+    end = start + 4 + n
+    return end if end <= len(buf) else None
+
+
+def _whole_frame(buf: bytes, offset: int) -> tuple[int, str] | None:
+    """(seq, kind name) of the frame at ``offset`` when it is whole and its CRC checks (its body
+    is what does not decode), else None."""
+    try:
+        lead = buf[offset]
+        n, start = read_uvarint(buf, offset + 1)
+        (crc,) = struct.unpack_from("<I", buf, start)
+        body = memoryview(buf)[start + 4 : start + 4 + n]
+        if lead & 0xF0 != LEAD_MARK or len(body) != n or n < SEQ.size:
+            return None
+        if zlib.crc32(body, LEAD_CRC[lead & 0x0F]) != crc:
+            return None
+        (seq,) = SEQ.unpack_from(body, 0)
+    except (IndexError, ValueError, struct.error):
+        return None
+    return int(seq), KINDS.get(lead & 0x0F, f"kind-{lead & 0x0F}")
+
+
+# --- validation -------------------------------------------------------------------------------
+
+_NUM, _INT, _STR, _BOOL = "a number", "an integer", "a string", "true or false"
+_LIST, _DICT, _STRS = "a list", "an object", "a list of strings"
+_VERSION = "a string or an integer"
+# JSON kinds: the fields the store relies on and what each must be (every one may be absent or null)
+_FIELDS: dict[str, dict[str, str]] = {
+    "run": {"id": _STR, "name": _STR, "group": _STR, "job_type": _STR, "notes": _STR,
+            "tags": _STRS, "resumed": _BOOL, "time": _NUM, "runtime": _NUM},
+    "exit": {"state": _STR, "runtime": _NUM, "exit_code": _INT},
+    "file": {"path": _STR, "type": _STR, "size": _INT},
+    "artifact": {"name": _STR, "type": _STR, "version": _VERSION, "digest": _STR, "aliases": _STRS,
+                 "used": _BOOL, "metadata": _DICT},
+    "metric": {"name": _STR, "summary": _STRS, "step_metric": _STR},
+    "summary": {"update": _DICT, "remove": _STRS},
+    "rewind": {"step": _INT},
+    "schema": {"id": _INT, "columns": _LIST},
 }  # fmt: skip
+_REQUIRED = {"file": ("path",), "artifact": ("name",), "metric": ("name",), "rewind": ("step",),
+             "schema": ("id", "columns")}  # fmt: skip
+_CODES = frozenset("dfq?sj")
 
 
-def _check(kind: str, data: Any) -> None:
-    """A JSON record the store can apply, or a ValueError that names what is wrong."""
-    if kind in ("history", "patch", "console") or kind.startswith("kind-"):
-        return
+def clean(value: Any, depth: int = 0) -> Any:
+    """A JSON value the store can hold: strings and keys with ``escape_surrogates``; ``Refused``
+    (its field the path of keys to the culprit) for nesting past ``MAX_DEPTH`` or an int beyond
+    the float range. NaN and infinities stay (``json_safe`` writes them as null)."""
+    if isinstance(value, str):
+        return escape_surrogates(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 1023:  # float(value) would overflow
+            raise Refused("", f"an integer of {value.bit_length()} bits, beyond the float range")
+        return value
+    if not isinstance(value, (dict, list)):
+        return value  # float, bool, None: what JSON parses to
+    if depth >= MAX_DEPTH:
+        raise Refused("", f"nests more than {MAX_DEPTH} levels deep (the limit)")
+    key: Any = None
+    try:
+        if isinstance(value, list):
+            out: Any = []
+            for key, item in enumerate(value):  # noqa: B007 (key: named on failure)
+                out.append(clean(item, depth + 1))
+            return out
+        out = {}
+        for key, item in value.items():
+            out[escape_surrogates(str(key))] = clean(item, depth + 1)
+        return out
+    except Refused as exc:
+        inner = f"{key}.{exc.field}" if exc.field else str(key)
+        raise Refused(escape_surrogates(inner)[:200], exc.reason) from None
+
+
+def _is(value: Any, kind: str) -> bool:
+    if value is None:
+        return True
+    if kind == _NUM:
+        return (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (math.isfinite(value))
+        )
+    if kind == _INT:
+        return type(value) is int and INT64[0] <= value <= INT64[1]
+    if kind == _STRS:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == _VERSION:
+        return isinstance(value, str) or _is(value, _INT)
+    expected = {_STR: str, _BOOL: bool, _LIST: list, _DICT: dict}[kind]
+    return isinstance(value, expected)
+
+
+def _validate(kind: str, data: Any) -> Any:
+    """The JSON record ``data`` as the store applies it (``clean``), or ``Refused`` naming the
+    field that is wrong."""
     if not isinstance(data, dict):
-        raise ValueError(f"a {kind} record must be a JSON object")
-    for name, types in _FIELDS.get(kind, {}).items():
+        raise Refused(kind, f"the record is {type(data).__name__}, not a JSON object")
+    try:
+        data = clean(data)
+    except Refused as exc:
+        raise Refused(f"{kind}.{exc.field}", exc.reason) from None
+    for name, expected in _FIELDS.get(kind, {}).items():
         value = data.get(name)
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise ValueError(f"{kind}.{name} is {type(value).__name__}")
+        if value is None and name in _REQUIRED.get(kind, ()):
+            raise Refused(f"{kind}.{name}", "missing")
+        if not _is(value, expected):
+            shown = json.dumps(value, default=str)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise Refused(f"{kind}.{name}", f"must be {expected}, not {shown}")
+    if kind == "schema":
+        columns = data["columns"]
+        ok = all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and c[1] in _CODES
+            for c in columns
+        )
+        if not ok or not 0 <= data["id"] < 2**32:
+            raise Refused("schema.columns", "must be [[key, code], ...] with code one of dfq?sj")
+    if kind == "file" and (data["size"] or 0) < 0:
+        raise Refused("file.size", f"must be at least 0, not {data['size']}")
+    return data
+
+
+def _row_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A decoded row's values as the store keeps them (``clean``), or ``Refused`` naming the key."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        try:
+            out[key] = clean(value, 1)
+        except Refused as exc:
+            field = f"{key}.{exc.field}" if exc.field else key
+            raise Refused(f"history.{field}", exc.reason) from None
+    return out
 
 
 def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:  # noqa: PLR0915, PLR0912
     kind, data = rec.kind, rec.data
-    if isinstance(data, (dict, list)):
-        data = unicode_safe(data)  # lone surrogates escaped: the store needs valid Unicode
-    _check(kind, data)
+    if kind.startswith("kind-"):
+        return  # a kind from a newer writer: kept (in the segment), not applied
+    if kind not in ("history", "patch", "console"):
+        data = _validate(kind, data)
     if kind == "history":
-        schema_id, delta, pos = history_head(data)
+        try:
+            schema_id, delta, pos = history_head(data)
+        except (IndexError, ValueError) as exc:
+            raise Refused("history", f"the record's head does not decode ({exc})") from None
+        if schema_id not in state.schemas:
+            raise Refused("history", f"schema {schema_id} was never declared")
         group = points.group(schema_id)
         if group is not None:
             if len(data) != pos + group.size:
-                raise ValueError(f"{len(data) - pos} value bytes, the schema has {group.size}")
+                raise Refused(
+                    "history", f"{len(data) - pos} value bytes, the schema has {group.size}"
+                )
             step = rec.seq - delta
             group.ords.append(_ordinal(state, step, patch=False))
             group.steps.append(step)
@@ -301,9 +501,12 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
             group.raw.append(data[pos : pos + group.size])
             return
     if kind in ("history", "patch"):  # PATCH, or a row with strings or media: one at a time
+        try:
+            step, runtime, values = decode_history(data, rec.seq, state.schemas)
+        except (KeyError, ValueError, IndexError, struct.error, RecursionError) as exc:
+            raise Refused(kind, f"the row does not decode ({type(exc).__name__}: {exc})") from None
+        values = _row_values(values)
         points.flush_groups()
-        step, runtime, values = decode_history(data, rec.seq, state.schemas)
-        values = unicode_safe(values)
         timestamp = state.segment_time + (runtime - state.segment_runtime)
         state.runtime = max(state.runtime, runtime)
         ordinal = _ordinal(state, step, patch=kind == "patch")
@@ -319,7 +522,7 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
     if kind in ("schema", "rewind", "run", "summary", "metric"):
         points.flush_groups()  # these change how the rows before and after them are read
     if kind == "schema":
-        state.schemas[int(data["id"])] = [(str(k), str(c)) for k, c in data["columns"]]
+        state.schemas[int(data["id"])] = [(k, c) for k, c in data["columns"]]
     elif kind == "rewind":
         batch.series += points.ops()
         step = int(data["step"])
@@ -327,16 +530,16 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
         state.recent = [(s, o) for s, o in state.recent if s < step]
         state.last_step = state.recent[-1][0] if state.recent else None
     elif kind == "run":
-        state.segment_time = float(data.get("time", 0.0))
-        state.segment_runtime = float(data.get("runtime", 0.0))
+        state.segment_time = float(data.get("time") or 0.0)
+        state.segment_runtime = float(data.get("runtime") or 0.0)
         batch.starts.append(data)
         batch.exit = None
     elif kind == "config":
         batch.config.update(data)
     elif kind == "summary":
-        for key, value in data.get("update", {}).items():
+        for key, value in (data.get("update") or {}).items():
             state.summary.set(key, value)
-        for key in data.get("remove", []):
+        for key in data.get("remove") or []:
             state.summary.remove(key)
     elif kind == "metric":
         batch.metrics.append(data)
@@ -346,7 +549,7 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
     elif kind == "artifact":
         batch.artifacts.append(data)
     elif kind == "console":
-        batch.console.append((rec.seq, data["stream"], data["text"]))
+        batch.console.append((rec.seq, data["stream"], escape_surrogates(data["text"])))
     elif kind == "stats":
         batch.stats.append((rec.seq, data))
     elif kind == "exit":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -27,6 +28,7 @@ from fastapi.responses import HTMLResponse, Response
 from fulmen.__about__ import __version__
 from fulmen.server import _names
 from fulmen.server._auth import EVERYTHING
+from fulmen.server._ingest import json_safe
 from fulmen.server.store import NotFound, RunQuery, Store
 
 STATIC = ("chart.js", "dashboard.js", "dashboard.css")
@@ -44,9 +46,17 @@ def esc(value: Any) -> str:
     return html.escape(text, quote=True)
 
 
+def json_text(data: Any) -> str:
+    """``data`` as strict JSON (NaN and infinities, which JSON lacks, as null)."""
+    try:
+        return json.dumps(data, default=str, allow_nan=False)
+    except ValueError:  # the store reads values JSON-safe; this is the page's own guard
+        return json.dumps(json_safe(data), default=str, allow_nan=False)
+
+
 def script_json(data: Any) -> str:
     """JSON that is safe inside a ``<script type="application/json">`` element."""
-    text = json.dumps(data, default=str, allow_nan=False)
+    text = json_text(data)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -212,7 +222,7 @@ _UNITS = ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"), (86
 
 def ago(ts: Any, now: float | None = None) -> str:
     """``ts`` (a UNIX time) relative to ``now``: "just now", "3 minutes ago", "in 2 hours"."""
-    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+    if not _finite(ts):
         return ""
     delta = (time.time() if now is None else now) - float(ts)
     seconds = abs(delta)
@@ -223,12 +233,21 @@ def ago(ts: Any, now: float | None = None) -> str:
     return f"{text} ago" if delta > 0 else f"in {text}"
 
 
+def _finite(value: Any) -> bool:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return ok and math.isfinite(value)
+
+
 def _when(ts: Any) -> str:
     """A time as HTML: relative text, the absolute local date in its title (hover)."""
-    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+    if not _finite(ts):
         return ""
-    absolute = time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
-    iso = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))
+    try:
+        local = time.localtime(ts)
+    except (OverflowError, ValueError, OSError):  # a year the platform's time_t cannot hold
+        return esc(ts)
+    absolute = time.strftime("%Y-%m-%d %H:%M", local)
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S%z", local)
     return f'<time datetime="{esc(iso)}" title="{esc(absolute)}">{esc(ago(ts))}</time>'
 
 
@@ -318,7 +337,7 @@ def html_run(view: dict[str, Any]) -> str:
         "state": run.get("state"),
         "id": run.get("id"),
         "created": run.get("created"),
-        "duration": f"{float(run.get('runtime') or 0):.1f} s",
+        "duration": f"{run['runtime']:.1f} s" if _finite(run.get("runtime")) else None,
         "group": run.get("group"),
         "job type": run.get("job_type"),
         "tags": ", ".join(str(t) for t in run.get("tags") or []),
@@ -428,7 +447,7 @@ def _answer(
     """The page ``render(view)``, or its JSON twin ``view`` itself: one view, two forms."""
     headers = {"vary": "accept"}
     if wants_json(request):
-        text = json.dumps(view, default=str)
+        text = json_text(view)
         return Response(text, media_type="application/json", headers=headers)
     return HTMLResponse(render(view), headers=headers)
 

@@ -3,8 +3,11 @@
 
 One writer, many readers: every write goes through one connection under one lock (so no two
 writers ever contend and "database is locked" cannot happen), and each reading thread has its own
-connection, which WAL lets read while the writer writes. A batch is one transaction: after a kill -9
-the database holds whole batches only, and ``held`` says which.
+connection, which WAL lets read while the writer writes. The lock is first come first served
+(``WriteLock``), and no write holds it long: a batch's history is written in chunks of about
+``CHUNK_COST`` (a 100,000-key row is many), each its own transaction, and everything else with
+``held`` in one last transaction; so after a kill -9 ``held`` still says which batches are whole
+(the chunks of a batch not yet held are written again, to the same effect, when it is resent).
 
 Tables: ``runs`` (one row per run with config, summary and metadata as JSON, the run's ingest state
 and ``held``), ``segments`` (the accepted frames verbatim, for export), ``series`` / ``pieces`` /
@@ -15,13 +18,17 @@ and ``held``), ``segments`` (the accepted frames verbatim, for export), ``series
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
+import math
 import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +37,15 @@ import numpy as np
 from fulmen.server import _series as S
 from fulmen.server._ingest import ROWS, Batch, RunState, decode_batch, json_safe
 from fulmen.server._migrations import MIGRATIONS, Migration, StoreTooNew
-from fulmen.server.store import Conflict, HistoryQuery, NotFound, RunPage, RunQuery
+from fulmen.server.store import (
+    Conflict,
+    HistoryQuery,
+    Ingested,
+    NotFound,
+    RunPage,
+    RunQuery,
+    StoreFull,
+)
 
 SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id"}
 OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -80,6 +95,85 @@ def _dumps(value: Any) -> str:
     return json.dumps(json_safe(value), separators=(",", ":"), default=str)
 
 
+# Reading: a stored value is shown whatever it is. Ingest writes only valid values, but a store
+# from an older server, a bug or a hand edit may hold anything (SQLite columns take any type), and
+# one such value must not fail every page that lists the run: each is read as what its column
+# should hold, or None (or the column's empty value) when it is not.
+
+
+def _valid(column: str) -> str:
+    """SQL for ``column`` when it holds valid JSON, else NULL (SQLite's JSON functions fail on
+    malformed JSON; a query over many runs must not fail for one)."""
+    return f"(CASE WHEN json_valid({column}) THEN {column} END)"
+
+
+def _loads(text: Any, empty: Any = None) -> Any:
+    """A stored JSON column as a JSON-safe value (NaN and infinities as None); ``empty`` when it
+    is not JSON or, when ``empty`` is a dict or list, not one of those."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if not isinstance(text, str):
+        return empty
+    try:
+        value = json_safe(json.loads(text))
+    except (ValueError, RecursionError):
+        return empty
+    if empty is not None and not isinstance(value, type(empty)):
+        return empty
+    return value
+
+
+def _num(value: Any) -> float | int | None:
+    """A stored number, or None when it is not a finite one."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    """A stored text, or None; bytes (a BLOB where text belongs) decoded, numbers written out."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _decode_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")  # a TEXT value that is not UTF-8 must not fail a read
+
+
+def _full(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; the message before that
+    return isinstance(exc, sqlite3.OperationalError) and (
+        code == getattr(sqlite3, "SQLITE_FULL", 13) or "database or disk is full" in str(exc)
+    )
+
+
+@contextmanager
+def transaction(con: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on ``con``: committed, or rolled back on any error, which is raised
+    as it was. SQLite rolls some failures back itself (SQLITE_FULL: "database or disk is full"),
+    after which a ROLLBACK would fail with "cannot rollback - no transaction is active" and hide
+    the real error: it is only sent while a transaction is open. A full disk is ``StoreFull``."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException as exc:
+        if con.in_transaction:
+            with suppress(sqlite3.Error):  # the error that got us here is the one to report
+                con.execute("ROLLBACK")
+        if _full(exc):
+            raise StoreFull(f"the database {_db_name(con)} is full: {exc}") from exc
+        raise
+
+
+def _db_name(con: sqlite3.Connection) -> str:
+    row = con.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row else "?"
+
+
 def migrate(con: sqlite3.Connection, migrations: tuple[Migration, ...], *, where: str) -> int:
     """Bring the database on ``con`` to the last of ``migrations``; its version after.
 
@@ -109,6 +203,82 @@ def migrate(con: sqlite3.Connection, migrations: tuple[Migration, ...], *, where
             raise
 
 
+# work per write transaction: points and values, plus KEY_COST per key. About what a batch of 4 MiB
+# (the uploader's) of scalar rows costs, so those stay one transaction (each commit can cost a WAL
+# checkpoint); a 100,000-key row is about 15 of them, about a second each, not one of 20 s.
+CHUNK_COST = 1_000_000
+KEY_COST = 150  # a key's statements (series, pieces, points rows) cost as much as this many points
+
+
+def _chunks(series: list[tuple[str, Any]]) -> Iterator[list[tuple[str, Any]]]:
+    """``Batch.series`` cut into runs of operations costing at most about ``CHUNK_COST`` each,
+    in order (a key's points are cut too, so one huge key is several chunks)."""
+    chunk: list[tuple[str, Any]] = []
+    cost = 0
+    for op, arg in series:
+        if op == "points":
+            current: dict[str, Any] | None = None  # this operation's points in this chunk
+            for key, points in arg.items():
+                for start in range(0, points.shape[1], CHUNK_COST):
+                    part = points[:, start : start + CHUNK_COST]
+                    if chunk and cost + KEY_COST + part.shape[1] > CHUNK_COST:
+                        yield chunk
+                        chunk, cost, current = [], 0, None
+                    if current is None:
+                        current = {}
+                        chunk.append(("points", current))
+                    current[key] = part
+                    cost += KEY_COST + part.shape[1]
+        elif op == "values":
+            for start in range(0, len(arg), CHUNK_COST):
+                part = arg[start : start + CHUNK_COST]
+                if chunk and cost + len(part) > CHUNK_COST:
+                    yield chunk
+                    chunk, cost = [], 0
+                chunk.append(("values", part))
+                cost += len(part)
+        else:
+            chunk.append((op, arg))
+            cost += KEY_COST
+    if chunk:
+        yield chunk
+
+
+class WriteLock:
+    """The writer's lock, first come first served. ``threading.Lock`` lets the thread that
+    releases it take it straight back, so a writer that loops over chunks would starve the
+    others; here a writer that comes back goes behind every writer already waiting."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: collections.deque[object] = collections.deque()
+        self._held = False
+
+    @property
+    def waiting(self) -> int:
+        """How many writers wait for the lock."""
+        return len(self._queue)
+
+    def __enter__(self) -> None:
+        me = object()
+        with self._cond:
+            self._queue.append(me)
+            try:
+                while self._held or self._queue[0] is not me:
+                    self._cond.wait()
+            except BaseException:  # interrupted while waiting: leave the queue
+                self._queue.remove(me)
+                self._cond.notify_all()
+                raise
+            self._queue.popleft()
+            self._held = True
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+
 class SqliteStore:
     """The ``Store`` on one SQLite file (see the module docstring)."""
 
@@ -120,7 +290,11 @@ class SqliteStore:
             if part.exists():
                 part.chmod(0o600)  # a database made before this rule
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = WriteLock()
+        # one lock per run being ingested (weak: it goes with the last ingest holding it)
+        self._run_locks: weakref.WeakValueDictionary[tuple[str, str, str], threading.Lock]
+        self._run_locks = weakref.WeakValueDictionary()
+        self._run_locks_lock = threading.Lock()
         self._writer = self._connect()
         self.version = migrate(self._writer, MIGRATIONS, where=str(path))
         self._local = threading.local()
@@ -141,6 +315,7 @@ class SqliteStore:
         if con is None:
             con = self._connect()
             con.execute("PRAGMA query_only=ON")
+            con.text_factory = _decode_text
             self._local.con = con
             with self._readers_lock:
                 self._readers.append(con)
@@ -157,45 +332,99 @@ class SqliteStore:
     # --- ingest --------------------------------------------------------------------------------
 
     def ingest(self, entity: str, project: str, run_id: str, body: bytes) -> int:
-        with self._lock:
-            con = self._writer
-            row = con.execute(
-                "SELECT rid, held, ingest_state FROM runs WHERE entity=? AND project=? AND run_id=?",  # noqa: E501
-                (entity, project, run_id),
-            ).fetchone()
+        return self.ingest_batch(entity, project, run_id, body).held
+
+    def ingest_batch(self, entity: str, project: str, run_id: str, body: bytes) -> Ingested:
+        with self._run_lock(entity, project, run_id):  # one batch of a run at a time
+            with self._lock:
+                row = self._writer.execute(
+                    "SELECT rid, held, ingest_state FROM runs "
+                    "WHERE entity=? AND project=? AND run_id=?",
+                    (entity, project, run_id),
+                ).fetchone()
             rid, held, state_text = row if row else (None, 0, None)
             state = RunState.from_json(state_text)
+            # decoded without the writer's lock: a huge batch holds back no other run here
             batch = decode_batch(body, held, state)  # raises BadBatch before anything is written
             if batch.empty:
-                return int(held)
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                if rid is None:
-                    now = time.time()
-                    rid = con.execute(
-                        "INSERT INTO runs (entity, project, run_id, created, updated) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (entity, project, run_id, now, now),
-                    ).lastrowid
-                assert rid is not None
-                self._apply(con, rid, batch, state)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            return batch.held
+                return Ingested(int(held))
+            # the history in chunks of CHUNK_COST, each its own transaction, the writer's lock
+            # released between them (a writer waiting for it goes first); the last chunk, the
+            # rest and ``held`` in one last transaction (most batches: that one alone). Only
+            # that one says the batch is stored: after a kill between chunks the client resends
+            # the batch, and writing a chunk's points again changes nothing (points are merged
+            # by row ordinal, values replaced).
+            chunks = list(_chunks(batch.series))
+            for chunk in chunks[:-1]:
+                with self._lock, transaction(self._writer):
+                    rid = self._run_row(self._writer, rid, entity, project, run_id)
+                    self._apply_series(self._writer, rid, chunk)
+            batch.series = chunks[-1] if chunks else []  # the last one goes with the rest
+            # JSON of the state and summary made before taking the lock (100,000 keys: seconds)
+            texts = state.to_json(), _dumps(state.summary.result())
+            with self._lock, transaction(self._writer):
+                rid = self._run_row(self._writer, rid, entity, project, run_id)
+                self._apply(self._writer, rid, batch, *texts, state.runtime)
+            return Ingested(batch.held, batch.refused)
 
-    def _apply(self, con: sqlite3.Connection, rid: int, batch: Batch, state: RunState) -> None:  # noqa: PLR0912
-        con.execute(
-            "INSERT INTO segments VALUES (?, ?, ?, ?)",
-            (rid, batch.first_seq, batch.held, batch.frames),
+    def _run_lock(self, entity: str, project: str, run_id: str) -> threading.Lock:
+        key = (entity, project, run_id)
+        with self._run_locks_lock:
+            lock = self._run_locks.get(key)
+            if lock is None:
+                lock = self._run_locks[key] = threading.Lock()
+        return lock
+
+    @staticmethod
+    def _run_row(
+        con: sqlite3.Connection, rid: int | None, entity: str, project: str, run_id: str
+    ) -> int:
+        """The run's ``rid``, creating its row when it has none."""
+        if rid is None:
+            now = time.time()
+            rid = con.execute(
+                "INSERT INTO runs (entity, project, run_id, created, updated) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (entity, project, run_id, now, now),
+            ).lastrowid
+        assert rid is not None
+        return rid
+
+    def _apply_series(
+        self, con: sqlite3.Connection, rid: int, series: list[tuple[str, Any]]
+    ) -> None:
+        for op, arg in series:
+            if op == "points":
+                for key, points in arg.items():
+                    self._add_points(con, rid, key, points)
+            elif op == "values":
+                con.executemany(
+                    "INSERT OR REPLACE INTO other_values VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(rid, *v) for v in arg],
+                )
+            else:
+                self._rewind(con, rid, float(arg))
+
+    def _apply(
+        self,
+        con: sqlite3.Connection,
+        rid: int,
+        batch: Batch,
+        state: str,
+        summary: str,
+        runtime: float,
+    ) -> None:
+        """Write ``batch`` but its history's earlier chunks; ``state`` and ``summary``: the
+        run's ``RunState`` and summary as JSON, ``runtime`` its runtime so far."""
+        con.executemany(
+            "INSERT INTO segments VALUES (?, ?, ?, ?)", [(rid, *seg) for seg in batch.segments]
         )
         sets: dict[str, Any] = {
             "held": batch.held,
             "updated": time.time(),
-            "ingest_state": state.to_json(),
-            "summary": _dumps(state.summary.result()),
-            "runtime": state.runtime,
+            "ingest_state": state,
+            "summary": summary,
+            "runtime": runtime,
         }
         for start in batch.starts:
             meta = {k: v for k, v in start.items() if k not in ("tags", "notes")}
@@ -220,21 +449,11 @@ class SqliteStore:
             (old,) = con.execute("SELECT metrics FROM runs WHERE rid=?", (rid,)).fetchone()
             sets["metrics"] = _dumps(json.loads(old) + batch.metrics)
         if batch.exit is not None:
-            sets["state"] = str(batch.exit.get("state", "finished"))
+            sets["state"] = batch.exit.get("state") or "finished"
             sets["exit"] = _dumps(batch.exit)
             if batch.exit.get("runtime") is not None:
                 sets["runtime"] = float(batch.exit["runtime"])
-        for op, arg in batch.series:
-            if op == "points":
-                for key, points in arg.items():
-                    self._add_points(con, rid, key, points)
-            elif op == "values":
-                con.executemany(
-                    "INSERT OR REPLACE INTO other_values VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(rid, *v) for v in arg],
-                )
-            else:
-                self._rewind(con, rid, float(arg))
+        self._apply_series(con, rid, batch.series)
         # every row has a point in the series ROWS (its step), so rewinds are counted right
         found = con.execute("SELECT n FROM series WHERE rid=? AND key=?", (rid, ROWS)).fetchone()
         sets["rows"] = int(found[0]) if found else 0
@@ -310,8 +529,7 @@ class SqliteStore:
         the run: for imports and benchmarks, bypassing run-log decoding."""
         with self._lock:
             con = self._writer
-            con.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(con):
                 con.execute(
                     "INSERT OR IGNORE INTO runs (entity, project, run_id, created, updated) "
                     "VALUES (?, ?, ?, ?, ?)",
@@ -322,10 +540,6 @@ class SqliteStore:
                     (entity, project, run_id),
                 ).fetchone()
                 self._add_points(con, int(rid), key, points)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
 
     # --- scalar series -------------------------------------------------------------------------
 
@@ -498,35 +712,36 @@ class SqliteStore:
             "GROUP BY project ORDER BY project",
             (entity,),
         ).fetchall()
-        return [{"name": p, "runs": n, "updated": u} for p, n, u in rows]
+        return [{"name": _text(p), "runs": n, "updated": _num(u)} for p, n, u in rows]
 
     def _run_dict(self, row: sqlite3.Row | tuple[Any, ...], full: bool) -> dict[str, Any]:
         (run_id, name, grp, job_type, tags, notes, state, created, updated, runtime, held, rows,
          config, summary) = row[:14]  # fmt: skip
+        updated = _num(updated)
         out: dict[str, Any] = {
-            "id": run_id,
-            "name": name,
-            "group": grp,
-            "job_type": job_type,
-            "tags": json.loads(tags),
-            "notes": notes,
-            "state": state,
-            "created": created,
+            "id": _text(run_id),
+            "name": _text(name),
+            "group": _text(grp),
+            "job_type": _text(job_type),
+            "tags": [t for t in _loads(tags, []) if isinstance(t, str)],
+            "notes": _text(notes),
+            "state": _text(state),
+            "created": _num(created),
             "updated": updated,
             # running, yet nothing heard for STALE_AFTER s: its client may be gone (a kill -9);
             # `fulmen sync` of its folder settles it (crashed), new records clear it
-            "stale": state == "running" and time.time() - updated > STALE_AFTER,
-            "runtime": runtime,
-            "held": held,
-            "rows": rows,
-            "config": json.loads(config),
-            "summary": json.loads(summary),
+            "stale": state == "running" and time.time() - (updated or 0) > STALE_AFTER,
+            "runtime": _num(runtime),
+            "held": _num(held),
+            "rows": _num(rows),
+            "config": _loads(config, {}),
+            "summary": _loads(summary, {}),
         }
         if full:
             meta, exit_, metrics = row[14:17]
-            out["metadata"] = json.loads(meta)
-            out["exit"] = None if exit_ is None else json.loads(exit_)
-            out["metrics"] = json.loads(metrics)
+            out["metadata"] = _loads(meta, {})
+            out["exit"] = _loads(exit_, {}) if exit_ is not None else None
+            out["metrics"] = _loads(metrics, [])
         return out
 
     _RUN_COLUMNS = (
@@ -541,7 +756,7 @@ class SqliteStore:
             where.append(f"state IN ({', '.join('?' * len(query.states))})")
             params += query.states
         for tag in query.tags:
-            where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value=?)")
+            where.append(f"EXISTS (SELECT 1 FROM json_each({_valid('runs.tags')}) WHERE value=?)")
             params.append(tag)
         if query.group is not None:
             where.append("grp=?")
@@ -555,10 +770,11 @@ class SqliteStore:
             if column not in ("config", "summary") or not path or f.op not in OPS:
                 raise ValueError(f"bad filter {f.field} {f.op}")
             if f.value is None:
-                where.append(f"json_extract({column}, ?) IS {'NOT ' if f.op == '!=' else ''}NULL")
+                is_not = "NOT " if f.op == "!=" else ""
+                where.append(f"json_extract({_valid(column)}, ?) IS {is_not}NULL")
                 params.append(json_path(path))
             else:
-                where.append(f"json_extract({column}, ?) {OPS[f.op]} ?")
+                where.append(f"json_extract({_valid(column)}, ?) {OPS[f.op]} ?")
                 value = f.value if not isinstance(f.value, bool) else int(f.value)
                 params += [json_path(path), value]
         descending = query.sort.startswith("-")
@@ -573,7 +789,7 @@ class SqliteStore:
                     f"sort {query.sort!r}: use one of {', '.join(sorted(SORT_COLUMNS))}, "
                     "config.<key> or summary.<key>, with '-' for descending"
                 )
-            order = f"json_extract({column}, ?)"
+            order = f"json_extract({_valid(column)}, ?)"
             order_params = [json_path(path)]
         clause = " AND ".join(where)
         direction = "DESC" if descending else "ASC"
@@ -596,7 +812,7 @@ class SqliteStore:
         out: dict[str, dict[str, int]] = {}
         for column in ("config", "summary"):
             rows = con.execute(
-                f"SELECT j.key, count(*) FROM runs, json_each(runs.{column}) AS j "
+                f"SELECT j.key, count(*) FROM runs, json_each({_valid('runs.' + column)}) AS j "
                 "WHERE entity=? AND project=? GROUP BY j.key ORDER BY j.key",
                 (entity, project),
             ).fetchall()
@@ -743,7 +959,7 @@ class SqliteStore:
         rows = self._read.execute(
             "SELECT seq, data FROM stats WHERE rid=? ORDER BY seq", (rid,)
         ).fetchall()
-        return [{"seq": s, **json.loads(d)} for s, d in rows]
+        return [{**_loads(d, {}), "seq": s} for s, d in rows]
 
     def files(self, entity: str, project: str, run_id: str) -> list[dict[str, Any]]:
         rid = self._rid(entity, project, run_id)
@@ -751,7 +967,13 @@ class SqliteStore:
             "SELECT path, type, size, digest FROM files WHERE rid=? ORDER BY path", (rid,)
         ).fetchall()
         return [
-            {"path": p, "type": t, "size": s, "digest": d, "uploaded": d is not None}
+            {
+                "path": _text(p),
+                "type": _text(t),
+                "size": _num(s),
+                "digest": _text(d),
+                "uploaded": d is not None,
+            }
             for p, t, s, d in rows
         ]
 
@@ -769,9 +991,8 @@ class SqliteStore:
     ) -> None:
         with self._lock:
             row = self._find_run(self._writer, "rid", entity, project, run_id)
-            # one statement each, both or neither: the file is listed only with its blob
-            self._writer.execute("SAVEPOINT put_file")
-            try:
+            # both or neither: the file is listed only with its blob
+            with transaction(self._writer):
                 self._writer.execute(
                     "INSERT INTO files (rid, path, size, digest) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (rid, path) DO UPDATE SET size=excluded.size, "
@@ -781,11 +1002,6 @@ class SqliteStore:
                 self._writer.execute(
                     "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", (entity, digest, size)
                 )
-            except BaseException:
-                self._writer.execute("ROLLBACK TO put_file")
-                raise
-            finally:
-                self._writer.execute("RELEASE put_file")
 
     def missing_blobs(self, entity: str, digests: list[str]) -> list[str]:
         con = self._read
@@ -807,13 +1023,22 @@ class SqliteStore:
     def has_blob(self, entity: str, digest: str) -> bool:
         return not self.missing_blobs(entity, [digest])
 
+    def blob_bytes(self, entity: str) -> int:
+        (total,) = self._read.execute(
+            "SELECT coalesce(sum(size), 0) FROM blobs WHERE entity=?", (entity,)
+        ).fetchone()
+        return int(total)
+
     def artifact_collections(self, entity: str, project: str) -> list[dict[str, Any]]:
         rows = self._read.execute(
             "SELECT name, type, count(*), max(created) FROM artifacts "
             "WHERE entity=? AND project=? GROUP BY name ORDER BY name",
             (entity, project),
         ).fetchall()
-        return [{"name": n, "type": t, "versions": c, "updated": u} for n, t, c, u in rows]
+        return [
+            {"name": _text(n), "type": _text(t), "versions": c, "updated": _num(u)}
+            for n, t, c, u in rows
+        ]
 
     def _aliases(self, entity: str, project: str, name: str) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
@@ -822,7 +1047,7 @@ class SqliteStore:
             "ORDER BY alias",
             (entity, project, name),
         ):
-            out.setdefault(int(version), []).append(alias)
+            out.setdefault(version, []).append(_text(alias) or "")
         return out
 
     def artifact_versions(self, entity: str, project: str, name: str) -> list[dict[str, Any]]:
@@ -838,12 +1063,12 @@ class SqliteStore:
             {
                 "name": name,
                 "version": f"v{v}",
-                "type": t,
-                "digest": d,
-                "run": r,
-                "created": c,
-                "metadata": json.loads(m),
-                "aliases": aliases.get(int(v), []),
+                "type": _text(t),
+                "digest": _text(d),
+                "run": _text(r),
+                "created": _num(c),
+                "metadata": _loads(m, {}),
+                "aliases": aliases.get(v, []),
             }
             for v, t, d, r, c, m in rows
         ]
@@ -858,7 +1083,7 @@ class SqliteStore:
             (rid, key, lo, hi, limit),
         ).fetchall()
         return [
-            {"_step": st, "_runtime": rt, "_timestamp": ts, "value": json.loads(v)}
+            {"_step": _num(st), "_runtime": _num(rt), "_timestamp": _num(ts), "value": _loads(v)}
             for st, rt, ts, v in rows
         ]
 
@@ -871,12 +1096,12 @@ class SqliteStore:
         ).fetchall()
         return [
             {
-                "name": n,
+                "name": _text(n),
                 "version": f"v{v}",
-                "type": t,
-                "digest": d,
-                "created": c,
-                "aliases": self._aliases(entity, project, n).get(int(v), []),
+                "type": _text(t),
+                "digest": _text(d),
+                "created": _num(c),
+                "aliases": self._aliases(entity, project, n).get(v, []),
             }
             for n, v, t, d, c in rows
         ]
@@ -904,13 +1129,13 @@ class SqliteStore:
         return {
             "name": name,
             "version": f"v{number}",
-            "type": t,
-            "digest": d,
-            "run": r,
-            "created": c,
-            "metadata": json.loads(m),
+            "type": _text(t),
+            "digest": _text(d),
+            "run": _text(r),
+            "created": _num(c),
+            "metadata": _loads(m, {}),
             "aliases": self._aliases(entity, project, name).get(number, []),
-            "entries": json.loads(e),
+            "entries": _loads(e),
         }
 
     def set_manifest(

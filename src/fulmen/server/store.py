@@ -17,9 +17,11 @@ __all__ = [
     "Conflict",
     "Filter",
     "HistoryQuery",
+    "Ingested",
     "NotFound",
     "RunQuery",
     "Store",
+    "StoreFull",
     "open_store",
 ]
 
@@ -30,6 +32,11 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     """The request contradicts what the store holds (HTTP 409)."""
+
+
+class StoreFull(OSError):
+    """The database cannot grow: its disk (or its size limit) is full (HTTP 503, retried later).
+    Nothing of the write that met it was kept; the same write succeeds once there is room."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,15 @@ class HistoryQuery:
 
 
 @dataclass
+class Ingested:
+    """What one ingest batch did: the highest contiguous sequence held after it, and the records
+    it refused (each ``{"seq", "kind", "field", "reason"}``; skipped, yet counted in ``held``)."""
+
+    held: int
+    refused: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class RunPage:
     total: int
     runs: list[dict[str, Any]] = field(default_factory=list)
@@ -81,6 +97,10 @@ class Store(Protocol):
 
     def ingest(self, entity: str, project: str, run_id: str, body: bytes) -> int:
         """Apply a batch of run-log frames; answer the highest contiguous sequence held."""
+        ...
+
+    def ingest_batch(self, entity: str, project: str, run_id: str, body: bytes) -> Ingested:
+        """``ingest``, also saying which records were refused (bad values: see ``_ingest``)."""
         ...
 
     def held(self, entity: str, project: str, run_id: str) -> int: ...
@@ -130,6 +150,10 @@ class Store(Protocol):
     def add_blob(self, entity: str, digest: str, size: int) -> None: ...
 
     def has_blob(self, entity: str, digest: str) -> bool: ...
+
+    def blob_bytes(self, entity: str) -> int:
+        """The bytes of every blob ``entity`` holds (its files and artifacts: its quota's use)."""
+        ...
 
     def artifact_collections(self, entity: str, project: str) -> list[dict[str, Any]]: ...
 

@@ -386,12 +386,16 @@ def escape_surrogates(text: str) -> str:
     database, a UTF-8 HTTP answer); the run log itself keeps the string as given."""
     if text.isascii():
         return text
-    return "".join(
-        (f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}")
-        if 0xD800 <= ord(c) <= 0xDFFF
-        else c
-        for c in text
-    )
+    try:
+        text.encode("utf-8")  # valid already: the usual non-ASCII text costs one encode
+    except UnicodeEncodeError:
+        return "".join(
+            (f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}")
+            if 0xD800 <= ord(c) <= 0xDFFF
+            else c
+            for c in text
+        )
+    return text
 
 
 def unicode_safe(value: Any, depth: int = 0) -> Any:
