@@ -29,7 +29,7 @@ from fulmen.server import _names
 from fulmen.server._auth import EVERYTHING
 from fulmen.server.store import NotFound, RunQuery, Store
 
-STATIC = ("chart.js", "dashboard.js", "dashboard.css")
+STATIC = ("chart.js", "media.js", "dashboard.js", "dashboard.css")
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 # history keys that are not charted on the project page (system keys, histograms logged by watch)
 _HIDDEN_PREFIXES = ("_", "gradients/", "parameters/", "system/", "trainer/global_step")
@@ -202,6 +202,7 @@ def _page(title: str, crumbs: list[tuple[str, str]], body: str, data: Any, kind:
 <main>{body}</main>
 <script type="application/json" id="page-data">{script_json(data)}</script>
 <script src="/static/chart.js?v={esc(__version__)}"></script>
+<script src="/static/media.js?v={esc(__version__)}"></script>
 <script src="/static/dashboard.js?v={esc(__version__)}"></script>
 </body></html>"""
 
@@ -253,6 +254,11 @@ def html_projects(view: dict[str, Any]) -> str:
     return _page("projects", [("projects", "")], f"<h1>Projects</h1>{table}", view, "projects")
 
 
+# the same media key of the runs side by side at one step (project and compare pages; media.js)
+_MEDIA_SIDE = """<section id="media" class="media-section"><h2>Media</h2>
+<div class="controls"><label>key <select id="media-key"></select></label></div>
+<div id="media-compare"></div></section>"""
+
 _CHART_CONTROLS = """<div class="controls" id="chart-controls">
 <label>x-axis <select id="x-axis"></select></label>
 <label>smoothing <input type="range" id="smoothing" min="0" max="0.99" step="0.01" value="0">
@@ -287,7 +293,8 @@ def html_project(view: dict[str, Any]) -> str:
 <section class="charts">
 {_CHART_CONTROLS.format(group=group)}
 <div id="charts" class="panels"></div>
-</section>"""
+</section>
+{_MEDIA_SIDE}"""
     crumbs = [("projects", "/"), (entity, ""), (project, "")]
     return _page(project, crumbs, body, view, "project")
 
@@ -378,6 +385,7 @@ def html_run(view: dict[str, Any]) -> str:
 </div>
 <section class="charts"><h2>Charts</h2>{_CHART_CONTROLS.format(group="")}
 <div id="charts" class="panels"></div></section>
+<section><h2>Media</h2><div id="media" class="media-panels"></div></section>
 <section><h2>System metrics</h2><div id="system" class="panels"></div></section>
 <section><h2>Gradients and parameters</h2><div id="histograms" class="panels"></div></section>
 <section><h2>Model topology</h2><pre id="topology" class="muted">none recorded</pre></section>
@@ -405,7 +413,8 @@ def html_compare(view: dict[str, Any]) -> str:
 <tbody>{rows}</tbody></table>
 <p class="muted">{n_same} keys are equal in every run.</p></section>
 <section class="charts">{_CHART_CONTROLS.format(group="")}
-<div id="charts" class="panels"></div></section>"""
+<div id="charts" class="panels"></div></section>
+{_MEDIA_SIDE}"""
     crumbs = [("projects", "/"), (entity, ""), (project, f"/{entity}/{project}"), ("compare", "")]
     return _page("compare", crumbs, body, view, "compare")
 
