@@ -341,12 +341,23 @@ def html_run(view: dict[str, Any]) -> str:
     overview = {k: v for k, v in overview.items() if v not in (None, "", [])}
     summary = {k: v for k, v in (run.get("summary") or {}).items() if not k.startswith("_")}
     base = f"/api/v1/entities/{entity}/projects/{project}/runs/{run['id']}"
-    files = "".join(
-        f'<li><a href="{esc(base + "/files/" + f["path"])}" download>{esc(f["path"])}</a> '
-        f'<span class="muted">{esc(f.get("type") or "")} {esc(f.get("size") or "")} B'
-        f"{'' if f.get('uploaded') or f.get('digest') else ' (not uploaded)'}</span></li>"
-        for f in view["files"]
-    )
+
+    def file_item(f: dict[str, Any]) -> str:
+        return (
+            f'<li><a href="{esc(base + "/files/" + f["path"])}" download>{esc(f["path"])}</a> '
+            f'<span class="muted">{esc(f.get("type") or "")} {esc(f.get("size") or "")} B'
+            f"{'' if f.get('uploaded') or f.get('digest') else ' (not uploaded)'}</span></li>"
+        )
+
+    # media files (one per logged image, mask, table...) are folded away: the Media section
+    # shows them; the list keeps the run's other files in sight
+    media = [f for f in view["files"] if str(f["path"]).startswith("media/")]
+    files = "".join(file_item(f) for f in view["files"] if f not in media)
+    if media:
+        files += (
+            f'<li><details id="media-files"><summary>{len(media)} media files</summary>'
+            f"<ul>{''.join(file_item(f) for f in media)}</ul></details></li>"
+        )
     arts = []
     for a in view["artifacts"]:
         version = _version(a["version"])

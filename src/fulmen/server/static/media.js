@@ -406,7 +406,7 @@
     return String(v);
   }
 
-  function compare(a, b) {
+  function cmpCells(a, b) {
     const na = typeof a === "number", nb = typeof b === "number";
     if (na && nb) return a - b;
     if (a === null || a === undefined) return 1;
@@ -441,7 +441,7 @@
       shown = f ? rows.filter(({ r }) => r.some((v) => cellText(v).toLowerCase().includes(f))) : rows.slice();
       if (st.sort !== null) {
         const c = st.sort, s = st.desc ? -1 : 1;
-        shown.sort((a, b) => s * compare(a.r[c], b.r[c]) || a.i - b.i);
+        shown.sort((a, b) => s * cmpCells(a.r[c], b.r[c]) || a.i - b.i);
       }
     }
     function paint() {
