@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -312,3 +313,42 @@ def test_compare_page_shows_one_key_side_by_side(ui: str, page: Any) -> None:
     assert "left step 1" in side.inner_text()
     assert "right step 1" in side.inner_text()
     page.screenshot(path=str(ARTIFACTS / "media-compare.png"), full_page=True)
+
+
+def test_a_synced_table_with_image_cells_renders(browser: Any, tmp_path: Path) -> None:
+    from tests.e2e.test_server_e2e import Server, _sync
+    from tests.server.test_media_sync import ROWS as TABLE_ROWS
+    from tests.server.test_media_sync import log_offline
+
+    server = Server(tmp_path / "server")
+    server.start()
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        _sync(tmp_path, server, str(log_offline(tmp_path)))
+        page = context.new_page()
+        page.goto(f"{server.url}/local/media/runs/tab00001")
+        table = page.locator('.media-panel[data-key="ious"] .media-table[data-rows]')
+        table.wait_for()
+        assert table.get_attribute("data-rows") == str(TABLE_ROWS)
+        page.wait_for_function(
+            """n => { const imgs = [...document.querySelectorAll(
+                          '.media-panel[data-key="ious"] tbody img')];
+                      const masks = document.querySelectorAll(
+                          '.media-panel[data-key="ious"] tbody canvas.media-masks[data-drawn]');
+                      return imgs.length === n && masks.length === n
+                             && imgs.every(i => i.complete && i.naturalWidth === 16); }""",
+            arg=TABLE_ROWS,
+        )
+        # row i's mask has i + 1 rows of "car" (class 1) over 16 columns, the rest "road"
+        drawn = page.evaluate(
+            """() => [...document.querySelectorAll(
+                   '.media-panel[data-key="ious"] tbody canvas.media-masks')]
+                   .map(c => c.fulmen.drawn)"""
+        )
+        assert drawn == [12 * 16] * TABLE_ROWS
+        page.screenshot(path=str(ARTIFACTS / "media-synced-table.png"), full_page=True)
+    finally:
+        context.close()
+        assert server.proc is not None
+        server.proc.terminate()
+        server.proc.wait(10)
