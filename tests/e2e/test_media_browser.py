@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 STEPS = 4
 ROWS = 120  # table rows: more than one page
+BIG = 10_000  # rows of the big table
 LOGGER = f"""
 import sys
 import numpy as np
@@ -57,6 +58,10 @@ for i in range({ROWS}):
 run.log({{"ious": table,
          "cm": wandb.plot.confusion_matrix(y_true=[0, 1, 2, 2, 1], preds=[0, 1, 2, 1, 1],
                                            class_names=["road", "car", "sky"])}})
+if name == "left":  # W&B's largest table: one JSON fetch, sorted and paged in the browser
+    big = wandb.Table(columns=["n", "score", "word"],
+                      data=[[i, (i * 7919) % {BIG}, f"w{{i % 97}}"] for i in range({BIG})])
+    run.log({{"big": big}})
 for i in range(5):
     sys.stderr.write(f"\\repoch {{i}}: {{i * 20}}%|\\x1b[32m####\\x1b[0m|")
     sys.stderr.flush()
@@ -298,9 +303,16 @@ def test_compare_page_shows_one_key_side_by_side(ui: str, page: Any) -> None:
     page.goto(f"{ui}/local/media/compare?run={ids['left']}&run={ids['right']}")
     page.wait_for_selector("#media[data-ready='1']")
     side = page.locator("#media-compare")
-    assert side.get_attribute("data-key") == "cm"  # the first media key, in name order
+    assert side.get_attribute("data-key") == "big"  # the first media key, in name order
     assert side.locator(".media-run").count() == 2
-    assert side.locator('.media-chart[data-preset="confusion_matrix"]').count() == 2
+    right = side.locator(f'.media-run[data-run="{ids["right"]}"]')
+    assert "not logged" in right.inner_text()
+    page.locator("#media-key").select_option("cm")
+    page.wait_for_function(
+        """() => document.querySelectorAll(
+                   '#media-compare .media-chart[data-preset="confusion_matrix"] canvas').length
+                 === 2"""
+    )
     page.locator("#media-key").select_option("frames")
     page.wait_for_function(
         """() => document.getElementById('media-compare').dataset.key === 'frames'
@@ -352,3 +364,23 @@ def test_a_synced_table_with_image_cells_renders(browser: Any, tmp_path: Path) -
         assert server.proc is not None
         server.proc.terminate()
         server.proc.wait(10)
+
+
+def test_a_table_of_ten_thousand_rows_sorts_and_pages(ui: str, page: Any) -> None:
+    _open_run(ui, page)
+    table = page.locator('.media-panel[data-key="big"] .media-table[data-rows]')
+    table.wait_for()
+    assert table.get_attribute("data-rows") == str(BIG)
+    assert table.locator("tbody tr").count() == 50  # only a page is in the DOM
+    table.locator('th[data-col="1"]').click()
+    table.locator('th[data-col="1"]').click()  # score, descending
+    first = table.locator("tbody tr").first.locator("td").all_inner_texts()
+    assert first[1] == str(BIG - 1)  # 7919 is prime to 10,000: every score once
+    assert "page 1 of 200" in table.inner_text()
+    table.locator(".table-filter").fill("w96")
+    page.wait_for_function(
+        """() => document.querySelector('.media-panel[data-key="big"] .media-table')
+                   .dataset.rows === String(Math.ceil(10000 / 97) - 1)"""
+    )
+    scores = [int(t) for t in table.locator("tbody tr td:nth-child(2)").all_inner_texts()]
+    assert scores == sorted(scores, reverse=True)  # the sort holds under the filter

@@ -116,10 +116,13 @@
 
   function drawBoxes(canvas, ref, state) {
     const w = ref.width || 1, h = ref.height || 1;
-    canvas.width = w; canvas.height = h;
+    // drawn at least ~480 px wide whatever the image's size, so labels stay legible text (the
+    // mask canvas keeps the image's own pixels)
+    const k = Math.max(1, Math.ceil(480 / w));
+    canvas.width = w * k; canvas.height = h * k;
     const ctx = canvas.getContext("2d");
-    const line = Math.max(1, Math.round(Math.max(w, h) / 250));
-    ctx.lineWidth = line; ctx.font = `${Math.max(10, line * 6)}px system-ui, sans-serif`; ctx.textBaseline = "bottom";
+    const line = Math.max(2, Math.round((Math.max(w, h) * k) / 300)), size = Math.max(12, line * 6);
+    ctx.lineWidth = line; ctx.font = `${size}px system-ui, sans-serif`; ctx.textBaseline = "bottom";
     let drawn = 0;
     for (const [name, group] of Object.entries(ref.boxes || {})) {
       if (state.hiddenBoxes.has(name)) continue;
@@ -128,11 +131,11 @@
         if (off.has(String(b.class_id))) continue;
         const scores = b.scores || {};
         if (Object.entries(scores).some(([s, v]) => v < (state.minScore.get(s) ?? -Infinity))) continue;
-        const [x, y, bw, bh] = boxRect(b, w, h), color = css(classColor(b.class_id));
+        const [x, y, bw, bh] = boxRect(b, w, h).map((v) => v * k), color = css(classColor(b.class_id));
         ctx.strokeStyle = color; ctx.strokeRect(x, y, bw, bh);
         const scoreText = Object.entries(scores).map(([s, v]) => `${s}: ${Math.round(v * 1000) / 1000}`).join(" ");
         const label = [b.box_caption || labels[String(b.class_id)] || `class ${b.class_id}`, scoreText].filter(Boolean).join(" ");
-        const tw = ctx.measureText(label).width + 4, th = Math.max(10, line * 6) + 2;
+        const tw = ctx.measureText(label).width + 4, th = size + 2;
         ctx.fillStyle = color; ctx.fillRect(x, Math.max(0, y - th), tw, th);
         ctx.fillStyle = "#fff"; ctx.fillText(label, x + 2, Math.max(th, y));
         drawn++;
