@@ -384,3 +384,18 @@ def test_a_table_of_ten_thousand_rows_sorts_and_pages(ui: str, page: Any) -> Non
     )
     scores = [int(t) for t in table.locator("tbody tr td:nth-child(2)").all_inner_texts()]
     assert scores == sorted(scores, reverse=True)  # the sort holds under the filter
+
+
+def test_project_page_shows_the_charted_runs_media_side_by_side(ui: str, page: Any) -> None:
+    page.goto(f"{ui}/local/media")
+    page.wait_for_selector("#media[data-ready='1']")
+    side = page.locator("#media-compare")
+    assert side.locator(".media-run").count() == 2
+    page.locator("#media-key").select_option("frames")
+    page.wait_for_function(
+        """() => document.getElementById('media-compare').dataset.key === 'frames'
+                 && document.querySelectorAll('#media-compare canvas.media-masks[data-drawn]')
+                        .length === 2"""
+    )
+    assert "left step 3" in side.inner_text()
+    assert "right step 3" in side.inner_text()
