@@ -284,7 +284,10 @@
     container.dataset.steps = String(rows.length);
     if (!rows.length || !(hi > lo)) return;
     rows = rows.slice().sort((a, b) => a.step - b.step);
-    const s0 = rows[0].step, s1 = rows.length > 1 ? rows[rows.length - 1].step : s0 + 1;
+    // each step's column reaches to the next step; the last one gets the mean width
+    const first = rows[0].step, last = rows[rows.length - 1].step;
+    const gap = rows.length > 1 ? (last - first) / (rows.length - 1) : 1;
+    const s0 = first, s1 = last + gap;
     const pw = w - PAD.left - PAD.right, ph = h - PAD.top - PAD.bottom;
     const X = (s) => PAD.left + ((s - s0) / (s1 - s0 || 1)) * pw;
     const Y = (v) => PAD.top + (1 - (v - lo) / (hi - lo)) * ph;
@@ -304,10 +307,11 @@
     ctx.font = "11px system-ui, sans-serif"; ctx.fillStyle = "#666"; ctx.strokeStyle = "#ccc";
     ctx.strokeRect(PAD.left, PAD.top, pw, ph);
     ctx.textAlign = "right"; ctx.textBaseline = "middle";
-    const yTicks = niceTicks(lo, hi, 4), xTicks = niceTicks(s0, s1, 5);
-    for (const v of yTicks) ctx.fillText(fmt(v), PAD.left - 4, Y(v));
+    const yTicks = niceTicks(lo, hi, 4), xTicks = niceTicks(first, last, 5).filter((t) => t <= last);
+    const tiny = (hi - lo) * 1e-9; // 0 accumulated in floating point is still 0
+    for (const v of yTicks) ctx.fillText(fmt(Math.abs(v) < tiny ? 0 : v), PAD.left - 4, Y(v));
     ctx.textAlign = "center"; ctx.textBaseline = "top";
-    for (const s of xTicks) ctx.fillText(fmt(s), X(s), h - PAD.bottom + 4);
+    for (const s of xTicks) ctx.fillText(fmt(s), X(s) + (X(s + gap) - X(s)) / 2, h - PAD.bottom + 4);
     ctx.fillStyle = "#888"; ctx.textAlign = "right"; ctx.textBaseline = "bottom";
     ctx.fillText("step", w - PAD.right, h - 1);
     ctx.textAlign = "left"; ctx.textBaseline = "top"; ctx.fillText("value", 2, 2);
