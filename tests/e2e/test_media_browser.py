@@ -61,7 +61,9 @@ run.log({{"ious": table,
 if name == "left":  # W&B's largest table: one JSON fetch, sorted and paged in the browser
     big = wandb.Table(columns=["n", "score", "word"],
                       data=[[i, (i * 7919) % {BIG}, f"w{{i % 97}}"] for i in range({BIG})])
-    run.log({{"big": big}})
+    tone = np.sin(np.arange(4000) / 8000 * 2 * np.pi * 440).astype(np.float32)
+    run.log({{"big": big, "sound": wandb.Audio(tone, sample_rate=8000, caption="a4"),
+             "page": wandb.Html("<b>bold</b><script>parent.__xss = 1</script>")}})
 for i in range(5):
     sys.stderr.write(f"\\repoch {{i}}: {{i * 20}}%|\\x1b[32m####\\x1b[0m|")
     sys.stderr.flush()
@@ -296,6 +298,11 @@ def test_console_shows_the_last_state_of_progress_bars(ui: str, page: Any) -> No
         "() => FulmenMedia.terminal('a\\rbb\\n\\x1b[1A\\x1b[2K\\rup\\nx 10%\\r\\x1b[Kx 20%\\n')"
     )
     assert lines == ["up", "x 20%"]
+    # two tqdm bars (position 0 and 1): the second is drawn below and the cursor moved back up
+    bars = page.evaluate(
+        "() => FulmenMedia.terminal('\\rA 1%\\n\\rB 1%\\x1b[A\\rA 2%\\n\\rB 2%\\x1b[A')"
+    )
+    assert bars == ["A 2%", "B 2%"]
 
 
 def test_compare_page_shows_one_key_side_by_side(ui: str, page: Any) -> None:
@@ -399,3 +406,21 @@ def test_project_page_shows_the_charted_runs_media_side_by_side(ui: str, page: A
     )
     assert "left step 3" in side.inner_text()
     assert "right step 3" in side.inner_text()
+
+
+def test_audio_plays_from_the_media_route_and_html_stays_sandboxed(ui: str, page: Any) -> None:
+    _open_run(ui, page)
+    audio = page.locator('.media-panel[data-key="sound"] audio')
+    src = audio.get_attribute("src")
+    assert src is not None
+    assert "/media/files/media/audio/" in src
+    assert "a4" in page.locator('.media-panel[data-key="sound"]').inner_text()
+    kind = page.evaluate("src => fetch(src).then(r => r.headers.get('content-type'))", src)
+    assert kind == "audio/wav"
+    frame = page.locator('.media-panel[data-key="page"] iframe.media-html')
+    assert frame.get_attribute("sandbox") == ""
+    page.wait_for_function(
+        """() => (document.querySelector('.media-panel[data-key="page"] iframe').srcdoc || '')
+                   .includes('bold')"""
+    )
+    assert page.evaluate("() => window.__xss") is None
