@@ -48,6 +48,10 @@ def test_demo_trains_a_run_that_the_dashboard_serves(tmp_path: Path) -> None:
             view = json.loads(r.read())
         with urllib.request.urlopen(url.group(0) + page.group(1), timeout=30) as r:
             assert r.status == 200
+        media_url = url.group(0) + "/api/v1/entities/local/projects/fulmen-demo/runs/"
+        media_url += page.group(1).rsplit("/", 1)[1] + "/media?key=val/predictions"
+        with urllib.request.urlopen(media_url, timeout=30) as r:
+            (predictions,) = json.loads(r.read())["media"]
     finally:
         proc.terminate()
         proc.wait(30)
@@ -65,3 +69,12 @@ def test_demo_trains_a_run_that_the_dashboard_serves(tmp_path: Path) -> None:
     assert model["name"] == f"model-{run['id']}"
     assert "best" in model["aliases"]
     assert model["entries"]
+    # the image panel: every validation epoch (2) a few predictions, with captions and a mask
+    assert predictions["type"] == "images/separated"
+    assert len(predictions["steps"]) == 2
+    last = predictions["values"][-1]
+    assert last["count"] == 4
+    assert all(c.startswith("true ") and "predicted" in c for c in last["captions"])
+    image = last["images"][0]
+    assert (image["width"], image["height"]) == (60, 48)
+    assert image["masks"]["features"]["class_labels"]["1"] == "sum > 0 decides"

@@ -2,7 +2,9 @@
 
 It trains a small classifier on synthetic data (CPU, seconds) with the Trainer and
 ``WandbLogger``: hyperparameters, per-step and per-epoch metrics, gradient and parameter histograms
-from ``watch``, and the best and last checkpoints uploaded as versions of artifact
+from ``watch``, a few predictions per validation epoch as images (``log_image``: each sample's 20
+features as a grid of cells, a mask marking the features that decide its class, the prediction
+in the caption), and the best and last checkpoints uploaded as versions of artifact
 ``model-<run id>`` (``log_model=True``). Then ``fulmen ui`` serves the dashboard over the run.
 """
 
@@ -15,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
 from fulmen.loggers import WandbLogger
-from fulmen.train import LightningDataModule, LightningModule, Trainer
+from fulmen.train import Callback, LightningDataModule, LightningModule, Trainer
 from fulmen.train.callbacks import ModelCheckpoint
 
 PROJECT = "fulmen-demo"
@@ -73,6 +75,48 @@ class DemoClassifier(LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)
 
 
+CELL = 12  # pixels per feature in the prediction images
+FEATURE_CLASSES = {0: "other feature", 1: "sum > 0 decides", 2: "> 1 decides"}
+
+
+class LogPredictions(Callback):
+    """The image panel: each validation epoch, the first ``n`` validation samples as images, with
+    their true class, the predicted class and its probability in the caption."""
+
+    def __init__(self, n: int = 4) -> None:
+        self.n = n
+
+    def on_validation_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        if batch_idx != 0 or trainer.sanity_checking:
+            return
+        x, y = batch[0][: self.n], batch[1][: self.n]
+        with torch.no_grad():
+            probs = torch.softmax(pl_module(x), dim=1)
+        # features 0..19 as a 4 x 5 grid of grey cells (low dark, high light)
+        grid = (torch.sigmoid(x).view(-1, 4, 5) * 255).to(torch.uint8)
+        pixels = grid.repeat_interleave(CELL, 1).repeat_interleave(CELL, 2)
+        images = [p.numpy()[..., None].repeat(3, axis=2) for p in pixels]
+        deciding = torch.zeros(4, 5, dtype=torch.uint8)
+        deciding.view(-1)[:5] = 1
+        deciding.view(-1)[5] = 2
+        mask = deciding.repeat_interleave(CELL, 0).repeat_interleave(CELL, 1).numpy()
+        p, pred = probs.max(dim=1)
+        trainer.logger.log_image(
+            key="val/predictions",
+            images=images,
+            caption=[
+                f"true {int(t)}, predicted {int(c)} ({float(q):.2f})"
+                for t, c, q in zip(y, pred, p, strict=True)
+            ],
+            masks=[
+                {"features": {"mask_data": mask, "class_labels": FEATURE_CLASSES}} for _ in images
+            ],
+        )
+
+
 def train_demo(root: Path, *, epochs: int = 6, quiet: bool = False) -> tuple[Path, str]:
     """Train the demo into ``root`` (run folders go to ``root/fulmen``); answer the run folder and
     its dashboard path (``/<entity>/<project>/runs/<id>``)."""
@@ -84,7 +128,7 @@ def train_demo(root: Path, *, epochs: int = 6, quiet: bool = False) -> tuple[Pat
         max_epochs=epochs,
         logger=logger,
         log_every_n_steps=5,
-        callbacks=[ModelCheckpoint(monitor="val/loss", save_last=True)],
+        callbacks=[ModelCheckpoint(monitor="val/loss", save_last=True), LogPredictions()],
         enable_progress_bar=not quiet,
         enable_model_summary=not quiet,
     )

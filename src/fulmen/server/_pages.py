@@ -31,7 +31,7 @@ from fulmen.server._auth import EVERYTHING
 from fulmen.server._ingest import json_safe
 from fulmen.server.store import NotFound, RunQuery, Store
 
-STATIC = ("chart.js", "dashboard.js", "dashboard.css")
+STATIC = ("chart.js", "media.js", "dashboard.js", "dashboard.css")
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 # history keys that are not charted on the project page (system keys, histograms logged by watch)
 _HIDDEN_PREFIXES = ("_", "gradients/", "parameters/", "system/", "trainer/global_step")
@@ -212,6 +212,7 @@ def _page(title: str, crumbs: list[tuple[str, str]], body: str, data: Any, kind:
 <main>{body}</main>
 <script type="application/json" id="page-data">{script_json(data)}</script>
 <script src="/static/chart.js?v={esc(__version__)}"></script>
+<script src="/static/media.js?v={esc(__version__)}"></script>
 <script src="/static/dashboard.js?v={esc(__version__)}"></script>
 </body></html>"""
 
@@ -272,6 +273,11 @@ def html_projects(view: dict[str, Any]) -> str:
     return _page("projects", [("projects", "")], f"<h1>Projects</h1>{table}", view, "projects")
 
 
+# the same media key of the runs side by side at one step (project and compare pages; media.js)
+_MEDIA_SIDE = """<section id="media" class="media-section"><h2>Media</h2>
+<div class="controls"><label>key <select id="media-key"></select></label></div>
+<div id="media-compare"></div></section>"""
+
 _CHART_CONTROLS = """<div class="controls" id="chart-controls">
 <label>x-axis <select id="x-axis"></select></label>
 <label>smoothing <input type="range" id="smoothing" min="0" max="0.99" step="0.01" value="0">
@@ -306,7 +312,8 @@ def html_project(view: dict[str, Any]) -> str:
 <section class="charts">
 {_CHART_CONTROLS.format(group=group)}
 <div id="charts" class="panels"></div>
-</section>"""
+</section>
+{_MEDIA_SIDE}"""
     crumbs = [("projects", "/"), (entity, ""), (project, "")]
     return _page(project, crumbs, body, view, "project")
 
@@ -353,12 +360,23 @@ def html_run(view: dict[str, Any]) -> str:
     overview = {k: v for k, v in overview.items() if v not in (None, "", [])}
     summary = {k: v for k, v in (run.get("summary") or {}).items() if not k.startswith("_")}
     base = f"/api/v1/entities/{entity}/projects/{project}/runs/{run['id']}"
-    files = "".join(
-        f'<li><a href="{esc(base + "/files/" + f["path"])}" download>{esc(f["path"])}</a> '
-        f'<span class="muted">{esc(f.get("type") or "")} {esc(f.get("size") or "")} B'
-        f"{'' if f.get('uploaded') or f.get('digest') else ' (not uploaded)'}</span></li>"
-        for f in view["files"]
-    )
+
+    def file_item(f: dict[str, Any]) -> str:
+        return (
+            f'<li><a href="{esc(base + "/files/" + f["path"])}" download>{esc(f["path"])}</a> '
+            f'<span class="muted">{esc(f.get("type") or "")} {esc(f.get("size") or "")} B'
+            f"{'' if f.get('uploaded') or f.get('digest') else ' (not uploaded)'}</span></li>"
+        )
+
+    # media files (one per logged image, mask, table...) are folded away: the Media section
+    # shows them; the list keeps the run's other files in sight
+    media = [f for f in view["files"] if str(f["path"]).startswith("media/")]
+    files = "".join(file_item(f) for f in view["files"] if f not in media)
+    if media:
+        files += (
+            f'<li><details id="media-files"><summary>{len(media)} media files</summary>'
+            f"<ul>{''.join(file_item(f) for f in media)}</ul></details></li>"
+        )
     arts = []
     for a in view["artifacts"]:
         version = _version(a["version"])
@@ -397,6 +415,7 @@ def html_run(view: dict[str, Any]) -> str:
 </div>
 <section class="charts"><h2>Charts</h2>{_CHART_CONTROLS.format(group="")}
 <div id="charts" class="panels"></div></section>
+<section><h2>Media</h2><div id="media" class="media-panels"></div></section>
 <section><h2>System metrics</h2><div id="system" class="panels"></div></section>
 <section><h2>Gradients and parameters</h2><div id="histograms" class="panels"></div></section>
 <section><h2>Model topology</h2><pre id="topology" class="muted">none recorded</pre></section>
@@ -424,7 +443,8 @@ def html_compare(view: dict[str, Any]) -> str:
 <tbody>{rows}</tbody></table>
 <p class="muted">{n_same} keys are equal in every run.</p></section>
 <section class="charts">{_CHART_CONTROLS.format(group="")}
-<div id="charts" class="panels"></div></section>"""
+<div id="charts" class="panels"></div></section>
+{_MEDIA_SIDE}"""
     crumbs = [("projects", "/"), (entity, ""), (project, f"/{entity}/{project}"), ("compare", "")]
     return _page("compare", crumbs, body, view, "compare")
 

@@ -56,6 +56,7 @@
       this.series = series;
       this.log = !!o.log;
       this.xLabel = o.xLabel || "";
+      this.yLabel = o.yLabel || "";
       this.draw();
     }
 
@@ -153,12 +154,16 @@
           if (pen) ctx.lineTo(px, py); else { ctx.moveTo(px, py); alone = i; }
           pen = true;
         }
-        ctx.stroke();
+        if (s.dots) { // a scatter: one dot per point, no line
+          ctx.fillStyle = s.color;
+          for (let i = 0; i < s.x.length; i++) if (finite(s.y[i]) && finite(s.x[i])) ctx.fillRect(X(s.x[i]) - 2, Y(s.y[i]) - 2, 4, 4);
+        } else ctx.stroke();
         if (s.x.length === 1 && alone === 0) { ctx.fillStyle = s.color; ctx.fillRect(X(s.x[0]) - 2, Y(s.y[0]) - 2, 4, 4); }
       }
       ctx.restore();
       ctx.fillStyle = "#888"; ctx.textAlign = "right"; ctx.textBaseline = "bottom";
       ctx.fillText(this.xLabel, w - PAD.right, h - 1);
+      if (this.yLabel) { ctx.textAlign = "left"; ctx.textBaseline = "top"; ctx.fillText(this.yLabel, 2, 2); }
       this.canvas.fulmen = { series: this.series, range: g, log: this.log, points };
       this.container.dataset.points = String(points);
       this.container.dataset.series = String(this.series.length);
@@ -263,29 +268,54 @@
     return out;
   };
 
-  // a histogram-over-steps heat map: rows = [{step, bins: [edges], values: [counts]}]
+  // a histogram-over-steps heat map: rows = [{step, bins: [edges], values: [counts]}], drawn with
+  // readable axes: the step on x (ticks at round steps), the value on y (ticks at round values),
+  // each cell's shade its count relative to the largest count of its step
   FulmenChart.heatmap = function (container, title, rows) {
     container.classList.add("chart");
     const t = document.createElement("div");
     t.className = "chart-title"; t.textContent = title;
     const canvas = document.createElement("canvas");
-    const w = 360, h = 160; canvas.width = w; canvas.height = h;
+    const w = 380, h = 200, r = window.devicePixelRatio || 1;
+    canvas.width = w * r; canvas.height = h * r; canvas.style.width = w + "px"; canvas.style.height = h + "px";
     container.append(t, canvas);
     let lo = Infinity, hi = -Infinity;
-    for (const r of rows) { lo = Math.min(lo, r.bins[0]); hi = Math.max(hi, r.bins[r.bins.length - 1]); }
+    for (const row of rows) { lo = Math.min(lo, row.bins[0]); hi = Math.max(hi, row.bins[row.bins.length - 1]); }
+    container.dataset.steps = String(rows.length);
     if (!rows.length || !(hi > lo)) return;
-    const ctx = canvas.getContext("2d"), cw = w / rows.length;
-    rows.forEach((r, i) => {
-      const top = Math.max(...r.values) || 1;
-      r.values.forEach((c, j) => {
+    rows = rows.slice().sort((a, b) => a.step - b.step);
+    // each step's column reaches to the next step; the last one gets the mean width
+    const first = rows[0].step, last = rows[rows.length - 1].step;
+    const gap = rows.length > 1 ? (last - first) / (rows.length - 1) : 1;
+    const s0 = first, s1 = last + gap;
+    const pw = w - PAD.left - PAD.right, ph = h - PAD.top - PAD.bottom;
+    const X = (s) => PAD.left + ((s - s0) / (s1 - s0 || 1)) * pw;
+    const Y = (v) => PAD.top + (1 - (v - lo) / (hi - lo)) * ph;
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(r, 0, 0, r, 0, 0);
+    rows.forEach((row, i) => {
+      const next = i + 1 < rows.length ? X(rows[i + 1].step) : PAD.left + pw;
+      const x = X(row.step), cw = Math.max(next - x, 1);
+      const top = Math.max(...row.values) || 1;
+      row.values.forEach((c, j) => {
         if (!c) return;
-        const y0 = h - ((r.bins[j] - lo) / (hi - lo)) * h, y1 = h - ((r.bins[j + 1] - lo) / (hi - lo)) * h;
+        const y0 = Y(row.bins[j]), y1 = Y(row.bins[j + 1]);
         ctx.fillStyle = `rgba(40,90,200,${0.15 + 0.85 * (c / top)})`;
-        ctx.fillRect(i * cw, y1, Math.max(cw, 1), Math.max(y0 - y1, 1));
+        ctx.fillRect(x, y1, cw, Math.max(y0 - y1, 1));
       });
     });
-    canvas.fulmen = { steps: rows.map((r) => r.step), lo, hi };
-    container.dataset.steps = String(rows.length);
+    ctx.font = "11px system-ui, sans-serif"; ctx.fillStyle = "#666"; ctx.strokeStyle = "#ccc";
+    ctx.strokeRect(PAD.left, PAD.top, pw, ph);
+    ctx.textAlign = "right"; ctx.textBaseline = "middle";
+    const yTicks = niceTicks(lo, hi, 4), xTicks = niceTicks(first, last, 5).filter((t) => t <= last);
+    const tiny = (hi - lo) * 1e-9; // 0 accumulated in floating point is still 0
+    for (const v of yTicks) ctx.fillText(fmt(Math.abs(v) < tiny ? 0 : v), PAD.left - 4, Y(v));
+    ctx.textAlign = "center"; ctx.textBaseline = "top";
+    for (const s of xTicks) ctx.fillText(fmt(s), X(s) + (X(s + gap) - X(s)) / 2, h - PAD.bottom + 4);
+    ctx.fillStyle = "#888"; ctx.textAlign = "right"; ctx.textBaseline = "bottom";
+    ctx.fillText("step", w - PAD.right, h - 1);
+    ctx.textAlign = "left"; ctx.textBaseline = "top"; ctx.fillText("value", 2, 2);
+    canvas.fulmen = { steps: rows.map((row) => row.step), lo, hi, xTicks, yTicks };
   };
 
   FulmenChart.fmt = fmt;

@@ -345,7 +345,7 @@
     // when that frame is on screen (for the benchmarks), then fetch every run
     requestAnimationFrame(() => setTimeout(() => {
       window.fulmenTiming = { tablePainted: performance.now() };
-      load();
+      load().then(() => mediaSideBySide(document.getElementById("media"), shownRuns()));
     }, 0));
     // live: while a run is running, refresh the table (states) and its charts
     setInterval(() => { if (state.runs.some((r) => r.state === "running")) load(true); }, LIVE_MS);
@@ -360,13 +360,23 @@
     panels.setRuns([{ id: run.id, name: run.name || run.id, config: run.config, group: run.group }]);
     const base = `/runs/${enc(run.id)}`;
     let after = 0;
-    const con = document.getElementById("console");
+    const con = document.getElementById("console"), segments = [];
+    // progress bars rewrite their line with "\r" and ANSI codes: each run of same-stream output
+    // is shown as a terminal would show it (FulmenMedia.terminal), not as the raw bytes
     async function consoleTail() {
       const data = await getJSON(api(`${base}/console?after=${after}`));
+      if (!data.lines.length) return;
       for (const line of data.lines) {
-        con.append(el("span", line.stream === "stderr" ? "stderr" : "", line.text));
+        const stream = line.stream === "stderr" ? "stderr" : "stdout", last = segments[segments.length - 1];
+        if (last && last.stream === stream) last.text += line.text; else segments.push({ stream, text: line.text });
         after = Math.max(after, line.seq);
       }
+      const frag = document.createDocumentFragment();
+      for (const seg of segments) {
+        const lines = window.FulmenMedia.terminal(seg.text);
+        if (lines.length) frag.append(el("span", seg.stream === "stderr" ? "stderr" : "", lines.join("\n") + "\n"));
+      }
+      con.replaceChildren(frag);
     }
     async function system() {
       const data = await getJSON(api(`${base}/system`));
@@ -417,7 +427,22 @@
       row.append(el("th", "", "git"), el("td", "", value));
       document.querySelector("#overview tbody").append(row);
     }
-    consoleTail(); system(); histograms(); topology(); git();
+    const fileUrl = (path) => api(`${base}/media/files/${path.split("/").map(enc).join("/")}`);
+    async function media() {
+      const box = document.getElementById("media");
+      const data = await getJSON(api(`${base}/media`));
+      box.replaceChildren();
+      if (!data.media.length) box.append(el("p", "muted", "none logged"));
+      const done = [];
+      for (const entry of data.media) {
+        const div = el("div", `panel media-key media-type-${entry.type.replace(/[^a-z0-9]/gi, "-")}`);
+        box.append(div);
+        done.push(window.FulmenMedia.keyPanel(div, entry, { fileUrl }));
+      }
+      await Promise.all(done);
+      box.dataset.ready = "1";
+    }
+    consoleTail(); system(); histograms(); topology(); git(); media();
     setInterval(async () => {
       if (view.run.state !== "running") return;
       const fresh = await getJSON(api(base));
@@ -425,15 +450,38 @@
       const st = document.querySelector("#run-name .state");
       st.textContent = fresh.state; st.className = `state state-${fresh.state}`;
       consoleTail(); panels.fetch();
+      if (fresh.state !== "running") media(); // the media files arrive with the end of the run
     }, LIVE_MS);
     window.fulmenDashboard = { panels };
   }
 
   // ---------------------------------------------------------------- compare page
 
+  // the same media key of several runs side by side, at one step (compare and project pages)
+  async function mediaSideBySide(box, runs) {
+    const chooser = document.getElementById("media-key"), target = document.getElementById("media-compare");
+    const lists = await Promise.all(runs.map((r) => getJSON(api(`/runs/${enc(r.id)}/media?refs=false`)).catch(() => ({ media: [] }))));
+    const keys = [...new Set(lists.flatMap((l) => l.media.map((m) => m.key)))].sort();
+    chooser.replaceChildren();
+    for (const k of keys) { const o = el("option", "", k); o.value = k; chooser.append(o); }
+    if (!keys.length) { target.replaceChildren(el("p", "muted", "no media logged by these runs")); box.dataset.ready = "1"; return; }
+    async function showKey(key) {
+      const entries = await Promise.all(runs.map((r) => getJSON(api(`/runs/${enc(r.id)}/media?key=${enc(key)}`)).then((d) => d.media[0] || null).catch(() => null)));
+      const side = runs.map((r, i) => ({
+        id: r.id, name: r.name || r.id, color: color(r.id), entry: entries[i],
+        fileUrl: (path) => api(`/runs/${enc(r.id)}/media/files/${path.split("/").map(enc).join("/")}`),
+      }));
+      await window.FulmenMedia.compare(target, key, side);
+      box.dataset.ready = "1";
+    }
+    chooser.onchange = () => showKey(chooser.value);
+    await showKey(keys[0]);
+  }
+
   function comparePage() {
     const panels = new Panels(document.getElementById("charts"), view.charts, view.x_choices, view.x);
     panels.setRuns(view.runs);
+    mediaSideBySide(document.getElementById("media"), view.runs);
     window.fulmenDashboard = { panels };
   }
 
