@@ -109,3 +109,57 @@ def test_killed_run_media_reach_the_server_by_sync(tmp_path: Path, server: Serve
     _check(server, "m2", 6)
     assert not list((run_dir / "files" / "media").rglob("*.npy"))
     assert os.path.isdir(run_dir)
+
+
+LIVE = """
+import sys
+import numpy as np
+import fulmen.track as wandb
+run = wandb.init(project="e2e", id="live")
+run.log({"frame": wandb.Image(np.full((16, 24, 3), 7, np.uint8))})
+print("logged", flush=True)
+sys.stdin.readline()  # the test says when: the run stays live until then
+run.finish()
+"""
+
+
+def test_a_live_run_uploads_its_media_before_it_finishes(tmp_path: Path, server: Server) -> None:
+    import time
+    import urllib.error
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", LIVE],
+        env=_env(tmp_path, server),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "logged"
+        image = None
+        deadline = time.monotonic() + 90  # a hang detector, not a timing goal
+        while image is None and time.monotonic() < deadline:
+            try:  # 404: the run, or its image, is not on the server yet
+                rows = [r for r in _history(server, "live") if r.get("frame")]
+                if rows:
+                    ref = rows[0]["frame"]
+                    ref = json.loads(ref) if isinstance(ref, str) else ref
+                    assert isinstance(ref, dict)
+                    image = _server_file(server, "live", ref["path"])
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:
+                    raise
+                exc.close()
+            if image is None:
+                time.sleep(0.2)
+        assert child.poll() is None  # the run is still live
+        assert image is not None, "the image never reached the server while the run was live"
+        assert np.array_equal(image, np.full((16, 24, 3), 7))
+    finally:
+        assert child.stdin is not None
+        child.stdin.write("\n")
+        child.stdin.close()
+        child.wait(60)
+        child.stdout.close()
+    assert child.returncode == 0

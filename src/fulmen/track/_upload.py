@@ -7,8 +7,10 @@ what the server acknowledges: the highest contiguous sequence it holds. Re-sendi
 (ingest is idempotent), so an outage or a restart of either side only means resending. ``log()``
 never waits for any of this: it only appends to the file.
 
-After everything is acknowledged, the run's files (``files/``) and artifact blobs the server lacks
-are uploaded, and ``.synced`` in the run folder records the acknowledged sequence per server.
+Media files (``files/media/``, content-addressed, never rewritten) are sent while the run is live,
+whenever the uploader is idle and FILE records have named new ones. After everything is
+acknowledged, the rest of the run's files (``files/``) and the artifact blobs the server lacks are
+uploaded, and ``.synced`` in the run folder records the acknowledged sequence per server.
 """
 
 from __future__ import annotations
@@ -157,6 +159,7 @@ class RunUpload:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # path -> type, from FILE records
     anonymous: bool = False  # with no key, log into an anonymous space (--allow-anonymous)
+    _media_sent: set[str] = field(default_factory=set)  # media files sent while the run is live
 
     @property
     def log_path(self) -> Path:
@@ -273,6 +276,22 @@ class RunUpload:
             sent = self.step()
             if not sent and self.offset == before:
                 return
+
+    def upload_new_media(self) -> int:
+        """While the run is live: send the media files that FILE records have named since the last
+        call (content-addressed under ``media/``, so never changed once named); the number sent.
+        Other files wait for the end (``upload_files``): a live run may still be writing them."""
+        folder = (self.run_dir / "files").resolve()
+        new = [p for p in self.files if p.startswith("media/") and p not in self._media_sent]
+        for path in sorted(new):
+            local = (folder / path).resolve()
+            if local.is_relative_to(folder) and local.is_file():
+                digest = file_digest(local)
+                self.client.put_file(
+                    self._base() + "/files/" + urllib.parse.quote(path), local, {"digest": digest}
+                )
+            self._media_sent.add(path)
+        return len(new)
 
     def upload_files(self) -> None:
         """Upload the run's files (those FILE records name) whose content the server lacks."""
@@ -404,6 +423,9 @@ class Uploader:
                     self.upload.upload_artifacts()
                     self.upload.write_marker()
                     return
+                if not sent and not self._final.is_set() and self.upload.upload_new_media():
+                    heard = time.monotonic()  # a live run's images reach the dashboard as logged
+                    continue
                 if not sent:
                     # idle: wait for more records, or for finish() to ask for the rest
                     (self._stop if self._final.is_set() else self._final).wait(self.poll)
