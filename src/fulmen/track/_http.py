@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fulmen.track._artifacts import ArtifactEntry, check_entry_name, file_digest
+from fulmen.track._media_files import download_to
 from fulmen.track._upload import Client, ServerError
 
 _COLUMNS = ("id", "name", "project", "entity", "group", "job_type", "state")
@@ -178,13 +179,7 @@ class HttpRunFile:
     def download(
         self, root: str | os.PathLike[str] = ".", replace: bool = False, exist_ok: bool = False
     ) -> Path:
-        target = Path(root) / self.name
-        if target.exists() and not (replace or exist_ok):
-            raise ValueError(f"{target} exists; pass replace=True to overwrite it")
-        if not target.exists() or replace:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.read())
-        return target
+        return download_to(root, self.name, replace, exist_ok, lambda t: t.write_bytes(self.read()))
 
 
 class HttpArtifact:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,30 @@ class RunFile:
         self, root: str | os.PathLike[str] = ".", replace: bool = False, exist_ok: bool = False
     ) -> Path:
         """Copy the file to ``root/<path>`` (W&B's layout) and return that path."""
-        target = Path(root) / self.name
-        if target.exists() and not (replace or exist_ok):
-            raise ValueError(f"{target} exists; pass replace=True to overwrite it")
-        if not target.exists() or replace:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self._local, target)
-        return target
+        return download_to(
+            root, self.name, replace, exist_ok, lambda t: shutil.copyfile(self._local, t)
+        )
 
     def __repr__(self) -> str:
         return f"<RunFile {self.name}>"
+
+
+def download_to(
+    root: str | os.PathLike[str],
+    name: str,
+    replace: bool,
+    exist_ok: bool,
+    write: Callable[[Path], object],
+) -> Path:
+    """``root/<name>`` (W&B's layout), written by ``write(target)`` unless it exists: an error
+    then, unless ``replace`` (written again) or ``exist_ok`` (kept). Local and HTTP run files."""
+    target = Path(root) / name
+    if target.exists() and not (replace or exist_ok):
+        raise ValueError(f"{target} exists; pass replace=True to overwrite it")
+    if not target.exists() or replace:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write(target)
+    return target
 
 
 def complete_refs(files_dir: Path, data: Any) -> None:
