@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 from fulmen.server import API_PREFIX, create_app
 from fulmen.server._api_media import media_keys
 from fulmen.server.app import ServerConfig
-from tests.server.runlogs import LogWriter
+from tests.server.runlogs import CLIENT_HEADERS, LogWriter
 
 RUNS = f"{API_PREFIX}/entities/local/projects/p/runs"
 
@@ -41,7 +41,7 @@ def _put(client: TestClient, run: str, path: str, data: bytes) -> None:
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    c = TestClient(create_app(ServerConfig(data=tmp_path / "data")))
+    c = TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
     w = LogWriter()
     w.run("r1", "p")
     for step in range(6):
@@ -138,7 +138,7 @@ def test_the_same_bytes_are_one_blob(tmp_path: Path, client: TestClient) -> None
 
 def test_media_routes_keep_the_auth_rules(tmp_path: Path) -> None:
     app = create_app(ServerConfig(data=tmp_path / "data", require_auth=True))
-    c = TestClient(app)
+    c = TestClient(app, headers=CLIENT_HEADERS)
     alice = {"Authorization": f"Bearer {app.state.resources.store.create_key('alice')}"}
     bob = {"Authorization": f"Bearer {app.state.resources.store.create_key('bob')}"}
     base = f"{API_PREFIX}/entities/alice/projects/p/runs"
