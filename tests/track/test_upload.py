@@ -45,6 +45,7 @@ class Script:
     answers: list[int | str] = field(default_factory=list)
     bad_held: bool = False
     held: int = 0
+    refuse: list[int] = field(default_factory=list)  # seqs the answer names as refused
     seen: list[tuple[str, str, int | str]] = field(default_factory=list)  # method, path, answer
 
 
@@ -101,7 +102,12 @@ class _Handler(BaseHTTPRequestHandler):
             frames = rl.read_records(rl.header() + zlib.decompress(body))
             seqs = [r.seq for r in frames if isinstance(r, rl.Record)]
             script.held = max([script.held, *seqs])
-            self._answer(200, {"held": script.held})
+            refused = [
+                {"seq": q, "kind": "config", "field": "deep", "reason": "nested too deep"}
+                for q in seqs
+                if q in script.refuse
+            ]
+            self._answer(200, {"held": script.held, **({"refused": refused} if refused else {})})
 
     def do_PUT(self) -> None:
         self._body()
@@ -282,3 +288,22 @@ def test_retryable_decides_for_every_error(fake_server: _Server) -> None:
     assert not _retryable(UploadError("damaged"))
     assert not _retryable(KeyError("held"))
     assert not _retryable(TypeError("a bug"))
+
+
+def test_records_the_server_refuses_are_counted_logged_and_reported_at_finish(
+    fake_server: _Server, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.INFO, logger="fulmen.track")
+    run_dir, last = _finished_run("rf01")
+    fake_server.script.refuse = [3]
+    uploader = _uploader(fake_server, run_dir)
+    uploader.start()
+    assert _upload.finish_online(uploader)  # the batch was stored: the upload is complete
+    assert fake_server.script.held == last
+    assert uploader.upload.refused == 1
+    [warned] = _messages(caplog, logging.WARNING)
+    assert "refused 1 record(s)" in warned
+    assert "seq 3, config deep: nested too deep" in warned
+    err = capsys.readouterr().err
+    assert "fulmen: the server refused 1 record(s) of this run" in err
+    assert "seq 3, config deep: nested too deep" in err

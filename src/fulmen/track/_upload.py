@@ -160,6 +160,8 @@ class RunUpload:
     files: dict[str, str] = field(default_factory=dict)  # path -> type, from FILE records
     anonymous: bool = False  # with no key, log into an anonymous space (--allow-anonymous)
     _media_sent: set[str] = field(default_factory=set)  # media files sent while the run is live
+    refused: int = 0  # records the server refused (stored around them, named in its answers)
+    refused_first: dict[str, Any] | None = None  # the first of them, as the server named it
 
     @property
     def log_path(self) -> Path:
@@ -223,10 +225,28 @@ class RunUpload:
                     "Content-Encoding": "deflate",
                 },
             )
-            self.held = int(json.loads(data)["held"])
+            answer = json.loads(data)
+            self.held = int(answer["held"])
+            if answer.get("refused"):
+                self._note_refused(answer)
             acked_end = max([acked_end] + [e for seq, _, e in frames if seq <= self.held])
         self.offset = base + acked_end
         return bool(frames) and any(seq <= self.held for seq, _, _ in frames)
+
+    def _note_refused(self, answer: dict[str, Any]) -> None:
+        """The server stored the batch but refused some records (a hostile or malformed field):
+        counted for ``finish()``'s message and logged; they stay in the local run log."""
+        refused = answer["refused"]
+        total = int(answer.get("refused_total") or len(refused))
+        self.refused += total
+        first = refused[0]
+        log.warning(
+            "the server refused %d record(s) of %s (kept in the local run log); the first: "
+            "seq %s, %s %s: %s",
+            total, self.run_dir.name, first.get("seq"), first.get("kind"),
+            first.get("field") or "", first.get("reason"),
+        )  # fmt: skip
+        self.refused_first = first
 
     def _scan(self, chunk: bytes, base: int) -> tuple[list[tuple[int, int, int]], int]:
         """The frames of ``chunk`` to send next, (seq, start, end), and where the acknowledged
@@ -505,6 +525,14 @@ def finish_online(uploader: Uploader, *, quiet: bool = False) -> bool:
         print(
             f"fulmen: anonymous run (keep this link): {up.client.base_url.rstrip('/')}/api/v1"
             f"/entities/{up.entity}/projects/{_quote(up.project or '')}/runs/{up.run_id}",
+            file=sys.stderr,
+        )
+    if up.refused and not quiet:
+        first = up.refused_first or {}
+        print(
+            f"fulmen: the server refused {up.refused} record(s) of this run (the rest is stored; "
+            f"the local run log keeps them all); the first: seq {first.get('seq')}, "
+            f"{first.get('kind')} {first.get('field') or ''}: {first.get('reason')}",
             file=sys.stderr,
         )
     if not done and not quiet:
