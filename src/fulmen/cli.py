@@ -148,6 +148,23 @@ DEFAULT_DATA = "~/.local/share/fulmen/server"
     type=click.IntRange(min=1),
     help="connections at once; over it requests are answered 503",
 )
+@click.option(
+    "--blobs",
+    default=None,
+    metavar="URL",
+    help="where files, artifacts and media are stored: s3://BUCKET/PREFIX (an S3-compatible "
+    "object store; endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) or a "
+    "folder (default: FULMEN_BLOBS, else DATA/blobs)",
+)
+@click.option(
+    "--blobs-presign",
+    "blobs_presign",
+    default=None,
+    type=click.IntRange(min=0, max=604800),
+    metavar="SECONDS",
+    help="with --blobs s3://: downloads redirect to presigned URLs valid SECONDS (default: "
+    "FULMEN_BLOBS_PRESIGN, else 0: downloads stream through the server)",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -164,6 +181,8 @@ def server(
     body_timeout: float,
     keep_alive_timeout: int,
     max_connections: int,
+    blobs: str | None,
+    blobs_presign: int | None,
 ) -> None:
     """Run the self-hosted tracking server (API under /api/v1)."""
     from pathlib import Path
@@ -193,6 +212,8 @@ def server(
             body_timeout=body_timeout,
             max_connections=max_connections,
         ),
+        blobs=blobs,
+        presign_seconds=blobs_presign,
     )
 
 

@@ -12,13 +12,14 @@ plus the meta routes below (health, viewer, anonymous). Every route is wrapped b
 (``_auth.AuthMiddleware``), which runs before routing, behind the browser defences
 (``_security.BrowserGuard``: Host names, cross-origin writes). Handlers validate names
 (``_names``), call the store (``store.Store``, no SQL in any of them) and answer JSON; the
-resources they share (the store, the blob folder, the settings) are ``_deps.Resources``, reached
+resources they share (the store, the blob store, the settings) are ``_deps.Resources``, reached
 through ``app.state``.
 docs/http-api.md lists every endpoint.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
@@ -28,6 +29,7 @@ from pydantic import BaseModel
 from fulmen.__about__ import __version__
 from fulmen.server import _api_files, _api_history, _api_media, _api_runs
 from fulmen.server._auth import EVERYTHING, AuthMiddleware, BodyLimit
+from fulmen.server._blobs import BlobStore, BlobStoreUnavailable
 from fulmen.server._deps import (
     API_PREFIX,
     DEFAULT_ENTITY,
@@ -42,6 +44,7 @@ from fulmen.server._pages import pages_router
 from fulmen.server._security import AnonymousRateLimit, BrowserGuard, SecurityHeaders
 from fulmen.server.store import Conflict, NotFound, Store
 
+log = logging.getLogger("fulmen.server")
 meta_router = APIRouter(tags=["meta"])
 
 
@@ -71,15 +74,20 @@ def anonymous(res: ResDep) -> dict[str, Any]:
     return {"entity": res.store.create_anonymous()}
 
 
-def create_app(config: ServerConfig | None = None, *, store: Store | None = None) -> FastAPI:
+def create_app(
+    config: ServerConfig | None = None,
+    *,
+    store: Store | None = None,
+    blobs: BlobStore | None = None,
+) -> FastAPI:
     """Build the server's ASGI app.
 
     The schema is served at ``/api/v1/openapi.json`` (no docs page: FastAPI's loads Swagger UI
-    from a CDN, and the server works offline). The store opens on the first request that needs it
-    (``config.data``), unless one is given.
+    from a CDN, and the server works offline). The store and the blob store open on the first
+    request that needs them (``config.data``, ``config.blobs``), unless they are given.
     """
     config = config or ServerConfig()
-    res = Resources(config, store)
+    res = Resources(config, store, blobs)
     app = FastAPI(
         title="fulmen",
         version=__version__,
@@ -107,6 +115,12 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
     @app.exception_handler(Conflict)
     async def conflict(request: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 409)
+
+    @app.exception_handler(BlobStoreUnavailable)
+    async def blobs_down(request: Request, exc: BlobStoreUnavailable) -> JSONResponse:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        detail = f"{exc}; retry later"
+        return JSONResponse({"detail": detail}, 503, {"retry-after": str(exc.retry_after)})
 
     @app.exception_handler(PermissionError)
     async def forbidden(request: Request, exc: PermissionError) -> JSONResponse:
