@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -345,3 +346,27 @@ def test_the_server_imports_boto3_only_for_an_s3_store(tmp_path: Path) -> None:
     assert out[0] == "False False"
     assert out[1].startswith("--blobs s3://...: the S3 blob store needs boto3")
     assert out[1].endswith("install it with: pip install 'fulmen[s3]'")
+
+
+FULMEN_SERVER = [sys.executable, "-m", "fulmen", "server", "--port", "0"]
+
+
+def test_fulmen_server_refuses_a_blob_store_it_cannot_use(tmp_path: Path, moto: MotoServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FULMEN_", "AWS_"))}
+    env.update(moto.env())
+    for blobs, says in (
+        ("s3://no-such-bucket/p", "the bucket 'no-such-bucket' does not exist at"),
+        ("gs://bucket", "give s3://BUCKET[/PREFIX]"),
+    ):
+        out = subprocess.run(
+            [*FULMEN_SERVER, "--data", str(tmp_path), "--blobs", blobs],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode != 0
+        assert f"fulmen server: --blobs '{blobs}'" in out.stderr, out.stderr
+        assert says in out.stderr
+        assert "Traceback" not in out.stderr

@@ -274,7 +274,7 @@ class S3Blobs:
         store does not answer (the server starts anyway and answers 503 until it does)."""
         from botocore.exceptions import ClientError, NoCredentialsError
 
-        where = f"--blobs s3://{self.bucket}/{self.prefix}".rstrip("/")
+        where = f"--blobs {f's3://{self.bucket}/{self.prefix}'.rstrip('/')!r}"
         try:
             with _store_errors(f"find bucket {self.bucket!r}"):
                 try:
