@@ -155,8 +155,11 @@ def killed_agent() -> dict[str, Any]:
 
 
 def _pid_of(c: LocalController, agent: str) -> int | None:
-    row = c._db.execute("SELECT pid FROM agents WHERE id = ?", (agent,)).fetchone()
-    return None if row is None else int(row[0])
+    from fulmen.sweep import _sql
+
+    with c.db.read() as tx:
+        row = _sql.agent_row(tx, agent)
+    return None if row is None or row[2] is None else int(row[2])
 
 
 def latency(finished: int, repeats: int) -> Any:
