@@ -16,7 +16,7 @@ from typing import Any
 
 from fulmen.sweep._agent import Agent
 from fulmen.sweep._config import SweepConfig, load, parse
-from fulmen.sweep._controller import Controller, SweepRecord, Trial, sweep_id_of
+from fulmen.sweep._controller import Controller, SweepRecord, Trial
 from fulmen.sweep._local import LocalController, metric_value
 from fulmen.sweep._space import to_latent
 
@@ -45,8 +45,6 @@ def controller_for(directory: str | os.PathLike[str] | None = None) -> Controlle
         return ServerController(settings.base_url, settings.api_key, root,
                                 entity=settings.entity, project=settings.project)  # fmt: skip
     return LocalController(root)
-
-
 
 
 def sweep(
@@ -82,7 +80,7 @@ def _prior(
 ) -> Trial:
     run = controller.run_of(entity, project, run_id)
     if run is None:
-        raise ValueError(f"no run {run_id!r} to use as a prior run of the sweep (project {project!r})")
+        raise ValueError(f"no run {run_id!r} to use as a prior run (project {project!r})")
     flat: dict[str, Any] = {}
     latent: dict[str, Any] = {}
     for p in config.parameters:

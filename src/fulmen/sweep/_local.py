@@ -28,7 +28,6 @@ from fulmen.sweep._store import AgentSeen, Outcome, SweepStore, new_id
 DB_NAME = "sweeps.db"
 
 
-
 class LocalController:
     """The Controller protocol on ``<root>/sweeps.db`` (root: the fulmen folder)."""
 
@@ -115,8 +114,9 @@ class LocalController:
         if run_dir is None and marker.is_file():  # where the trial's init() put the run
             with contextlib.suppress(OSError):
                 run_dir = marker.read_text().strip() or None
-        return run_outcome(self.root, trial.run_id, run_dir, self.store.config(record.id,
-                                                                               record.config))
+        return run_outcome(
+            self.root, trial.run_id, run_dir, self.store.config(record.id, record.config)
+        )
 
     # --- trials ---------------------------------------------------------------------------------
 

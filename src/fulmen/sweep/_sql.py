@@ -235,7 +235,8 @@ TRIAL_COLUMNS = (
 
 def trial_count(tx: Tx, sweep_id: str) -> int:
     """How many trials the sweep has (trial numbers are 0, 1, ... in claim order)."""
-    return int(tx.execute("SELECT COUNT(*) FROM sweep_trials WHERE sweep_id = ?", (sweep_id,))[0][0])
+    rows = tx.execute("SELECT COUNT(*) FROM sweep_trials WHERE sweep_id = ?", (sweep_id,))
+    return int(rows[0][0])
 
 
 def trial_state(tx: Tx, sweep_id: str, number: int) -> str | None:
@@ -368,6 +369,4 @@ def agent_seen(tx: Tx, agent_id: str, now: float) -> None:
 
 
 def end_agent(tx: Tx, agent_id: str, now: float) -> None:
-    tx.execute(
-        "UPDATE sweep_agents SET ended = ? WHERE id = ? AND ended IS NULL", (now, agent_id)
-    )
+    tx.execute("UPDATE sweep_agents SET ended = ? WHERE id = ? AND ended IS NULL", (now, agent_id))

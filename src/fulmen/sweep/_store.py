@@ -39,7 +39,7 @@ from fulmen.sweep._controller import (
     SweepRecord,
     Trial,
 )
-from fulmen.sweep._engine import StudyCache, propose, should_stop
+from fulmen.sweep._engine import Proposal, StudyCache, propose, should_stop
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -213,25 +213,7 @@ class SweepStore:
             if record.state != "running":
                 return Claim("done", reason=f"the sweep is {record.state}")
             number = q.trial_count(tx, sweep_id)
-            # only bayes reads the trials so far (grid and random need their keys alone)
-            trials = self._trials_cached(tx, sweep_id) if config.method == "bayes" else None
-            reason = ""
-            if config.run_cap is not None and number >= config.run_cap:
-                reason = f"run_cap {config.run_cap} reached"
-            elif exhausted:
-                reason = "the sweep has no trials left"
-            proposal = None
-            if not reason:
-                keys = q.trial_keys(tx, sweep_id)
-                try:
-                    proposal = propose(
-                        config, trials, keys, record.seed, number, self._studies, sweep_id
-                    )
-                except BaseException:
-                    self._studies.forget(sweep_id)
-                    raise
-                if proposal is None:
-                    reason = "every configuration has been tried"
+            proposal, reason = self._propose(tx, record, config, number, exhausted)
             if proposal is None:
                 q.set_exhausted(tx, sweep_id)
                 q.finish_if_done(tx, sweep_id)
@@ -253,10 +235,32 @@ class SweepStore:
                 q.set_exhausted(tx, sweep_id)
             return Claim("trial", trial)
 
+    def _propose(
+        self, tx: q.Tx, record: SweepRecord, config: SweepConfig, number: int, exhausted: bool
+    ) -> tuple[Proposal | None, str]:
+        """Trial ``number``'s configuration, or None and why there is none."""
+        if config.run_cap is not None and number >= config.run_cap:
+            return None, f"run_cap {config.run_cap} reached"
+        if exhausted:
+            return None, "the sweep has no trials left"
+        # only bayes reads the trials so far (grid and random need their keys alone)
+        trials = self._trials_cached(tx, record.id) if config.method == "bayes" else None
+        keys = q.trial_keys(tx, record.id)
+        try:
+            proposal = propose(config, trials, keys, record.seed, number, self._studies, record.id)
+        except BaseException:
+            self._studies.forget(record.id)
+            raise
+        if proposal is None:
+            return None, "every configuration has been tried"
+        return proposal, ""
+
     def report(self, sweep_id: str, number: int, step: int, value: float) -> bool:
         """The metric at iteration ``step`` of trial ``number``; True: hyperband stops it."""
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(
-            value
+        if (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not math.isfinite(value)
         ):
             raise ValueError(f"value must be a finite number, got {value!r}")
         with self.db.write() as tx:
