@@ -13,7 +13,10 @@ Tables: ``runs`` (one row per run with config, summary and metadata as JSON, the
 and ``held``), ``segments`` (the accepted frames verbatim, for export), ``series`` / ``pieces`` /
 ``points`` (scalar history, see ``_series``), ``console``, ``stats``, ``files``, ``artifacts`` and
 ``aliases``, ``blobs`` (which entity may read which digest), ``api_keys`` (SHA-256 hashes only) and
-``anonymous`` (hashes of the anonymous spaces' tokens).
+``anonymous`` (hashes of the anonymous spaces' tokens). The sweep tables (``sweeps``,
+``sweep_trials``, ``sweep_reports``, ``sweep_agents``) are the exception to "all SQL here": their
+statements live in ``fulmen.sweep._sql``, shared with the local sweeps file; this store only
+gives them its transactions (``sweep_database``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from fulmen.server.store import (
     RunQuery,
     StoreFull,
 )
+from fulmen.sweep._sql import SqliteTx, Tx, sqlite_read
 
 SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id"}
 OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -279,6 +283,27 @@ class WriteLock:
             self._cond.notify_all()
 
 
+class SweepTransactions:
+    """The sweep tables' ``Database`` (``fulmen.sweep._sql``) on a ``SqliteStore``: writes on the
+    writer under its lock (``BEGIN IMMEDIATE``: a claim sees every claim before it), reads on the
+    reading thread's connection (a WAL snapshot)."""
+
+    for_update = ""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self.store._lock, transaction(self.store._writer):
+            yield SqliteTx(self.store._writer)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with sqlite_read(self.store._read) as tx:
+            yield tx
+
+
 class SqliteStore:
     """The ``Store`` on one SQLite file (see the module docstring)."""
 
@@ -320,6 +345,9 @@ class SqliteStore:
             with self._readers_lock:
                 self._readers.append(con)
         return con
+
+    def sweep_database(self) -> SweepTransactions:
+        return SweepTransactions(self)
 
     def close(self) -> None:
         with self._readers_lock:

@@ -169,13 +169,13 @@ class SweepStore:
             q.insert_agent(tx, agent_id, sweep_id, pid, host, time.time())
         return agent_id
 
-    def agent_sweep(self, agent_id: str) -> str:
-        """The sweep of an agent; ``KeyError`` when there is no such agent."""
+    def agent(self, agent_id: str) -> tuple[str, AgentSeen]:
+        """(the sweep, what is known of the agent); ``KeyError`` when there is no such agent."""
         with self.db.read() as tx:
             row = q.agent_row(tx, agent_id)
         if row is None:
             raise KeyError(f"no sweep agent {agent_id!r} in {self.where}")
-        return str(row[1])
+        return str(row[1]), AgentSeen(str(row[0]), row[5], row[6])
 
     def heartbeat(self, agent_id: str) -> None:
         """The agent is alive (now)."""
