@@ -10,7 +10,7 @@ on the server's store (``Store.sweep_database``: its transactions, the sweep tab
   whose agent is dead is settled at the next claim, or when the sweep is read: from its run's
   state in the store (the run's own exit if it ended; crashed if it did not, or never started).
 - **the sweep page's data**: ``GET .../sweeps/{id}`` answers the config, state and progress,
-  every trial (parameters, metric, state, run id), the best so far, parameter importance
+  every trial (parameters, metric, state, run id), its agents, the best so far, parameter importance
   (Optuna's evaluator, named) and Spearman correlations (``fulmen.sweep._analysis``), cached
   until a trial ends.
 
@@ -287,6 +287,7 @@ def get_sweep(
     out = _record_json(sweeps, record, counts)
     config = sweeps.book.config(record.id, record.config)
     out["trials"] = [trial_json(t) for t in found]
+    out["agents"] = sweeps.book.agents(sweep_id)
     best = _analysis.best_so_far(config, found)
     out["best"], out["best_so_far"] = best["best"], best["curve"]
     if analysis:

@@ -364,6 +364,15 @@ def agent_row(tx: Tx, agent_id: str) -> Row | None:
     return rows[0] if rows else None
 
 
+def agent_rows(tx: Tx, sweep_id: str) -> list[Row]:
+    """(id, sweep_id, pid, host, started, seen, ended) of every agent of the sweep, oldest first."""
+    return tx.execute(
+        "SELECT id, sweep_id, pid, host, started, seen, ended FROM sweep_agents"
+        " WHERE sweep_id = ? ORDER BY started, id",
+        (sweep_id,),
+    )
+
+
 def agent_seen(tx: Tx, agent_id: str, now: float) -> None:
     tx.execute("UPDATE sweep_agents SET seen = ? WHERE id = ?", (now, agent_id))
 

@@ -177,6 +177,16 @@ class SweepStore:
             raise KeyError(f"no sweep agent {agent_id!r} in {self.where}")
         return str(row[1]), AgentSeen(str(row[0]), row[5], row[6])
 
+    def agents(self, sweep_id: str) -> list[dict[str, Any]]:
+        """Every agent of the sweep: id, pid, host, started, seen, ended and whether alive."""
+        with self.db.read() as tx:
+            rows = q.agent_rows(tx, sweep_id)
+        return [
+            {"id": r[0], "pid": r[2], "host": r[3], "started": r[4], "seen": r[5], "ended": r[6],
+             "alive": self.alive(AgentSeen(r[0], r[5], r[6]))}
+            for r in rows
+        ]  # fmt: skip
+
     def heartbeat(self, agent_id: str) -> None:
         """The agent is alive (now)."""
         with self.db.write() as tx:
