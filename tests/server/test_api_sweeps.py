@@ -49,12 +49,13 @@ def test_a_bad_config_is_refused_with_the_local_parsers_message(tmp_path: Path) 
     assert answer.status_code == 422
     assert answer.json()["detail"] == str(local.value)
     assert "parameters.lr" in answer.json()["detail"]
-    for config, field in (
+    cases = [
         ({"parameters": {"x": {"values": [1]}}}, "method"),
         ({"method": "bayes", "parameters": {"x": {"min": 1, "max": 0}}}, "parameters.x"),
         ({"method": "random", "metric": {"name": "m", "goal": "up"},
-          "parameters": {"x": {"values": [1]}}}, "metric.goal"),  # fmt: skip
-    ):
+          "parameters": {"x": {"values": [1]}}}, "metric.goal"),
+    ]  # fmt: skip
+    for config, field in cases:
         answer = client.post(BASE, json={"config": config})
         assert answer.status_code == 422, config
         assert field in answer.json()["detail"]
