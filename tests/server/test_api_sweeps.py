@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fulmen.server._api_sweeps import FinishBody, StateBody
+from fulmen.server._api_sweeps import FinishBody, ServerSweeps, StateBody
 from fulmen.server.app import ServerConfig, create_app
 from fulmen.server.store import open_store
 from fulmen.sweep import SweepConfigError, parse
@@ -222,46 +222,64 @@ def _run_on_server(client: TestClient, run_id: str, state: str | None, loss: flo
     assert answer.status_code == 200, answer.text
 
 
+class Clock:
+    """The server's clock for its sweeps, moved by hand (no test waits for a timeout)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def _with_clock(client: TestClient, clock: Clock) -> ServerSweeps:
+    """The app's sweeps on ``clock`` (set before the first sweep request)."""
+    res = client.app.state.resources  # type: ignore[attr-defined]
+    res._sweeps = ServerSweeps(res.store, res.config.agent_timeout, clock)
+    return res._sweeps  # type: ignore[no-any-return]
+
+
 def test_a_dead_agents_trials_are_settled_from_their_runs_after_the_timeout(
     tmp_path: Path,
 ) -> None:
-    client = _client(tmp_path, agent_timeout=0.5)
+    clock = Clock()
+    client = _client(tmp_path)
+    _with_clock(client, clock)
     sweep_id = client.post(BASE, json={"config": GRID}).json()["id"]
     dead = client.post(f"{BASE}/{sweep_id}/agents", json={}).json()["id"]
     trials = [_claim(client, sweep_id, dead)["trial"] for _ in range(3)]
     # the first trial's run ended on its own; the second's never ended; the third never started
     _run_on_server(client, trials[0]["run_id"], "finished", 0.25)
     _run_on_server(client, trials[1]["run_id"], None, 9.0)
+    clock.offset = 59.0  # within the timeout (60 s) of its last claim
     page = client.get(f"{BASE}/{sweep_id}").json()
-    assert [t["state"] for t in page["trials"]] == ["running"] * 3  # its heartbeats are recent
-    time.sleep(0.8)  # past the timeout: no heartbeat came
+    assert [t["state"] for t in page["trials"]] == ["running"] * 3
+    alive = client.post(f"{BASE}/{sweep_id}/agents", json={}).json()["id"]
+    kept = _claim(client, sweep_id, alive)["trial"]
+    clock.offset = 100.0
+    client.post(f"{BASE}/{sweep_id}/agents/{alive}/heartbeat", json={})  # this one beats
+    clock.offset = 140.0  # 81 s without a word from the first agent, 40 s from the second
     page = client.get(f"{BASE}/{sweep_id}").json()
     # (a crashed run keeps the metric as it last logged it, as in the local controller)
     assert [(t["state"], t["value"]) for t in page["trials"]] == [
-        ("finished", 0.25), ("crashed", 9.0), ("crashed", None)
+        ("finished", 0.25), ("crashed", 9.0), ("crashed", None), ("running", None)
     ]  # fmt: skip
-    assert page["agents"][0]["alive"] is False
-    # an agent that beats keeps its trial
-    alive = client.post(f"{BASE}/{sweep_id}/agents", json={}).json()["id"]
-    kept = _claim(client, sweep_id, alive)["trial"]
-    time.sleep(0.3)
-    client.post(f"{BASE}/{sweep_id}/agents/{alive}/heartbeat", json={})
-    time.sleep(0.3)  # 0.6 s since its claim, 0.3 s since its heartbeat
-    page = client.get(f"{BASE}/{sweep_id}").json()
-    assert page["trials"][kept["number"]]["state"] == "running"
-    assert page["agents"][1]["alive"] is True
+    assert kept["number"] == 3
+    assert [a["alive"] for a in page["agents"]] == [False, True]
 
 
 def test_after_a_restart_agents_get_a_timeout_of_grace(tmp_path: Path) -> None:
-    client = _client(tmp_path, agent_timeout=1.0)
+    client = _client(tmp_path)
     sweep_id = client.post(BASE, json={"config": GRID}).json()["id"]
     agent = client.post(f"{BASE}/{sweep_id}/agents", json={}).json()["id"]
     _claim(client, sweep_id, agent)
-    client.app.state.resources.store.close()  # the server stops ...
-    time.sleep(1.2)  # ... for longer than the timeout: its agents could not beat meanwhile
-    client = _client(tmp_path, agent_timeout=1.0)  # ... and starts again on the same data
+    client.app.state.resources.store.close()  # type: ignore[attr-defined]  # the server stops
+    clock = Clock()
+    clock.offset = 300.0  # ... for 5 minutes: its agents could not beat meanwhile
+    client = _client(tmp_path)  # ... and starts again on the same data
+    _with_clock(client, clock)
     page = client.get(f"{BASE}/{sweep_id}").json()
     assert [t["state"] for t in page["trials"]] == ["running"]  # not settled: grace
-    time.sleep(1.2)  # the agent really is gone
+    clock.offset += 61.0  # a timeout after the start: the agent really is gone
     page = client.get(f"{BASE}/{sweep_id}").json()
     assert [t["state"] for t in page["trials"]] == ["crashed"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -51,13 +51,17 @@ class ServerSweeps:
     """The sweeps this server controls: ``book`` (the sweep logic on the store) with the
     server's liveness rule and run outcomes (see the module docstring)."""
 
-    def __init__(self, store: Store, timeout: float) -> None:
+    def __init__(
+        self, store: Store, timeout: float, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.timeout = timeout
-        self.started = time.time()
+        self.clock = clock
+        self.started = clock()
         self.book = SweepStore(
-            store.sweep_database(), alive=self._alive, outcome=self._outcome, where="this server"
-        )
+            store.sweep_database(), alive=self._alive, outcome=self._outcome,
+            where="this server", clock=clock,
+        )  # fmt: skip
         self._analysis: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._analysis_lock = threading.Lock()
 
@@ -68,7 +72,7 @@ class ServerSweeps:
     def _alive(self, agent: AgentSeen) -> bool:
         if agent.id is None or agent.ended is not None:
             return False
-        return time.time() - max(agent.seen or 0.0, self.started) <= self.timeout
+        return self.clock() - max(agent.seen or 0.0, self.started) <= self.timeout
 
     def _outcome(self, record: SweepRecord, trial: Trial) -> Outcome:
         try:

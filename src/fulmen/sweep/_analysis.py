@@ -113,7 +113,7 @@ def correlation(config: SweepConfig, trials: list[Trial]) -> dict[str, Any]:
     for p in config.parameters:
         if p.distribution == "constant":
             continue
-        xs = [t.params.get(p.name) for t in done]
+        xs: list[Any] = [t.params.get(p.name) for t in done]
         if len(xs) < MIN_TRIALS or not all(_numeric(x) for x in xs):
             values[p.name] = None
             continue

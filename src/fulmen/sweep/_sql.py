@@ -100,14 +100,13 @@ class SqliteTx:
 @contextlib.contextmanager
 def sqlite_read(con: sqlite3.Connection) -> Iterator[Tx]:
     """A consistent read on ``con``: one deferred transaction (a snapshot under WAL)."""
-    if con.in_transaction:
-        yield SqliteTx(con)
-        return
-    con.execute("BEGIN")
+    own = not con.in_transaction  # (inside a transaction already: that one is the snapshot)
+    if own:
+        con.execute("BEGIN")
     try:
         yield SqliteTx(con)
     finally:
-        if con.in_transaction:
+        if own and con.in_transaction:
             con.execute("COMMIT")
 
 

@@ -70,8 +70,10 @@ class SweepStore:
         alive: Callable[[AgentSeen], bool],
         outcome: Callable[[SweepRecord, Trial], Outcome],
         where: str,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
+        self.clock = clock  # every time stored (claims, heartbeats, ends): seconds since 1970
         self.alive = alive
         self.outcome = outcome
         self.where = where
@@ -116,7 +118,7 @@ class SweepStore:
             while q.sweep_row(tx, sweep_id) is not None:
                 sweep_id = new_id()
             q.insert_sweep(tx, (sweep_id, entity, project, parsed.name, text, "running",
-                                time.time(), seed, 0))  # fmt: skip
+                                self.clock(), seed, 0))  # fmt: skip
             for number, prior in enumerate(prior_runs or []):
                 q.insert_trial(tx, (
                     sweep_id, number, prior.run_id, json.dumps(prior.params),
@@ -166,7 +168,7 @@ class SweepStore:
         agent_id = agent_id or new_id(12)
         with self.db.write() as tx:
             self._row(tx, sweep_id)
-            q.insert_agent(tx, agent_id, sweep_id, pid, host, time.time())
+            q.insert_agent(tx, agent_id, sweep_id, pid, host, self.clock())
         return agent_id
 
     def agent(self, agent_id: str) -> tuple[str, AgentSeen]:
@@ -192,11 +194,11 @@ class SweepStore:
         with self.db.write() as tx:
             if q.agent_row(tx, agent_id) is None:
                 raise KeyError(f"no sweep agent {agent_id!r} in {self.where}")
-            q.agent_seen(tx, agent_id, time.time())
+            q.agent_seen(tx, agent_id, self.clock())
 
     def end_agent(self, agent_id: str) -> None:
         with self.db.write() as tx:
-            q.end_agent(tx, agent_id, time.time())
+            q.end_agent(tx, agent_id, self.clock())
 
     # --- trials ---------------------------------------------------------------------------------
 
@@ -215,7 +217,7 @@ class SweepStore:
                     trial = self._load(tx, sweep_id, [replayed], True)[0]
                     return Claim("trial", trial)
             if q.agent_row(tx, agent_id) is not None:
-                q.agent_seen(tx, agent_id, time.time())
+                q.agent_seen(tx, agent_id, self.clock())
             config = self.config(sweep_id, row[4])
             self._reap(tx, record, config)
             if record.state == "paused":
@@ -230,7 +232,7 @@ class SweepStore:
                 return Claim("done", reason=reason)
             trial = Trial(
                 sweep_id, number, new_run_id(), proposal.params, latent=proposal.latent,
-                agent=agent_id, started=time.time(),
+                agent=agent_id, started=self.clock(),
             )  # fmt: skip
             try:
                 q.insert_trial(tx, (
@@ -320,7 +322,7 @@ class SweepStore:
         value: float | None,
         run_dir: str | None,
     ) -> None:
-        q.settle_trial(tx, sweep_id, number, state, _real(value), time.time(), run_dir)
+        q.settle_trial(tx, sweep_id, number, state, _real(value), self.clock(), run_dir)
         metric = config.metric
         reached = metric is not None and value is not None and metric.reached(value)
         if reached and state == "finished":  # W&B: a run reaching the target ends the sweep
