@@ -49,7 +49,7 @@ from fulmen.server.store import (
     RunQuery,
     StoreFull,
 )
-from fulmen.sweep._sql import SqliteTx, Tx, sqlite_read
+from fulmen.sweep._sql import Connections, sqlite_snapshot
 
 SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id"}
 OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -283,27 +283,6 @@ class WriteLock:
             self._cond.notify_all()
 
 
-class SweepTransactions:
-    """The sweep tables' ``Database`` (``fulmen.sweep._sql``) on a ``SqliteStore``: writes on the
-    writer under its lock (``BEGIN IMMEDIATE``: a claim sees every claim before it), reads on the
-    reading thread's connection (a WAL snapshot)."""
-
-    for_update = ""
-
-    def __init__(self, store: SqliteStore) -> None:
-        self.store = store
-
-    @contextmanager
-    def write(self) -> Iterator[Tx]:
-        with self.store._lock, transaction(self.store._writer):
-            yield SqliteTx(self.store._writer)
-
-    @contextmanager
-    def read(self) -> Iterator[Tx]:
-        with sqlite_read(self.store._read) as tx:
-            yield tx
-
-
 class SqliteStore:
     """The ``Store`` on one SQLite file (see the module docstring)."""
 
@@ -346,8 +325,15 @@ class SqliteStore:
                 self._readers.append(con)
         return con
 
-    def sweep_database(self) -> SweepTransactions:
-        return SweepTransactions(self)
+    def sweep_database(self) -> Connections:
+        """Writes on the writer under its lock (``BEGIN IMMEDIATE``: a claim sees every claim
+        before it), reads on the reading thread's connection (a WAL snapshot)."""
+        return Connections(self._sweep_write, lambda: sqlite_snapshot(self._read))
+
+    @contextmanager
+    def _sweep_write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, transaction(self._writer):
+            yield self._writer
 
     def close(self) -> None:
         with self._readers_lock:

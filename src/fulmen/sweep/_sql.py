@@ -7,8 +7,9 @@ upserts, JSON as TEXT (read and written by Python, never by SQL functions), ``DO
 and ``BIGINT`` columns, no engine-specific functions.
 
 A database hands the sweep logic a ``Database``: ``write()`` opens one write transaction and
-``read()`` one consistent read, each yielding a ``Tx`` whose ``execute(sql, params)`` runs one
-statement and returns its rows. How a write keeps two claims apart is the engine's:
+``read()`` one read, each yielding a ``Tx`` whose ``execute(sql, params)`` runs one statement and
+returns its rows (``Connections`` makes one from a store's own transaction context managers). How
+a write keeps two claims apart is the engine's:
 
 - SQLite: ``write()`` is ``BEGIN IMMEDIATE`` (the file's write lock, taken up front), so every
   claim sees the trials the one before it stored; ``for_update`` is empty.
@@ -32,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -87,24 +88,58 @@ class Database(Protocol):
         ...
 
 
-class SqliteTx:
-    """``Tx`` on a ``sqlite3`` connection."""
+class Connection(Protocol):
+    """A connection whose ``execute(sql, params)`` returns a DB-API cursor and takes ``?``
+    placeholders: ``sqlite3``'s, or one that rewrites them for psycopg (``%s``)."""
 
-    def __init__(self, con: sqlite3.Connection) -> None:
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+
+class CursorTx:
+    """``Tx`` on a ``Connection``."""
+
+    def __init__(self, con: Connection) -> None:
         self.con = con
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return self.con.execute(sql, tuple(params)).fetchall()
+        cursor = self.con.execute(sql, tuple(params))
+        # (psycopg refuses fetchall() after a statement without rows; sqlite3 answers [])
+        return list(cursor.fetchall()) if cursor.description is not None else []
+
+
+class Connections:
+    """``Database`` from a store's own transactions: ``write()`` and ``read()`` are context
+    managers yielding a ``Connection`` (in one write transaction; for one read). The server's
+    store gives its sweeps one of these: SQLite with ``for_update=""``, PostgreSQL with
+    ``for_update=" FOR UPDATE"``."""
+
+    def __init__(
+        self,
+        write: Callable[[], AbstractContextManager[Connection]],
+        read: Callable[[], AbstractContextManager[Connection]],
+        for_update: str = "",
+    ) -> None:
+        self._write, self._read, self.for_update = write, read, for_update
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self._write() as con:
+            yield CursorTx(con)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self._read() as con:
+            yield CursorTx(con)
 
 
 @contextlib.contextmanager
-def sqlite_read(con: sqlite3.Connection) -> Iterator[Tx]:
-    """A consistent read on ``con``: one deferred transaction (a snapshot under WAL)."""
+def sqlite_snapshot(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``con`` in one deferred transaction (a consistent snapshot under WAL) for a read."""
     own = not con.in_transaction  # (inside a transaction already: that one is the snapshot)
     if own:
         con.execute("BEGIN")
     try:
-        yield SqliteTx(con)
+        yield con
     finally:
         if own and con.in_transaction:
             con.execute("COMMIT")
@@ -137,7 +172,7 @@ class SqliteFile:
         with self._mutex:
             self._con.execute("BEGIN IMMEDIATE")
             try:
-                yield SqliteTx(self._con)
+                yield CursorTx(self._con)
             except BaseException:
                 if self._con.in_transaction:
                     self._con.execute("ROLLBACK")
@@ -146,8 +181,8 @@ class SqliteFile:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
-        with self._mutex, sqlite_read(self._con) as tx:
-            yield tx
+        with self._mutex, sqlite_snapshot(self._con) as con:
+            yield CursorTx(con)
 
 
 def _upgrade_first_layout(tx: Tx) -> None:
