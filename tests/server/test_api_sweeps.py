@@ -283,3 +283,26 @@ def test_after_a_restart_agents_get_a_timeout_of_grace(tmp_path: Path) -> None:
     clock.offset += 61.0  # a timeout after the start: the agent really is gone
     page = client.get(f"{BASE}/{sweep_id}").json()
     assert [t["state"] for t in page["trials"]] == ["crashed"]
+
+
+def test_prior_runs_join_as_ended_trials_and_only_usable_latents_are_kept(tmp_path: Path) -> None:
+    client = _client(tmp_path)
+    config = {"method": "bayes", "metric": {"name": "m"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0},
+                             "k": {"values": [1, 2, 3]}}}  # fmt: skip
+    priors = [
+        {"run_id": "old1", "params": {"x": 0.1, "k": 2}, "value": 0.5,
+         "latent": {"x": 0.1, "k": 1}},
+        {"run_id": "old2", "params": {"x": 0.9, "k": 1}, "state": "failed",
+         "latent": {"x": "not a number", "k": 0}},  # a client's bad values: not used
+    ]  # fmt: skip
+    sweep_id = client.post(BASE, json={"config": config, "prior_runs": priors}).json()["id"]
+    trials = client.get(f"{BASE}/{sweep_id}").json()["trials"]
+    assert [(t["run_id"], t["state"], t["value"], t["latent"]) for t in trials] == [
+        ("old1", "finished", 0.5, {"x": 0.1, "k": 1}), ("old2", "failed", None, {})
+    ]  # fmt: skip
+    agent = client.post(f"{BASE}/{sweep_id}/agents", json={}).json()["id"]
+    assert _claim(client, sweep_id, agent)["trial"]["number"] == 2  # bayes goes on after them
+    bad = client.post(BASE, json={"config": config, "prior_runs": [{"run_id": "../x"}]})
+    assert bad.status_code == 422
+    assert "run id" in bad.json()["detail"]

@@ -151,6 +151,24 @@ def test_hyperband_tells_a_trial_to_stop_over_http(online: Server) -> None:
     assert sweep.state == "finished"
 
 
+def test_prior_runs_on_the_server_join_a_sweep_made_there(online: Server) -> None:
+    run = track.init(project="prior", config={"x": 0.25})
+    track.log({"m": 0.5})
+    run.finish()
+    sweep_id = track.sweep(
+        {"method": "bayes", "metric": {"name": "m"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}},
+        project="prior", prior_runs=[run.id],
+    )  # fmt: skip
+    [prior] = track.Api().sweep(f"prior/{sweep_id}").trials
+    assert (prior.run_id, prior.params, prior.state, prior.value) == (
+        run.id, {"x": 0.25}, "finished", 0.5
+    )  # fmt: skip
+    assert prior.latent == {"x": 0.25}
+    with pytest.raises(ValueError, match="no run 'nope'"):
+        track.sweep({"method": "random", "parameters": {"x": {"min": 0.0, "max": 1.0}}},
+                    project="prior", prior_runs=["nope"])  # fmt: skip
+
+
 def test_four_agents_one_killed_mid_trial_the_sweep_finishes_its_trial_crashed(
     tmp_path: Path, online: Server
 ) -> None:

@@ -243,14 +243,31 @@ def _agent(res: ResDep, sweep_id: str, agent_id: str) -> AgentSeen:
 def create_sweep(res: ResDep, names: ProjectDep, body: CreateBody) -> dict[str, Any]:
     entity, project = names
     with _answers():
-        parse(body.config)
+        config = parse(body.config)
         priors = [
             Trial("", 0, _names.run_id(p.run_id), p.params, state=p.state, value=p.value,
-                  latent=p.latent)
+                  latent=_latent(config, p.latent))
             for p in body.prior_runs
         ]  # fmt: skip
         sweep_id = res.sweeps.book.create(body.config, project, entity, priors, body.seed)
     return {"id": sweep_id, "path": f"{entity}/{project}/{sweep_id}"}
+
+
+def _latent(config: SweepConfig, latent: dict[str, Any]) -> dict[str, Any]:
+    """A prior run's Optuna values, only those the search can use (a client's, so checked):
+    every searchable parameter's, inside its distribution, or none."""
+    from fulmen.sweep._space import optuna_space
+
+    if config.method != "bayes":
+        return {}
+    space = optuna_space(config.parameters)
+    try:
+        ok = set(latent) == set(space) and all(
+            d._contains(d.to_internal_repr(latent[name])) for name, d in space.items()
+        )
+    except (TypeError, ValueError):
+        ok = False
+    return dict(latent) if ok else {}
 
 
 @router.get(SWEEPS, summary="Sweeps of a project, with their progress")
