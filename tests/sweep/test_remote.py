@@ -102,6 +102,16 @@ def test_a_server_is_the_controller_when_runs_log_online(
     assert isinstance(controller_for(), LocalController)
 
 
+def test_no_server_or_a_wrong_key_is_a_clear_error(tmp_path: Path, server: Server) -> None:
+    config = {"method": "random", "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    gone = ServerController("http://127.0.0.1:9", root=tmp_path, entity="local", retry_s=0.5)
+    with pytest.raises(ConnectionError, match=r"server at http://127.0.0.1:9 did not answer"):
+        gone.create(config, "p")
+    wrong = ServerController(server.url, "not-a-key", root=tmp_path, retry_s=0.5)
+    with pytest.raises(PermissionError, match="refused the key: the API key is not valid"):
+        wrong.create(config, "p", entity="local")
+
+
 def test_three_agent_processes_run_every_grid_point_once_through_the_server(
     tmp_path: Path, online: Server
 ) -> None:

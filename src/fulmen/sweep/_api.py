@@ -33,17 +33,22 @@ def fulmen_root(directory: str | os.PathLike[str] | None = None) -> Path:
     return root
 
 
-def controller_for(directory: str | os.PathLike[str] | None = None) -> Controller:
-    """The server's controller when runs log to a server, else the local file's."""
+def controller_for(
+    directory: str | os.PathLike[str] | None = None, *, agent: bool = False
+) -> Controller:
+    """The server's controller when runs log to a server, else the local file's. An agent's
+    waits out a server's restart (10 minutes); a command's gives up sooner (30 s)."""
     from fulmen.track._settings import resolve
 
     settings = resolve({})
     root = fulmen_root(directory)
     if settings.base_url and settings.mode == "online":
-        from fulmen.sweep._remote import ServerController
+        from fulmen.sweep._remote import COMMAND_RETRY_S, RETRY_S, ServerController
 
-        return ServerController(settings.base_url, settings.api_key, root,
-                                entity=settings.entity, project=settings.project)  # fmt: skip
+        return ServerController(
+            settings.base_url, settings.api_key, root, entity=settings.entity,
+            project=settings.project, retry_s=RETRY_S if agent else COMMAND_RETRY_S,
+        )  # fmt: skip
     return LocalController(root)
 
 
@@ -107,7 +112,7 @@ def agent(
 ) -> int:
     """Run trials of the sweep one after another (``function``, or the config's program) until
     the sweep is done or ``count`` trials ran; the number run."""
-    controller = controller_for()
+    controller = controller_for(agent=True)
     try:
         record = controller.sweep(controller.resolve(sweep_id))
         if project is not None and project != record.project:
@@ -227,6 +232,9 @@ def open_sweep(path: str, root: str | os.PathLike[str] | None = None) -> ApiSwee
 
 def http_sweep(path: str, base_url: str, api_key: str | None, project: str | None) -> ApiSweep:
     """``Api(base_url=...).sweep(path)``: the sweep on that server."""
-    from fulmen.sweep._remote import ServerController
+    from fulmen.sweep._remote import COMMAND_RETRY_S, ServerController
 
-    return ApiSweep(ServerController(base_url, api_key, fulmen_root(), project=project), path)
+    controller = ServerController(
+        base_url, api_key, fulmen_root(), project=project, retry_s=COMMAND_RETRY_S
+    )
+    return ApiSweep(controller, path)

@@ -6,8 +6,9 @@ report the metric and are told whether hyperband stops the trial.
 What the client does to make that reliable:
 
 - **Retries.** Every call is retried while the server does not answer or answers "later" (a
-  restart, an outage: 5xx, 408, 429, no connection), for up to ``RETRY_S`` seconds, with backoff;
-  the agent goes on where it was. A claim carries a request id, so a claim whose answer was lost
+  restart, an outage: 5xx, 408, 429, no connection), for up to ``retry_s`` seconds (an agent's:
+  ``RETRY_S``, 10 minutes; a command's: ``COMMAND_RETRY_S``), with backoff; the agent goes on
+  where it was. A claim carries a request id, so a claim whose answer was lost
   gets the same trial when it is sent again (never a second one); reports and finishes are
   idempotent. Creating a sweep is retried only when the server surely did nothing (connection
   refused, 503).
@@ -37,7 +38,8 @@ from fulmen.sweep._controller import Claim, SweepRecord, Trial, sweep_id_of
 from fulmen.track._upload import RETRYABLE, Client, ServerError
 
 log = logging.getLogger("fulmen.sweep")
-RETRY_S = 600.0  # how long a call keeps trying an unreachable server
+RETRY_S = 600.0  # how long an agent's call keeps trying an unreachable server
+COMMAND_RETRY_S = 30.0  # the same for a command's (create a sweep, change its state, read it)
 BACKOFF_S = (0.2, 5.0)  # first and longest wait between tries
 STATE_S = 1.0  # an agent's view of the sweep's state is at most this old
 
@@ -55,12 +57,13 @@ class ServerController:
         *,
         entity: str | None = None,
         project: str | None = None,
+        retry_s: float = RETRY_S,
     ) -> None:
         self.client = Client(base_url, api_key)
         self.base_url = base_url.rstrip("/")
         self.path = self.base_url  # where the sweeps are, as messages name it
         self.root = Path(root)
-        self.retry_s = RETRY_S
+        self.retry_s = retry_s
         self._entity = entity
         self._project = project or "uncategorized"
         self._where: dict[str, tuple[str, str]] = {}  # sweep id -> (entity, project)
@@ -79,7 +82,8 @@ class ServerController:
         idempotent: bool = True,
     ) -> Any:
         """One request, retried as the module docstring says; errors as Python errors: 404 a
-        ``KeyError``, 400/409/422 a ``ValueError``, no server a ``ConnectionError``."""
+        ``KeyError``, 400/409/422 a ``ValueError``, 401/403 a ``PermissionError``, no server a
+        ``ConnectionError``."""
         deadline = time.monotonic() + self.retry_s
         wait, warned = BACKOFF_S[0], False
         while True:
@@ -96,11 +100,11 @@ class ServerController:
             if time.monotonic() + wait > deadline:
                 raise ConnectionError(
                     f"the fulmen server at {self.base_url} did not answer {method} {path} for "
-                    f"{self.retry_s:.0f} s: {why}"
+                    f"{self.retry_s:g} s: {why}"
                 )
             if not warned:
                 log.warning("sweep: the server at %s does not answer (%s); retrying for up to"
-                            " %.0f s", self.base_url, why, self.retry_s)  # fmt: skip
+                            " %g s", self.base_url, why, self.retry_s)  # fmt: skip
                 warned = True
             time.sleep(wait)
             wait = min(wait * 2, BACKOFF_S[1])
@@ -287,6 +291,8 @@ def trial_from_json(sweep_id: str, data: dict[str, Any]) -> Trial:
 def _error(exc: ServerError) -> Exception:
     if exc.code == 404:
         return KeyError(exc.detail or str(exc))
+    if exc.code in (401, 403):
+        return PermissionError(f"the fulmen server refused the key: {exc.detail or exc}")
     if exc.code in (400, 409, 422):
         return ValueError(exc.detail or str(exc))
     return exc
