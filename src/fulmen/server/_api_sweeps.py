@@ -219,7 +219,7 @@ def _answers(value_status: int = 422) -> Iterator[None]:
 
 def _sweep(res: ResDep, names: tuple[str, str], sweep_id: str) -> SweepRecord:
     """The sweep ``sweep_id`` of the path's entity and project, else 404."""
-    _names.run_id(sweep_id)
+    _names.run_id(sweep_id, "sweep id")
     with _answers():
         record = res.sweeps.book.sweep(sweep_id)
     if (record.entity, record.project) != names:
@@ -228,7 +228,7 @@ def _sweep(res: ResDep, names: tuple[str, str], sweep_id: str) -> SweepRecord:
 
 
 def _agent(res: ResDep, sweep_id: str, agent_id: str) -> AgentSeen:
-    _names.run_id(agent_id)
+    _names.run_id(agent_id, "agent id")
     with _answers():
         owner, agent = res.sweeps.book.agent(agent_id)
     if owner != sweep_id:
