@@ -350,7 +350,7 @@ def sweep_command(
         ((state, sweep_id),) = chosen.items()
         try:
             set_state(sweep_id, state)
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, ConnectionError, PermissionError) as exc:
             raise click.ClickException(str(exc).strip("\"'")) from None
         click.echo(f"fulmen: sweep {sweep_id} is {state}")
         return
@@ -361,7 +361,7 @@ def sweep_command(
         if name is not None:
             raw["name"] = name
         sweep_id = create(raw, entity=entity, project=project)
-    except (SweepConfigError, ValueError, TypeError) as exc:
+    except (SweepConfigError, ValueError, TypeError, ConnectionError, PermissionError) as exc:
         raise click.ClickException(str(exc)) from None
     from fulmen.track import Api
 
@@ -397,7 +397,7 @@ def agent(sweep_id: str, count: int | None, project: str | None, entity: str | N
         raise click.BadParameter(f"must be >= 1, got {count}", param_hint="--count")
     try:
         ran = run_agent(sweep_id, entity=entity, project=project, count=count)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, ConnectionError, PermissionError) as exc:
         raise click.ClickException(str(exc).strip("\"'")) from None
     click.echo(f"fulmen: agent ran {ran} trial(s) of sweep {sweep_id}")
 

@@ -12,7 +12,7 @@ import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -22,6 +22,9 @@ from fulmen.server import _names
 from fulmen.server._blobs import BlobMissing, BlobStore, BlobTooLarge, DigestMismatch, open_blobs
 from fulmen.server._security import SecurityConfig
 from fulmen.server.store import NotFound, Store, open_store
+
+if TYPE_CHECKING:
+    from fulmen.server._api_sweeps import ServerSweeps
 
 API_PREFIX = "/api/v1"
 MAX_BATCH = 32 << 20  # bytes of frames in one ingest batch, after decompression
@@ -51,6 +54,28 @@ class ServerConfig:
     # through the server). Defaults from FULMEN_BLOBS and FULMEN_BLOBS_PRESIGN.
     blobs: str | None = field(default_factory=lambda: os.environ.get("FULMEN_BLOBS") or None)
     presign_seconds: int = field(default_factory=lambda: env_seconds("FULMEN_BLOBS_PRESIGN"))
+    # seconds without a heartbeat after which a sweep agent is dead and its trial is settled
+    # (FULMEN_SWEEP_AGENT_TIMEOUT; agents beat four times as often)
+    agent_timeout: float = field(
+        default_factory=lambda: env_timeout("FULMEN_SWEEP_AGENT_TIMEOUT", AGENT_TIMEOUT)
+    )
+
+
+AGENT_TIMEOUT = 60.0
+
+
+def env_timeout(name: str, default: float) -> float:
+    """The positive number of seconds in environment variable ``name``, or ``default``."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name}={text!r}: give a positive number of seconds, e.g. 60 or 2.5")
+    return value
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -90,6 +115,7 @@ class Resources:
         self.config = config
         self._store = store
         self._blobs = blobs
+        self._sweeps: ServerSweeps | None = None
         self._lock = threading.Lock()
 
     @property
@@ -99,6 +125,18 @@ class Resources:
                 if self._store is None:
                     self._store = open_store(self.config.data, self.config.db)
         return self._store
+
+    @property
+    def sweeps(self) -> ServerSweeps:
+        """The sweeps this server controls (on the store; ``_api_sweeps``)."""
+        if self._sweeps is None:
+            from fulmen.server._api_sweeps import ServerSweeps
+
+            store = self.store
+            with self._lock:
+                if self._sweeps is None:
+                    self._sweeps = ServerSweeps(store, self.config.agent_timeout)
+        return self._sweeps
 
     @property
     def blobs(self) -> BlobStore:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from fulmen.sweep._sql import TABLES_V1 as SWEEP_TABLES_V1
+
 
 class StoreTooNew(RuntimeError):
     """The store was written by a newer server (its schema version is past this server's)."""
@@ -152,6 +154,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema the server had before versions", {"sqlite": _V1_SQLITE}),
+    # the sweep tables, as fulmen.sweep._sql writes them (portable SQL: PostgreSQL's are the same)
+    Migration(2, "sweeps, their trials, metric reports and agents", {"sqlite": SWEEP_TABLES_V1}),
 )
 
 

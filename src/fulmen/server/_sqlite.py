@@ -13,7 +13,10 @@ Tables: ``runs`` (one row per run with config, summary and metadata as JSON, the
 and ``held``), ``segments`` (the accepted frames verbatim, for export), ``series`` / ``pieces`` /
 ``points`` (scalar history, see ``_series``), ``console``, ``stats``, ``files``, ``artifacts`` and
 ``aliases``, ``blobs`` (which entity may read which digest), ``api_keys`` (SHA-256 hashes only) and
-``anonymous`` (hashes of the anonymous spaces' tokens).
+``anonymous`` (hashes of the anonymous spaces' tokens). The sweep tables (``sweeps``,
+``sweep_trials``, ``sweep_reports``, ``sweep_agents``) are the exception to "all SQL here": their
+statements live in ``fulmen.sweep._sql``, shared with the local sweeps file; this store only
+gives them its transactions (``sweep_database``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from fulmen.server.store import (
     RunQuery,
     StoreFull,
 )
+from fulmen.sweep._sql import Connections, sqlite_snapshot
 
 SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id"}
 OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -320,6 +324,16 @@ class SqliteStore:
             with self._readers_lock:
                 self._readers.append(con)
         return con
+
+    def sweep_database(self) -> Connections:
+        """Writes on the writer under its lock (``BEGIN IMMEDIATE``: a claim sees every claim
+        before it), reads on the reading thread's connection (a WAL snapshot)."""
+        return Connections(self._sweep_write, lambda: sqlite_snapshot(self._read))
+
+    @contextmanager
+    def _sweep_write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, transaction(self._writer):
+            yield self._writer
 
     def close(self) -> None:
         with self._readers_lock:

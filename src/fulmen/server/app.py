@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from fulmen.__about__ import __version__
-from fulmen.server import _api_files, _api_history, _api_media, _api_runs
+from fulmen.server import _api_files, _api_history, _api_media, _api_runs, _api_sweeps
 from fulmen.server._auth import EVERYTHING, AuthMiddleware, BodyLimit
 from fulmen.server._blobs import BlobStore, BlobStoreUnavailable
 from fulmen.server._deps import (
@@ -103,6 +103,7 @@ def create_app(
         _api_history.router,
         _api_media.router,
         _api_files.artifacts_router,
+        _api_sweeps.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     # the dashboard's pages, after the API so that no page path can shadow an API route

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from fulmen.sweep._sql import Database
 
 __all__ = [
     "Conflict",
@@ -184,6 +187,11 @@ class Store(Protocol):
     def create_anonymous(self) -> str: ...
 
     def anonymous_exists(self, entity: str) -> bool: ...
+
+    def sweep_database(self) -> Database:
+        """The store's transactions for the sweep tables (``fulmen.sweep._sql``, whose SQL runs
+        on them; the sweep logic is ``fulmen.sweep._store.SweepStore``)."""
+        ...
 
     def close(self) -> None: ...
 
