@@ -150,8 +150,20 @@ CREATE TABLE IF NOT EXISTS api_keys (
     "CREATE TABLE IF NOT EXISTS anonymous (hash TEXT PRIMARY KEY, created REAL NOT NULL)",
 )
 
+# saved workspaces (_workspaces, _store_workspaces): portable SQL, the layout as JSON text
+_WORKSPACES = (
+    """
+CREATE TABLE IF NOT EXISTS workspaces (
+    entity TEXT NOT NULL, project TEXT NOT NULL, owner TEXT NOT NULL,
+    layout TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (entity, project, owner)
+)
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema the server had before versions", {"sqlite": _V1_SQLITE}),
+    Migration(2, "saved workspaces (panel layouts per project and owner)", {"sqlite": _WORKSPACES}),
 )
 
 
