@@ -142,18 +142,21 @@
     const c = charts(document.getElementById("charts"), ws.layout, source, {
       editable: true,
       onChange: saveWorkspace,
+      onDirty: () => { document.getElementById("workspace-status").textContent = "changed, saving soon…"; },
       choices: { keys, x: view.x_choices, groupby: ["group", ...config], columns: ["name", "state", "group", ...config, ...summary] },
     });
     let charted = "";
     // the same runs in the same states: nothing to fetch again (the table reloads often)
+    const signature = (runs) => runs.map((r) => `${r.id}:${r.state}:${r.updated}:${r.rows}`).join(",");
     c.setRuns = (runs) => {
-      const sig = runs.map((r) => `${r.id}:${r.state}:${r.updated}`).join(",");
+      const sig = signature(runs);
       source.setRuns(runs);
+      c.grid.context.refresh(); // the fresher run objects, without fetching the charts again
       if (sig === charted) return Promise.resolve();
       charted = sig;
       return c.grid.refresh();
     };
-    charted = shown().map((r) => `${r.id}:${r.state}:${r.updated}`).join(",");
+    charted = signature(shown());
     const reset = document.getElementById("workspace-reset");
     if (reset) reset.addEventListener("click", async () => {
       const r = await fetch(api("/workspace"), { method: "DELETE", headers: { accept: "application/json", "x-fulmen-client": "dashboard" } });

@@ -807,7 +807,17 @@
       update(spec2) { cur = spec2; parts.title.textContent = cur.title || defaultTitle(cur); root.dataset.key = (cur.y || [])[0] || ""; return load(); },
       refresh: load,
       redraw() { if (data) draw(); },
-      settingsChanged() { const before = JSON.stringify(eff); const next = effective(cur, ctx.settings); if (next.x !== eff.x || next.max_runs !== eff.max_runs) return load(); if (JSON.stringify(next) !== before) { eff = next; if (data) draw(); } return null; },
+      async settingsChanged() {
+        const next = effective(cur, ctx.settings);
+        if (next.x !== eff.x || next.max_runs !== eff.max_runs) return load();
+        if (JSON.stringify(next) === JSON.stringify(eff) || !data) return null;
+        eff = next;
+        // the runs again (the page may have handed over fuller ones: a config column to group by)
+        const runs = (await ctx.runs()).slice(0, eff.max_runs);
+        runMap = new Map(runs.map((r) => [r.id, r]));
+        draw();
+        return null;
+      },
       highlight() { if (u) { u.series.forEach((s, i) => { if (i > 0) s.width = ctx.highlight && isLit(lines[i - 1]) ? 2.5 : lines[i - 1].group ? 2 : 1.5; }); u.redraw(false); } paintHighlight(); },
       zoomed(x) { if (x === eff.x) return load(); return null; },
       destroy() { seq++; resize.disconnect(); if (u) u.destroy(); ctx.members.delete(member); },
@@ -949,6 +959,35 @@
     for (const t of niceTicks(x0, x1, 5)) { const x = pad.l + ((t - x0) / (x1 - x0)) * (w - pad.l - pad.r); g.beginPath(); g.moveTo(x, pad.t); g.lineTo(x, h - pad.b); g.stroke(); g.fillText(fmt(t), x, h - pad.b + 3); }
     g.fillStyle = "#888"; g.textAlign = "right"; g.textBaseline = "bottom"; g.fillText(xl || "", w - pad.r, h);
     g.textAlign = "left"; g.textBaseline = "top"; g.fillText(yl || "", 2, 0);
+  }
+
+  // x/y lines (in the order given: PR and ROC curves go back in x) or dots, on a canvas: the
+  // chart presets of media.js (fulmen.track.plot.*) are drawn with it
+  function xyChart(container, series, o) {
+    const opts = o || {};
+    const div = el("div", "panel fp-xy");
+    if (opts.title) div.append(el("div", "chart-title", opts.title));
+    container.append(div);
+    const w = Math.max(260, opts.width || container.clientWidth || 380), h = opts.height || 220;
+    const pad = { l: 54, r: 10, t: 8, b: 28 };
+    const [c, g] = canvasOf(div, w, h);
+    const xs = series.flatMap((s) => s.x.filter(finite)), ys = series.flatMap((s) => s.y.filter(finite));
+    const rng = (a) => { let lo = Math.min(...a), hi = Math.max(...a); if (!a.length) return [0, 1]; if (!(hi > lo)) { lo -= 0.5; hi += 0.5; } const p = (hi - lo) * 0.04; return [lo - p, hi + p]; };
+    const [x0, x1] = rng(xs), [y0, y1] = rng(ys);
+    const X = (v) => pad.l + ((v - x0) / (x1 - x0)) * (w - pad.l - pad.r), Y = (v) => h - pad.b - ((v - y0) / (y1 - y0)) * (h - pad.t - pad.b);
+    axes(g, w, h, pad, x0, x1, y0, y1, opts.xLabel, opts.yLabel);
+    for (const s of series) {
+      g.strokeStyle = g.fillStyle = s.color; g.lineWidth = 1.5;
+      if (s.dots) { s.x.forEach((x, i) => { if (finite(x) && finite(s.y[i])) g.fillRect(X(x) - 2, Y(s.y[i]) - 2, 4, 4); }); continue; }
+      g.beginPath();
+      let pen = false;
+      s.x.forEach((x, i) => { const y = s.y[i]; if (!finite(x) || !finite(y)) { pen = false; return; } if (pen) g.lineTo(X(x), Y(y)); else g.moveTo(X(x), Y(y)); pen = true; });
+      g.stroke();
+      if (s.x.length === 1) g.fillRect(X(s.x[0]) - 2, Y(s.y[0]) - 2, 4, 4);
+    }
+    c.fulmen = { series, range: { x0, x1, y0, y1 } };
+    div.dataset.series = String(series.length);
+    return div;
   }
 
   // parallel coordinates: one vertical axis per column, one polyline per run (its colour);
@@ -1136,6 +1175,7 @@
     function changed() {
       ctx.settings = layout.settings = layout.settings || {};
       if (!o.onChange) return;
+      if (o.onDirty) o.onDirty();
       clearTimeout(saveTimer);
       saveTimer = setTimeout(() => o.onChange(JSON.parse(JSON.stringify(layout))), o.debounce === undefined ? 400 : o.debounce);
     }
@@ -1316,7 +1356,7 @@
   }
 
   window.FulmenPanels = {
-    PALETTE, color, rankRuns, fmt, smooth, dig,
+    PALETTE, color, rankRuns, fmt, smooth, dig, xyChart,
     apiSource, embeddedSource, mountPanel, mountGrid, defaultLayout, normalize, flatPanels,
     kinds: Object.keys(KINDS),
   };
