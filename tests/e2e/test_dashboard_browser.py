@@ -562,3 +562,113 @@ def test_demo_serves_its_run_page(browser: Any, tmp_path: Path) -> None:
         proc.wait(30)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_every_panel_kind_draws_the_runs(ui: str, page: Any) -> None:
+    page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    drawn = page.evaluate(
+        """async () => {
+            const src = FulmenPanels.apiSource({entity: "local", project: "dash"});
+            const specs = [
+                {kind: "scalar", metric: "loss", agg: "min"},
+                {kind: "bar", metric: "loss", groupby: "config.lr"},
+                {kind: "scatter", x: "config.lr", y: "summary.loss"},
+                {kind: "parallel", columns: ["config.lr", "group", "summary.loss"]},
+                {kind: "table", columns: ["name", "config.lr", "summary.loss"]},
+                {kind: "markdown", text: "plain <b>text</b>"},
+                {kind: "markdown", html: "<h2>Title</h2><script>window.__md = 1</script>" +
+                                         "<a href='javascript:window.__md = 2'>link</a>"},
+                {kind: "nonsense"},
+            ];
+            const out = [];
+            for (const spec of specs) {
+                const box = document.createElement("div");
+                document.querySelector("main").append(box);
+                await FulmenPanels.mountPanel(box, spec, src).ready;
+                out.push({fulmen: box.fulmen || null, text: box.innerText});
+            }
+            return out;
+        }"""
+    )
+    scalar, bar, scatter, parallel, table, plain, html, unknown = drawn
+    lrs = {name: lr for name, lr, _ in RUNS}
+    lowest = [min(logged_loss(lr, i, n) for i in range(STEPS)) for n, lr in lrs.items()]
+    values = sorted(v["value"] for v in scalar["fulmen"]["values"])
+    assert values[:-1] == pytest.approx(sorted(lowest))  # (the last: the one-row XSS run, 1.0)
+    groups = {b["label"]: b for b in bar["fulmen"]["bars"]}
+    last = {n: logged_loss(lr, STEPS - 1, n) for n, lr in lrs.items()}
+    assert groups["0.1 (2)"]["value"] == pytest.approx((last["alpha"] + last["beta"]) / 2)
+    assert groups["0.1 (2)"]["lo"] == pytest.approx(last["alpha"])
+    assert len(scatter["fulmen"]["points"]) == 5
+    assert {a["column"] for a in parallel["fulmen"]["axes"]} == {
+        "config.lr",
+        "group",
+        "summary.loss",
+    }
+    assert parallel["fulmen"]["axes"][1]["categories"] == ["g1", "g2"]
+    assert table["fulmen"]["rows"] == 5
+    assert "alpha" in table["text"]
+    assert "plain <b>text</b>" in plain["text"]  # text stays text
+    assert "Title" in html["text"]
+    assert page.evaluate("() => window.__md") is None  # the HTML's scripts never run
+    page.get_by_text("link").click()
+    assert page.evaluate("() => window.__md") is None  # nor its javascript: links
+    assert "unknown panel kind" in unknown["text"]
+    assert _errors(page) == []
+
+
+def test_an_exported_snapshot_draws_from_a_file_without_network(
+    ui: str, page: Any, browser: Any, tmp_path: Path
+) -> None:
+    page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    layout = {"panels": [{"kind": "line", "y": ["loss"], "x": "trainer/global_step"},
+                         {"kind": "bar", "metric": "loss"}]}  # fmt: skip
+    snapshot = page.evaluate(
+        """(layout) => FulmenPanels.apiSource({entity: "local", project: "dash"})
+            .snapshot(layout, {buckets: 500})""",
+        layout,
+    )
+    served = {s["id"]: s for s in _chart(page, "loss")["series"]}
+
+    def static(name: str) -> str:
+        with urllib.request.urlopen(f"{ui}/static/{name}", timeout=30) as r:
+            return str(r.read().decode())
+
+    data = json.dumps({"snapshot": snapshot, "layout": layout}).replace("<", "\\u003c")
+    boot = """const d = JSON.parse(document.getElementById("data").textContent);
+      FulmenPanels.mountGrid(document.getElementById("grid"), d.layout,
+                             FulmenPanels.embeddedSource(d.snapshot));"""
+    html = f"""<!doctype html><html><head><meta charset="utf-8">
+<style>{static("vendor/uPlot.min.css")}{static("panels.css")}</style></head><body>
+<div id="grid"></div><script type="application/json" id="data">{data}</script>
+<script>{static("vendor/uPlot.iife.min.js")}</script><script>{static("panels.js")}</script>
+<script>{boot}</script></body></html>"""
+    path = tmp_path / "report.html"
+    path.write_text(html)
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    asked: list[str] = []
+
+    def refuse(route: Any) -> None:
+        asked.append(route.request.url)
+        route.abort()
+
+    context.route(re.compile(r"^(?!file:).*"), refuse)  # no request leaves the file
+    try:
+        offline = context.new_page()
+        errors: list[str] = []
+        offline.on("pageerror", lambda e: errors.append(str(e)))
+        offline.goto(path.as_uri())
+        offline.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+        offline.wait_for_selector('.fp-panel[data-kind="bar"][data-drawn]')
+        drawn = {s["id"]: s for s in _chart(offline, "loss")["series"]}
+        assert drawn.keys() == served.keys()
+        for run, s in drawn.items():
+            assert s["y"] == served[run]["y"]  # the same numbers
+            assert s["color"] == served[run]["color"]  # and the same colours
+        assert asked == []
+        assert errors == []
+        offline.screenshot(path=str(ARTIFACTS / "dashboard-offline-snapshot.png"), full_page=True)
+    finally:
+        context.close()
