@@ -132,6 +132,8 @@
   // table charts; every change to the layout is saved (PUT .../workspace)
   function projectCharts(state, shown) {
     const source = P.apiSource({ entity: view.entity, project: view.project });
+    // every run came with the page: their colours are known without asking
+    if (view.first.runs.length === view.first.total) P.rankRuns(view.first.runs);
     source.setRuns(shown());
     const ws = view.workspace || { layout: P.defaultLayout(view.charts) };
     const config = Object.keys(view.columns.config).sort().map((k) => `config.${k}`);
@@ -331,7 +333,9 @@
     // when that frame is on screen (for the benchmarks), then fetch every run
     requestAnimationFrame(() => setTimeout(() => {
       window.fulmenTiming = { tablePainted: performance.now() };
-      load().then(() => mediaSideBySide(document.getElementById("media"), shownRuns()));
+      // the media of the charted runs once the charts are drawn (a request per run: they would
+      // queue before the charts' own on a busy server)
+      load().then(() => panels.grid.ready()).then(() => mediaSideBySide(document.getElementById("media"), shownRuns()));
     }, 0));
     // live: while a run is running, refresh the table (states) and its charts
     setInterval(() => { if (state.runs.some((r) => r.state === "running")) load(true); }, LIVE_MS);

@@ -27,6 +27,7 @@
   const X_NAMES = { _step: "step", _runtime: "relative time (s)", _timestamp: "wall time" };
   const HIDDEN = ["_", "gradients/", "parameters/", "system/", "trainer/global_step"];
   const ROW_PX = 80; // one layout row
+  const Y_AXIS = 54; // the y axis of a line plot, in CSS pixels
   const enc = encodeURIComponent;
 
   // ------------------------------------------------------------------ small helpers
@@ -549,6 +550,7 @@
   function linePanel(root, spec, source, ctx) {
     let cur = spec, u = null, lines = [], aligned = null, seq = 0, data = null, runMap = new Map();
     let down = null; // where a press began: a click (not a drag) highlights the nearest line
+    let width = 0; // the plot's width in CSS pixels (kept: never read back on a cursor move)
     let eff = effective(cur, ctx.settings);
     const parts = shell(root, cur, "line");
     const plot = el("div", "fp-plot"), tip = el("div", "chart-tip fp-tip"), legend = el("div", "fp-legend");
@@ -566,12 +568,13 @@
       runMap = new Map(runs.map((r) => [r.id, r]));
       const keys = (cur.y || []).filter(Boolean);
       if (!runs.length || !keys.length) { data = { series: [] }; draw(); return; }
-      const width = plot.clientWidth || root.clientWidth || 400;
+      // a bucket per pixel of the plot area (the panel less its y axis)
+      const area = (plot.clientWidth || root.clientWidth || 400) - Y_AXIS - 6;
       const zoom = ctx.zoom.get(eff.x);
       root.dataset.loading = "1";
       let answer;
       try {
-        answer = await source.history({ runs: runs.map((r) => r.id), keys, x: eff.x, buckets: Math.max(50, Math.min(2000, Math.round(width))), lo: zoom ? zoom[0] : null, hi: zoom ? zoom[1] : null });
+        answer = await source.history({ runs: runs.map((r) => r.id), keys, x: eff.x, buckets: Math.max(50, Math.min(2000, Math.round(area))), lo: zoom ? zoom[0] : null, hi: zoom ? zoom[1] : null });
       } catch (e) {
         if (mine === seq) { parts.title.textContent = `${cur.title || defaultTitle(cur)} (${e.message || e})`; delete root.dataset.loading; }
         return;
@@ -656,7 +659,7 @@
         },
         axes: [
           { values: xValues, size: 32, grid: { stroke: "#eee" }, ticks: { stroke: "#ddd" } },
-          { values: (self, t) => t.map(fmt), size: 54, grid: { stroke: "#eee" }, ticks: { stroke: "#ddd" } },
+          { values: (self, t) => t.map(fmt), size: Y_AXIS, grid: { stroke: "#eee" }, ticks: { stroke: "#ddd" } },
         ],
         series: [
           { label: X_NAMES[eff.x] || eff.x },
@@ -719,18 +722,32 @@
       return j >= 0 ? l.y[j] : null;
     }
 
+    // the legend's values at x (null: each line's last value). Only the entries in sight of the
+    // legend's scroll box are written (the rest when scrolled to): 100 runs in each of several
+    // synchronized panels, all rewritten on every cursor move, would cost frames.
+    const ENTRY_W = 178, ENTRY_H = 16; // an entry's box and gap (panels.css .fp-entry)
+    let legendX = null, legendTop = 0;
+    legend.addEventListener("scroll", () => { legendTop = legend.scrollTop; paintLegend(legendX); });
+    function paintLegend(x) {
+      legendX = x;
+      const cols = Math.max(1, Math.floor((width + 10) / ENTRY_W));
+      const first = Math.floor(legendTop / ENTRY_H) * cols, last = Math.min(lines.length, first + (Math.ceil(84 / ENTRY_H) + 1) * cols);
+      for (let li = first; li < last; li++) {
+        const cell = legendRows[li];
+        if (!cell) continue;
+        const t = fmt(x === null ? lastValue(lines[li]) : valueAt(li, x));
+        if (cell.value.textContent !== t) cell.value.textContent = t;
+      }
+      root.dataset.legendAt = x === null ? "" : String(x);
+    }
+
     function cursorMoved(self) {
       const idx = self.cursor.idx;
       const x = idx === null || idx === undefined ? null : aligned.xs[idx];
-      const rows = [];
-      lines.forEach((l, li) => {
-        const v = x === null ? lastValue(l) : valueAt(li, x);
-        const cell = legendRows[li];
-        if (cell) { const t = fmt(v); if (cell.value.textContent !== t) cell.value.textContent = t; }
-        if (x !== null) rows.push([l, v]);
-      });
       root.dataset.cursor = x === null ? "" : String(x);
+      paintLegend(x);
       if (x === null || ctx.hovered !== self) { tip.hidden = true; return; }
+      const rows = lines.map((l, li) => [l, valueAt(li, x)]);
       rows.sort((a, b) => (finite(b[1]) ? b[1] : -Infinity) - (finite(a[1]) ? a[1] : -Infinity));
       tip.replaceChildren(el("div", "tip-x", `${X_NAMES[eff.x] || eff.x} ${eff.x === "_timestamp" ? new Date(x * 1000).toLocaleString() : fmt(x)}`));
       for (const [l, v] of rows.slice(0, 12)) {
@@ -741,8 +758,10 @@
       }
       if (rows.length > 12) tip.append(el("div", "muted", `+ ${rows.length - 12} more`));
       tip.hidden = false;
-      const left = self.cursor.left + self.bbox.left / devicePixelRatio, w = plot.clientWidth;
-      tip.style.left = `${left > w / 2 ? Math.max(0, left - tip.offsetWidth - 14) : left + 14}px`;
+      // placed without reading any layout back (a read here would lay the page out every move)
+      const left = self.cursor.left + self.bbox.left / devicePixelRatio, w = width;
+      if (left > w / 2) { tip.style.left = ""; tip.style.right = `${Math.max(0, w - left + 14)}px`; }
+      else { tip.style.right = ""; tip.style.left = `${left + 14}px`; }
       tip.style.top = `${Math.max(0, self.cursor.top - 10)}px`;
     }
 
@@ -753,6 +772,7 @@
 
     function renderLegend() {
       legend.replaceChildren();
+      legendTop = 0;
       legendRows = lines.map((l) => {
         const row = el("span", "fp-entry");
         row.dataset.run = l.run;
@@ -776,7 +796,8 @@
     function draw() {
       lines = buildLines();
       const w = Math.max(200, plot.clientWidth || root.clientWidth || 400);
-      aligned = align(lines, Math.max(50, Math.min(2000, Math.round(w))));
+      width = w;
+      aligned = align(lines, Math.max(50, Math.min(2000, Math.round(w - Y_AXIS))));
       if (u) { u.destroy(); u = null; }
       const frame = [aligned.xs, ...aligned.cols.map((c) => c.y)];
       u = new window.uPlot(options(w), frame, plot);
@@ -795,7 +816,6 @@
       root.dataset.drawn = String(Number(root.dataset.drawn || 0) + 1);
     }
 
-    let width = 0;
     const resize = new ResizeObserver(() => {
       const w = plot.clientWidth;
       if (u && w && Math.abs(w - width) > 2) { width = w; u.setSize({ width: w, height: height() }); }
