@@ -615,6 +615,22 @@ def test_every_panel_kind_draws_the_runs(ui: str, page: Any) -> None:
     page.get_by_text("link").click()
     assert page.evaluate("() => window.__md") is None  # nor its javascript: links
     assert "unknown panel kind" in unknown["text"]
+    # runs handed over without their config (a table showing other columns): the panels fetch
+    # the values they group or plot by
+    trimmed = page.evaluate(
+        """async () => {
+            const full = await FulmenPanels.apiSource({entity: "local", project: "dash"}).runs();
+            const src = FulmenPanels.apiSource({entity: "local", project: "dash"});
+            src.setRuns(full.map((r) => ({id: r.id, name: r.name, created: r.created,
+                                          config: {}, summary: {}})));
+            const box = document.createElement("div");
+            document.querySelector("main").append(box);
+            await FulmenPanels.mountPanel(box, {kind: "scatter", x: "config.lr",
+                                                y: "summary.loss"}, src).ready;
+            return box.fulmen.points.length;
+        }"""
+    )
+    assert trimmed == 5
     assert _errors(page) == []
 
 

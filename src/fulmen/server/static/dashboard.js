@@ -130,7 +130,7 @@
 
   // the project page's charts: its saved workspace (or the default one), over the runs the
   // table charts; every change to the layout is saved (PUT .../workspace)
-  function projectCharts(state, shown) {
+  function projectCharts(shown) {
     const source = P.apiSource({ entity: view.entity, project: view.project });
     // every run came with the page: their colours are known without asking
     if (view.first.runs.length === view.first.total) P.rankRuns(view.first.runs);
@@ -139,8 +139,6 @@
     const config = Object.keys(view.columns.config).sort().map((k) => `config.${k}`);
     const summary = Object.keys(view.columns.summary).sort().map((k) => `summary.${k}`);
     const keys = Object.keys(view.columns.history).filter((k) => !k.startsWith("_")).sort();
-    const groupby = (ws.layout.settings || {}).groupby;
-    if (groupby && groupby.startsWith("config.") && !state.columns.includes(groupby)) state.columns.push(groupby);
     const c = charts(document.getElementById("charts"), ws.layout, source, {
       editable: true,
       onChange: saveWorkspace,
@@ -159,6 +157,11 @@
       return c.grid.refresh();
     };
     charted = signature(shown());
+    // group by: the run group or a config key (the panels fetch that key's values themselves)
+    const groupSel = document.getElementById("group-by");
+    for (const k of config) { const o = el("option", "", k); o.value = k; groupSel.append(o); }
+    groupSel.value = c.grid.layout().settings.groupby || "";
+    groupSel.addEventListener("change", () => c.grid.setSettings({ groupby: groupSel.value || null }));
     const reset = document.getElementById("workspace-reset");
     if (reset) reset.addEventListener("click", async () => {
       const r = await fetch(api("/workspace"), { method: "DELETE", headers: { accept: "application/json", "x-fulmen-client": "dashboard" } });
@@ -176,22 +179,10 @@
       sort: "-created", search: "", filter: "", runState: "",
       runs: view.first.runs, total: view.first.total, shown: null, selected: new Set(),
     };
-    const panels = projectCharts(state, () => shownRuns());
+    const panels = projectCharts(() => shownRuns());
     const head = document.getElementById("runs-head"), body = document.getElementById("runs-body");
     const spacer = document.getElementById("runs-spacer"), layer = el("div", "vlayer");
     body.append(layer);
-    const groupSel = document.getElementById("group-by");
-    for (const k of Object.keys(view.columns.config).sort()) {
-      const o = el("option", "", `config.${k}`); o.value = `config.${k}`; groupSel.append(o);
-    }
-    groupSel.value = panels.grid.layout().settings.groupby || "";
-    groupSel.addEventListener("change", async () => {
-      // grouping by a config key needs it in the runs' config: the table fetches that column
-      if (groupSel.value.startsWith("config.") && !state.columns.includes(groupSel.value)) {
-        state.columns.push(groupSel.value); renderChooser(); await load();
-      }
-      await panels.grid.setSettings({ groupby: groupSel.value || null });
-    });
     window.addEventListener("fulmen-colors", () => renderRows()); // the runs' colours are known
 
     const columns = () => [

@@ -182,6 +182,7 @@
     let given = null; // run objects handed over by the page (its table), instead of a fetch
     let ids = opts.runs ? opts.runs.slice() : null;
     let ranked = null;
+    const fieldCache = new Map(); // "config.lr" -> Promise of Map(run id -> value)
 
     function rankAll() { // the project's runs in creation order: their colours
       if (!ranked) {
@@ -217,6 +218,32 @@
         }
         if (runs.some((r) => !ranks.has(r.id))) await rankAll();
         return runs;
+      },
+      // the runs with the config/summary values at `paths` filled in (a page's run objects may
+      // hold only the columns its table shows): one light GET .../runs?field= per path
+      async withFields(runs, paths) {
+        const wanted = [...new Set(paths.filter((p) => /^(config|summary)\./.test(p)))];
+        const missing = wanted.filter((p) => runs.some((r) => dig(r, p) === undefined));
+        if (!missing.length) return runs;
+        const maps = await Promise.all(missing.map(async (path) => {
+          let known = fieldCache.get(path);
+          const have = known ? await known : null;
+          if (!have || runs.some((r) => !have.has(r.id))) {
+            known = getJSON(api(`/runs?limit=10000&field=${enc(path)}`))
+              .then((page) => new Map(page.runs.map((r) => [r.id, dig(r, path)])))
+              .catch(() => new Map());
+            fieldCache.set(path, known);
+          }
+          return known;
+        }));
+        return runs.map((r) => {
+          const out = { ...r, config: { ...(r.config || {}) }, summary: { ...(r.summary || {}) } };
+          missing.forEach((path, i) => {
+            const v = maps[i].get(r.id);
+            if (v !== undefined) setPath(out, path, v, true);
+          });
+          return out;
+        });
       },
       async history(q) {
         const p = new URLSearchParams();
@@ -383,6 +410,12 @@
       hovered: null,
       _runs: null,
       runs() { if (!ctx._runs) ctx._runs = source.runs(); return ctx._runs; },
+      // the runs with these config./summary. paths filled in (when the source can)
+      async runsWith(paths) {
+        const runs = await ctx.runs();
+        const need = paths.filter(Boolean);
+        return need.length && source.withFields ? source.withFields(runs, need) : runs;
+      },
       refresh() { ctx._runs = null; },
       setHighlight(id) {
         ctx.highlight = ctx.highlight === id ? null : id;
@@ -445,6 +478,8 @@
   }
 
   // ------------------------------------------------------------------ line plots (uPlot)
+
+  const groupPaths = (eff) => (eff.groupby && eff.groupby.startsWith("config.") ? [eff.groupby] : []);
 
   function groupValue(run, by) {
     const v = by === "group" ? run.group : dig(run, by);
@@ -564,7 +599,7 @@
     async function load() {
       const mine = ++seq;
       eff = effective(cur, ctx.settings);
-      const runs = (await ctx.runs()).slice(0, eff.max_runs);
+      const runs = (await ctx.runsWith(groupPaths(eff))).slice(0, eff.max_runs);
       runMap = new Map(runs.map((r) => [r.id, r]));
       const keys = (cur.y || []).filter(Boolean);
       if (!runs.length || !keys.length) { data = { series: [] }; draw(); return; }
@@ -833,7 +868,7 @@
         if (JSON.stringify(next) === JSON.stringify(eff) || !data) return null;
         eff = next;
         // the runs again (the page may have handed over fuller ones: a config column to group by)
-        const runs = (await ctx.runs()).slice(0, eff.max_runs);
+        const runs = (await ctx.runsWith(groupPaths(eff))).slice(0, eff.max_runs);
         runMap = new Map(runs.map((r) => [r.id, r]));
         draw();
         return null;
@@ -869,13 +904,19 @@
     return out;
   }
 
+  // the config./summary. paths a spec reads (its runs must hold them)
+  function specPaths(spec) {
+    const m = spec.metric ? [spec.metric.startsWith("summary.") ? spec.metric : `summary.${spec.metric}`] : [];
+    return [...m, spec.groupby, spec.x, spec.y, spec.color, ...(spec.columns || [])].filter((p) => typeof p === "string");
+  }
+
   function simple(kind, render) {
     return function (root, spec, source, ctx) {
       let cur = spec, seq = 0;
       const parts = shell(root, cur, kind);
       async function load() {
         const mine = ++seq;
-        const runs = await ctx.runs();
+        const runs = await ctx.runsWith(specPaths(cur));
         if (mine !== seq) return;
         parts.body.replaceChildren();
         try { await render(parts.body, cur, runs, source, ctx, root); } catch (e) { parts.body.append(el("p", "muted", String(e.message || e))); }
@@ -896,8 +937,10 @@
   }
 
   async function histories(source, runs, metric, agg) {
-    if (!agg || agg === "last") return null;
     const key = metric.replace(/^summary\./, "");
+    // "last" is the summary's value; the history only for runs whose summary lacks it
+    if (!runs.length || !key) return null;
+    if ((!agg || agg === "last") && runs.every((r) => finite(dig(r, `summary.${key}`)))) return null;
     const a = await source.history({ runs: runs.map((r) => r.id), keys: [key], x: "_step", buckets: 1000 });
     return new Map(a.series.map((s) => [s.run, s]));
   }
@@ -1060,7 +1103,8 @@
     const cols = spec.columns && spec.columns.length ? spec.columns : ["name", "state"];
     const RT = window.FulmenRunTable;
     if (RT && typeof RT.mount === "function") {
-      RT.mount(body, { runs, columns: cols, color, onHighlight: (id) => ctx.setHighlight(id) });
+      // a source without query(): the component sorts and filters these runs in the browser
+      RT.mount(body, { source: { runs: async () => runs.slice() }, columns: cols, color, onHighlight: (id) => ctx.setHighlight(id) });
       root.fulmen = { kind: "table", columns: cols, rows: runs.length, component: "FulmenRunTable" };
       return;
     }
@@ -1298,10 +1342,10 @@
   };
 
   function getPath(o, path) { return path.split(".").reduce((c, p) => (c && typeof c === "object" ? c[p] : undefined), o); }
-  function setPath(o, path, v) {
+  function setPath(o, path, v, copy) {
     const parts = path.split("."), last = parts.pop();
     let c = o;
-    for (const p of parts) { if (!c[p] || typeof c[p] !== "object") c[p] = {}; c = c[p]; }
+    for (const p of parts) { c[p] = !c[p] || typeof c[p] !== "object" ? {} : copy ? { ...c[p] } : c[p]; c = c[p]; }
     if (v === undefined || v === "" || v === null) delete c[last]; else c[last] = v;
   }
 
