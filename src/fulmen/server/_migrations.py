@@ -152,10 +152,22 @@ CREATE TABLE IF NOT EXISTS api_keys (
     "CREATE TABLE IF NOT EXISTS anonymous (hash TEXT PRIMARY KEY, created REAL NOT NULL)",
 )
 
+# saved workspaces (_workspaces, _store_workspaces): portable SQL, the layout as JSON text
+_WORKSPACES = (
+    """
+CREATE TABLE IF NOT EXISTS workspaces (
+    entity TEXT NOT NULL, project TEXT NOT NULL, owner TEXT NOT NULL,
+    layout TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (entity, project, owner)
+)
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema the server had before versions", {"sqlite": _V1_SQLITE}),
     # the sweep tables, as fulmen.sweep._sql writes them (portable SQL: PostgreSQL's are the same)
     Migration(2, "sweeps, their trials, metric reports and agents", {"sqlite": SWEEP_TABLES_V1}),
+    Migration(3, "saved workspaces (panel layouts per project and owner)", {"sqlite": _WORKSPACES}),
 )
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from fulmen.server import _series as S
 from fulmen.server._ingest import ROWS, Batch, RunState, decode_batch, json_safe
 from fulmen.server._migrations import MIGRATIONS, Migration, StoreTooNew
+from fulmen.server._store_workspaces import WorkspaceSQL
 from fulmen.server.store import (
     Conflict,
     HistoryQuery,
@@ -1199,6 +1200,21 @@ class SqliteStore:
         with self._lock:
             self._writer.execute("INSERT INTO anonymous VALUES (?, ?)", (_hash(token), time.time()))
         return ANON_PREFIX + token
+
+    # --- workspaces (their SQL: _store_workspaces) ----------------------------------------------
+
+    _workspaces = WorkspaceSQL("?")
+
+    def workspace(self, entity: str, project: str, owner: str) -> dict[str, Any] | None:
+        return self._workspaces.get(self._read, entity, project, owner)
+
+    def put_workspace(self, entity: str, project: str, owner: str, layout: dict[str, Any]) -> float:
+        with self._lock, transaction(self._writer):
+            return self._workspaces.put(self._writer, entity, project, owner, layout)
+
+    def delete_workspace(self, entity: str, project: str, owner: str) -> None:
+        with self._lock, transaction(self._writer):
+            self._workspaces.delete(self._writer, entity, project, owner)
 
     def anonymous_exists(self, entity: str) -> bool:
         if not entity.startswith(ANON_PREFIX):

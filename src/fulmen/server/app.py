@@ -6,6 +6,7 @@ The routes live in one module per resource, each an ``APIRouter`` included here:
     _api_history   chart data, one key's values, the unsampled export
     _api_files     a run's files, artifacts and their files, blobs
     _api_media     a run's media keys with their steps and references, media files inline
+    _workspaces    a project's saved panel layout (the dashboard's workspace)
     _pages         the dashboard's pages, each one route for the page and its JSON twin
 
 plus the meta routes below (health, viewer, anonymous). Every route is wrapped by the one auth layer
@@ -27,7 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from fulmen.__about__ import __version__
-from fulmen.server import _api_files, _api_history, _api_media, _api_runs, _api_sweeps
+from fulmen.server import _api_files, _api_history, _api_media, _api_runs, _api_sweeps, _workspaces
 from fulmen.server._auth import EVERYTHING, AuthMiddleware, BodyLimit
 from fulmen.server._blobs import BlobStore, BlobStoreUnavailable
 from fulmen.server._deps import (
@@ -104,6 +105,7 @@ def create_app(
         _api_media.router,
         _api_files.artifacts_router,
         _api_sweeps.router,
+        _workspaces.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     # the dashboard's pages, after the API so that no page path can shadow an API route

@@ -193,6 +193,17 @@ class Store(Protocol):
         on them; the sweep logic is ``fulmen.sweep._store.SweepStore``)."""
         ...
 
+    def workspace(self, entity: str, project: str, owner: str) -> dict[str, Any] | None:
+        """The saved layout of a project for ``owner`` (``""``: the project's own, ``key:<hash>``
+        a key's) as ``{"layout", "updated"}``, or None (see ``_workspaces``)."""
+        ...
+
+    def put_workspace(self, entity: str, project: str, owner: str, layout: dict[str, Any]) -> float:
+        """Save ``layout`` (validated) for ``owner``; answers when (a UNIX time)."""
+        ...
+
+    def delete_workspace(self, entity: str, project: str, owner: str) -> None: ...
+
     def close(self) -> None: ...
 
 
