@@ -172,7 +172,7 @@ def test_projects_page_lists_the_project(ui: str, page: Any) -> None:
 def test_project_page_lists_runs_and_charts_the_logged_values(ui: str, page: Any) -> None:
     page.goto(ui + "/local/dash")
     page.wait_for_selector('#runs-table[data-rows="5"]')
-    names = page.locator("#runs-body .col-name").all_inner_texts()
+    names = page.locator("#runs-table .rt-body .col-name").all_inner_texts()
     assert {"alpha", "beta", "gamma", "delta", XSS} <= set(names)
     page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
     chart = _chart(page, "loss")
@@ -258,7 +258,7 @@ def test_compare_page_diffs_config(ui: str, page: Any) -> None:
 def test_user_text_is_never_executed(ui: str, page: Any) -> None:
     page.goto(ui + "/local/dash")
     page.wait_for_selector('#runs-table[data-rows="5"]')
-    assert XSS in page.locator("#runs-body").inner_text()
+    assert XSS in page.locator("#runs-table .rt-body").inner_text()
     page.goto(ui + "/local/dash/runs/xss00001")
     page.wait_for_function("() => document.getElementById('console').textContent.length > 0")
     page.hover("#overview")
@@ -294,13 +294,13 @@ def test_live_runs_update_the_table_and_charts(browser: Any, tmp_path: Path) -> 
         page = context.new_page()
         page.goto(url.group(0) + "/local/live?live_ms=300")
         page.wait_for_selector('.panel[data-key="loss"][data-points="1"]')
-        assert page.locator("#runs-body .state").first.inner_text() == "running"
+        assert page.locator("#runs-table .rt-body .state").first.inner_text() == "running"
         for i in range(1, 5):
             writer.history(i, {"loss": 1.0 / (i + 1)})
         page.wait_for_selector('.panel[data-key="loss"][data-points="5"]', timeout=20_000)
         writer.record("exit", {"exit_code": 0, "runtime": 1.0})
         page.wait_for_function(
-            "() => document.querySelector('#runs-body .state').textContent === 'finished'",
+            "() => document.querySelector('#runs-table .rt-body .state').textContent === 'finished'",
             timeout=20_000,
         )
     finally:
