@@ -1,15 +1,11 @@
 """Dashboard benchmarks in Debian's chromium (Playwright) against a real ``fulmen server`` process.
 
-1. Project page with 10,000 runs (20 config + 20 summary values each): time from navigation to the
-   runs table's first rows on screen (first paint of the table, which comes with the page; target
-   <= 1 s), the browser's own first-contentful-paint, the time until all 10,000 runs are loaded
-   into the table (fetched after the first paint), and scrolling: the mean time to render a new
-   window of rows after a jump of the scroll position (virtualized rows), over 50 jumps across
-   the whole table.
-2. A chart of 100 runs x 1M steps of one metric (the server benchmark's database, built directly
-   through the store and cached in benchmarks/results/): time from asking the page for the chart
-   to the canvas being drawn with 100 series (fetch of the buckets + JSON + draw; target <= 1 s),
-   and a full page load with ``?charted=100`` until the chart is drawn.
+(The runs table with 10,000 runs: ``bench_runtable.py``.)
+
+A chart of 100 runs x 1M steps of one metric (the server benchmark's database, built directly
+through the store and cached in benchmarks/results/): time from asking the page for the chart
+to the canvas being drawn with 100 series (fetch of the buckets + JSON + draw; target <= 1 s),
+and a full page load with ``?charted=100`` until the chart is drawn.
 
     python benchmarks/bench_dashboard.py [--repeats N] [--quick]
 """
@@ -37,22 +33,6 @@ ARGS = [
 ]  # fmt: skip
 
 
-def _table_db(path: Path, runs: int) -> None:
-    from fulmen.server._sqlite import SqliteStore
-    from fulmen.track import runlog as rl
-
-    store = SqliteStore(path)
-    for r in range(runs):
-        config = {f"c{j}": (r * 7 + j) % 1000 / 1000 for j in range(20)}
-        summary = {f"s{j}": (r * 13 + j) % 997 / 997 for j in range(20)}
-        meta = {"id": f"r{r}", "name": f"run-{r}", "project": "table", "tags": ["bench"]}
-        body = rl.frame(rl.RUN, rl.json_payload(1, meta))
-        body += rl.frame(rl.CONFIG, rl.json_payload(2, config))
-        body += rl.frame(rl.SUMMARY, rl.json_payload(3, {"update": summary}))
-        store.ingest("bench", "table", f"r{r}", body)
-    store.close()
-
-
 class Server:
     def __init__(self, data: Path, db: Path) -> None:
         self.port = _free_port()
@@ -71,70 +51,6 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
-
-
-def table_cases(page: Any, url: str, runs: int) -> list[Case]:
-    def first_paint() -> float:
-        # measured by the page: navigation start to the frame that shows the first rows
-        page.goto(url + "/bench/table", wait_until="commit")
-        page.wait_for_function("() => window.fulmenTiming && window.fulmenTiming.tablePainted")
-        assert page.locator("#runs-body .vrow a").first.is_visible()
-        assert page.get_attribute("#runs-table", "data-total") == str(runs)
-        return float(page.evaluate("() => window.fulmenTiming.tablePainted")) / 1000
-
-    def first_paint_seen() -> float:
-        # measured from outside: Playwright's clock, until it sees a row (includes its polling,
-        # which waits while the page's main thread parses the whole run list)
-        start = time.perf_counter()
-        page.goto(url + "/bench/table", wait_until="commit")
-        page.wait_for_selector(
-            f'#runs-table[data-total="{runs}"] #runs-body .vrow a', state="visible"
-        )
-        return time.perf_counter() - start
-
-    def all_rows() -> float:
-        start = time.perf_counter()
-        page.goto(url + "/bench/table", wait_until="commit")
-        page.wait_for_selector(f'#runs-table[data-rows="{runs}"] #runs-body .vrow', state="visible")
-        return time.perf_counter() - start
-
-    def fcp() -> float:
-        page.goto(url + "/bench/table")
-        page.wait_for_selector(f'#runs-table[data-rows="{runs}"]')
-        value = page.evaluate(
-            "() => performance.getEntriesByName('first-contentful-paint')[0].startTime"
-        )
-        return float(value) / 1000
-
-    def scroll() -> float:
-        page.goto(url + "/bench/table")
-        page.wait_for_selector(f'#runs-table[data-rows="{runs}"]')
-        seconds = page.evaluate(
-            """async (n) => {
-                const body = document.getElementById("runs-body");
-                const frame = () => new Promise(r => requestAnimationFrame(() => r()));
-                await frame();
-                const t0 = performance.now();
-                for (let i = 1; i <= 50; i++) {
-                    body.scrollTop = (body.scrollHeight - body.clientHeight) * ((i * 37) % 50) / 49;
-                    await frame(); await frame();
-                    const top = Math.floor(body.scrollTop / 26);
-                    const shown = [...body.querySelectorAll(".vrow")].map(r => r.style.top);
-                    if (!shown.includes(`${top * 26}px`)) throw new Error(`row ${top} not drawn`);
-                }
-                return (performance.now() - t0) / 50 / 1000;
-            }""",
-            runs,
-        )
-        return float(seconds)
-
-    return [
-        Case(f"table first paint, {runs:,} runs", first_paint),
-        Case("same, seen by Playwright from outside", first_paint_seen),
-        Case("browser first-contentful-paint", fcp),
-        Case(f"all {runs:,} runs loaded into the table", all_rows),
-        Case("scroll: one jump rendered (2 frames)", scroll),
-    ]
 
 
 def chart_cases(page: Any, url: str, runs: int, steps: int) -> list[Case]:
@@ -174,7 +90,6 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    table_runs = 500 if args.quick else 10_000
     big_runs, big_steps = (5, 20_000) if args.quick else (100, 1_000_000)
     work = Path(tempfile.mkdtemp(prefix="fulmen-bench-dash-"))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -183,21 +98,12 @@ def main() -> None:
         started = time.perf_counter()
         _build_big(big, big_runs, big_steps)
         print(f"(built {big.name} in {time.perf_counter() - started:.0f} s)", flush=True)
-    started = time.perf_counter()
-    _table_db(work / "table.db", table_runs)
-    print(f"(built {table_runs:,} runs in {time.perf_counter() - started:.0f} s)", flush=True)
     report: dict[str, object] = {}
     servers = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            table = Server(work / "table-data", work / "table.db")
-            servers.append(table)
-            for case in table_cases(page, table.url, table_runs):
-                result = compare(case.name, [case], baseline=case.name, repeats=args.repeats)
-                print(result.to_table(), flush=True)
-                report[case.name] = result.results[0].median
             chart = Server(work / "big-data", big)
             servers.append(chart)
             for case in chart_cases(page, chart.url, big_runs, big_steps):

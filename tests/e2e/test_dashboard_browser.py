@@ -300,7 +300,7 @@ def test_live_runs_update_the_table_and_charts(browser: Any, tmp_path: Path) -> 
         page.wait_for_selector('.panel[data-key="loss"][data-points="5"]', timeout=20_000)
         writer.record("exit", {"exit_code": 0, "runtime": 1.0})
         page.wait_for_function(
-            "() => document.querySelector('#runs-table .rt-body .state').textContent === 'finished'",
+            "() => document.querySelector('.rt-body .state').textContent === 'finished'",
             timeout=20_000,
         )
     finally:

@@ -106,7 +106,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     _browser_or_skip()
     root = tmp_path_factory.mktemp("runtable")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
-    code = f"from tests.e2e.test_runtable_browser import build_big; build_big({str(root / 'big.db')!r})"
+    big_db = str(root / "big.db")
+    code = f"from tests.e2e.test_runtable_browser import build_big; build_big({big_db!r})"
     builder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env)
     build_small(root / "small.db")
     small = Server(root / "small-data", root / "small.db")
@@ -149,8 +150,9 @@ def _names(page: Any) -> list[str]:
 
 def _wait_names(page: Any, expected: list[str]) -> None:
     page.wait_for_function(
-        """expected => JSON.stringify([...document.querySelectorAll(
-            '#runs-table .rt-body .rt-row[data-run]')].sort((a, b) => a.dataset.index - b.dataset.index)
+        """expected => JSON.stringify(
+            [...document.querySelectorAll('#runs-table .rt-body .rt-row[data-run]')]
+            .sort((a, b) => a.dataset.index - b.dataset.index)
             .map(r => r.querySelector('.col-name').textContent)) === JSON.stringify(expected)""",
         arg=expected,
     )
@@ -165,7 +167,9 @@ def _query(page: Any) -> dict[str, list[str]]:
     return urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
 
 
-def test_config_columns_show_values_including_nested_keys(servers: dict[str, Any], page: Any) -> None:
+def test_config_columns_show_values_including_nested_keys(
+    servers: dict[str, Any], page: Any
+) -> None:
     _open(page, servers["small"] + "/local/small")
     by_created = [r[0] for r in reversed(RUNS)]  # newest first
     assert _names(page) == by_created
@@ -302,13 +306,16 @@ def test_a_source_without_a_server_sorts_and_filters_in_the_page(
 ) -> None:
     """A report's embedded source answers runs() only: the same expressions, in the browser."""
     _open(page, servers["small"] + "/local/small")
+    runs = [
+        {"id": "a", "name": "one", "state": "finished", "tags": ["x"], "created": 3,
+         "config": {"lr": 0.1, "m": {"d": 2}}, "summary": {"acc": 0.5}},
+        {"id": "b", "name": "two", "state": "crashed", "tags": [], "created": 2,
+         "config": {"lr": 0.01, "m": {"d": 4}}, "summary": {"acc": 0.9}},
+        {"id": "c", "name": "three", "state": "finished", "tags": [], "created": 1,
+         "config": {"lr": 0.2}, "summary": {}},
+    ]  # fmt: skip
     result = page.evaluate(
-        """async () => {
-            const runs = [
-                {id: "a", name: "one", state: "finished", tags: ["x"], config: {lr: 0.1, m: {d: 2}}, summary: {acc: 0.5}, created: 3},
-                {id: "b", name: "two", state: "crashed", tags: [], config: {lr: 0.01, m: {d: 4}}, summary: {acc: 0.9}, created: 2},
-                {id: "c", name: "three", state: "finished", tags: [], config: {lr: 0.2}, summary: {}, created: 1},
-            ];
+        """async (runs) => {
             const box = document.createElement("div");
             document.body.append(box);
             const seen = [];
@@ -330,7 +337,8 @@ def test_a_source_without_a_server_sorts_and_filters_in_the_page(
             box.querySelector('.rt-row[data-run="a"]').dispatchEvent(new MouseEvent("mouseenter"));
             out.highlighted = seen;
             return out;
-        }"""
+        }""",
+        runs,
     )
     assert result["sorted"] == ["two", "one", "three"]  # no value: last
     assert result["filtered"] == ["one"]
@@ -354,7 +362,8 @@ def test_ten_thousand_runs_show_at_once_and_scroll_to_the_last(
     last = page.locator("#runs-table .rt-body .col-name", has_text="run-00000")
     last.wait_for(state="visible")
     box, view = last.bounding_box(), scroller.bounding_box()
-    assert view["y"] <= box["y"] and box["y"] + box["height"] <= view["y"] + view["height"] + 1
+    assert view["y"] <= box["y"]
+    assert box["y"] + box["height"] <= view["y"] + view["height"] + 1
     assert int(table.get_attribute("data-rows") or 0) < BIG  # paged: not every run was loaded
     # sorted by the server, over all 10,000: the largest lr, then the newest of those
     page.locator('#runs-table .rt-head [data-col="config.lr"] .rt-label').click()

@@ -200,7 +200,8 @@ def test_runs_filter_on_run_fields_contains_and_sort(client: TestClient) -> None
     tags, group, id, runtime...), ``~`` (contains), and sorting by any of them."""
     for i in range(6):
         w = LogWriter()
-        w.run(f"f{i}", name=f"exp-{i % 3}_x{i}", tags=["a", "big"] if i < 2 else ["b"], group=f"g{i % 2}")
+        tags = ["a", "big"] if i < 2 else ["b"]
+        w.run(f"f{i}", name=f"exp-{i % 3}_x{i}", tags=tags, group=f"g{i % 2}")
         w.record("config", {"opt": "adam" if i % 2 else "sgd", "model": {"depth": i}})
         if i < 4:
             w.record("exit", {"exit_code": 0, "state": "finished", "runtime": float(i)})

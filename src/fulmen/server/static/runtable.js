@@ -25,7 +25,9 @@
 // through instead, a block of rows at a time as they scroll into view: a project of 10,000 runs
 // never loads them all. FulmenRunTable.apiSource({entity, project}) is such a source.
 //
-// User text is only ever written with textContent.
+// User text is only ever written with textContent. One file for the table and its filter language
+// (parsed here, evaluated here for a source without a server): what a page, a panel or a report
+// exported to one HTML file needs, with no build step.
 "use strict";
 (function () {
   const ROW_H = 26, HEAD_H = 30, BLOCK = 100, MAX_INFLIGHT = 4, SEL_W = 28, SWATCH_W = 22;
@@ -643,7 +645,7 @@
     // ---------------------------------------------------------- painting
 
     paint() {
-      const cols = this.cols();
+      const cols = this.colsNow = this.cols(); // the columns of every row until the next paint
       this.width = SEL_W + SWATCH_W + cols.reduce((a, c) => a + c.width, 0);
       this.canvas.style.width = `${this.width}px`;
       this.canvas.style.height = `${HEAD_H + this.total * ROW_H}px`;
@@ -728,7 +730,7 @@
       for (const [i, row] of this.rendered) {
         if (i < first || i >= last || row.run !== this.rowAt(i)) { row.remove(); this.rendered.delete(i); }
       }
-      const cols = this.cols(), frag = document.createDocumentFragment(), missing = new Set();
+      const cols = this.colsNow || this.cols(), frag = document.createDocumentFragment(), missing = new Set();
       for (let i = first; i < last; i++) {
         if (this.rendered.has(i)) continue;
         const r = this.rowAt(i);
