@@ -44,19 +44,6 @@
     return cur;
   }
 
-  function duration(s) {
-    if (!(s >= 0)) return "";
-    if (s < 60) return `${s.toFixed(1)} s`;
-    if (s < 3600) return `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
-    return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  }
-
-  function when(ts) {
-    if (!ts) return "";
-    const d = new Date(ts * 1000), p = (n) => String(n).padStart(2, "0");
-    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
-  }
-
   // ---------------------------------------------------------------- chart panels (all pages)
 
   class Panels {

@@ -431,7 +431,9 @@
 
     async start(initial) {
       if (this.remote && this.source.columns) {
-        this.source.columns().then((c) => this.setKeys(c)).catch(() => {});
+        this.source.columns().then((c) => this.setKeys(c), (e) => {
+          if (this.waitingForKeys) this.showError(`could not list the keys for filter ${JSON.stringify(this.view.filter)}: ${e.message || e}`);
+        });
       }
       if (this.remote && initial && this.initialFits(initial)) {
         // the first rows came with the page: no request before they are on screen
