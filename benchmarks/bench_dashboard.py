@@ -1,23 +1,19 @@
 """Dashboard benchmarks in Debian's chromium (Playwright) against a real ``fulmen server`` process.
 
-1. Project page with 10,000 runs (20 config + 20 summary values each): time from navigation to the
-   runs table's first rows on screen (first paint of the table, which comes with the page; target
-   <= 1 s), the browser's own first-contentful-paint, the time until all 10,000 runs are loaded
-   into the table (fetched after the first paint), and scrolling: the mean time to render a new
-   window of rows after a jump of the scroll position (virtualized rows), over 50 jumps across
-   the whole table.
-2. A chart of 100 runs x 1M steps of one metric (the server benchmark's database, built directly
+(The runs table with 10,000 runs: ``bench_runtable.py``.)
+
+1. A chart of 100 runs x 1M steps of one metric (the server benchmark's database, built directly
    through the store and cached in benchmarks/results/): time from asking the page for the chart
    to the canvas being drawn with 100 series (fetch of the buckets + JSON + draw; target <= 1 s),
    and a full page load with ``?charted=100`` until the chart is drawn.
-3. Panels: a project page of 100 runs x 6 line panels x 100,000 points per series (built through
+2. Panels: a project page of 100 runs x 6 line panels x 100,000 points per series (built through
    the store, cached in benchmarks/results/): first full paint (navigation to every panel drawn
    with its 100 runs; target <= 1 s) against the projects page (no panels) in the same run, and
    a cursor moved across the 6 synchronized panels (legend values of 600 lines, the tooltip, the
    cursor of every panel): the script time per move and the frame interval while moving (target
    <= 16 ms), against one panel of one run.
 
-    python benchmarks/bench_dashboard.py [--repeats N] [--quick] [--only table,chart,panels]
+    python benchmarks/bench_dashboard.py [--repeats N] [--quick] [--only chart,panels]
 """
 
 from __future__ import annotations
@@ -43,22 +39,6 @@ ARGS = [
 ]  # fmt: skip
 
 
-def _table_db(path: Path, runs: int) -> None:
-    from fulmen.server._sqlite import SqliteStore
-    from fulmen.track import runlog as rl
-
-    store = SqliteStore(path)
-    for r in range(runs):
-        config = {f"c{j}": (r * 7 + j) % 1000 / 1000 for j in range(20)}
-        summary = {f"s{j}": (r * 13 + j) % 997 / 997 for j in range(20)}
-        meta = {"id": f"r{r}", "name": f"run-{r}", "project": "table", "tags": ["bench"]}
-        body = rl.frame(rl.RUN, rl.json_payload(1, meta))
-        body += rl.frame(rl.CONFIG, rl.json_payload(2, config))
-        body += rl.frame(rl.SUMMARY, rl.json_payload(3, {"update": summary}))
-        store.ingest("bench", "table", f"r{r}", body)
-    store.close()
-
-
 class Server:
     def __init__(self, data: Path, db: Path) -> None:
         self.port = _free_port()
@@ -77,70 +57,6 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
-
-
-def table_cases(page: Any, url: str, runs: int) -> list[Case]:
-    def first_paint() -> float:
-        # measured by the page: navigation start to the frame that shows the first rows
-        page.goto(url + "/bench/table", wait_until="commit")
-        page.wait_for_function("() => window.fulmenTiming && window.fulmenTiming.tablePainted")
-        assert page.locator("#runs-body .vrow a").first.is_visible()
-        assert page.get_attribute("#runs-table", "data-total") == str(runs)
-        return float(page.evaluate("() => window.fulmenTiming.tablePainted")) / 1000
-
-    def first_paint_seen() -> float:
-        # measured from outside: Playwright's clock, until it sees a row (includes its polling,
-        # which waits while the page's main thread parses the whole run list)
-        start = time.perf_counter()
-        page.goto(url + "/bench/table", wait_until="commit")
-        page.wait_for_selector(
-            f'#runs-table[data-total="{runs}"] #runs-body .vrow a', state="visible"
-        )
-        return time.perf_counter() - start
-
-    def all_rows() -> float:
-        start = time.perf_counter()
-        page.goto(url + "/bench/table", wait_until="commit")
-        page.wait_for_selector(f'#runs-table[data-rows="{runs}"] #runs-body .vrow', state="visible")
-        return time.perf_counter() - start
-
-    def fcp() -> float:
-        page.goto(url + "/bench/table")
-        page.wait_for_selector(f'#runs-table[data-rows="{runs}"]')
-        value = page.evaluate(
-            "() => performance.getEntriesByName('first-contentful-paint')[0].startTime"
-        )
-        return float(value) / 1000
-
-    def scroll() -> float:
-        page.goto(url + "/bench/table")
-        page.wait_for_selector(f'#runs-table[data-rows="{runs}"]')
-        seconds = page.evaluate(
-            """async (n) => {
-                const body = document.getElementById("runs-body");
-                const frame = () => new Promise(r => requestAnimationFrame(() => r()));
-                await frame();
-                const t0 = performance.now();
-                for (let i = 1; i <= 50; i++) {
-                    body.scrollTop = (body.scrollHeight - body.clientHeight) * ((i * 37) % 50) / 49;
-                    await frame(); await frame();
-                    const top = Math.floor(body.scrollTop / 26);
-                    const shown = [...body.querySelectorAll(".vrow")].map(r => r.style.top);
-                    if (!shown.includes(`${top * 26}px`)) throw new Error(`row ${top} not drawn`);
-                }
-                return (performance.now() - t0) / 50 / 1000;
-            }""",
-            runs,
-        )
-        return float(seconds)
-
-    return [
-        Case(f"table first paint, {runs:,} runs", first_paint),
-        Case("same, seen by Playwright from outside", first_paint_seen),
-        Case("browser first-contentful-paint", fcp),
-        Case(f"all {runs:,} runs loaded into the table", all_rows),
-        Case("scroll: one jump rendered (2 frames)", scroll),
-    ]
 
 
 def chart_cases(page: Any, url: str, runs: int, steps: int) -> list[Case]:
@@ -299,12 +215,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    parser.add_argument("--only", default="table,chart,panels", help="which parts to run")
+    parser.add_argument("--only", default="chart,panels", help="which parts to run")
     args = parser.parse_args()
     only = set(args.only.split(","))
     from playwright.sync_api import sync_playwright
 
-    table_runs = 500 if args.quick else 10_000
     big_runs, big_steps = (5, 20_000) if args.quick else (100, 1_000_000)
     panel_runs, panel_points = (10, 10_000) if args.quick else (100, 100_000)
     work = Path(tempfile.mkdtemp(prefix="fulmen-bench-dash-"))
@@ -316,22 +231,18 @@ def main() -> None:
     if "chart" in only:  # shared with bench_server
         name = f"bench_server_v3_{big_runs}x{big_steps}.db"
         dbs["chart"] = _cached(RESULTS_DIR / name, _build_big, big_runs, big_steps)
-    if "table" in only:
-        dbs["table"] = _cached(work / "table.db", _table_db, table_runs)
     report: dict[str, object] = {}
     servers = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            for part in ("table", "chart", "panels"):
+            for part in ("chart", "panels"):
                 if part not in only:
                     continue
                 server = Server(work / f"{part}-data", dbs[part])
                 servers.append(server)
-                if part == "table":
-                    groups = [[c] for c in table_cases(page, server.url, table_runs)]
-                elif part == "chart":
+                if part == "chart":
                     groups = [[c] for c in chart_cases(page, server.url, big_runs, big_steps)]
                 else:  # each case with its baseline
                     cases = panel_cases(page, server.url, panel_runs, panel_points)

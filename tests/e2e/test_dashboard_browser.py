@@ -190,7 +190,7 @@ def test_projects_page_lists_the_project(ui: str, page: Any) -> None:
 def test_project_page_lists_runs_and_charts_the_logged_values(ui: str, page: Any) -> None:
     page.goto(ui + "/local/dash")
     page.wait_for_selector('#runs-table[data-rows="5"]')
-    names = page.locator("#runs-body .col-name").all_inner_texts()
+    names = page.locator("#runs-table .rt-body .col-name").all_inner_texts()
     assert {"alpha", "beta", "gamma", "delta", XSS} <= set(names)
     page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
     chart = _chart(page, "loss")
@@ -316,7 +316,7 @@ def test_compare_page_diffs_config(ui: str, page: Any) -> None:
 def test_user_text_is_never_executed(ui: str, page: Any) -> None:
     page.goto(ui + "/local/dash")
     page.wait_for_selector('#runs-table[data-rows="5"]')
-    assert XSS in page.locator("#runs-body").inner_text()
+    assert XSS in page.locator("#runs-table .rt-body").inner_text()
     page.goto(ui + "/local/dash/runs/xss00001")
     page.wait_for_function("() => document.getElementById('console').textContent.length > 0")
     page.hover("#overview")
@@ -352,13 +352,13 @@ def test_live_runs_update_the_table_and_charts(browser: Any, tmp_path: Path) -> 
         page = context.new_page()
         page.goto(url.group(0) + "/local/live?live_ms=300")
         page.wait_for_selector('.panel[data-key="loss"][data-points="1"]')
-        assert page.locator("#runs-body .state").first.inner_text() == "running"
+        assert page.locator("#runs-table .rt-body .state").first.inner_text() == "running"
         for i in range(1, 5):
             writer.history(i, {"loss": 1.0 / (i + 1)})
         page.wait_for_selector('.panel[data-key="loss"][data-points="5"]', timeout=20_000)
         writer.record("exit", {"exit_code": 0, "runtime": 1.0})
         page.wait_for_function(
-            "() => document.querySelector('#runs-body .state').textContent === 'finished'",
+            "() => document.querySelector('.rt-body .state').textContent === 'finished'",
             timeout=20_000,
         )
     finally:
@@ -464,8 +464,9 @@ def test_run_colours_are_distinct_and_the_same_on_every_page(ui: str, page: Any)
     assert set(project) == set(ids.values())
     assert len(set(project.values())) == 5  # five runs, five colours
     swatches = page.evaluate(
-        """() => Object.fromEntries([...document.querySelectorAll('#runs-body .vrow[data-run]')]
-            .map(r => [r.dataset.run, getComputedStyle(r.querySelector('.swatch')).borderColor]))"""
+        """() => Object.fromEntries([...document.querySelectorAll('.rt-body .rt-row[data-run]')]
+            .map(r => [r.dataset.run,
+                getComputedStyle(r.querySelector('.rt-swatch')).backgroundColor]))"""
     )
 
     def rgb(css: str) -> str:
@@ -526,6 +527,34 @@ def test_a_saved_workspace_comes_back_after_reload(ui: str, page: Any) -> None:
     assert line["smoothing"] == {"type": "gaussian", "amount": 2}
     page.locator("#workspace-reset").click()  # back to the default layout
     page.wait_for_function("() => !document.querySelector('.fp-panel[data-kind=\"bar\"]')")
+    assert _get(ui + "/api/v1/entities/local/projects/dash/workspace")["saved"] is False
+    assert _errors(page) == []
+
+
+def test_the_table_selection_charts_and_its_view_is_saved_in_the_workspace(
+    ui: str, page: Any
+) -> None:
+    _forget_workspace(ui)
+    page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    # the ticked runs are the charted ones (none ticked: the first of the table)
+    for name in ("alpha", "gamma"):
+        page.locator("#runs-table .rt-body .rt-row", has_text=name).locator(".rt-sel input").check()
+    page.wait_for_selector('.panel[data-key="loss"][data-series="2"]')
+    ids = _run_ids(ui)
+    assert {s["id"] for s in _chart(page, "loss")["series"]} == {ids["alpha"], ids["gamma"]}
+    # the table's view (here its sort) is saved in the workspace and comes back without the URL
+    page.locator('#runs-table .rt-head [data-col="name"] .rt-label').click()
+    page.wait_for_selector('#runs-table[data-sort="-name"]')
+    page.wait_for_function(
+        "() => document.getElementById('workspace-status').textContent === 'saved'"
+    )
+    saved = _get(ui + "/api/v1/entities/local/projects/dash/workspace")
+    assert saved["layout"]["table"]["sort"] == "-name"
+    page.goto(ui + "/local/dash")
+    page.wait_for_selector('#runs-table[data-sort="-name"] .rt-body .rt-row[data-run]')
+    page.locator("#workspace-reset").click()
+    page.wait_for_selector('#runs-table[data-sort="-created"]')
     assert _get(ui + "/api/v1/entities/local/projects/dash/workspace")["saved"] is False
     assert _errors(page) == []
 

@@ -178,7 +178,11 @@ def test_runs_filter_sort_page(client: TestClient) -> None:
         RUNS, params={"field": ["config.model.depth", "summary.loss", "config.nope"], "limit": 1}
     ).json()["runs"][0]
     assert (slim["config"], slim["summary"]) == ({"model": {"depth": 11}}, {"loss": 1.0})
-    assert client.get(RUNS, params={"field": "tags"}).status_code == 422
+    bare = client.get(RUNS, params={"field": "tags", "limit": 1}).json()["runs"][0]
+    assert (bare["config"], bare["summary"], bare["tags"]) == ({}, {}, [])  # run fields only
+    bad_field = client.get(RUNS, params={"field": "bogus"})
+    assert bad_field.status_code == 422
+    assert "'bogus'" in bad_field.json()["detail"]
     assert client.get(RUNS, params={"state": "running"}).json()["total"] == 2
     assert client.get(RUNS, params={"tag": "even", "group": "g0"}).json()["total"] == 2
     paged = client.get(RUNS, params={"sort": "name", "limit": 5, "offset": 10}).json()
@@ -193,9 +197,50 @@ def test_runs_filter_sort_page(client: TestClient) -> None:
     assert columns["config"] == {"lr": 12, "model": 12}
     assert columns["summary"] == {"loss": 12}
     assert columns["history"] == {"_step": 12, "loss": 12}
+    assert columns["paths"] == {"config": {"lr": 12, "model.depth": 12}, "summary": {"loss": 12}}
     projects = client.get("/api/v1/entities/local/projects").json()["projects"]
     assert projects[0]["name"] == "proj"
     assert projects[0]["runs"] == 12
+
+
+def test_runs_filter_on_run_fields_contains_and_sort(client: TestClient) -> None:
+    """The runs table's filter expressions become these: the run's own fields (name, state,
+    tags, group, id, runtime...), ``~`` (contains), and sorting by any of them."""
+    for i in range(6):
+        w = LogWriter()
+        tags = ["a", "big"] if i < 2 else ["b"]
+        w.run(f"f{i}", name=f"exp-{i % 3}_x{i}", tags=tags, group=f"g{i % 2}")
+        w.record("config", {"opt": "adam" if i % 2 else "sgd", "model": {"depth": i}})
+        if i < 4:
+            w.record("exit", {"exit_code": 0, "state": "finished", "runtime": float(i)})
+        post(client, f"f{i}", w.body())
+
+    def ids(*filters: str, sort: str = "id") -> list[str]:
+        answer = client.get(RUNS, params={"filter": list(filters), "sort": sort})
+        assert answer.status_code == 200, answer.text
+        return [r["id"] for r in answer.json()["runs"]]
+
+    assert ids('state="finished"', "runtime>=2") == ["f2", "f3"]
+    assert ids("state!=finished") == ["f4", "f5"]
+    assert ids("tags=a") == ["f0", "f1"]
+    assert ids("tags!=a") == ["f2", "f3", "f4", "f5"]
+    assert ids("tags~BI") == ["f0", "f1"]  # a tag contains, case-insensitive
+    assert ids("name~exp-1") == ["f1", "f4"]
+    assert ids("name~_x") == ids()  # LIKE wildcards are plain text
+    assert ids("name~%") == []
+    assert ids("config.opt~DA") == ["f1", "f3", "f5"]
+    assert ids("group=g0", "config.model.depth>1") == ["f2", "f4"]
+    assert ids("id=f3") == ["f3"]
+    assert ids(sort="-config.model.depth") == ["f5", "f4", "f3", "f2", "f1", "f0"]
+    assert ids(sort="group")[:3] == ["f0", "f2", "f4"]
+    assert ids(sort="-id")[0] == "f5"
+    bad = client.get(RUNS, params={"filter": "tags>1"})
+    assert bad.status_code == 422
+    assert "tags" in bad.json()["detail"]
+    unknown = client.get(RUNS, params={"filter": "colour=red"})
+    assert unknown.status_code == 422
+    assert "'colour=red'" in unknown.json()["detail"]
+    assert client.get(RUNS, params={"filter": "state<null"}).status_code == 422
 
 
 def test_console_system_files_and_exports(blob_client: TestClient) -> None:

@@ -16,14 +16,18 @@ from fulmen.server import _names
 from fulmen.server._auth import EVERYTHING
 from fulmen.server._deps import ProjectDep, ResDep, RunDep, principal, read_body
 from fulmen.server._ingest import BadBatch
-from fulmen.server.store import Filter, RunQuery, StoreFull
+from fulmen.server.store import FILTER_OPS, RUN_FIELDS, Filter, RunQuery, StoreFull
 
 log = logging.getLogger("fulmen.server")
 router = APIRouter(tags=["runs"])
 RUNS = "/entities/{entity}/projects/{project}/runs"
 RUN = RUNS + "/{run_id}"
+_RUN_FIELDS = ", ".join(RUN_FIELDS)
 MAX_REFUSALS = 1000  # refused records listed in an ingest answer (a body can hold millions)
-_FILTER = re.compile(r"^((?:config|summary)\.[^<>=!]+?)(!=|>=|<=|=|<|>)(.*)$")
+_FILTER = re.compile(
+    r"^((?:config|summary)\.[^<>=!~]+?|" + "|".join(RUN_FIELDS) + r")(!=|>=|<=|=|<|>|~)(.*)$",
+    re.DOTALL,
+)
 
 
 class Held(BaseModel):
@@ -55,8 +59,12 @@ class CrashedBody(BaseModel):
 
 def _field(text: str) -> str:
     column, _, path = text.partition(".")
+    if text in RUN_FIELDS:  # always in the answer: naming one alone asks for no config or summary
+        return text
     if column not in ("config", "summary") or not path or len(text) > 300:
-        raise HTTPException(422, f"field {text!r}: write config.<key> or summary.<key>")
+        raise HTTPException(
+            422, f"field {text!r}: write config.<key>, summary.<key> or one of {_RUN_FIELDS}"
+        )
     return text
 
 
@@ -65,8 +73,8 @@ def _parse_filter(text: str) -> Filter:
     if match is None:
         raise HTTPException(
             422,
-            f"filter {text!r}: write config.<key><op><value> or summary.<key><op><value>, "
-            "op one of = != < <= > >=",
+            f"filter {text!r}: write <field><op><value>, field config.<key>, summary.<key> or one "
+            f"of {_RUN_FIELDS}, op one of {' '.join(FILTER_OPS)}",
         )
     path, op, raw = match.groups()
     try:

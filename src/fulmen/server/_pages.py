@@ -133,11 +133,13 @@ def default_x(history: dict[str, int]) -> str:
 def view_project(store: Store, entity: str, project: str, owner: str = "") -> dict[str, Any]:
     """The project page's setup: columns to choose from, the default columns, charts and x-axis,
     and the workspace (the saved panel layout of ``owner``, else the default one). The runs
-    themselves come from ``GET /api/v1/.../runs`` (sorted, filtered, paged there)."""
+    themselves come from ``GET /api/v1/.../runs`` (sorted, filtered, paged there); the first
+    page comes with the page, so the table paints before any request."""
     columns = store.columns(entity, project)
-    summary = [k for k in sorted(columns["summary"]) if not k.startswith(_HIDDEN_PREFIXES)]
+    paths = columns.get("paths") or columns  # leaf paths: config.model.depth, not config.model
+    summary = [k for k in sorted(paths["summary"]) if not k.startswith(_HIDDEN_PREFIXES)]
     chosen = [f"summary.{k}" for k in summary[:4]] + [
-        f"config.{k}" for k in sorted(columns["config"])[:3]
+        f"config.{k}" for k in sorted(paths["config"])[:3]
     ]
     first = store.runs(entity, project, RunQuery(fields=tuple(chosen), limit=FIRST_PAGE))
     if first.total == 0:
@@ -346,17 +348,8 @@ def html_project(view: dict[str, Any]) -> str:
     saved = "saved" if view["workspace"]["saved"] else "default (not saved yet)"
     body = f"""<h1>{esc(project)}</h1>
 <section class="runs">
-<div class="controls">
-<input type="search" id="search" placeholder="search name or id" autocomplete="off">
-<input type="text" id="filter" placeholder="filter, e.g. config.lr&lt;0.01" autocomplete="off">
-<select id="state-filter"><option value="">any state</option><option>running</option>
-<option>finished</option><option>crashed</option><option>failed</option></select>
-<details id="column-chooser"><summary>columns</summary><div id="column-list"></div></details>
-<button type="button" id="compare" disabled>compare selected</button>
-<span id="run-count"></span>
-</div>
-<div id="runs-table" class="vtable" role="table"><div class="vhead" id="runs-head"></div>
-<div class="vbody" id="runs-body"><div class="vspacer" id="runs-spacer"></div></div></div>
+<div id="runs-table"></div>
+<div class="controls"><button type="button" id="compare" disabled>compare selected</button></div>
 </section>
 <section class="charts">
 {_CHART_CONTROLS.format(group=group)}

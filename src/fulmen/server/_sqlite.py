@@ -42,18 +42,23 @@ from fulmen.server._ingest import ROWS, Batch, RunState, decode_batch, json_safe
 from fulmen.server._migrations import MIGRATIONS, Migration, StoreTooNew
 from fulmen.server._store_workspaces import WorkspaceSQL
 from fulmen.server.store import (
+    RUN_FIELDS,
     Conflict,
+    Filter,
     HistoryQuery,
     Ingested,
     NotFound,
     RunPage,
     RunQuery,
     StoreFull,
+    column_paths,
 )
 from fulmen.sweep._sql import Connections, sqlite_snapshot
 
-SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id"}
-OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id", "id", "group",
+                "job_type"}  # fmt: skip
+FIELD_COLUMNS = {"id": "run_id", "group": "grp"}  # RUN_FIELDS names that are not the column's
+OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "~": "LIKE"}
 ANON_PREFIX = "anon-"
 STALE_AFTER = 300.0  # seconds without records or heartbeats before a running run is "stale"
 BLOCK = 64  # pieces per overview block: a chart over 1M points reads 4 rows per series
@@ -87,6 +92,12 @@ def _pick(data: dict[str, Any], paths: list[list[str]]) -> dict[str, Any]:
             if path:
                 target[path[-1]] = value
     return out
+
+
+def _like(value: Any) -> str:
+    """A LIKE pattern matching ``value`` anywhere, its wildcards escaped (``ESCAPE '\\'``)."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _keep_fields(runs: list[dict[str, Any]], fields: tuple[str, ...]) -> None:
@@ -764,6 +775,35 @@ class SqliteStore:
         "config, summary"
     )
 
+    def _filter(self, f: Filter) -> tuple[str, list[Any]]:
+        """One condition of the runs query as SQL and its parameters."""
+        if f.op not in OPS:
+            raise ValueError(f"filter on {f.field!r}: op {f.op!r}, use one of {', '.join(OPS)}")
+        column, _, path = f.field.partition(".")
+        value = int(f.value) if isinstance(f.value, bool) else f.value
+        if f.field == "tags":
+            each = f"FROM json_each({_valid('runs.tags')})"
+            if f.op in ("=", "!="):
+                negate = "NOT " if f.op == "!=" else ""
+                return f"{negate}EXISTS (SELECT 1 {each} WHERE value=?)", [value]
+            if f.op == "~":
+                return f"EXISTS (SELECT 1 {each} WHERE value LIKE ? ESCAPE '\\')", [_like(value)]
+            raise ValueError(f"filter on tags: op {f.op!r}, use = (has the tag), != or ~")
+        if f.field in RUN_FIELDS:
+            sql, params = FIELD_COLUMNS.get(f.field, f.field), []
+        elif column in ("config", "summary") and path:
+            sql, params = f"json_extract({_valid(column)}, ?)", [json_path(path)]
+        else:
+            fields = ", ".join(RUN_FIELDS)
+            raise ValueError(f"filter on {f.field!r}: use config.<key>, summary.<key> or {fields}")
+        if value is None:
+            if f.op not in ("=", "!="):
+                raise ValueError(f"filter on {f.field!r}: compare with null by = or != only")
+            return f"{sql} IS {'NOT ' if f.op == '!=' else ''}NULL", params
+        if f.op == "~":
+            return f"{sql} LIKE ? ESCAPE '\\'", [*params, _like(value)]
+        return f"{sql} {OPS[f.op]} ?", [*params, value]
+
     def runs(self, entity: str, project: str, query: RunQuery) -> RunPage:
         where = ["entity=?", "project=?"]
         params: list[Any] = [entity, project]
@@ -777,25 +817,16 @@ class SqliteStore:
             where.append("grp=?")
             params.append(query.group)
         if query.search:
-            escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("(name LIKE ? ESCAPE '\\' OR run_id LIKE ? ESCAPE '\\')")
-            params += [f"%{escaped}%"] * 2
+            params += [_like(query.search)] * 2
         for f in query.filters:
-            column, _, path = f.field.partition(".")
-            if column not in ("config", "summary") or not path or f.op not in OPS:
-                raise ValueError(f"bad filter {f.field} {f.op}")
-            if f.value is None:
-                is_not = "NOT " if f.op == "!=" else ""
-                where.append(f"json_extract({_valid(column)}, ?) IS {is_not}NULL")
-                params.append(json_path(path))
-            else:
-                where.append(f"json_extract({_valid(column)}, ?) {OPS[f.op]} ?")
-                value = f.value if not isinstance(f.value, bool) else int(f.value)
-                params += [json_path(path), value]
+            sql, more = self._filter(f)
+            where.append(sql)
+            params += more
         descending = query.sort.startswith("-")
         sort = query.sort.lstrip("-+")
         if sort in SORT_COLUMNS:
-            order = {"run_id": "run_id"}.get(sort, sort)
+            order = FIELD_COLUMNS.get(sort, sort)
             order_params: list[Any] = []
         else:
             column, _, path = sort.partition(".")
@@ -820,18 +851,24 @@ class SqliteStore:
             _keep_fields(runs, query.fields)
         return RunPage(int(total), runs)
 
-    def columns(self, entity: str, project: str) -> dict[str, dict[str, int]]:
+    def columns(self, entity: str, project: str) -> dict[str, Any]:
         """Every top-level config and summary key of the project's runs, and every history key,
-        each with the number of runs that have it (the runs table's column chooser)."""
+        each with the number of runs that have it; and under ``paths`` every leaf path of config
+        and summary (``model.depth``: the runs table's column picker)."""
         con = self._read
-        out: dict[str, dict[str, int]] = {}
-        for column in ("config", "summary"):
-            rows = con.execute(
-                f"SELECT j.key, count(*) FROM runs, json_each({_valid('runs.' + column)}) AS j "
-                "WHERE entity=? AND project=? GROUP BY j.key ORDER BY j.key",
-                (entity, project),
-            ).fetchall()
-            out[column] = {str(k): int(n) for k, n in rows}
+        out: dict[str, Any] = {}
+        docs: dict[str, list[Any]] = {"config": [], "summary": []}
+        for config, summary in con.execute(
+            "SELECT config, summary FROM runs WHERE entity=? AND project=?", (entity, project)
+        ):
+            docs["config"].append(_loads(config, {}))
+            docs["summary"].append(_loads(summary, {}))
+        for column, values in docs.items():
+            counts: collections.Counter[str] = collections.Counter()
+            for value in values:
+                counts.update(value.keys())
+            out[column] = dict(sorted(counts.items()))
+        out["paths"] = {column: column_paths(iter(values)) for column, values in docs.items()}
         rows = con.execute(
             "SELECT key, count(*) FROM series WHERE rid IN "
             "(SELECT rid FROM runs WHERE entity=? AND project=?) GROUP BY key ORDER BY key",

@@ -42,10 +42,19 @@ class StoreFull(OSError):
     Nothing of the write that met it was kept; the same write succeeds once there is room."""
 
 
+# the run's own fields a filter or a sort may name (besides config.<path> and summary.<path>)
+RUN_FIELDS = ("id", "name", "state", "group", "job_type", "tags", "created", "updated", "runtime",
+              "rows")  # fmt: skip
+FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "~")
+
+
 @dataclass(frozen=True)
 class Filter:
     """One condition on runs: ``field`` is ``config.<path>`` or ``summary.<path>`` (dots go into
-    nested objects), ``op`` one of ``= != < <= > >=``, ``value`` a JSON value."""
+    nested objects) or one of ``RUN_FIELDS``; ``op`` one of ``= != < <= > >=`` or ``~`` (contains,
+    case-insensitive; on ``tags``: a tag contains); ``value`` a JSON value. On ``tags``, ``=`` and
+    ``!=`` mean the run has (has not) that tag. A run without the value matches no comparison but
+    ``= null``."""
 
     field: str
     op: str
@@ -61,7 +70,7 @@ class RunQuery:
     group: str | None = None
     search: str | None = None  # a substring of the name or id (case-insensitive)
     filters: tuple[Filter, ...] = ()
-    sort: str = "-created"  # a column (created, updated, name, state, runtime) or config./summary.
+    sort: str = "-created"  # a RUN_FIELDS name but tags (or run_id), config.<path>, summary.<path>
     limit: int = 50
     offset: int = 0
     # only these config./summary. paths in each run's config and summary (None: all of them)
@@ -95,6 +104,27 @@ class RunPage:
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
+def column_paths(docs: Iterator[dict[str, Any]]) -> dict[str, int]:
+    """Every leaf path of ``docs`` (config or summary objects) dotted (``model.depth``), with the
+    number of docs that have it. Nested objects are walked, except media values (a ``_type`` key)
+    and empty objects, which are leaves like lists and scalars. Shared by the stores: the runs
+    table's column picker lists these."""
+    counts: dict[str, int] = {}
+
+    def walk(obj: dict[str, Any], prefix: str) -> None:
+        for key, value in obj.items():
+            path = prefix + key
+            if isinstance(value, dict) and value and "_type" not in value:
+                walk(value, path + ".")
+            else:
+                counts[path] = counts.get(path, 0) + 1
+
+    for doc in docs:
+        if isinstance(doc, dict):
+            walk(doc, "")
+    return dict(sorted(counts.items()))
+
+
 class Store(Protocol):
     """Every read and write the server makes. Names are validated before they get here."""
 
@@ -120,7 +150,10 @@ class Store(Protocol):
 
     def runs(self, entity: str, project: str, query: RunQuery) -> RunPage: ...
 
-    def columns(self, entity: str, project: str) -> dict[str, dict[str, int]]: ...
+    def columns(self, entity: str, project: str) -> dict[str, Any]:
+        """``{"config", "summary", "history"}``: top-level keys with their number of runs, and
+        ``"paths": {"config", "summary"}``, the leaf paths (``column_paths``)."""
+        ...
 
     def run(self, entity: str, project: str, run_id: str) -> dict[str, Any]: ...
 

@@ -28,32 +28,6 @@
   // a run's colour: its place in the project (panels.js), the same on every page
   const color = (id) => P.color(id);
 
-  function text(v) {
-    if (v === null || v === undefined) return "";
-    if (typeof v === "number") return P.fmt(v);
-    if (typeof v === "string") return v;
-    return JSON.stringify(v);
-  }
-
-  function dig(obj, path) {
-    let cur = obj;
-    for (const p of path.split(".")) { if (cur === null || typeof cur !== "object") return undefined; cur = cur[p]; }
-    return cur;
-  }
-
-  function duration(s) {
-    if (!(s >= 0)) return "";
-    if (s < 60) return `${s.toFixed(1)} s`;
-    if (s < 3600) return `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
-    return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  }
-
-  function when(ts) {
-    if (!ts) return "";
-    const d = new Date(ts * 1000), p = (n) => String(n).padStart(2, "0");
-    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
-  }
-
   // ---------------------------------------------------------------- chart panels (all pages)
 
   // the charts of a page: a grid of panels (panels.js) over the page's runs; the page's controls
@@ -118,19 +92,9 @@
 
   // ---------------------------------------------------------------- project page
 
-  const ROW_H = 26;
-  const BUILTIN = [
-    { key: "state", label: "state", sort: "state", get: (r) => r.state },
-    { key: "name", label: "name", sort: "name", get: (r) => r.name || r.id },
-    { key: "tags", label: "tags", get: (r) => (r.tags || []).join(", ") },
-    { key: "group", label: "group", get: (r) => r.group },
-    { key: "created", label: "created", sort: "created", get: (r) => when(r.created) },
-    { key: "duration", label: "duration", sort: "runtime", get: (r) => duration(r.runtime) },
-  ];
-
   // the project page's charts: its saved workspace (or the default one), over the runs the
-  // table charts; every change to the layout is saved (PUT .../workspace)
-  function projectCharts(shown) {
+  // table charts; every change to the layout is saved (PUT .../workspace), with the table's view
+  function projectCharts(shown, tableView) {
     const source = P.apiSource({ entity: view.entity, project: view.project });
     // every run came with the page: their colours are known without asking
     if (view.first.runs.length === view.first.total) P.rankRuns(view.first.runs);
@@ -141,7 +105,7 @@
     const keys = Object.keys(view.columns.history).filter((k) => !k.startsWith("_")).sort();
     const c = charts(document.getElementById("charts"), ws.layout, source, {
       editable: true,
-      onChange: saveWorkspace,
+      onChange: (layout) => saveWorkspace(tableView(layout)),
       onDirty: () => { document.getElementById("workspace-status").textContent = "changed, saving soon…"; },
       choices: { keys, x: view.x_choices, groupby: ["group", ...config], columns: ["name", "state", "group", ...config, ...summary] },
     });
@@ -174,163 +138,82 @@
   }
 
   function projectPage() {
-    const state = {
-      columns: view.default_columns.slice(),
-      sort: "-created", search: "", filter: "", runState: "",
-      runs: view.first.runs, total: view.first.total, shown: null, selected: new Set(),
+    // the workspace keeps the table's view too ({columns, pinned, sort, filter}: its "table")
+    const ws = view.workspace || {};
+    let tableState = (ws.layout && ws.layout.table) || null;
+    const tableView = (layout) => {
+      const out = { ...layout };
+      if (tableState) out.table = tableState; else delete out.table;
+      return out;
     };
-    const panels = projectCharts(() => shownRuns());
-    const head = document.getElementById("runs-head"), body = document.getElementById("runs-body");
-    const spacer = document.getElementById("runs-spacer"), layer = el("div", "vlayer");
-    body.append(layer);
-    window.addEventListener("fulmen-colors", () => renderRows()); // the runs' colours are known
-
-    const columns = () => [
-      ...BUILTIN,
-      ...state.columns.map((c) => ({ key: c, label: c, sort: c, get: (r) => text(dig(c.startsWith("config.") ? r.config || {} : r.summary || {}, c.slice(c.indexOf(".") + 1))) })),
-    ];
-
-    function renderHead() {
-      head.replaceChildren();
-      const row = el("div", "vrow");
-      row.append(el("span", "cell sel", ""), el("span", "cell eye", "chart"));
-      for (const c of columns()) {
-        const cell = el("span", `cell col-${c.key.replace(/[^a-z0-9]/gi, "_")}`, c.label);
-        if (c.sort) {
-          cell.classList.add("sortable");
-          if (state.sort === c.sort) cell.textContent += " ▲";
-          if (state.sort === `-${c.sort}`) cell.textContent += " ▼";
-          cell.addEventListener("click", () => { state.sort = state.sort === `-${c.sort}` ? c.sort : `-${c.sort}`; load(); });
-        }
-        row.append(cell);
-      }
-      head.append(row);
-    }
-
-    function renderChooser() {
-      const list = document.getElementById("column-list");
-      list.replaceChildren();
-      for (const kind of ["summary", "config"]) {
-        for (const k of Object.keys(view.columns[kind]).sort()) {
-          const name = `${kind}.${k}`, label = el("label"), box = el("input");
-          box.type = "checkbox"; box.value = name; box.checked = state.columns.includes(name);
-          box.addEventListener("change", () => {
-            state.columns = box.checked ? [...state.columns, name] : state.columns.filter((c) => c !== name);
-            load();
-          });
-          label.append(box, document.createTextNode(" " + name));
-          list.append(label);
-        }
-      }
-    }
-
-    function shownRuns() {
-      if (state.shown) return state.runs.filter((r) => state.shown.has(r.id));
-      return state.runs.slice(0, CHARTED); // by default the first runs of the table are charted
-    }
-
-    function renderRows() {
-      const top = body.scrollTop, h = body.clientHeight || 400;
-      const first = Math.max(0, Math.floor(top / ROW_H) - 5), last = Math.min(state.total, Math.ceil((top + h) / ROW_H) + 5);
-      const cols = columns(), shown = new Set(shownRuns().map((r) => r.id));
-      const frag = document.createDocumentFragment();
-      for (let i = first; i < last; i++) {
-        const r = state.runs[i], row = el("div", "vrow");
-        row.style.top = `${i * ROW_H}px`;
-        if (!r) { row.append(el("span", "cell muted", "loading…")); frag.append(row); continue; }
-        row.dataset.run = r.id;
-        const sel = el("input"); sel.type = "checkbox"; sel.checked = state.selected.has(r.id);
-        sel.addEventListener("change", () => { sel.checked ? state.selected.add(r.id) : state.selected.delete(r.id); updateCompare(); });
-        const selCell = el("span", "cell sel"); selCell.append(sel);
-        const eye = el("span", "cell eye");
-        const sw = el("button", "swatch"); sw.type = "button"; sw.title = "show in charts";
-        sw.style.background = shown.has(r.id) ? color(r.id) : "transparent";
-        sw.style.borderColor = color(r.id);
-        sw.addEventListener("click", () => {
-          if (!state.shown) state.shown = new Set(shownRuns().map((x) => x.id));
-          state.shown.has(r.id) ? state.shown.delete(r.id) : state.shown.add(r.id);
-          renderRows(); panels.setRuns(shownRuns());
-        });
-        eye.append(sw);
-        row.append(selCell, eye);
-        for (const c of cols) {
-          const cell = el("span", `cell col-${c.key.replace(/[^a-z0-9]/gi, "_")}`);
-          if (c.key === "name") {
-            const a = el("a", "", c.get(r)); a.href = `/${enc(view.entity)}/${enc(view.project)}/runs/${enc(r.id)}`;
-            cell.append(a);
-          } else if (c.key === "state") {
-            cell.append(el("span", `state state-${r.stale ? "stale" : r.state}`, r.stale ? "stale" : r.state));
-          } else cell.textContent = c.get(r);
-          row.append(cell);
-        }
-        frag.append(row);
-      }
-      layer.replaceChildren(frag);
-    }
-
-    function updateCompare() {
+    // the runs table (runtable.js): paged from the server, its view kept in the URL; ticked runs
+    // are charted (none ticked: the first CHARTED runs of the table) and go to the compare page
+    let firstRows = view.first.runs, table = null;
+    const charted = () => {
+      const picked = table ? table.selectedRuns() : []; // (onLoad may run inside mount)
+      return picked.length ? picked : firstRows.slice(0, CHARTED);
+    };
+    const panels = projectCharts(charted, tableView);
+    const RT = window.FulmenRunTable;
+    const saved = tableState || {};
+    let saveTimer = null;
+    table = RT.mount(document.getElementById("runs-table"), {
+      source: RT.apiSource({ entity: view.entity, project: view.project }),
+      columns: saved.columns || [...RT.DEFAULT_COLUMNS, ...view.default_columns],
+      pinned: saved.pinned,
+      sort: saved.sort,
+      filters: saved.filter,
+      initial: { total: view.first.total, runs: view.first.runs, sort: "-created", columns: view.default_columns },
+      url: true,
+      color,
+      runUrl: (r) => `/${enc(view.entity)}/${enc(view.project)}/runs/${enc(r.id)}`,
+      onSelect: (ids) => { updateCompare(ids); panels.setRuns(charted()); },
+      onLoad: ({ rows, initial }) => {
+        const before = charted().map((r) => r.id).join();
+        firstRows = rows;
+        if (!initial || charted().map((r) => r.id).join() !== before) panels.setRuns(charted());
+      },
+      onChange: (state) => {
+        tableState = state;
+        const status = document.getElementById("workspace-status");
+        if (status) status.textContent = "changed, saving soon…";
+        clearTimeout(saveTimer);
+        saveTimer = setTimeout(() => saveWorkspace(tableView(panels.grid.layout())), 400);
+      },
+    });
+    window.addEventListener("fulmen-colors", () => table.update({})); // the runs' colours are known
+    const reset = document.getElementById("workspace-reset");
+    if (reset) reset.addEventListener("click", () => {
+      clearTimeout(saveTimer);
+      tableState = null;
+      table.update({ columns: [...RT.DEFAULT_COLUMNS, ...view.default_columns], pinned: ["name"], sort: "-created", filters: "" });
+    });
+    function updateCompare(ids) {
       const b = document.getElementById("compare");
-      b.disabled = state.selected.size < 1;
-      b.textContent = `compare selected (${state.selected.size})`;
+      b.disabled = ids.length < 1;
+      b.textContent = `compare selected (${ids.length})`;
     }
     document.getElementById("compare").addEventListener("click", () => {
       const q = new URLSearchParams();
-      for (const id of state.selected) q.append("run", id);
+      for (const id of table.selected()) q.append("run", id);
       location.href = `/${enc(view.entity)}/${enc(view.project)}/compare?${q}`;
     });
 
-    let loading = 0;
-    async function load(quiet) {
-      const seq = ++loading;
-      const q = new URLSearchParams({ limit: "10000", sort: state.sort });
-      if (state.search) q.set("search", state.search);
-      if (state.runState) q.append("state", state.runState);
-      for (const f of state.filter.split(";").map((s) => s.trim()).filter(Boolean)) q.append("filter", f);
-      for (const c of state.columns) q.append("field", c);
-      if (!state.columns.length) q.append("field", "config.__none__");
-      let page;
-      try { page = await getJSON(api(`/runs?${q}`)); } catch (e) {
-        document.getElementById("run-count").textContent = String(e.message || e); return;
-      }
-      if (seq !== loading) return;
-      const wasLive = state.runs.some((r) => r.state === "running");
-      state.runs = page.runs; state.total = page.total;
-      paint();
-      // charts too, and once more after the last running run ended (its final points)
-      if (!quiet || wasLive) await panels.setRuns(shownRuns());
-    }
-
-    let scheduled = false;
-    body.addEventListener("scroll", () => {
-      if (scheduled) return;
-      scheduled = true;
-      requestAnimationFrame(() => { scheduled = false; renderRows(); });
-    });
-    const debounce = (fn) => { let t; return () => { clearTimeout(t); t = setTimeout(fn, 200); }; };
-    const search = document.getElementById("search"), filter = document.getElementById("filter");
-    search.addEventListener("input", debounce(() => { state.search = search.value; load(); }));
-    filter.addEventListener("change", () => { state.filter = filter.value; load(); });
-    document.getElementById("state-filter").addEventListener("change", (e) => { state.runState = e.target.value; load(); });
-    function paint() {
-      document.getElementById("run-count").textContent = `${state.total} runs`;
-      spacer.style.height = `${state.total * ROW_H}px`;
-      renderHead(); renderRows();
-      const table = document.getElementById("runs-table");
-      table.dataset.rows = String(state.runs.length);
-      table.dataset.total = String(state.total);
-    }
-    renderChooser();
-    paint(); // the first runs came with the page: the table paints before the whole list loads
-    // when that frame is on screen (for the benchmarks), then fetch every run
-    requestAnimationFrame(() => setTimeout(() => {
-      window.fulmenTiming = { tablePainted: performance.now() };
-      // the media of the charted runs once the charts are drawn (a request per run: they would
-      // queue before the charts' own on a busy server)
-      load().then(() => panels.grid.ready()).then(() => mediaSideBySide(document.getElementById("media"), shownRuns()));
-    }, 0));
-    // live: while a run is running, refresh the table (states) and its charts
-    setInterval(() => { if (state.runs.some((r) => r.state === "running")) load(true); }, LIVE_MS);
-    window.fulmenDashboard = { state, panels, load };
+    window.fulmenTiming = { tablePainted: table.timing.firstRows };
+    // the media of the charted runs once the charts are drawn (a request per run: they would
+    // queue before the charts' own on a busy server)
+    panels.setRuns(charted()).then(() => panels.grid.ready())
+      .then(() => mediaSideBySide(document.getElementById("media"), charted()));
+    // live: while a run is running, refresh the table's rows (states) and the charts, and once
+    // more after the last running run ended (its final points)
+    let live = firstRows.some((r) => r.state === "running");
+    setInterval(async () => {
+      if (!live && !table.rows(100).some((r) => r.state === "running")) return;
+      await table.refresh();
+      live = table.rows(100).some((r) => r.state === "running");
+      panels.setRuns(charted());
+    }, LIVE_MS);
+    window.fulmenDashboard = { table, panels, state: { get runs() { return table.rows(); } } };
   }
 
   // ---------------------------------------------------------------- run page
