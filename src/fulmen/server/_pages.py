@@ -657,7 +657,7 @@ def _short(value: Any) -> Any:
 
 def _yaml(config: Any) -> str:
     """A sweep config as YAML, in its own key order (as users write sweep.yaml)."""
-    import yaml
+    import yaml  # type: ignore[import-untyped, unused-ignore]
 
     text: str = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
     return text
