@@ -219,9 +219,13 @@ def _answers(value_status: int = 422) -> Iterator[None]:
 
 def _sweep(res: ResDep, names: tuple[str, str], sweep_id: str) -> SweepRecord:
     """The sweep ``sweep_id`` of the path's entity and project, else 404."""
+    return _sweep_of(res.sweeps, names, sweep_id)
+
+
+def _sweep_of(sweeps: ServerSweeps, names: tuple[str, str], sweep_id: str) -> SweepRecord:
     _names.run_id(sweep_id, "sweep id")
     with _answers():
-        record = res.sweeps.book.sweep(sweep_id)
+        record = sweeps.book.sweep(sweep_id)
     if (record.entity, record.project) != names:
         raise HTTPException(404, f"no sweep {sweep_id!r} in {names[0]}/{names[1]}")
     return record
@@ -272,7 +276,12 @@ def _latent(config: SweepConfig, latent: dict[str, Any]) -> dict[str, Any]:
 
 @router.get(SWEEPS, summary="Sweeps of a project, with their progress")
 def list_sweeps(res: ResDep, names: ProjectDep) -> dict[str, Any]:
-    sweeps = res.sweeps
+    return project_sweeps(res.sweeps, names)
+
+
+def project_sweeps(sweeps: ServerSweeps, names: tuple[str, str]) -> dict[str, Any]:
+    """``{"sweeps": [...]}``: the sweeps of a project with their progress (the API's answer and
+    the dashboard's sweeps list)."""
     records = sweeps.book.sweeps(*names)
     counts = sweeps.book.counts([r.id for r in records])
     return {"sweeps": [_record_json(sweeps, r, counts[r.id]) for r in records]}
@@ -294,8 +303,19 @@ def get_sweep(
     trials: Annotated[bool, Query(description="include the trials and the best so far")] = True,
     analysis: Annotated[bool, Query(description="include importance and correlation")] = True,
 ) -> dict[str, Any]:
-    sweeps = res.sweeps
-    _sweep(res, names, sweep_id)
+    return sweep_answer(res.sweeps, names, sweep_id, trials=trials, analysis=analysis)
+
+
+def sweep_answer(
+    sweeps: ServerSweeps,
+    names: tuple[str, str],
+    sweep_id: str,
+    *,
+    trials: bool = True,
+    analysis: bool = True,
+) -> dict[str, Any]:
+    """One sweep as ``GET .../sweeps/{id}`` answers it (the sweep page's data too)."""
+    _sweep_of(sweeps, names, sweep_id)
     with _answers():
         sweeps.book.settle_dead(sweep_id)  # a dead agent's trial is settled when looked at
         record = sweeps.book.sweep(sweep_id)

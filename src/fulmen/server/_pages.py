@@ -28,7 +28,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from fulmen.__about__ import __version__
 from fulmen.server import _names
+from fulmen.server._api_sweeps import project_sweeps, sweep_answer
 from fulmen.server._auth import EVERYTHING
+from fulmen.server._deps import ResDep
 from fulmen.server._ingest import json_safe
 from fulmen.server._workspaces import HIDDEN_PREFIXES, owner_of, workspace_view
 from fulmen.server.store import NotFound, RunQuery, Store
@@ -130,11 +132,18 @@ def default_x(history: dict[str, int]) -> str:
     return "trainer/global_step" if "trainer/global_step" in history else "_step"
 
 
-def view_project(store: Store, entity: str, project: str, owner: str = "") -> dict[str, Any]:
+def view_project(
+    store: Store,
+    entity: str,
+    project: str,
+    owner: str = "",
+    sweeps: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The project page's setup: columns to choose from, the default columns, charts and x-axis,
-    and the workspace (the saved panel layout of ``owner``, else the default one). The runs
-    themselves come from ``GET /api/v1/.../runs`` (sorted, filtered, paged there); the first
-    page comes with the page, so the table paints before any request."""
+    the workspace (the saved panel layout of ``owner``, else the default one) and the project's
+    ``sweeps`` (as ``GET .../sweeps`` answers them). The runs themselves come from
+    ``GET /api/v1/.../runs`` (sorted, filtered, paged there); the first page comes with the page,
+    so the table paints before any request."""
     columns = store.columns(entity, project)
     paths = columns.get("paths") or columns  # leaf paths: config.model.depth, not config.model
     summary = [k for k in sorted(paths["summary"]) if not k.startswith(_HIDDEN_PREFIXES)]
@@ -155,7 +164,28 @@ def view_project(store: Store, entity: str, project: str, owner: str = "") -> di
         "x": default_x(columns["history"]),
         "x_choices": _x_choices(columns["history"]),
         "workspace": workspace_view(store, entity, project, owner),
+        "sweeps": [_sweep_brief(sw) for sw in sweeps or []],
     }
+
+
+def _sweep_brief(sweep: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "name", "method", "metric", "state", "created", "progress")
+    return {k: sweep.get(k) for k in keys}
+
+
+def view_sweeps(entity: str, project: str, sweeps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sweeps list of a project (``sweeps``: as ``GET .../sweeps`` answers them)."""
+    return {"entity": entity, "project": project, "sweeps": [_sweep_brief(s) for s in sweeps]}
+
+
+def view_sweep(entity: str, project: str, sweep: dict[str, Any]) -> dict[str, Any]:
+    """The sweep page: ``sweep`` as ``GET .../sweeps/{id}`` answers it (config, state, progress,
+    trials, best so far, importance, correlation) and the names of its searched parameters, in
+    the config's order (the table's columns and the parallel-coordinates axes)."""
+    config = sweep.get("config") or {}
+    params = [k for k, v in (config.get("parameters") or {}).items()
+              if not (isinstance(v, dict) and set(v) == {"value"})]  # fmt: skip
+    return {"entity": entity, "project": project, "sweep": sweep, "parameters": params}
 
 
 def _x_choices(history: dict[str, int]) -> list[str]:
@@ -346,7 +376,13 @@ def html_project(view: dict[str, Any]) -> str:
         '<option value="group">run group</option></select></label>'
     )
     saved = "saved" if view["workspace"]["saved"] else "default (not saved yet)"
+    sweeps = ""
+    if view.get("sweeps"):
+        listed = _sweeps_table(entity, project, view["sweeps"])
+        sweeps = f"""<section id="sweeps"><h2>Sweeps</h2>{listed}
+<p><a href="{esc(f"/{entity}/{project}/sweeps")}">all sweeps</a></p></section>"""
     body = f"""<h1>{esc(project)}</h1>
+{sweeps}
 <section class="runs">
 <div id="runs-table"></div>
 <div class="controls"><button type="button" id="compare" disabled>compare selected</button></div>
@@ -494,6 +530,136 @@ def html_compare(view: dict[str, Any]) -> str:
     return _page("compare", crumbs, body, view, "compare")
 
 
+def _sweeps_table(entity: str, project: str, sweeps: list[dict[str, Any]]) -> str:
+    rows = []
+    for sw in sweeps:
+        href = f"/{entity}/{project}/sweeps/{sw['id']}"
+        metric = sw.get("metric") or {}
+        progress = sw.get("progress") or {}
+        cap = progress.get("run_cap") or progress.get("size")
+        count = f"{progress.get('trials', 0)}" + (f" / {cap}" if cap else "")
+        rows.append(
+            f'<tr><td><a href="{esc(href)}">{esc(sw.get("name") or sw["id"])}</a></td>'
+            f"<td>{esc(sw.get('method'))}</td><td>{esc(metric.get('name') or '')} "
+            f"{esc(metric.get('goal') or '')}</td><td>{_state(sw.get('state'))}</td>"
+            f'<td class="num">{esc(count)}</td><td>{_when(sw.get("created"))}</td></tr>'
+        )
+    return (
+        '<table class="plain sweeps"><thead><tr><th>sweep</th><th>method</th><th>metric</th>'
+        '<th>state</th><th class="num">trials</th><th>created</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _state(state: Any) -> str:
+    return f'<span class="state state-{esc(state)}">{esc(state)}</span>'
+
+
+def html_sweeps(view: dict[str, Any]) -> str:
+    entity, project = view["entity"], view["project"]
+    table = (
+        _sweeps_table(entity, project, view["sweeps"])
+        if view["sweeps"]
+        else '<p class="empty">No sweeps yet. Start one with <code>fulmen sweep</code>.</p>'
+    )
+    crumbs = [("projects", "/"), (entity, ""), (project, f"/{entity}/{project}"), ("sweeps", "")]
+    return _page("sweeps", crumbs, f"<h1>Sweeps of {esc(project)}</h1>{table}", view, "sweeps")
+
+
+IMPORTANCE_METHODS = {
+    "fanova": "fANOVA (Optuna's FanovaImportanceEvaluator)",
+    "ped_anova": "PED-ANOVA (Optuna's PedAnovaImportanceEvaluator)",
+}
+
+
+def html_sweep(view: dict[str, Any]) -> str:
+    entity, project, sweep = view["entity"], view["project"], view["sweep"]
+    params = view["parameters"]
+    metric = (sweep.get("metric") or {}).get("name")
+    head = "".join(f"<th>{esc(p)}</th>" for p in params)
+    rows = []
+    for t in sweep.get("trials") or []:
+        run = f"/{entity}/{project}/runs/{t['run_id']}"
+        cells = "".join(f"<td>{esc(_short((t.get('params') or {}).get(p)))}</td>" for p in params)
+        value = t.get("value")
+        rows.append(
+            f'<tr data-trial="{esc(t["number"])}"><td class="num">{esc(t["number"])}</td>'
+            f"<td>{_state(t.get('state'))}</td>{cells}"
+            f'<td class="num metric">{"" if value is None else esc(_short(value))}</td>'
+            f'<td><a href="{esc(run)}">{esc(t["run_id"])}</a></td></tr>'
+        )
+    trials = (
+        f'<table class="plain" id="trials"><thead><tr><th class="num">trial</th><th>state</th>'
+        f'{head}<th class="num">{esc(metric or "metric")}</th><th>run</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    importance = sweep.get("importance") or {}
+    correlation = sweep.get("correlation") or {}
+    method = str(importance.get("method") or "")
+    imp, cor = importance.get("values") or {}, correlation.get("values") or {}
+    facts = "".join(
+        f'<tr><th>{esc(p)}</th><td class="num">{esc(_num(imp.get(p)))}</td>'
+        f'<td class="num">{esc(_num(cor.get(p)))}</td></tr>'
+        for p in params
+    )
+    note = f'<p class="muted" id="importance-note">{esc(importance["note"])}</p>' if (
+        importance.get("note")) else ""  # fmt: skip
+    progress = sweep.get("progress") or {}
+    best = sweep.get("best") or {}
+    overview = {
+        "state": sweep.get("state"),
+        "method": sweep.get("method"),
+        "metric": f"{metric} ({(sweep.get('metric') or {}).get('goal')})" if metric else None,
+        "trials": progress.get("trials"),
+        "of": progress.get("run_cap") or progress.get("size"),
+        "by state": ", ".join(
+            f"{k} {v}" for k, v in sorted((progress.get("states") or {}).items())
+        ),
+        "best": f"{best.get('value')} (trial {best.get('number')})" if best else None,
+        "created": sweep.get("created"),
+    }
+    overview = {k: v for k, v in overview.items() if v not in (None, "")}
+    title = str(sweep.get("name") or sweep["id"])
+    body = f"""<h1>Sweep {esc(title)} {_state(sweep.get("state"))}</h1>
+<div class="grid2">
+<section><h2>Overview</h2>{_kv_table(overview, "overview", {"created": _when})}</section>
+<section><h2>Config</h2>
+<pre id="sweep-config">{esc(_yaml(sweep.get("config")))}</pre></section>
+</div>
+<section><h2>Trials</h2>{trials}</section>
+<section class="charts"><h2>Parameters against the metric</h2>
+<div id="parallel" class="panels"></div>
+<h2>{esc(metric or "metric")} by trial, best so far</h2><div id="best-so-far"></div></section>
+<section><h2>Parameter importance and correlation</h2>
+<p id="importance-method">importance: {esc(IMPORTANCE_METHODS.get(method, method))};
+correlation: Spearman's rank correlation with {esc(metric or "the metric")}</p>{note}
+<table class="plain" id="importance"><thead><tr><th>parameter</th><th class="num">importance</th>
+<th class="num">correlation</th></tr></thead><tbody>{facts}</tbody></table>
+<div id="importance-bars" class="panels"></div></section>"""
+    crumbs = [
+        ("projects", "/"), (entity, ""), (project, f"/{entity}/{project}"),
+        ("sweeps", f"/{entity}/{project}/sweeps"), (title, ""),
+    ]  # fmt: skip
+    return _page(f"sweep {title}", crumbs, body, view, "sweep")
+
+
+def _short(value: Any) -> Any:
+    """A float with 6 significant digits (a sampled learning rate's 17 say nothing more)."""
+    return f"{value:.6g}" if isinstance(value, float) and math.isfinite(value) else _cell(value)
+
+
+def _yaml(config: Any) -> str:
+    """A sweep config as YAML, in its own key order (as users write sweep.yaml)."""
+    import yaml  # type: ignore[import-untyped, unused-ignore]
+
+    text: str = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    return text
+
+
+def _num(value: Any) -> str:
+    return "" if not _finite(value) else f"{value:.3g}"
+
+
 JSON_SUFFIX = ".json"
 
 
@@ -565,10 +731,27 @@ def pages_router(store: Any) -> APIRouter:
         view = view_compare(store(), e, _names.name("project", project), ids)
         return _answer(request, view, html_compare)
 
+    @router.get("/{entity}/{project}/sweeps")
+    @router.get("/{entity}/{project}/sweeps.json")
+    def sweeps_page(request: Request, res: ResDep, entity: str, project: str) -> Response:
+        names = (_check_entity(request, entity), _names.name("project", project))
+        found = project_sweeps(res.sweeps, names)["sweeps"]
+        return _answer(request, view_sweeps(*names, found), html_sweeps)
+
+    @router.get("/{entity}/{project}/sweeps/{sweep_id}")
+    def sweep_page(
+        request: Request, res: ResDep, entity: str, project: str, sweep_id: str
+    ) -> Response:
+        names = (_check_entity(request, entity), _names.name("project", project))
+        sweep = sweep_answer(res.sweeps, names, _strip(sweep_id))
+        return _answer(request, view_sweep(*names, sweep), html_sweep)
+
     @router.get("/{entity}/{project}")
-    def project_page(request: Request, entity: str, project: str) -> Response:
+    def project_page(request: Request, res: ResDep, entity: str, project: str) -> Response:
         e = _check_entity(request, entity)
-        view = view_project(store(), e, _names.name("project", _strip(project)), owner_of(request))
+        p = _names.name("project", _strip(project))
+        sweeps = project_sweeps(res.sweeps, (e, p))["sweeps"]
+        view = view_project(store(), e, p, owner_of(request), sweeps)
         return _answer(request, view, html_project)
 
     return router

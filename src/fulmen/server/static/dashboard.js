@@ -350,7 +350,45 @@
     window.fulmenDashboard = { panels };
   }
 
+  // the sweep page: its trials as a small embedded source (a run per trial: config = its
+  // parameters, summary = its metric), drawn by the panels' own kinds (parallel, bar) and xyChart
+  function sweepPage() {
+    const sweep = view.sweep, metric = (sweep.metric || {}).name || "metric";
+    const trials = (sweep.trials || []).filter((t) => t.run_id);
+    const runs = trials.map((t) => ({
+      id: t.run_id, name: `trial ${t.number}`, state: t.state, config: t.params || {},
+      summary: t.value === null || t.value === undefined ? {} : { [metric]: t.value },
+    }));
+    const mount = (box, spec, data) => {
+      const root = el("div", "panel");
+      box.append(root);
+      return P.mountPanel(root, spec, P.embeddedSource({ entity: view.entity, project: view.project, runs: data }), {});
+    };
+    const columns = [...view.parameters.map((p) => `config.${p}`), `summary.${metric}`];
+    const parallel = mount(document.getElementById("parallel"), { kind: "parallel", title: `${view.parameters.join(", ")} against ${metric}`, columns }, runs);
+    const curve = sweep.best_so_far || [];
+    const box = document.getElementById("best-so-far");
+    const best = P.xyChart(box, [
+      { x: curve.map((c) => c.number), y: curve.map((c) => c.value), color: "#1f77b4", dots: true },
+      { x: curve.map((c) => c.number), y: curve.map((c) => c.best), color: "#d62728" },
+    ], { title: `${metric} by trial`, xLabel: "trial", yLabel: metric });
+    const legend = el("div", "chart-legend");
+    legend.append(el("span", "legend-value", `● ${metric} of a finished trial`), el("span", "legend-best", ` ─ best so far (${(sweep.metric || {}).goal || "minimize"})`));
+    legend.children[0].style.color = "#1f77b4"; legend.children[1].style.color = "#d62728";
+    best.append(legend);
+    // importance and correlation as bar panels: one "run" per parameter
+    const bars = (values, key) => Object.entries(values || {}).filter(([, v]) => v !== null).map(([p, v]) => ({ id: `param:${p}`, name: p, config: {}, summary: { [key]: v } }));
+    const methods = { fanova: "fANOVA", ped_anova: "PED-ANOVA" };
+    const importance = sweep.importance || {}, imp = document.getElementById("importance-bars");
+    const mounted = [parallel];
+    if (Object.keys(importance.values || {}).length) mounted.push(mount(imp, { kind: "bar", title: `importance (${methods[importance.method] || importance.method})`, metric: "importance" }, bars(importance.values, "importance")));
+    const cor = bars((sweep.correlation || {}).values, "correlation");
+    if (cor.length) mounted.push(mount(imp, { kind: "bar", title: `Spearman correlation with ${metric}`, metric: "correlation" }, cor));
+    window.fulmenDashboard = { panels: mounted, best };
+  }
+
   if (page === "project") projectPage();
+  else if (page === "sweep") sweepPage();
   else if (page === "run") runPage();
   else if (page === "compare") comparePage();
 })();
