@@ -150,8 +150,35 @@ CREATE TABLE IF NOT EXISTS api_keys (
     "CREATE TABLE IF NOT EXISTS anonymous (hash TEXT PRIMARY KEY, created REAL NOT NULL)",
 )
 
+# reports (``_store_reports``): one row per report, its blocks as JSON text; the frozen run sets'
+# snapshots (run list and panel data, JSON text) in their own table, so that listing or reading a
+# report never reads them
+_V2_SQLITE = (
+    """
+CREATE TABLE reports (
+    entity TEXT NOT NULL, project TEXT NOT NULL, report_id TEXT NOT NULL,
+    title TEXT NOT NULL, description TEXT NOT NULL, blocks TEXT NOT NULL, author TEXT,
+    created REAL NOT NULL, updated REAL NOT NULL,
+    PRIMARY KEY (entity, project, report_id)
+)
+""",
+    """
+CREATE TABLE report_snapshots (
+    entity TEXT NOT NULL, project TEXT NOT NULL, report_id TEXT NOT NULL, runset_id TEXT NOT NULL,
+    data TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (entity, project, report_id, runset_id)
+)
+""",
+)
+
+# the same tables for PostgreSQL (whose REAL is 4 bytes: times are DOUBLE PRECISION there)
+_V2_POSTGRESQL = tuple(statement.replace(" REAL ", " DOUBLE PRECISION ") for statement in _V2_SQLITE)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema the server had before versions", {"sqlite": _V1_SQLITE}),
+    Migration(
+        2, "reports and their frozen run sets", {"sqlite": _V2_SQLITE, "postgresql": _V2_POSTGRESQL}
+    ),
 )
 
 

@@ -31,7 +31,7 @@ from fulmen.server._auth import EVERYTHING
 from fulmen.server._ingest import json_safe
 from fulmen.server.store import NotFound, RunQuery, Store
 
-STATIC = ("chart.js", "media.js", "dashboard.js", "dashboard.css")
+STATIC = ("chart.js", "media.js", "dashboard.js", "dashboard.css", "reports.js", "reports.css")
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 # history keys that are not charted on the project page (system keys, histograms logged by watch)
 _HIDDEN_PREFIXES = ("_", "gradients/", "parameters/", "system/", "trainer/global_step")
@@ -295,7 +295,8 @@ def html_project(view: dict[str, Any]) -> str:
         '<label>group by <select id="group-by"><option value="">none</option>'
         '<option value="group">run group</option></select></label>'
     )
-    body = f"""<h1>{esc(project)}</h1>
+    reports = f"/{entity}/{project}/reports"
+    body = f"""<h1>{esc(project)} <a class="project-reports" href="{esc(reports)}">reports</a></h1>
 <section class="runs">
 <div class="controls">
 <input type="search" id="search" placeholder="search name or id" autocomplete="off">
