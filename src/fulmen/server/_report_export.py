@@ -336,7 +336,8 @@ def write_markdown(payload: dict[str, Any], out: Path) -> list[Path]:
                     png = panel_png(panel, data, groupby)
                     title = str(panel.get("title") or panel.get("kind"))
                     if png is not None:
-                        lines += [f"![{title}]({asset(f'chart-{n}-{runset['id']}-{i}.png', png)})", ""]
+                        name = f"chart-{n}-{runset['id']}-{i}.png"
+                        lines += [f"![{title}]({asset(name, png)})", ""]
                     elif panel.get("kind") == "table":
                         columns = panel.get("columns") or ["name", "state"]
                         lines.append("| " + " | ".join(columns) + " |")
