@@ -13,6 +13,11 @@ local controller's "next trial" latency with 1,000 finished trials.
 4. "next trial" (claim + settle) with 1,000 finished trials, random, grid and bayes, against the
    floor of any claim: one bare ``BEGIN IMMEDIATE``/INSERT/COMMIT on the same SQLite file
    (the harness: interleaved rounds, medians; target <= 20 ms).
+5. The same "next trial" over HTTP: a real ``fulmen server`` process on loopback holds the
+   sweeps, ``ServerController`` (the agents' client) claims; against the floor of any request to
+   it: one bare HTTP round trip (``GET /api/v1/health`` through the same client). Target <= 20 ms.
+
+``--parts`` picks the sections (default all: ``branin,grid,killed,latency,server``).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness import Case, compare  # noqa: E402
-from fulmen.sweep import LocalController, Trial  # noqa: E402
+from fulmen.sweep import LocalController, ServerController, Trial  # noqa: E402
 from fulmen.sweep._space import to_latent  # noqa: E402
 
 BRANIN_MIN = 0.397887
@@ -155,27 +160,33 @@ def killed_agent() -> dict[str, Any]:
 
 
 def _pid_of(c: LocalController, agent: str) -> int | None:
-    row = c._db.execute("SELECT pid FROM agents WHERE id = ?", (agent,)).fetchone()
-    return None if row is None else int(row[0])
+    from fulmen.sweep import _sql
+
+    with c.db.read() as tx:
+        row = _sql.agent_row(tx, agent)
+    return None if row is None or row[2] is None else int(row[2])
 
 
-def latency(finished: int, repeats: int) -> Any:
-    tmp = tempfile.mkdtemp()
-    c = LocalController(tmp)
-    sweeps: dict[str, tuple[str, str]] = {}
-    configs = {
+LATENCY_CONFIGS = {
         "random": {**BRANIN, "method": "random"},
         "bayes": {**BRANIN, "method": "bayes"},
         "grid": {"method": "grid", "metric": {"name": "f"},
                  "parameters": {"a": {"values": list(range(100))},
                                 "b": {"values": list(range(100))}}},
-    }  # fmt: skip
+}  # fmt: skip
+
+
+def _sweeps_with_finished(c: Any, finished: int) -> dict[str, tuple[str, str]]:
+    """method -> (sweep id, agent id): a sweep per method with ``finished`` finished trials
+    (prior runs for random and bayes; claimed and finished for real for grid, whose trials carry
+    their point's key)."""
     import random
 
     from fulmen.sweep import parse
 
     rng = random.Random(0)
-    for method, config in configs.items():
+    sweeps: dict[str, tuple[str, str]] = {}
+    for method, config in LATENCY_CONFIGS.items():
         params = parse(config).parameters
         priors = []
         if method != "grid":
@@ -186,12 +197,19 @@ def latency(finished: int, repeats: int) -> Any:
                                     value=branin(**flat), latent=latent))  # fmt: skip
         sweep_id = c.create(config, "bench", prior_runs=priors, seed=1)
         agent = c.register_agent(sweep_id)
-        if method == "grid":  # grid trials carry their point's key: claim them for real
+        if method == "grid":
             for _ in range(finished):
                 claim = c.next_trial(sweep_id, agent)
                 assert claim.trial is not None
                 c.finish_trial(sweep_id, claim.trial.number, "finished", 1.0)
         sweeps[method] = (sweep_id, agent)
+    return sweeps
+
+
+def latency(finished: int, repeats: int) -> Any:
+    tmp = tempfile.mkdtemp()
+    c = LocalController(tmp)
+    sweeps = _sweeps_with_finished(c, finished)
 
     def claim(method: str) -> float:
         sweep_id, agent = sweeps[method]
@@ -223,6 +241,61 @@ def latency(finished: int, repeats: int) -> Any:
     return report
 
 
+def server_latency(finished: int, repeats: int) -> Any:
+    """Section 5: "next trial" over HTTP against a real server process on loopback."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    url = f"http://127.0.0.1:{port}"
+    tmp = Path(tempfile.mkdtemp())
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "fulmen", "server", "--port", str(port),
+                             "--data", str(tmp / "data")], env=env)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/api/v1/health", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the server did not start") from None
+                time.sleep(0.1)
+        c = ServerController(url, root=tmp / "fulmen", project="bench")
+        sweeps = _sweeps_with_finished(c, finished)
+
+        def claim(method: str) -> float:
+            sweep_id, agent = sweeps[method]
+            start = time.perf_counter()
+            result = c.next_trial(sweep_id, agent)
+            seconds = time.perf_counter() - start
+            assert result.trial is not None, result.reason
+            c.finish_trial(sweep_id, result.trial.number, "finished", 1.0)
+            return seconds
+
+        def round_trip() -> float:
+            start = time.perf_counter()
+            c.client.json("GET", "/health")
+            return time.perf_counter() - start
+
+        cases = [Case("bare HTTP round trip (GET /health)", round_trip)] + [
+            Case(f"next trial over HTTP, {m}, {finished} finished", lambda m=m: claim(m),
+                 baseline=None)
+            for m in ("random", "grid", "bayes")
+        ]  # fmt: skip
+        report = compare("next trial, server", cases,
+                         baseline="bare HTTP round trip (GET /health)", repeats=repeats,
+                         warmup=2, unit="ms", scale=1e3)  # fmt: skip
+        c.close()
+        return report
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=10)
@@ -230,33 +303,41 @@ def main() -> None:
     parser.add_argument("--finished", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="3 seeds, 3 x 3 grid, 5 repeats")
+    parser.add_argument("--parts", default="branin,grid,killed,latency,server",
+                        help="the sections to run, comma-separated")  # fmt: skip
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "sweep.json"))
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.repeats = 3, 5
+    parts = set(args.parts.split(","))
     results: dict[str, Any] = {}
 
-    q = results["branin"] = quality(args.seeds, args.budget)
-    print(f"## Branin (minimum {BRANIN_MIN}), {args.budget} trials, {args.seeds} seeds\n")
-    print("| method | mean best | median best |\n|---|---|---|")
-    for method in ("random", "bayes"):
-        print(f"| {method} | {q[method]['mean']:.4f} | {q[method]['median']:.4f} |")
-    wins = sum(b < r for b, r in zip(q["bayes"]["bests"], q["random"]["bests"], strict=True))
-    print(f"\nbayes better than random on {wins} of {args.seeds} seeds\n")
+    if "branin" in parts:
+        q = results["branin"] = quality(args.seeds, args.budget)
+        print(f"## Branin (minimum {BRANIN_MIN}), {args.budget} trials, {args.seeds} seeds\n")
+        print("| method | mean best | median best |\n|---|---|---|")
+        for method in ("random", "bayes"):
+            print(f"| {method} | {q[method]['mean']:.4f} | {q[method]['median']:.4f} |")
+        wins = sum(b < r for b, r in zip(q["bayes"]["bests"], q["random"]["bests"], strict=True))
+        print(f"\nbayes better than random on {wins} of {args.seeds} seeds\n")
 
-    g = results["grid"] = grid_coverage(3 if args.quick else 6)
-    print(f"## Grid, 2 agent processes: {g['points']} points, {g['trials']} trials, "
-          f"{g['distinct']} distinct, every point covered: {g['all_covered']}, per agent "
-          f"{g['per_agent']}, {g['seconds']:.1f} s\n")  # fmt: skip
+    if "grid" in parts:
+        g = results["grid"] = grid_coverage(3 if args.quick else 6)
+        print(f"## Grid, 2 agent processes: {g['points']} points, {g['trials']} trials, "
+              f"{g['distinct']} distinct, every point covered: {g['all_covered']}, per agent "
+              f"{g['per_agent']}, {g['seconds']:.1f} s\n")  # fmt: skip
 
-    k = results["killed"] = killed_agent()
-    print(f"## 4 agents, one killed with kill -9 mid-trial: {k['trials']} trials, states "
-          f"{k['states']}, sweep {k['sweep_state']}\n")  # fmt: skip
+    if "killed" in parts:
+        k = results["killed"] = killed_agent()
+        print(f"## 4 agents, one killed with kill -9 mid-trial: {k['trials']} trials, states "
+              f"{k['states']}, sweep {k['sweep_state']}\n")  # fmt: skip
 
-    report = latency(args.finished, args.repeats)
-    print(report.to_table())
-    results["latency_ms"] = {r.name: r.median * 1e3 if r.median else None
-                             for r in report.results}  # fmt: skip
+    for part, measure in (("latency", latency), ("server", server_latency)):
+        if part in parts:
+            report = measure(args.finished, args.repeats)
+            print(report.to_table())
+            results[f"{part}_ms"] = {r.name: r.median * 1e3 if r.median else None
+                                     for r in report.results}  # fmt: skip
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2, default=str))
 

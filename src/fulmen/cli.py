@@ -148,6 +148,23 @@ DEFAULT_DATA = "~/.local/share/fulmen/server"
     type=click.IntRange(min=1),
     help="connections at once; over it requests are answered 503",
 )
+@click.option(
+    "--blobs",
+    default=None,
+    metavar="URL",
+    help="where files, artifacts and media are stored: s3://BUCKET/PREFIX (an S3-compatible "
+    "object store; endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) or a "
+    "folder (default: FULMEN_BLOBS, else DATA/blobs)",
+)
+@click.option(
+    "--blobs-presign",
+    "blobs_presign",
+    default=None,
+    type=click.IntRange(min=0, max=604800),
+    metavar="SECONDS",
+    help="with --blobs s3://: downloads redirect to presigned URLs valid SECONDS (default: "
+    "FULMEN_BLOBS_PRESIGN, else 0: downloads stream through the server)",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -164,6 +181,8 @@ def server(
     body_timeout: float,
     keep_alive_timeout: int,
     max_connections: int,
+    blobs: str | None,
+    blobs_presign: int | None,
 ) -> None:
     """Run the self-hosted tracking server (API under /api/v1)."""
     from pathlib import Path
@@ -193,6 +212,8 @@ def server(
             body_timeout=body_timeout,
             max_connections=max_connections,
         ),
+        blobs=blobs,
+        presign_seconds=blobs_presign,
     )
 
 
@@ -407,7 +428,7 @@ def sweep_command(
         ((state, sweep_id),) = chosen.items()
         try:
             set_state(sweep_id, state)
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, ConnectionError, PermissionError) as exc:
             raise click.ClickException(str(exc).strip("\"'")) from None
         click.echo(f"fulmen: sweep {sweep_id} is {state}")
         return
@@ -418,7 +439,7 @@ def sweep_command(
         if name is not None:
             raw["name"] = name
         sweep_id = create(raw, entity=entity, project=project)
-    except (SweepConfigError, ValueError, TypeError) as exc:
+    except (SweepConfigError, ValueError, TypeError, ConnectionError, PermissionError) as exc:
         raise click.ClickException(str(exc)) from None
     from fulmen.track import Api
 
@@ -454,7 +475,7 @@ def agent(sweep_id: str, count: int | None, project: str | None, entity: str | N
         raise click.BadParameter(f"must be >= 1, got {count}", param_hint="--count")
     try:
         ran = run_agent(sweep_id, entity=entity, project=project, count=count)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, ConnectionError, PermissionError) as exc:
         raise click.ClickException(str(exc).strip("\"'")) from None
     click.echo(f"fulmen: agent ran {ran} trial(s) of sweep {sweep_id}")
 

@@ -33,7 +33,7 @@ run = wandb.init(project="dash", name=name, group=group, config={{"lr": lr, "lay
                  tags=["t1"], mode="offline")
 for i in range({STEPS}):
     loss = lr * 10 / (i + 1) + (5.0 if i == 37 else 0.0) + (0.1 if name in ("beta", "delta") else 0)
-    run.log({{"loss": loss, "trainer/global_step": i * 4}})
+    run.log({{"loss": loss, "acc": i / {STEPS}, "trainer/global_step": i * 4}})
 run.finish()
 """
 
@@ -133,6 +133,17 @@ def page(browser: Any) -> Iterator[Any]:
     dialogs: list[str] = []
     pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     pg.dialogs = dialogs
+    problems: list[str] = []
+    pg.on("pageerror", lambda e: problems.append(str(e)))
+    pg.on(
+        "console",
+        lambda m: (
+            problems.append(m.text)
+            if m.type == "error" and "favicon" not in m.text and "404" not in m.text
+            else None
+        ),
+    )
+    pg.problems = problems
     yield pg
     context.close()
 
@@ -148,16 +159,23 @@ def _run_ids(ui: str) -> dict[str, str]:
 
 
 def _chart(page: Any, key: str) -> dict[str, Any]:
+    """What the line panel of ``key`` drew (panels.js keeps it on the panel as ``el.fulmen``)."""
     data: dict[str, Any] = page.evaluate(
         """key => {
-            const c = document.querySelector(`.panel[data-key="${key}"] canvas`).fulmen;
-            return {points: c.points, series: c.series.map(s => ({
-                id: s.id, label: s.label, x: Array.from(s.x), y: Array.from(s.y),
-                lo: s.lo && Array.from(s.lo), hi: s.hi && Array.from(s.hi)}))};
+            const c = document.querySelector(`.fp-panel[data-key="${key}"]`).fulmen;
+            const arr = (a) => a && Array.from(a, (v) => Number.isFinite(v) ? v : null);
+            return {points: c.points, log: c.log, groupby: c.groupby, series: c.series.map(s => ({
+                id: s.id, label: s.label, color: s.color, x: arr(s.x), y: arr(s.y),
+                raw: arr(s.raw), lo: arr(s.lo), hi: arr(s.hi)}))};
         }""",
         key,
     )
     return data
+
+
+def _errors(page: Any) -> list[str]:
+    """Script errors and CSP refusals the page has met (collected since it was opened)."""
+    return list(page.problems)
 
 
 def test_projects_page_lists_the_project(ui: str, page: Any) -> None:
@@ -185,14 +203,45 @@ def test_project_page_lists_runs_and_charts_the_logged_values(ui: str, page: Any
         # x is trainer/global_step (the default for Lightning runs); one bucket per point here
         assert s["x"] == [i * 4 for i in range(STEPS)]
         assert s["y"] == pytest.approx([logged_loss(lrs[name], i, name) for i in range(STEPS)])
-        assert max(s["hi"]) == pytest.approx(logged_loss(lrs[name], 37, name))  # the spike is there
+        assert max(s["y"]) == pytest.approx(logged_loss(lrs[name], 37, name))  # the spike is there
+    assert _errors(page) == []
     page.screenshot(path=str(ARTIFACTS / "dashboard-project.png"), full_page=True)
+
+
+def test_buckets_keep_spikes_as_a_min_max_band(ui: str, page: Any) -> None:
+    # a panel narrower than the run has points: 50 buckets for 60 points, so some buckets hold
+    # two points; the line goes through each bucket's last value, the band spans min to max
+    page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    alpha = _run_ids(ui)["alpha"]
+    drawn = page.evaluate(
+        """async (id) => {
+            const box = document.createElement("div");
+            box.style.width = "40px"; // 50 buckets (the fewest)
+            document.querySelector("main").append(box);
+            const src = FulmenPanels.apiSource({entity: "local", project: "dash", runs: [id]});
+            const p = FulmenPanels.mountPanel(box, {kind: "line", y: ["loss"], x: "_step"}, src);
+            await p.ready;
+            const s = box.fulmen.series[0];
+            return {x: Array.from(s.x), y: Array.from(s.y), lo: s.lo && Array.from(s.lo),
+                    hi: s.hi && Array.from(s.hi), bands: box.dataset.bands};
+        }""",
+        alpha,
+    )
+    assert len(drawn["x"]) < STEPS
+    assert drawn["bands"] == "1"
+    spike = logged_loss(0.1, 37)
+    assert max(drawn["hi"]) == pytest.approx(spike)  # kept, whichever bucket holds step 37
+    # buckets of two points: the line at the later one, the band from one to the other
+    two = [j for j, (a, b) in enumerate(zip(drawn["lo"], drawn["hi"], strict=True)) if a < b]
+    assert two
+    assert all(drawn["lo"][j] <= drawn["y"][j] <= drawn["hi"][j] for j in two)
 
 
 def test_zoom_refetches_the_range(ui: str, page: Any) -> None:
     page.goto(ui + "/local/dash")
     page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
-    box = page.locator('.panel[data-key="loss"] .chart-overlay').bounding_box()
+    box = page.locator('.panel[data-key="loss"] .u-over').bounding_box()
     y = box["y"] + box["height"] / 2
     with page.expect_request(lambda r: "/history?" in r.url and "min=" in r.url) as req:
         page.mouse.move(box["x"] + box["width"] * 0.3, y)
@@ -210,13 +259,19 @@ def test_zoom_refetches_the_range(ui: str, page: Any) -> None:
     for s in _chart(page, "loss")["series"]:
         assert all(lo - 4 <= x <= hi + 4 for x in s["x"])
     page.screenshot(path=str(ARTIFACTS / "dashboard-zoomed.png"), full_page=True)
+    with page.expect_request(lambda r: "/history?" in r.url and "min=" not in r.url):
+        page.mouse.dblclick(box["x"] + box["width"] * 0.5, y)  # back to the whole range
+    page.wait_for_function(
+        "() => document.querySelector('.panel[data-key=\"loss\"]').dataset.zoom === ''"
+    )
 
 
 def test_grouping_draws_mean_and_band(ui: str, page: Any) -> None:
     page.goto(ui + "/local/dash")
     page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    assert page.get_attribute('.panel[data-key="loss"]', "data-bands") == "0"  # a bucket a point
     page.select_option("#group-by", "config.lr")
-    page.wait_for_selector('.panel[data-key="loss"][data-series="3"]')
+    page.wait_for_selector('.panel[data-key="loss"][data-series="3"][data-bands="3"]')
     groups = {s["label"]: s for s in _chart(page, "loss")["series"]}
     g = groups["0.1 (2 runs)"]
     # the mean of alpha and beta, and a band from one to the other
@@ -230,6 +285,9 @@ def test_grouping_draws_mean_and_band(ui: str, page: Any) -> None:
     assert len(g1["lo"]) == len(g1["hi"]) == len(g1["y"])
     assert max(g1["hi"]) == pytest.approx(logged_loss(0.1, 37, "beta"))  # the spike survives
     page.screenshot(path=str(ARTIFACTS / "dashboard-grouped.png"), full_page=True)
+    page.select_option("#group-by", "")  # back: one line per run, no band
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"][data-bands="0"]')
+    _forget_workspace(ui)
 
 
 def test_run_page_shows_config_summary_and_console(ui: str, page: Any) -> None:
@@ -312,30 +370,164 @@ def test_live_runs_update_the_table_and_charts(browser: Any, tmp_path: Path) -> 
         os.close(held)
 
 
-def test_chart_controls_axis_log_smoothing_tooltip(ui: str, page: Any) -> None:
+def _forget_workspace(ui: str) -> None:
+    """The project's saved layout deleted (the page saves every change): the next test starts
+    from the default layout."""
+    url = ui + "/api/v1/entities/local/projects/dash/workspace"
+    request = urllib.request.Request(url, method="DELETE", headers={"X-Fulmen-Client": "test"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert json.loads(r.read())["saved"] is False
+
+
+def test_chart_controls_axis_log_smoothing(ui: str, page: Any) -> None:
     page.goto(ui + "/local/dash")
     page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
     with page.expect_request(lambda r: "/history?" in r.url and "x=_step" in r.url):
         page.select_option("#x-axis", "_step")
     page.wait_for_function(
-        """() => document.querySelector('.panel[data-key="loss"] canvas').fulmen.series
+        """() => document.querySelector('.fp-panel[data-key="loss"]').fulmen.series
             .every(s => s.x.length < 2 || s.x[1] === 1)"""
     )
     page.check("#log-scale")
-    assert page.evaluate(
-        "() => document.querySelector('.panel[data-key=\"loss\"] canvas').fulmen.log"
+    page.wait_for_function(
+        "() => document.querySelector('.fp-panel[data-key=\"loss\"]').fulmen.log"
     )
     page.fill("#smoothing", "0.9")
     page.dispatch_event("#smoothing", "input")
+    page.wait_for_function(
+        "() => document.querySelector('.fp-panel[data-key=\"loss\"]').fulmen.smoothing.amount"
+    )
     smoothed = _chart(page, "loss")["series"][1]
-    assert smoothed["y"][0] == pytest.approx(smoothed["lo"][0])  # debiased: starts at the data
-    assert smoothed["y"][5] > smoothed["lo"][5]  # then lags behind a falling curve
-    box = page.locator('.panel[data-key="loss"] .chart-overlay').bounding_box()
+    assert smoothed["y"][0] == pytest.approx(smoothed["raw"][0])  # debiased: starts at the data
+    assert smoothed["y"][5] > smoothed["raw"][5]  # then lags behind a falling curve
+    page.select_option("#smoothing-type", "running")
+    page.fill("#smoothing", "3")
+    page.dispatch_event("#smoothing", "input")
+    page.wait_for_function(
+        "() => document.querySelector('.fp-panel[data-key=\"loss\"]').fulmen.smoothing.type"
+        " === 'running'"
+    )
+    ran = _chart(page, "loss")["series"][1]
+    assert ran["y"][4] == pytest.approx(sum(ran["raw"][2:5]) / 3)  # the mean of the last 3
+    _forget_workspace(ui)
+
+
+def test_legend_and_tooltip_show_run_names_and_values(ui: str, page: Any) -> None:
+    page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    panel = page.locator('.panel[data-key="loss"]')
+    box = panel.locator(".u-over").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
-    tip = page.locator('.panel[data-key="loss"] .chart-tip')
+    step = float(panel.get_attribute("data-cursor"))  # the x under the cursor (global_step)
+    assert step % 4 == 0
+    i = int(step) // 4
+    tip = panel.locator(".fp-tip")
     assert tip.is_visible()
-    assert "alpha" in tip.inner_text()
-    assert "_step" in tip.inner_text()
+    shown = tip.inner_text()
+    assert "trainer/global_step" in shown
+    ids = _run_ids(ui)
+    lrs = {name: lr for name, lr, _ in RUNS}
+    for name in ("alpha", "beta", "gamma", "delta"):
+        expected = logged_loss(lrs[name], i, name)
+        entry = panel.locator(f'.fp-legend .fp-entry[data-run="{ids[name]}"]')
+        assert entry.locator(".fp-name").inner_text() == name
+        assert float(entry.locator(".fp-value").inner_text()) == pytest.approx(expected, abs=1e-4)
+        line = next(t for t in shown.splitlines() if t.startswith(f"{name}: "))
+        assert float(line.split(": ")[1]) == pytest.approx(expected, abs=1e-4)
+    # the cursor is synchronized: another panel of the page shows the same x
+    page.wait_for_function(
+        """(x) => [...document.querySelectorAll('.fp-panel[data-kind="line"]')]
+            .every(p => p.dataset.cursor === x)""",
+        arg=panel.get_attribute("data-cursor"),
+    )
+    acc = page.locator('.panel[data-key="acc"]')
+    acc_line = float(acc.locator(f'.fp-entry[data-run="{ids["alpha"]}"] .fp-value').inner_text())
+    assert acc_line == pytest.approx(i / STEPS, abs=1e-4)  # its legend: the value at that step
+    # a click on a legend entry highlights its run (the others fade); again to clear
+    entry = panel.locator(f'.fp-legend .fp-entry[data-run="{ids["gamma"]}"]')
+    entry.click()
+    assert panel.get_attribute("data-highlight") == ids["gamma"]
+    assert "fp-dim" in (
+        panel.locator(f'.fp-entry[data-run="{ids["alpha"]}"]').get_attribute("class") or ""
+    )
+    entry.click()
+    assert panel.get_attribute("data-highlight") == ""
+    assert _errors(page) == []
+    page.screenshot(path=str(ARTIFACTS / "dashboard-tooltip.png"), full_page=True)
+
+
+def test_run_colours_are_distinct_and_the_same_on_every_page(ui: str, page: Any) -> None:
+    ids = _run_ids(ui)
+    page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    project = {s["id"]: s["color"] for s in _chart(page, "loss")["series"]}
+    assert set(project) == set(ids.values())
+    assert len(set(project.values())) == 5  # five runs, five colours
+    swatches = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#runs-body .vrow[data-run]')]
+            .map(r => [r.dataset.run, getComputedStyle(r.querySelector('.swatch')).borderColor]))"""
+    )
+
+    def rgb(css: str) -> str:
+        n = int(css[1:], 16)
+        return f"rgb({n >> 16}, {(n >> 8) & 255}, {n & 255})"
+
+    assert swatches == {i: rgb(c) for i, c in project.items()}  # the table's swatch: the same
+    page.goto(f"{ui}/local/dash/runs/{ids['gamma']}")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="1"]')
+    assert _chart(page, "loss")["series"][0]["color"] == project[ids["gamma"]]
+    page.goto(f"{ui}/local/dash/compare?run={ids['delta']}&run={ids['alpha']}")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="2"]')
+    compare = {s["id"]: s["color"] for s in _chart(page, "loss")["series"]}
+    assert compare == {ids["delta"]: project[ids["delta"]], ids["alpha"]: project[ids["alpha"]]}
+    palette = page.evaluate("() => FulmenPanels.PALETTE")
+    assert len(set(palette)) >= 20
+
+
+def test_a_saved_workspace_comes_back_after_reload(ui: str, page: Any) -> None:
+    page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    assert page.locator("#workspace-status").inner_text().startswith("default")
+    # add a panel through the editor: a bar chart of each run's last loss
+    page.locator('.fp-section[data-name="charts"] .fp-add-panel').click()
+    form = page.locator(".fp-editor")
+    form.locator("select.fp-kind").select_option("bar")
+    form.locator('input[name="title"]').fill("last loss")
+    form.locator('input[name="metric"]').fill("loss")
+    form.locator(".fp-save").click()
+    page.wait_for_selector('.fp-panel[data-kind="bar"][data-drawn]')
+    # and edit the line panel: log y, smoothing (its own settings, not the page's)
+    page.locator('.panel[data-key="loss"] .fp-edit').click()
+    form = page.locator(".fp-editor")
+    form.locator('input[name="logy"]').check()
+    form.locator('select[name="smoothing.type"]').select_option("gaussian")
+    form.locator('input[name="smoothing.amount"]').fill("2")
+    form.locator(".fp-save").click()
+    page.wait_for_function(
+        "() => document.getElementById('workspace-status').textContent === 'saved'"
+    )
+    page.reload()
+    page.wait_for_selector('.fp-panel[data-kind="bar"][data-drawn]')
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    assert page.locator("#workspace-status").inner_text() == "saved"
+    assert page.locator('.fp-panel[data-kind="bar"] .fp-title').inner_text() == "last loss"
+    chart = _chart(page, "loss")
+    assert chart["log"] is True
+    bars = page.evaluate("() => document.querySelector('.fp-panel[data-kind=\"bar\"]').fulmen")
+    lrs = {name: lr for name, lr, _ in RUNS}
+    by_name = {b["label"]: b["value"] for b in bars["bars"]}
+    for name, lr in lrs.items():
+        assert by_name[name] == pytest.approx(logged_loss(lr, STEPS - 1, name))
+    saved = _get(ui + "/api/v1/entities/local/projects/dash/workspace")
+    assert saved["saved"] is True
+    line = next(
+        p for sec in saved["layout"]["sections"] for p in sec["panels"] if p.get("y") == ["loss"]
+    )
+    assert line["smoothing"] == {"type": "gaussian", "amount": 2}
+    page.locator("#workspace-reset").click()  # back to the default layout
+    page.wait_for_function("() => !document.querySelector('.fp-panel[data-kind=\"bar\"]')")
+    assert _get(ui + "/api/v1/entities/local/projects/dash/workspace")["saved"] is False
+    assert _errors(page) == []
 
 
 def test_demo_serves_its_run_page(browser: Any, tmp_path: Path) -> None:
@@ -370,3 +562,129 @@ def test_demo_serves_its_run_page(browser: Any, tmp_path: Path) -> None:
         proc.wait(30)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_every_panel_kind_draws_the_runs(ui: str, page: Any) -> None:
+    page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    drawn = page.evaluate(
+        """async () => {
+            const src = FulmenPanels.apiSource({entity: "local", project: "dash"});
+            const specs = [
+                {kind: "scalar", metric: "loss", agg: "min"},
+                {kind: "bar", metric: "loss", groupby: "config.lr"},
+                {kind: "scatter", x: "config.lr", y: "summary.loss"},
+                {kind: "parallel", columns: ["config.lr", "group", "summary.loss"]},
+                {kind: "table", columns: ["name", "config.lr", "summary.loss"]},
+                {kind: "markdown", text: "plain <b>text</b>"},
+                {kind: "markdown", html: "<h2>Title</h2><script>window.__md = 1</script>" +
+                                         "<a href='javascript:window.__md = 2'>link</a>"},
+                {kind: "nonsense"},
+            ];
+            const out = [];
+            for (const spec of specs) {
+                const box = document.createElement("div");
+                document.querySelector("main").append(box);
+                await FulmenPanels.mountPanel(box, spec, src).ready;
+                out.push({fulmen: box.fulmen || null, text: box.innerText});
+            }
+            return out;
+        }"""
+    )
+    scalar, bar, scatter, parallel, table, plain, html, unknown = drawn
+    lrs = {name: lr for name, lr, _ in RUNS}
+    lowest = [min(logged_loss(lr, i, n) for i in range(STEPS)) for n, lr in lrs.items()]
+    values = sorted(v["value"] for v in scalar["fulmen"]["values"])
+    assert values[:-1] == pytest.approx(sorted(lowest))  # (the last: the one-row XSS run, 1.0)
+    groups = {b["label"]: b for b in bar["fulmen"]["bars"]}
+    last = {n: logged_loss(lr, STEPS - 1, n) for n, lr in lrs.items()}
+    assert groups["0.1 (2)"]["value"] == pytest.approx((last["alpha"] + last["beta"]) / 2)
+    assert groups["0.1 (2)"]["lo"] == pytest.approx(last["alpha"])
+    assert len(scatter["fulmen"]["points"]) == 5
+    assert {a["column"] for a in parallel["fulmen"]["axes"]} == {
+        "config.lr",
+        "group",
+        "summary.loss",
+    }
+    assert parallel["fulmen"]["axes"][1]["categories"] == ["g1", "g2"]
+    assert table["fulmen"]["rows"] == 5
+    assert "alpha" in table["text"]
+    assert "plain <b>text</b>" in plain["text"]  # text stays text
+    assert "Title" in html["text"]
+    assert page.evaluate("() => window.__md") is None  # the HTML's scripts never run
+    page.get_by_text("link").click()
+    assert page.evaluate("() => window.__md") is None  # nor its javascript: links
+    assert "unknown panel kind" in unknown["text"]
+    # runs handed over without their config (a table showing other columns): the panels fetch
+    # the values they group or plot by
+    trimmed = page.evaluate(
+        """async () => {
+            const full = await FulmenPanels.apiSource({entity: "local", project: "dash"}).runs();
+            const src = FulmenPanels.apiSource({entity: "local", project: "dash"});
+            src.setRuns(full.map((r) => ({id: r.id, name: r.name, created: r.created,
+                                          config: {}, summary: {}})));
+            const box = document.createElement("div");
+            document.querySelector("main").append(box);
+            await FulmenPanels.mountPanel(box, {kind: "scatter", x: "config.lr",
+                                                y: "summary.loss"}, src).ready;
+            return box.fulmen.points.length;
+        }"""
+    )
+    assert trimmed == 5
+    assert _errors(page) == []
+
+
+def test_an_exported_snapshot_draws_from_a_file_without_network(
+    ui: str, page: Any, browser: Any, tmp_path: Path
+) -> None:
+    page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    layout = {"panels": [{"kind": "line", "y": ["loss"], "x": "trainer/global_step"},
+                         {"kind": "bar", "metric": "loss"}]}  # fmt: skip
+    snapshot = page.evaluate(
+        """(layout) => FulmenPanels.apiSource({entity: "local", project: "dash"})
+            .snapshot(layout, {buckets: 500})""",
+        layout,
+    )
+    served = {s["id"]: s for s in _chart(page, "loss")["series"]}
+
+    def static(name: str) -> str:
+        with urllib.request.urlopen(f"{ui}/static/{name}", timeout=30) as r:
+            return str(r.read().decode())
+
+    data = json.dumps({"snapshot": snapshot, "layout": layout}).replace("<", "\\u003c")
+    boot = """const d = JSON.parse(document.getElementById("data").textContent);
+      FulmenPanels.mountGrid(document.getElementById("grid"), d.layout,
+                             FulmenPanels.embeddedSource(d.snapshot));"""
+    html = f"""<!doctype html><html><head><meta charset="utf-8">
+<style>{static("vendor/uPlot.min.css")}{static("panels.css")}</style></head><body>
+<div id="grid"></div><script type="application/json" id="data">{data}</script>
+<script>{static("vendor/uPlot.iife.min.js")}</script><script>{static("panels.js")}</script>
+<script>{boot}</script></body></html>"""
+    path = tmp_path / "report.html"
+    path.write_text(html)
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    asked: list[str] = []
+
+    def refuse(route: Any) -> None:
+        asked.append(route.request.url)
+        route.abort()
+
+    context.route(re.compile(r"^(?!file:).*"), refuse)  # no request leaves the file
+    try:
+        offline = context.new_page()
+        errors: list[str] = []
+        offline.on("pageerror", lambda e: errors.append(str(e)))
+        offline.goto(path.as_uri())
+        offline.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+        offline.wait_for_selector('.fp-panel[data-kind="bar"][data-drawn]')
+        drawn = {s["id"]: s for s in _chart(offline, "loss")["series"]}
+        assert drawn.keys() == served.keys()
+        for run, s in drawn.items():
+            assert s["y"] == served[run]["y"]  # the same numbers
+            assert s["color"] == served[run]["color"]  # and the same colours
+        assert asked == []
+        assert errors == []
+        offline.screenshot(path=str(ARTIFACTS / "dashboard-offline-snapshot.png"), full_page=True)
+    finally:
+        context.close()

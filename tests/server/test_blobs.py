@@ -1,7 +1,8 @@
 """Blob uploads (issue 18): the per-file limit (1 GiB by default, FULMEN_MAX_BLOB) and the
 per-entity quota (FULMEN_ENTITY_QUOTA) are checked against the declared size before the body is
 read; the body is then hashed as it streams, refused past the limit or on a wrong digest, and
-nothing of a refused body is kept."""
+nothing of a refused body is kept. Each upload test runs on both blob stores (``blob_backend``:
+the data folder, and an S3 bucket on moto's server, issue 17)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 from fulmen.server._deps import MAX_BLOB
 from fulmen.server.app import ServerConfig, create_app
 from tests.server.runlogs import CLIENT_HEADERS, LogWriter
+from tests.server.s3 import BlobBackend
 
 BLOBS = "/api/v1/entities/local/blobs"
 RUNS = "/api/v1/entities/local/projects/proj/runs"
@@ -24,10 +26,6 @@ RUNS = "/api/v1/entities/local/projects/proj/runs"
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def leftovers(data: Path) -> list[Path]:
-    return list((data / "blobs" / "tmp").iterdir())
 
 
 def test_the_default_per_file_limit_is_1_gib_and_the_environment_sets_both(
@@ -80,8 +78,11 @@ def asgi_put(app: Any, path: str, headers: dict[str, str], body: bytes) -> tuple
     return int(start["status"]), read
 
 
-def test_a_declared_size_over_the_quota_is_refused_before_the_body_is_read(tmp_path: Path) -> None:
-    app = create_app(ServerConfig(data=tmp_path, max_blob=1000, entity_quota=100))
+def test_a_declared_size_over_the_quota_is_refused_before_the_body_is_read(
+    tmp_path: Path, blob_backend: BlobBackend
+) -> None:
+    config = ServerConfig(data=tmp_path, max_blob=1000, entity_quota=100)
+    app = create_app(config, blobs=blob_backend.store())
     client = TestClient(app, headers=CLIENT_HEADERS)
     first = b"a" * 60
     assert client.put(f"{BLOBS}/{sha(first)}", content=first).status_code == 200
@@ -99,13 +100,15 @@ def test_a_declared_size_over_the_quota_is_refused_before_the_body_is_read(tmp_p
     assert client.put(f"{BLOBS}/{sha(first)}", content=first).status_code == 200
     missing = client.post(f"{BLOBS}/missing", json={"digests": [sha(first), sha(second)]})
     assert missing.json() == {"missing": [sha(second)]}
-    assert leftovers(tmp_path) == []
+    assert blob_backend.leftovers(tmp_path) == []
+    assert blob_backend.stored(tmp_path) == [sha(first)]
 
 
-def test_an_undeclared_size_is_cut_off_at_the_quota_as_it_streams(tmp_path: Path) -> None:
-    client = TestClient(
-        create_app(ServerConfig(data=tmp_path, entity_quota=1000)), headers=CLIENT_HEADERS
-    )
+def test_an_undeclared_size_is_cut_off_at_the_quota_as_it_streams(
+    tmp_path: Path, blob_backend: BlobBackend
+) -> None:
+    app = create_app(ServerConfig(data=tmp_path, entity_quota=1000), blobs=blob_backend.store())
+    client = TestClient(app, headers=CLIENT_HEADERS)
     data = b"x" * 5000
     read: list[int] = []
 
@@ -117,27 +120,30 @@ def test_an_undeclared_size_is_cut_off_at_the_quota_as_it_streams(tmp_path: Path
     r = client.put(f"{BLOBS}/{sha(data)}", content=chunks())
     assert r.status_code == 413
     assert "quota of 1000 bytes" in r.json()["detail"]
-    assert leftovers(tmp_path) == []
+    assert blob_backend.leftovers(tmp_path) == []
+    assert blob_backend.stored(tmp_path) == []
     missing = client.post(f"{BLOBS}/missing", json={"digests": [sha(data)]})
     assert missing.json() == {"missing": [sha(data)]}
 
 
-def test_a_wrong_digest_is_refused_and_nothing_is_kept(tmp_path: Path) -> None:
-    client = TestClient(create_app(ServerConfig(data=tmp_path)), headers=CLIENT_HEADERS)
+def test_a_wrong_digest_is_refused_and_nothing_is_kept(
+    tmp_path: Path, blob_backend: BlobBackend
+) -> None:
+    app = create_app(ServerConfig(data=tmp_path), blobs=blob_backend.store())
+    client = TestClient(app, headers=CLIENT_HEADERS)
     data = b"hello"
     wrong = sha(b"something else")
     r = client.put(f"{BLOBS}/{wrong}", content=data)
     assert r.status_code == 400
     assert f"not the digest {wrong}" in r.json()["detail"]
-    assert leftovers(tmp_path) == []
-    assert not (tmp_path / "blobs" / wrong[:2] / wrong).exists()
+    assert blob_backend.leftovers(tmp_path) == []
+    assert blob_backend.stored(tmp_path) == []
     assert client.put(f"{BLOBS}/not-a-digest", content=data).status_code == 422
 
 
-def test_run_files_count_against_the_quota(tmp_path: Path) -> None:
-    client = TestClient(
-        create_app(ServerConfig(data=tmp_path, entity_quota=100)), headers=CLIENT_HEADERS
-    )
+def test_run_files_count_against_the_quota(tmp_path: Path, blob_backend: BlobBackend) -> None:
+    app = create_app(ServerConfig(data=tmp_path, entity_quota=100), blobs=blob_backend.store())
+    client = TestClient(app, headers=CLIENT_HEADERS)
     w = LogWriter()
     w.run("r1")
     assert client.post(f"{RUNS}/r1/records", content=w.body()).status_code == 200
@@ -147,3 +153,4 @@ def test_run_files_count_against_the_quota(tmp_path: Path) -> None:
     r = client.put(f"{RUNS}/r1/files/b.txt", params={"digest": sha(two)}, content=two)
     assert r.status_code == 413
     assert [f["path"] for f in client.get(f"{RUNS}/r1/files").json()["files"]] == ["a.txt"]
+    assert blob_backend.stored(tmp_path) == [sha(one)]

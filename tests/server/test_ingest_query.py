@@ -1,5 +1,5 @@
 """Ingest and queries through the in-process ASGI client: idempotency, rewinds, late values,
-filters, buckets, export, files and artifacts."""
+filters, buckets, export, files and artifacts (those on both blob stores: ``blob_backend``)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from fulmen.server.app import ServerConfig, create_app
 from tests.server.optional import require
 from tests.server.runlogs import CLIENT_HEADERS, LogWriter
+from tests.server.s3 import BlobBackend
 
 RUNS = "/api/v1/entities/local/projects/proj/runs"
 
@@ -24,6 +25,13 @@ RUNS = "/api/v1/entities/local/projects/proj/runs"
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
     return TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
+
+
+@pytest.fixture
+def blob_client(tmp_path: Path, blob_backend: BlobBackend) -> TestClient:
+    """``client`` with its blobs in the data folder, then in an S3 bucket."""
+    app = create_app(ServerConfig(data=tmp_path / "data"), blobs=blob_backend.store())
+    return TestClient(app, headers=CLIENT_HEADERS)
 
 
 def post(client: TestClient, run_id: str, body: bytes, **headers: str) -> int:
@@ -190,7 +198,8 @@ def test_runs_filter_sort_page(client: TestClient) -> None:
     assert projects[0]["runs"] == 12
 
 
-def test_console_system_files_and_exports(client: TestClient) -> None:
+def test_console_system_files_and_exports(blob_client: TestClient) -> None:
+    client = blob_client
     w = simple_run()
     w.console("hello\n")
     w.record("stats", {"cpu": 12.5})
@@ -238,7 +247,8 @@ def test_console_system_files_and_exports(client: TestClient) -> None:
     assert table.column("loss").to_pylist() == [*(1.0 / (i + 1) for i in range(50)), None]
 
 
-def test_artifacts_upload_only_missing_blobs(client: TestClient) -> None:
+def test_artifacts_upload_only_missing_blobs(blob_client: TestClient) -> None:
+    client = blob_client
     blob = b"weights"
     digest = hashlib.sha256(blob).hexdigest()
     entries = {"model.pt": {"digest": digest, "size": len(blob)}}

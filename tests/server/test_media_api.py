@@ -1,6 +1,7 @@
 """A run's media through the in-process ASGI client: the media keys with their steps and
 references, the media files served inline with their type, content addressed (the same bytes are
-one blob), and the file routes' containment and auth rules on media paths."""
+one blob), and the file routes' containment and auth rules on media paths; on both blob stores
+(the data folder and an S3 bucket: ``blob_backend``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from fulmen.server import API_PREFIX, create_app
 from fulmen.server._api_media import media_keys
 from fulmen.server.app import ServerConfig
 from tests.server.runlogs import CLIENT_HEADERS, LogWriter
+from tests.server.s3 import BlobBackend
 
 RUNS = f"{API_PREFIX}/entities/local/projects/p/runs"
 
@@ -40,8 +42,9 @@ def _put(client: TestClient, run: str, path: str, data: bytes) -> None:
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> TestClient:
-    c = TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
+def client(tmp_path: Path, blob_backend: BlobBackend) -> TestClient:
+    app = create_app(ServerConfig(data=tmp_path / "data"), blobs=blob_backend.store())
+    c = TestClient(app, headers=CLIENT_HEADERS)
     w = LogWriter()
     w.run("r1", "p")
     for step in range(6):
@@ -124,20 +127,23 @@ def test_only_media_paths_are_served_and_never_outside_the_run(client: TestClien
     assert missing.status_code == 404
 
 
-def test_the_same_bytes_are_one_blob(tmp_path: Path, client: TestClient) -> None:
+def test_the_same_bytes_are_one_blob(
+    tmp_path: Path, client: TestClient, blob_backend: BlobBackend
+) -> None:
     w = LogWriter()
     w.run("r2", "p")
     assert client.post(f"{RUNS}/r2/records", content=w.body()).status_code == 200
     _put(client, "r2", "media/images/copy.png", _png(2))
     _put(client, "r1", f"media/images/{2:032x}.png", _png(2))  # again: idempotent
     digest = hashlib.sha256(_png(2)).hexdigest()
-    blobs = [p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]
-    assert [p.name for p in blobs].count(digest) == 1
-    assert len({p.name for p in blobs if p.parent.name != "tmp"}) == 3  # three PNGs
+    stored = blob_backend.stored(tmp_path / "data")
+    assert stored.count(digest) == 1
+    assert len(stored) == 3  # three PNGs
 
 
-def test_media_routes_keep_the_auth_rules(tmp_path: Path) -> None:
-    app = create_app(ServerConfig(data=tmp_path / "data", require_auth=True))
+def test_media_routes_keep_the_auth_rules(tmp_path: Path, blob_backend: BlobBackend) -> None:
+    config = ServerConfig(data=tmp_path / "data", require_auth=True)
+    app = create_app(config, blobs=blob_backend.store())
     c = TestClient(app, headers=CLIENT_HEADERS)
     alice = {"Authorization": f"Bearer {app.state.resources.store.create_key('alice')}"}
     bob = {"Authorization": f"Bearer {app.state.resources.store.create_key('bob')}"}

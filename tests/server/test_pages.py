@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fulmen.server import API_PREFIX, create_app
-from fulmen.server._pages import STATIC, ago, chart_keys, default_x, esc, script_json
+from fulmen.server._pages import SCRIPTS, STATIC, ago, chart_keys, default_x, esc, script_json
 from fulmen.server.app import ServerConfig
 from tests.server.runlogs import CLIENT_HEADERS, LogWriter
 
@@ -63,7 +63,8 @@ def test_user_text_is_escaped_everywhere(client: TestClient) -> None:
     for path in ("/", "/local/p", "/local/p/runs/r1", "/local/p/compare?run=r1&run=r2"):
         text = client.get(path).text
         assert "<script>alert" not in text, path
-        assert text.count("<script") == 4  # page data and the three static scripts, nothing else
+        # the page data and the static scripts, nothing else
+        assert text.count("<script") == 1 + len(SCRIPTS)
     run = client.get("/local/p/runs/r1").text
     assert esc(EVIL) in run
     assert f"{RUNS}/r1/history/export?format=csv" in run
@@ -78,11 +79,18 @@ def test_unknown_pages_are_404(client: TestClient) -> None:
 
 
 def test_static_files_are_served(client: TestClient) -> None:
+    assert {"panels.js", "panels.css", "vendor/uPlot.iife.min.js", "vendor/uPlot.LICENSE"} <= set(
+        STATIC
+    )
     for name in STATIC:
         r = client.get(f"/static/{name}")
         assert r.status_code == 200
         assert len(r.text) > 100
-    assert "http://" not in client.get("/static/chart.js").text  # nothing from the network
+        # nothing from the network (uPlot names its home page in its banner comment only)
+        assert "http://" not in r.text, name
+    assert "MIT License" in client.get("/static/vendor/uPlot.LICENSE").text
+    for bad in ("vendor%2f..%2fpanels.js", "vendor/nope.js", "%2e%2e%2fapp.py", "..%2f_pages.py"):
+        assert client.get(f"/static/{bad}").status_code == 404, bad
 
 
 def test_pages_are_scoped_to_the_key_entity(tmp_path: Path) -> None:

@@ -90,8 +90,9 @@ def test_a_report_is_created_read_replaced_listed_and_deleted(client: TestClient
     data = client.get(f"{REPORTS}/{rid}/data").json()
     (snapshot,) = data["data"].values()
     assert {r["id"] for r in snapshot["runs"]} == {"a1", "s1"}
-    (line,) = [h for h in snapshot["history"] if h["buckets"] == 400]
+    (line,) = [h["answer"] for h in snapshot["history"] if h["x"] == "_step"]
     loss = {s["run"]: s for s in line["series"] if s["key"] == "loss"}
+    assert {s["key"] for s in line["series"]} == {"loss", "acc"}  # the line's and the bar's
     assert loss["a1"]["last"] == pytest.approx([1.0 / (i + 1) for i in range(30)], rel=1e-6)
 
     assert client.delete(f"{REPORTS}/{rid}").json() == {"deleted": rid}
@@ -142,13 +143,13 @@ def test_a_frozen_run_set_keeps_its_runs_and_data_when_a_run_is_added(client: Te
 
     # saved again as it is: still frozen, same snapshot; a panel added: its data, same runs
     blocks = report["blocks"]
-    blocks[0]["panels"].append({"kind": "line", "y": ["acc"]})
+    blocks[0]["panels"].append({"kind": "line", "x": "_runtime", "y": ["acc"]})
     saved = client.put(f"{REPORTS}/{report['id']}", json={**report, "blocks": blocks}).json()
     assert saved["blocks"][0]["runsets"][0]["frozen_at"] == frozen["frozen_at"]
     kept = client.get(f"{REPORTS}/{report['id']}/data").json()["data"][frozen["id"]]
     assert {r["id"] for r in kept["runs"]} == {"a1", "s1"}
-    keys = {(h["x"], s["key"], s["run"]) for h in kept["history"] for s in h["series"]}
-    assert ("_step", "acc", "a1") in keys and ("_step", "acc", "n1") not in keys
+    keys = {(h["x"], s["key"], s["run"]) for h in kept["history"] for s in h["answer"]["series"]}
+    assert ("_runtime", "acc", "a1") in keys and ("_runtime", "acc", "n1") not in keys
     # unfrozen: live again, with the new run
     blocks[0]["runsets"][0]["frozen"] = False
     client.put(f"{REPORTS}/{report['id']}", json={**report, "blocks": blocks})
@@ -182,7 +183,9 @@ def test_pages_render_the_reports_with_their_json_twins(client: TestClient) -> N
     new = client.get("/local/p/reports/new?run=a1", headers={"accept": "application/json"}).json()
     grid_ = new["default_grid"]
     assert grid_["runsets"][0]["selection"] == ["a1"]
+    # the project's workspace (none saved: the default, a line plot per metric)
     assert [p["y"] for p in grid_["panels"] if p["kind"] == "line"] == [["acc"], ["loss"]]
+    assert grid_["panels"][-1]["kind"] == "table"
     assert client.get("/local/p/reports/nope").status_code == 404
     assert client.get("/local/p").text.count('href="/local/p/reports"') == 1
 

@@ -201,11 +201,12 @@ def test_two_controllers_on_one_file_keep_their_optuna_studies_in_step(tmp_path:
         if i % 4 != 3:  # some stay running while the next are claimed
             c.finish_trial(sweep_id, i, "finished" if i % 5 else "failed", claim.trial.params["x"])
     trials = one.trials(sweep_id)
-    fresh = build_study(one._configs[sweep_id], trials).get_trials(deepcopy=False)
+    fresh = build_study(one.store._configs[sweep_id], trials).get_trials(deepcopy=False)
     for c in (one, two):
         c.next_trial(sweep_id, agents[c])  # brings its study in step with the file
         now = c.trials(sweep_id)
-        held = c._studies.synced(sweep_id, c._configs[sweep_id], now).get_trials(deepcopy=False)
+        studies, config = c.store._studies, c.store._configs[sweep_id]
+        held = studies.synced(sweep_id, config, now).get_trials(deepcopy=False)
         assert len(held) == len(now) == (15 if c is one else 16)
         assert [(t.state, t.value, t.intermediate_values) for t in held[:14]] == [
             (t.state, t.value, t.intermediate_values) for t in fresh

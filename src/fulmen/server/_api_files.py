@@ -9,12 +9,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from fulmen.server import _names
 from fulmen.server._api_runs import RUN
-from fulmen.server._deps import ProjectDep, ResDep, RunDep, blob_response
+from fulmen.server._deps import ProjectDep, ResDep, RunDep, blob_response, missing_blobs
 from fulmen.server._deps import put_blob as store_blob
 from fulmen.server.store import NotFound
 
@@ -51,7 +51,7 @@ def files(res: ResDep, ref: RunDep) -> dict[str, Any]:
 
 
 @files_router.get(RUN + "/files/{path:path}", summary="Download one of a run's files")
-def download(res: ResDep, ref: RunDep, path: str) -> StreamingResponse:
+def download(res: ResDep, ref: RunDep, path: str) -> Response:
     path = _names.relative_path(path)
     digest = res.store.file_digest(ref.entity, ref.project, ref.run_id, path)
     return blob_response(res, digest, path)
@@ -103,7 +103,7 @@ def manifest(res: ResDep, names: ProjectDep, name: str, body: ManifestBody) -> d
     expected = hashlib.sha256(json.dumps(sorted(body.entries.items())).encode()).hexdigest()
     if expected != digest:
         raise HTTPException(400, "the entries do not hash to the manifest's digest")
-    lacking = res.store.missing_blobs(names[0], sorted({e["digest"] for e in entries.values()}))
+    lacking = missing_blobs(res, names[0], sorted({e["digest"] for e in entries.values()}))
     if lacking:
         raise HTTPException(409, f"upload these blobs first: {', '.join(lacking[:10])}")
     version = res.store.set_manifest(*names, name, digest, entries, body.metadata or {})
@@ -127,9 +127,7 @@ def version(res: ResDep, names: ProjectDep, name: str, version: str) -> dict[str
 @artifacts_router.get(
     ARTIFACTS + "/{name}/{version}/files/{path:path}", summary="Download an artifact file"
 )
-def artifact_file(
-    res: ResDep, names: ProjectDep, name: str, version: str, path: str
-) -> StreamingResponse:
+def artifact_file(res: ResDep, names: ProjectDep, name: str, version: str, path: str) -> Response:
     path = _names.relative_path(path)
     art = res.store.artifact(*names, _names.artifact_name(name), _names.alias(version))
     digest = _entry_digest(art["entries"], path)
@@ -143,8 +141,8 @@ def missing(res: ResDep, entity: str, body: DigestsBody) -> dict[str, Any]:
     entity = _names.name("entity", entity)
     digests = [_names.digest(d) for d in body.digests]
     # per entity: another entity's copy of the same bytes does not count (the client must
-    # prove it has them by uploading; on disk the blob is stored once either way)
-    lacking = res.store.missing_blobs(entity, digests)
+    # prove it has them by uploading; the blob store holds them once either way)
+    lacking = missing_blobs(res, entity, digests)
     return {"missing": lacking}
 
 

@@ -9,10 +9,12 @@ row read); each key's values are one indexed range of the store's non-scalar val
 once and then overwritten by a number in the summary is no longer listed.
 
 A media file is a run file (uploaded by the client under ``media/...``, stored once per content
-in the blob folder): ``GET .../media/files/<path>`` answers it inline with its content type, for
-``<img>``, ``<audio>`` and ``<video>`` elements, where the run-files route answers every file as an
-attachment. Only paths under ``media/`` with a known suffix are served here, the path is checked
-for traversal as everywhere else, and an HTML file is served as plain text (the dashboard shows
+in the blob store, a folder or a bucket): ``GET .../media/files/<path>`` answers it inline with its
+content type, for ``<img>``, ``<audio>`` and ``<video>`` elements, where the run-files route
+answers every file as an attachment (it always streams through the server, even where downloads
+redirect to presigned URLs: the dashboard's content security policy allows only its own
+origin). Only paths under ``media/`` with a known suffix are served here, the path is checked for
+traversal as everywhere else, and an HTML file is served as plain text (the dashboard shows
 it in a sandboxed frame): nothing a run uploads ever runs as a script on the server's origin.
 """
 
@@ -22,7 +24,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from fulmen.server import _names
 from fulmen.server._api_runs import RUN
@@ -111,7 +113,7 @@ def media(
 
 
 @router.get(RUN + "/media/files/{path:path}", summary="One media file, inline with its type")
-def media_file(res: ResDep, ref: RunDep, path: str) -> StreamingResponse:
+def media_file(res: ResDep, ref: RunDep, path: str) -> Response:
     path = _names.relative_path(path)
     suffix = path[path.rfind(".") :].lower() if "." in path else ""
     if not path.startswith("media/") or suffix not in CONTENT_TYPES:
@@ -120,11 +122,7 @@ def media_file(res: ResDep, ref: RunDep, path: str) -> StreamingResponse:
             404, f"not a media file: {path!r} (media/... ending in one of {allowed})"
         )
     digest = res.store.file_digest(ref.entity, ref.project, ref.run_id, path)
-    answer = blob_response(res, digest, path)
-    answer.media_type = CONTENT_TYPES[suffix]
-    answer.headers["content-type"] = CONTENT_TYPES[suffix]
-    filename = path.rsplit("/", 1)[-1].replace('"', "")
-    answer.headers["content-disposition"] = f'inline; filename="{filename}"'
+    answer = blob_response(res, digest, path, content_type=CONTENT_TYPES[suffix], inline=True)
     # a stored file never runs: no scripts, no plugins, not even in a frame of its own
     answer.headers["content-security-policy"] = "default-src 'none'; sandbox"
     # the path names the content (media/<kind>/<sha256 prefix>.<suffix>): it never changes

@@ -1,5 +1,7 @@
 """What every route module shares: the server's settings and resources, the path parameters that
-name a project or a run (validated), and the helpers for request bodies and blob downloads."""
+name a project or a run (validated), and the helpers for request bodies and blobs (uploads,
+downloads, which are missing): every route reaches the blob store (``_blobs.BlobStore``) through
+them."""
 
 from __future__ import annotations
 
@@ -10,16 +12,19 @@ import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from fulmen.server import _names
-from fulmen.server._blobs import BlobTooLarge, DigestMismatch, FileBlobs
+from fulmen.server._blobs import BlobMissing, BlobStore, BlobTooLarge, DigestMismatch, open_blobs
 from fulmen.server._security import SecurityConfig
 from fulmen.server.store import NotFound, Store, open_store
+
+if TYPE_CHECKING:
+    from fulmen.server._api_sweeps import ServerSweeps
 
 API_PREFIX = "/api/v1"
 MAX_BATCH = 32 << 20  # bytes of frames in one ingest batch, after decompression
@@ -31,8 +36,8 @@ UPLOAD_PATH = re.compile(r"/runs/[^/]+/files/|/blobs/[0-9a-f]{64}$")
 
 @dataclass
 class ServerConfig:
-    """How ``fulmen server`` was started (``--data``, ``--db``, the auth switches, the HTTP
-    boundary's settings: ``_security.SecurityConfig``)."""
+    """How ``fulmen server`` was started (``--data``, ``--db``, ``--blobs``, the auth switches,
+    the HTTP boundary's settings: ``_security.SecurityConfig``)."""
 
     data: Path = field(default_factory=lambda: Path("~/.local/share/fulmen/server").expanduser())
     db: str | None = None
@@ -44,6 +49,33 @@ class ServerConfig:
     max_blob: int = field(default_factory=lambda: env_bytes("FULMEN_MAX_BLOB") or MAX_BLOB)
     entity_quota: int | None = field(default_factory=lambda: env_bytes("FULMEN_ENTITY_QUOTA"))
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    # where blobs live (``_blobs.open_blobs``): None for <data>/blobs, a folder, or
+    # s3://BUCKET/PREFIX; and the seconds a presigned download URL lives (0: downloads stream
+    # through the server). Defaults from FULMEN_BLOBS and FULMEN_BLOBS_PRESIGN.
+    blobs: str | None = field(default_factory=lambda: os.environ.get("FULMEN_BLOBS") or None)
+    presign_seconds: int = field(default_factory=lambda: env_seconds("FULMEN_BLOBS_PRESIGN"))
+    # seconds without a heartbeat after which a sweep agent is dead and its trial is settled
+    # (FULMEN_SWEEP_AGENT_TIMEOUT; agents beat four times as often)
+    agent_timeout: float = field(
+        default_factory=lambda: env_timeout("FULMEN_SWEEP_AGENT_TIMEOUT", AGENT_TIMEOUT)
+    )
+
+
+AGENT_TIMEOUT = 60.0
+
+
+def env_timeout(name: str, default: float) -> float:
+    """The positive number of seconds in environment variable ``name``, or ``default``."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name}={text!r}: give a positive number of seconds, e.g. 60 or 2.5")
+    return value
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -64,13 +96,26 @@ def env_bytes(name: str) -> int | None:
     return int(match[1]) * _UNITS[match[2].upper()]
 
 
-class Resources:
-    """The store and blob folder, opened on first use (building the app touches no disk)."""
+def env_seconds(name: str) -> int:
+    """The whole number of seconds in environment variable ``name``; 0 when unset or empty."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise ValueError(f"{name}={text!r}: give a whole number of seconds (0: off)")
+    return int(text)
 
-    def __init__(self, config: ServerConfig, store: Store | None) -> None:
+
+class Resources:
+    """The store and the blob store, opened on first use (building the app touches no disk)."""
+
+    def __init__(
+        self, config: ServerConfig, store: Store | None, blobs: BlobStore | None = None
+    ) -> None:
         self.config = config
         self._store = store
-        self._blobs: FileBlobs | None = None
+        self._blobs = blobs
+        self._sweeps: ServerSweeps | None = None
         self._lock = threading.Lock()
 
     @property
@@ -82,9 +127,26 @@ class Resources:
         return self._store
 
     @property
-    def blobs(self) -> FileBlobs:
+    def sweeps(self) -> ServerSweeps:
+        """The sweeps this server controls (on the store; ``_api_sweeps``)."""
+        if self._sweeps is None:
+            from fulmen.server._api_sweeps import ServerSweeps
+
+            store = self.store
+            with self._lock:
+                if self._sweeps is None:
+                    self._sweeps = ServerSweeps(store, self.config.agent_timeout)
+        return self._sweeps
+
+    @property
+    def blobs(self) -> BlobStore:
         if self._blobs is None:
-            self._blobs = FileBlobs(self.config.data / "blobs")
+            with self._lock:
+                if self._blobs is None:
+                    config = self.config
+                    self._blobs = open_blobs(
+                        config.blobs, config.data, presign_seconds=config.presign_seconds
+                    )
         return self._blobs
 
 
@@ -182,15 +244,46 @@ async def put_blob(res: Resources, entity: str, digest: str, request: Request) -
         raise HTTPException(400, str(exc)) from exc
 
 
-def blob_response(res: Resources, digest: str, path: str) -> StreamingResponse:
-    """The blob ``digest`` as a download named after ``path``."""
+def blob_response(
+    res: Resources,
+    digest: str,
+    path: str,
+    *,
+    content_type: str = "application/octet-stream",
+    inline: bool = False,
+) -> Response:
+    """The blob ``digest`` as a download named after ``path``: streamed through the server, or,
+    for an attachment from a store that presigns (``--blobs-presign``), a redirect to the
+    object store. Inline answers (media the dashboard draws) always stream: the pages' content
+    security policy allows only the server's own origin."""
     digest = _names.digest(digest)
-    if not res.blobs.exists(digest):
-        raise NotFound(f"the content of {path!r} has not been uploaded")
     filename = path.rsplit("/", 1)[-1].replace('"', "")
+    missing = f"the content of {path!r} has not been uploaded"
+    if not inline:
+        url = res.blobs.download_url(digest, filename=filename, content_type=content_type)
+        if url is not None:
+            if not res.blobs.exists(digest):
+                raise NotFound(missing)
+            # the URL is a credential for this blob only, and only for a while: never cached
+            return RedirectResponse(url, 307, {"cache-control": "no-store"})
+    try:
+        blob = res.blobs.open(digest)
+    except BlobMissing:
+        raise NotFound(missing) from None
+    disposition = "inline" if inline else "attachment"
     headers = {
         # never rendered by the browser on our origin: a stored HTML file cannot run scripts here
-        "content-disposition": f'attachment; filename="{filename}"',
+        "content-disposition": f'{disposition}; filename="{filename}"',
+        "content-length": str(blob.size),
         "x-content-type-options": "nosniff",
     }
-    return StreamingResponse(res.blobs.open(digest), 200, headers, "application/octet-stream")
+    return StreamingResponse(blob.chunks, 200, headers, content_type)
+
+
+def missing_blobs(res: Resources, entity: str, digests: list[str]) -> list[str]:
+    """Those of ``digests`` that ``entity`` does not hold (the store's record), or whose bytes
+    the blob store lacks (a bucket emptied, a store copied without its blobs), in order."""
+    lacking = set(res.store.missing_blobs(entity, digests))
+    held = [d for d in digests if d not in lacking]
+    lacking.update(res.blobs.missing(held))
+    return [d for d in digests if d in lacking]

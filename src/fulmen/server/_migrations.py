@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from fulmen.sweep._sql import TABLES_V1 as SWEEP_TABLES_V1
+
 
 class StoreTooNew(RuntimeError):
     """The store was written by a newer server (its schema version is past this server's)."""
@@ -150,35 +152,44 @@ CREATE TABLE IF NOT EXISTS api_keys (
     "CREATE TABLE IF NOT EXISTS anonymous (hash TEXT PRIMARY KEY, created REAL NOT NULL)",
 )
 
-# reports (``_store_reports``): one row per report, its blocks as JSON text; the frozen run sets'
+# saved workspaces (_workspaces, _store_workspaces): portable SQL, the layout as JSON text
+_WORKSPACES = (
+    """
+CREATE TABLE IF NOT EXISTS workspaces (
+    entity TEXT NOT NULL, project TEXT NOT NULL, owner TEXT NOT NULL,
+    layout TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (entity, project, owner)
+)
+""",
+)
+
+# reports (``_store_reports``; portable SQL): one row per report, its blocks as JSON text; the frozen run sets'
 # snapshots (run list and panel data, JSON text) in their own table, so that listing or reading a
 # report never reads them
-_V2_SQLITE = (
+_REPORTS = (
     """
 CREATE TABLE reports (
     entity TEXT NOT NULL, project TEXT NOT NULL, report_id TEXT NOT NULL,
     title TEXT NOT NULL, description TEXT NOT NULL, blocks TEXT NOT NULL, author TEXT,
-    created REAL NOT NULL, updated REAL NOT NULL,
+    created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (entity, project, report_id)
 )
 """,
     """
 CREATE TABLE report_snapshots (
     entity TEXT NOT NULL, project TEXT NOT NULL, report_id TEXT NOT NULL, runset_id TEXT NOT NULL,
-    data TEXT NOT NULL, created REAL NOT NULL,
+    data TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (entity, project, report_id, runset_id)
 )
 """,
 )
 
-# the same tables for PostgreSQL (whose REAL is 4 bytes: times are DOUBLE PRECISION there)
-_V2_POSTGRESQL = tuple(statement.replace(" REAL ", " DOUBLE PRECISION ") for statement in _V2_SQLITE)
-
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema the server had before versions", {"sqlite": _V1_SQLITE}),
-    Migration(
-        2, "reports and their frozen run sets", {"sqlite": _V2_SQLITE, "postgresql": _V2_POSTGRESQL}
-    ),
+    # the sweep tables, as fulmen.sweep._sql writes them (portable SQL: PostgreSQL's are the same)
+    Migration(2, "sweeps, their trials, metric reports and agents", {"sqlite": SWEEP_TABLES_V1}),
+    Migration(3, "saved workspaces (panel layouts per project and owner)", {"sqlite": _WORKSPACES}),
+    Migration(4, "reports and their frozen run sets", {"sqlite": _REPORTS}),
 )
 
 

@@ -52,9 +52,10 @@ def alias(value: str) -> str:
     return value
 
 
-def run_id(value: str) -> str:
+def run_id(value: str, what: str = "run id") -> str:
+    """A run id (or another id with the same rule: ``what`` names it, "sweep id", "agent id")."""
     if not _RUN_ID.match(value) or value in (".", ".."):
-        raise bad("run id", value, "1 to 64 characters from A-Z a-z 0-9 _ . -")
+        raise bad(what, value, "1 to 64 characters from A-Z a-z 0-9 _ . -")
     return value
 
 

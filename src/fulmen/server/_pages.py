@@ -9,7 +9,8 @@ is open (the runs table, chart data, console, files) is fetched by the page's sc
 All user text goes through ``html.escape`` (names, tags, notes, config and summary values); data
 handed to the script is JSON inside ``<script type="application/json">`` with ``<``, ``>`` and
 ``&`` escaped, and the script writes it into the DOM with ``textContent`` only. No network at
-runtime: the chart code is ours (``static/chart.js``), served from the package.
+runtime: the panels (``static/panels.js``) draw with uPlot, vendored with its licence into
+``static/vendor/`` and served from the package like every other static file.
 """
 
 from __future__ import annotations
@@ -29,12 +30,53 @@ from fulmen.__about__ import __version__
 from fulmen.server import _names
 from fulmen.server._auth import EVERYTHING
 from fulmen.server._ingest import json_safe
+from fulmen.server._workspaces import HIDDEN_PREFIXES, owner_of, workspace_view
 from fulmen.server.store import NotFound, RunQuery, Store
 
-STATIC = ("chart.js", "media.js", "dashboard.js", "dashboard.css", "reports.js", "reports.css")
-_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".LICENSE": "text/plain; charset=utf-8",
+}
+
+
+def _static_files() -> tuple[str, ...]:
+    """The files under ``static/`` (and ``static/vendor/``) that ``GET /static/{name}`` serves:
+    listed once from the package, so a request names one of them or gets a 404 (no path from
+    a request is ever joined onto the folder)."""
+    root = resources.files("fulmen.server").joinpath("static")
+    found = []
+    for folder, prefix in ((root, ""), (root.joinpath("vendor"), "vendor/")):
+        if not folder.is_dir():
+            continue
+        for item in folder.iterdir():
+            if item.is_file() and any(item.name.endswith(suffix) for suffix in _TYPES):
+                found.append(prefix + item.name)
+    return tuple(sorted(found))
+
+
+STATIC = _static_files()
+# the scripts every page loads, in order (runtable.js, the runs table component, when present)
+SCRIPTS = tuple(
+    name
+    for name in ("vendor/uPlot.iife.min.js", "media.js", "runtable.js", "panels.js", "dashboard.js")
+    if name in STATIC
+)
+STYLES = ("vendor/uPlot.min.css", "dashboard.css", "panels.css")
+
+
+def static_text(name: str) -> str:
+    """The text of static file ``name`` (one of ``STATIC``; the HTML export inlines them)."""
+    if name not in STATIC:
+        raise KeyError(f"no static file {name!r}; there are {list(STATIC)}")
+    folder = resources.files("fulmen.server").joinpath("static")
+    for part in name.split("/"):
+        folder = folder.joinpath(part)
+    return folder.read_text("utf-8")
+
+
 # history keys that are not charted on the project page (system keys, histograms logged by watch)
-_HIDDEN_PREFIXES = ("_", "gradients/", "parameters/", "system/", "trainer/global_step")
+_HIDDEN_PREFIXES = HIDDEN_PREFIXES
 MAX_PANELS = 24  # chart panels on a project page (every key is still in the run page)
 # runs rendered with the project page itself, so the table paints before the whole list arrives
 FIRST_PAGE = 100
@@ -88,9 +130,10 @@ def default_x(history: dict[str, int]) -> str:
     return "trainer/global_step" if "trainer/global_step" in history else "_step"
 
 
-def view_project(store: Store, entity: str, project: str) -> dict[str, Any]:
-    """The project page's setup: columns to choose from, the default columns, charts and x-axis.
-    The runs themselves come from ``GET /api/v1/.../runs`` (sorted, filtered, paged there)."""
+def view_project(store: Store, entity: str, project: str, owner: str = "") -> dict[str, Any]:
+    """The project page's setup: columns to choose from, the default columns, charts and x-axis,
+    and the workspace (the saved panel layout of ``owner``, else the default one). The runs
+    themselves come from ``GET /api/v1/.../runs`` (sorted, filtered, paged there)."""
     columns = store.columns(entity, project)
     summary = [k for k in sorted(columns["summary"]) if not k.startswith(_HIDDEN_PREFIXES)]
     chosen = [f"summary.{k}" for k in summary[:4]] + [
@@ -109,6 +152,7 @@ def view_project(store: Store, entity: str, project: str) -> dict[str, Any]:
         "charts": chart_keys(columns["history"]),
         "x": default_x(columns["history"]),
         "x_choices": _x_choices(columns["history"]),
+        "workspace": workspace_view(store, entity, project, owner),
     }
 
 
@@ -202,18 +246,19 @@ def _page(title: str, crumbs: list[tuple[str, str]], body: str, data: Any, kind:
         f'<a href="{esc(href)}">{esc(text)}</a>' if href else f"<span>{esc(text)}</span>"
         for text, href in crumbs
     )
+    v = esc(__version__)
+    styles = "\n".join(f'<link rel="stylesheet" href="/static/{n}?v={v}">' for n in STYLES)
+    scripts = "\n".join(f'<script src="/static/{n}?v={v}"></script>' for n in SCRIPTS)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)} - fulmen</title>
-<link rel="stylesheet" href="/static/dashboard.css?v={esc(__version__)}">
+{styles}
 </head><body data-page="{esc(kind)}">
 <header><a class="brand" href="/">fulmen</a> <nav>{nav}</nav></header>
 <main>{body}</main>
 <script type="application/json" id="page-data">{script_json(data)}</script>
-<script src="/static/chart.js?v={esc(__version__)}"></script>
-<script src="/static/media.js?v={esc(__version__)}"></script>
-<script src="/static/dashboard.js?v={esc(__version__)}"></script>
+{scripts}
 </body></html>"""
 
 
@@ -280,12 +325,15 @@ _MEDIA_SIDE = """<section id="media" class="media-section"><h2>Media</h2>
 
 _CHART_CONTROLS = """<div class="controls" id="chart-controls">
 <label>x-axis <select id="x-axis"></select></label>
-<label>smoothing <input type="range" id="smoothing" min="0" max="0.99" step="0.01" value="0">
+<label>smoothing <select id="smoothing-type"><option value="exponential">exponential</option>
+<option value="running">running average</option><option value="gaussian">gaussian</option></select>
+<input type="range" id="smoothing" min="0" max="0.99" step="0.01" value="0">
 <output id="smoothing-value">0</output></label>
 <label><input type="checkbox" id="log-scale"> log scale</label>
 {group}
 <button type="button" id="reset-zoom">reset zoom</button>
-<span class="hint">drag on a chart to zoom; double-click to reset</span>
+<span class="hint">drag on a chart to zoom; double-click to reset; click a line or a legend entry
+to highlight its run</span>
 </div>"""
 
 
@@ -295,6 +343,7 @@ def html_project(view: dict[str, Any]) -> str:
         '<label>group by <select id="group-by"><option value="">none</option>'
         '<option value="group">run group</option></select></label>'
     )
+    saved = "saved" if view["workspace"]["saved"] else "default (not saved yet)"
     reports = f"/{entity}/{project}/reports"
     body = f"""<h1>{esc(project)} <a class="project-reports" href="{esc(reports)}">reports</a></h1>
 <section class="runs">
@@ -312,7 +361,10 @@ def html_project(view: dict[str, Any]) -> str:
 </section>
 <section class="charts">
 {_CHART_CONTROLS.format(group=group)}
-<div id="charts" class="panels"></div>
+<div class="controls"><span class="muted">workspace:</span>
+<span id="workspace-status">{saved}</span>
+<button type="button" id="workspace-reset">reset to default</button></div>
+<div id="charts"></div>
 </section>
 {_MEDIA_SIDE}"""
     crumbs = [("projects", "/"), (entity, ""), (project, "")]
@@ -415,10 +467,10 @@ def html_run(view: dict[str, Any]) -> str:
 <h2>Artifacts</h2>{artifacts}</section>
 </div>
 <section class="charts"><h2>Charts</h2>{_CHART_CONTROLS.format(group="")}
-<div id="charts" class="panels"></div></section>
+<div id="charts"></div></section>
 <section><h2>Media</h2><div id="media" class="media-panels"></div></section>
-<section><h2>System metrics</h2><div id="system" class="panels"></div></section>
-<section><h2>Gradients and parameters</h2><div id="histograms" class="panels"></div></section>
+<section><h2>System metrics</h2><div id="system"></div></section>
+<section><h2>Gradients and parameters</h2><div id="histograms"></div></section>
 <section><h2>Model topology</h2><pre id="topology" class="muted">none recorded</pre></section>
 <section><h2>Console</h2><pre id="console" class="console"></pre></section>"""
     crumbs = [("projects", "/"), (entity, ""), (project, f"/{entity}/{project}"), (title, "")]
@@ -444,7 +496,7 @@ def html_compare(view: dict[str, Any]) -> str:
 <tbody>{rows}</tbody></table>
 <p class="muted">{n_same} keys are equal in every run.</p></section>
 <section class="charts">{_CHART_CONTROLS.format(group="")}
-<div id="charts" class="panels"></div></section>
+<div id="charts"></div></section>
 {_MEDIA_SIDE}"""
     crumbs = [("projects", "/"), (entity, ""), (project, f"/{entity}/{project}"), ("compare", "")]
     return _page("compare", crumbs, body, view, "compare")
@@ -485,11 +537,11 @@ def pages_router(store: Any) -> APIRouter:
     answering the store (opened on first use)."""
     router = APIRouter(include_in_schema=False)
 
-    @router.get("/static/{name}")
+    @router.get("/static/{name:path}")
     def static(name: str) -> Response:
         if name not in STATIC:
             raise HTTPException(404, f"no static file {name!r}")
-        text = resources.files("fulmen.server").joinpath("static").joinpath(name).read_text("utf-8")
+        text = static_text(name)
         suffix = name[name.rfind(".") :]
         return Response(text, media_type=_TYPES[suffix], headers={"cache-control": "max-age=3600"})
 
@@ -524,7 +576,7 @@ def pages_router(store: Any) -> APIRouter:
     @router.get("/{entity}/{project}")
     def project_page(request: Request, entity: str, project: str) -> Response:
         e = _check_entity(request, entity)
-        view = view_project(store(), e, _names.name("project", _strip(project)))
+        view = view_project(store(), e, _names.name("project", _strip(project)), owner_of(request))
         return _answer(request, view, html_project)
 
     return router

@@ -1,19 +1,21 @@
 """The data of a report's panels, built on the server from the store's runs and history queries:
 what a frozen run set keeps, and what an exported report embeds.
 
-One run set's data (``runset_data``) is a snapshot in the shape the page's embedded source reads
-(``static/reports.js``, ``embeddedSource``), each part as the API answers it::
+One run set's data (``runset_data``) is a snapshot in the shape ``FulmenPanels.apiSource``'s
+``snapshot()`` writes and ``FulmenPanels.embeddedSource`` reads (``static/panels.js``), each part
+as the API answers it::
 
-    {"version": 1,
-     "runs": [run, ...],                                  # GET .../runs (config and summary)
-     "history": [{"x", "buckets", "series": [...]}, ...], # GET .../history, one per x and size
-     "values": {run_id: {key: [row, ...]}},               # GET .../history/values (histograms)
-     "media": {run_id: [{"key", "type", "steps", "values"}]},  # GET .../media (the last steps)
-     "files": {run_id: {path: "data:...;base64,..."}}}    # media files, in an export only
+    {"version": 1, "entity", "project",
+     "runs": [run, ...],                            # GET .../runs (config and summary)
+     "ranks": {run_id: i},                          # its place in the project (its colour)
+     "history": [{"x", "answer": {"x", "buckets", "series"}}, ...],   # GET .../history, per x
+     "values": {run_id: {key: {"key", "values"}}},  # GET .../history/values (histograms)
+     "media": {run_id: {"media": [entry, ...]}},    # GET .../media (the last MEDIA_STEPS steps)
+     "files": {"run_id/path": "data:...;base64,..."}}   # media files, in an export only
 
-Line panels get ``LINE_BUCKETS`` min/max buckets per series (a spike survives), scalar and bar
-panels ``SMALL_BUCKETS`` (their min, max and last are exact: buckets keep them); y values are
-written with 7 significant digits (x with all of them: a timestamp needs them).
+Every series has ``BUCKETS`` min/max buckets (a spike survives; a scalar or bar panel's min, max
+and last are exact); y values are written with 7 significant digits (x with all of them: a
+timestamp needs them).
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ from typing import Any
 from fulmen.server.store import HistoryQuery, NotFound, RunQuery, Store
 
 VERSION = 1
-LINE_BUCKETS = 400
-SMALL_BUCKETS = 64
+BUCKETS = 400
 MAX_RUNS = 500  # runs of one run set kept in a snapshot
 MEDIA_STEPS = 8  # steps of a media key embedded per run (the last ones)
 VALUES_LIMIT = 300  # rows of a histogram key embedded per run
@@ -83,14 +84,14 @@ def runset_runs(store: Store, entity: str, runset: dict[str, Any]) -> list[dict[
     return runs[:MAX_RUNS]
 
 
-def _needs(panels: list[dict[str, Any]]) -> dict[tuple[str, int], set[str]]:
-    """(x, buckets) -> history keys the panels draw."""
-    needs: dict[tuple[str, int], set[str]] = {}
+def _needs(panels: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """x -> history keys the panels draw (scalar and bar panels read ``_step``, as panels.js)."""
+    needs: dict[str, set[str]] = {}
     for p in panels:
         if p.get("kind") == "line":
-            needs.setdefault((str(p.get("x") or "_step"), LINE_BUCKETS), set()).update(p["y"])
+            needs.setdefault(str(p.get("x") or "_step"), set()).update(p["y"])
         elif p.get("kind") in ("scalar", "bar"):
-            needs.setdefault(("_step", SMALL_BUCKETS), set()).add(p["metric"])
+            needs.setdefault("_step", set()).add(str(p["metric"]).removeprefix("summary."))
     return needs
 
 
@@ -110,36 +111,40 @@ def runset_data(
     snapshot of the same runs) already holds is kept and not read again."""
     from fulmen.server._api_media import media_keys
 
-    data: dict[str, Any] = have or {}
-    data = {
+    old: dict[str, Any] = have or {}
+    data: dict[str, Any] = {
         "version": VERSION,
+        "entity": entity,
+        "project": project,
         "runs": runs,
-        "history": list(data.get("history") or []),
-        "values": dict(data.get("values") or {}),
-        "media": dict(data.get("media") or {}),
+        "ranks": dict(old.get("ranks") or {}),
+        "history": [dict(h) for h in old.get("history") or []],
+        "values": {k: dict(v) for k, v in (old.get("values") or {}).items()},
+        "media": {k: {"media": list(v["media"])} for k, v in (old.get("media") or {}).items()},
     }
     ids = [r["id"] for r in runs]
-    held = {(h["x"], h["buckets"]): {s["key"] for s in h["series"]} for h in data["history"]}
-    for (x, buckets), keys in sorted(_needs(panels).items()):
-        missing = sorted(keys - held.get((x, buckets), set()))
+    if not data["ranks"] and ids:
+        everyone = store.runs(entity, project, RunQuery(sort="created", limit=100_000, fields=()))
+        order = {r["id"]: i for i, r in enumerate(everyone.runs)}
+        data["ranks"] = {i: order[i] for i in ids if i in order}
+    for x, keys in sorted(_needs(panels).items()):
+        entry = next((h for h in data["history"] if h["x"] == x), None)
+        held = {s["key"] for s in entry["answer"]["series"]} if entry else set()
+        missing = sorted(keys - held)
         if not missing or not ids:
             continue
-        query = HistoryQuery(runs=tuple(ids), keys=tuple(missing), buckets=buckets, x=x)
-        try:
-            series = [compact(s) for s in store.history(entity, project, query)]
-        except NotFound:  # a run gone since: each run on its own
-            series = []
-            for run_id in ids:
-                one = HistoryQuery(runs=(run_id,), keys=tuple(missing), buckets=buckets, x=x)
-                try:
-                    series += [compact(s) for s in store.history(entity, project, one)]
-                except NotFound:
-                    continue
-        entry = next((h for h in data["history"] if (h["x"], h["buckets"]) == (x, buckets)), None)
+        series = []
+        for run_id in ids:  # one run at a time: a run gone since is left out, not a failure
+            one = HistoryQuery(runs=(run_id,), keys=tuple(missing), buckets=BUCKETS, x=x)
+            try:
+                series += [compact(s) for s in store.history(entity, project, one)]
+            except NotFound:
+                continue
         if entry is None:
-            data["history"].append({"x": x, "buckets": buckets, "series": series})
+            answer = {"x": x, "buckets": BUCKETS, "series": series}
+            data["history"].append({"x": x, "answer": answer})
         else:
-            entry["series"] = entry["series"] + series
+            entry["answer"] = {**entry["answer"], "series": entry["answer"]["series"] + series}
     histograms = _keys_of(panels, "histogram")
     media = _keys_of(panels, "media")
     for run in runs:
@@ -147,12 +152,10 @@ def runset_data(
         have_values = data["values"].setdefault(run_id, {})
         for key in sorted(histograms - set(have_values)):
             rows = store.values(entity, project, run_id, key, -math.inf, math.inf, VALUES_LIMIT)
-            have_values[key] = rows
-        have_media = {m["key"] for m in data["media"].get(run_id, [])}
+            have_values[key] = {"key": key, "values": rows}
+        entries = data["media"].setdefault(run_id, {"media": []})["media"]
         found = media_keys(run.get("summary") or {})
-        wanted = sorted(k for k in media - have_media if k in found)
-        entries = list(data["media"].get(run_id, []))
-        for key in wanted:
+        for key in sorted(k for k in media - {m["key"] for m in entries} if k in found):
             rows = store.values(entity, project, run_id, key, -math.inf, math.inf, 100_000)
             rows = [r for r in rows if isinstance(r["value"], dict) and "_type" in r["value"]]
             rows = rows[-MEDIA_STEPS:]
@@ -162,9 +165,8 @@ def runset_data(
                 "steps": [int(r["_step"]) for r in rows],
                 "values": [r["value"] for r in rows],
             })  # fmt: skip
-        if entries:
-            data["media"][run_id] = entries
     data["values"] = {k: v for k, v in data["values"].items() if v}
+    data["media"] = {k: v for k, v in data["media"].items() if v["media"]}
     return data
 
 
@@ -193,9 +195,9 @@ def embed_files(
     (a table's JSON file, and the files its cells name, too), while ``budget[0]`` bytes last."""
     from fulmen.server._api_media import CONTENT_TYPES
 
-    files: dict[str, dict[str, str]] = {}
+    files: dict[str, str] = {}
     for run_id, entries in data.get("media", {}).items():
-        todo = [p for e in entries for v in e["values"] for p in media_paths(v)]
+        todo = [p for e in entries["media"] for v in e["values"] for p in media_paths(v)]
         seen: dict[str, str] = {}
         while todo:
             path = todo.pop(0)
@@ -216,15 +218,14 @@ def embed_files(
                     todo += list(media_paths(json.loads(blob)))
                 except ValueError:
                     pass
-        if seen:
-            files[run_id] = seen
+        files.update({f"{run_id}/{path}": url for path, url in seen.items()})
     data["files"] = files
 
 
 def covers(data: dict[str, Any], panels: list[dict[str, Any]]) -> bool:
     """Whether the snapshot ``data`` holds everything ``panels`` draw."""
-    held = {(h["x"], h["buckets"]): {s["key"] for s in h["series"]} for h in data.get("history", [])}
-    if any(not keys <= held.get(need, set()) for need, keys in _needs(panels).items()):
+    held = {h["x"]: {s["key"] for s in h["answer"]["series"]} for h in data.get("history", [])}
+    if any(not keys <= held.get(x, set()) for x, keys in _needs(panels).items()):
         return False
     runs = [r["id"] for r in data.get("runs", [])]
     histograms = _keys_of(panels, "histogram")
@@ -235,7 +236,7 @@ def covers(data: dict[str, Any], panels: list[dict[str, Any]]) -> bool:
         from fulmen.server._api_media import media_keys
 
         found = set(media_keys(run.get("summary") or {})) & media
-        have = {m["key"] for m in data.get("media", {}).get(run["id"], [])}
+        have = {m["key"] for m in data.get("media", {}).get(run["id"], {"media": []})["media"]}
         if not found <= have:
             return False
     return True

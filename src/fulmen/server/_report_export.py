@@ -17,11 +17,10 @@ import base64
 import math
 import re
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fulmen.server._pages import esc
+from fulmen.server._pages import STATIC, esc, static_text
 from fulmen.server._report_pages import SCRIPTS, STYLES, report_body, report_title, shell
 
 # what the exported file may load: its own inline code and data: URLs, nothing from any host
@@ -40,11 +39,6 @@ EXPORT_CSP = "; ".join(
 )
 
 
-def _static(name: str) -> str | None:
-    path = resources.files("fulmen.server").joinpath("static").joinpath(name)
-    return path.read_text("utf-8") if path.is_file() else None
-
-
 def _inline_script(code: str) -> str:
     # "</script" would end the element early wherever it stands (a string, a comment)
     return "<script>" + code.replace("</script", "<\\/script") + "</script>\n"
@@ -59,15 +53,8 @@ def filename(report: dict[str, Any]) -> str:
 def html_file(report: dict[str, Any], data: dict[str, Any]) -> str:
     """The self-contained HTML of ``report`` (as the API answers it) with ``data`` (run set id ->
     snapshot, media files inlined)."""
-    missing = [n for n in SCRIPTS if n != "runtable.js" and _static(n) is None]
-    if missing:
-        raise RuntimeError(f"the report export needs static/{missing[0]}, which is not installed")
-    styles = "".join(
-        f"<style>{code}</style>\n" for code in (_static(s) for s in STYLES) if code is not None
-    )
-    scripts = "".join(
-        _inline_script(code) for code in (_static(s) for s in SCRIPTS) if code is not None
-    )
+    styles = "".join(f"<style>{static_text(s)}</style>\n" for s in STYLES if s in STATIC)
+    scripts = "".join(_inline_script(static_text(s)) for s in SCRIPTS)
     head = f'<meta http-equiv="Content-Security-Policy" content="{esc(EXPORT_CSP)}">\n'
     page = {
         "entity": report["entity"],
@@ -189,7 +176,7 @@ def _series(data: dict[str, Any], x: str, key: str) -> dict[str, dict[str, Any]]
     for h in data.get("history", []):
         if h["x"] != x:
             continue
-        for s in h["series"]:
+        for s in h["answer"]["series"]:
             if s["key"] == key and s["run"] not in found:
                 found[s["run"]] = s
     return found

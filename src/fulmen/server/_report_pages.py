@@ -15,7 +15,6 @@ a file.
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -25,25 +24,25 @@ from fulmen.__about__ import __version__
 from fulmen.server import _names
 from fulmen.server._api_reports import answer
 from fulmen.server._pages import (
+    STATIC,
     _answer,
     _check_entity,
     _strip,
     _when,
-    chart_keys,
     default_x,
     esc,
     script_json,
 )
 from fulmen.server.store import RunQuery, Store
 
-# what a report page loads, in order (the uPlot files and runtable.js come with panels.js)
-SCRIPTS = ("vendor/uPlot.iife.min.js", "media.js", "runtable.js", "panels.js", "reports.js")
-STYLES = ("dashboard.css", "vendor/uPlot.min.css", "reports.css")
+# what a report page loads, in order (runtable.js, the runs table component, when present)
+SCRIPTS = tuple(
+    name
+    for name in ("vendor/uPlot.iife.min.js", "media.js", "runtable.js", "panels.js", "reports.js")
+    if name in STATIC
+)
+STYLES = ("vendor/uPlot.min.css", "dashboard.css", "panels.css", "reports.css")
 DEFAULT_PANELS = 6  # line panels of a new panel grid (one per chart key)
-
-
-def static_exists(name: str) -> bool:
-    return resources.files("fulmen.server").joinpath("static").joinpath(name).is_file()
 
 
 def shell(
@@ -69,11 +68,7 @@ def shell(
             f'<link rel="stylesheet" href="/static/{esc(s)}?v={v}">\n' for s in STYLES
         )
     if scripts is None:
-        scripts = "".join(
-            f'<script src="/static/{esc(s)}?v={v}"></script>\n'
-            for s in SCRIPTS
-            if s != "runtable.js" or static_exists(s)
-        )
+        scripts = "".join(f'<script src="/static/{esc(s)}?v={v}"></script>\n' for s in SCRIPTS)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -172,15 +167,30 @@ def view_report(store: Store, entity: str, project: str, report_id: str) -> dict
     }
 
 
-def default_grid(store: Store, entity: str, project: str, runs: list[str]) -> dict[str, Any]:
-    """The panel grid the editor adds: the chosen runs (all the project's, live, when none),
-    a line plot per charted metric (the project page's), and a run table."""
+def default_grid(
+    store: Store, entity: str, project: str, runs: list[str], owner: str
+) -> dict[str, Any]:
+    """The panel grid the editor adds: the chosen runs (all the project's, live, when none) and
+    the panels of the project's workspace (the saved one of this key, or the default: a line
+    plot per metric, by key prefix), with the workspace's x-axis and smoothing, and a run
+    table."""
+    from fulmen.server._reports import MAX_PANELS
+    from fulmen.server._workspaces import workspace_view
+
+    layout = workspace_view(store, entity, project, owner)["layout"]
+    settings = layout.get("settings") or {}
     columns = store.columns(entity, project)
-    history = columns["history"]
-    x = default_x(history)
-    panels: list[dict[str, Any]] = [
-        {"kind": "line", "x": x, "y": [k], "title": k} for k in chart_keys(history)[:DEFAULT_PANELS]
-    ]
+    x = settings.get("x") or default_x(columns["history"])
+    panels: list[dict[str, Any]] = []
+    for section in layout.get("sections") or []:
+        for panel in section.get("panels") or []:
+            panel = dict(panel)
+            if panel.get("kind") == "line":
+                panel.setdefault("x", x)
+                if settings.get("smoothing") and "smoothing" not in panel:
+                    panel["smoothing"] = settings["smoothing"]
+            panels.append(panel)
+    panels = panels[: MAX_PANELS - 1]
     summary = [k for k in sorted(columns["summary"]) if not k.startswith("_")][:4]
     config = sorted(columns["config"])[:3]
     panels.append(
@@ -197,7 +207,7 @@ def default_grid(store: Store, entity: str, project: str, runs: list[str]) -> di
 
 
 def view_editor(
-    store: Store, entity: str, project: str, report_id: str | None, runs: list[str]
+    store: Store, entity: str, project: str, report_id: str | None, runs: list[str], owner: str
 ) -> dict[str, Any]:
     if report_id is None:
         report: dict[str, Any] = {"title": "", "description": "", "blocks": []}
@@ -210,7 +220,7 @@ def view_editor(
         "project": project,
         "report": report,
         "new": report_id is None,
-        "default_grid": default_grid(store, entity, project, runs),
+        "default_grid": default_grid(store, entity, project, runs, owner),
         "metrics": sorted(columns["history"]),
         "config": sorted(columns["config"]),
         "summary": sorted(columns["summary"]),
@@ -289,6 +299,8 @@ def report_pages_router(store: Callable[[], Store]) -> APIRouter:
     """The report pages' routes (outside ``/api/v1``; docs/dashboard.md lists them)."""
     router = APIRouter(include_in_schema=False)
 
+    from fulmen.server._workspaces import owner_of
+
     def names(request: Request, entity: str, project: str) -> tuple[str, str]:
         return _check_entity(request, entity), _names.name("project", project)
 
@@ -307,13 +319,15 @@ def report_pages_router(store: Callable[[], Store]) -> APIRouter:
     ) -> Response:
         e, p = names(request, entity, project)
         ids = [_names.run_id(r) for r in run[:1000]]
-        return _answer(request, view_editor(store(), e, p, None, ids), html_editor)
+        view = view_editor(store(), e, p, None, ids, owner_of(request))
+        return _answer(request, view, html_editor)
 
     @router.get("/{entity}/{project}/reports/{report_id}/edit")
     def edit(request: Request, entity: str, project: str, report_id: str) -> Response:
         e, p = names(request, entity, project)
         rid = _report_id(report_id)
-        return _answer(request, view_editor(store(), e, p, rid, []), html_editor)
+        view = view_editor(store(), e, p, rid, [], owner_of(request))
+        return _answer(request, view, html_editor)
 
     @router.get("/{entity}/{project}/reports/{report_id}")
     def report(request: Request, entity: str, project: str, report_id: str) -> Response:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fulmen.server._blobs import BlobStoreUnavailable
+from fulmen.server._deps import Resources
 from fulmen.server._migrations import StoreTooNew
 from fulmen.server._security import SecurityConfig, allowed_hosts
 from fulmen.server.app import ServerConfig, create_app
@@ -45,22 +47,30 @@ def config_for(
     allow_anonymous: bool,
     extra_hosts: Iterable[str] = (),
     limits: SecurityConfig | None = None,
+    blobs: str | None = None,
+    presign_seconds: int | None = None,
 ) -> ServerConfig:
     """Any address but loopback requires API keys, unless the operator says ``--insecure``. On
     loopback the ``Host`` header must name loopback (or one of ``extra_hosts``); elsewhere it is
     checked only against ``extra_hosts``, when some are given. ``limits`` holds the anonymous rate
-    limits (its ``allowed_hosts`` is replaced)."""
+    limits (its ``allowed_hosts`` is replaced). ``blobs`` and ``presign_seconds``, when given,
+    override FULMEN_BLOBS and FULMEN_BLOBS_PRESIGN."""
     loopback = is_loopback(host)
     security = dataclasses.replace(
         limits or SecurityConfig(), allowed_hosts=allowed_hosts(loopback, extra_hosts)
     )
-    return ServerConfig(
+    config = ServerConfig(
         data=data,
         db=db,
         require_auth=not loopback and not insecure,
         allow_anonymous=allow_anonymous,
         security=security,
     )
+    if blobs is not None:
+        config.blobs = blobs or None
+    if presign_seconds is not None:
+        config.presign_seconds = presign_seconds
+    return config
 
 
 @dataclass(frozen=True)
@@ -196,6 +206,23 @@ def describe(config: ServerConfig, host: str, port: int, *, has_keys: bool) -> l
     return lines
 
 
+def check_blobs(res: Resources) -> None:
+    """Exit with the reason when the blob store is misconfigured (a bucket that does not exist,
+    credentials refused, boto3 missing); only warn when the object store does not answer yet."""
+    config = res.config
+    try:
+        blobs = res.blobs
+        blobs.check()
+    except ValueError as exc:
+        raise SystemExit(f"fulmen server: {exc}") from None
+    except BlobStoreUnavailable as exc:
+        log.warning("%s; uploads are answered 503 until it answers", exc)
+        print(f"fulmen server: WARNING: {exc}", flush=True)
+    if config.blobs:
+        presign = f", downloads presigned for {config.presign_seconds} s"
+        print(f"fulmen server: blobs {blobs.describe()}{presign if config.presign_seconds else ''}")
+
+
 def serve(
     host: str,
     port: int,
@@ -207,6 +234,8 @@ def serve(
     extra_hosts: Iterable[str] = (),
     limits: SecurityConfig | None = None,
     connections: ConnectionLimits | None = None,
+    blobs: str | None = None,
+    presign_seconds: int | None = None,
 ) -> None:
     import fcntl
 
@@ -228,12 +257,15 @@ def serve(
         allow_anonymous=allow_anonymous,
         extra_hosts=extra_hosts,
         limits=limits,
+        blobs=blobs,
+        presign_seconds=presign_seconds,
     )
     app = create_app(config)
     try:
         app.state.resources.store  # noqa: B018 - open (and create) the database before listening
     except StoreTooNew as exc:
         raise SystemExit(f"fulmen server: {exc}") from None
+    check_blobs(app.state.resources)
     for line in describe(config, host, port, has_keys=app.state.resources.store.has_keys()):
         print(line, flush=True)
         if "WARNING" in line:

@@ -15,6 +15,9 @@ and ``held``), ``segments`` (the accepted frames verbatim, for export), ``series
 ``points`` (scalar history, see ``_series``), ``console``, ``stats``, ``files``, ``artifacts`` and
 ``aliases``, ``blobs`` (which entity may read which digest), ``api_keys`` (SHA-256 hashes only),
 ``anonymous`` (hashes of the anonymous spaces' tokens), ``reports`` and ``report_snapshots``.
+The sweep tables (``sweeps``, ``sweep_trials``, ``sweep_reports``, ``sweep_agents``) are the
+exception to "all SQL here": their statements live in ``fulmen.sweep._sql``, shared with the
+local sweeps file; this store only gives them its transactions (``sweep_database``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from fulmen.server import _series as S
 from fulmen.server._ingest import ROWS, Batch, RunState, decode_batch, json_safe
 from fulmen.server._migrations import MIGRATIONS, Migration, StoreTooNew
 from fulmen.server._store_reports import ReportSql
+from fulmen.server._store_workspaces import WorkspaceSQL
 from fulmen.server.store import (
     Conflict,
     HistoryQuery,
@@ -48,6 +52,7 @@ from fulmen.server.store import (
     RunQuery,
     StoreFull,
 )
+from fulmen.sweep._sql import Connections, sqlite_snapshot
 
 SORT_COLUMNS = {"created", "updated", "name", "state", "runtime", "rows", "run_id"}
 OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -323,6 +328,16 @@ class SqliteStore:
             with self._readers_lock:
                 self._readers.append(con)
         return con
+
+    def sweep_database(self) -> Connections:
+        """Writes on the writer under its lock (``BEGIN IMMEDIATE``: a claim sees every claim
+        before it), reads on the reading thread's connection (a WAL snapshot)."""
+        return Connections(self._sweep_write, lambda: sqlite_snapshot(self._read))
+
+    @contextmanager
+    def _sweep_write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, transaction(self._writer):
+            yield self._writer
 
     def close(self) -> None:
         with self._readers_lock:
@@ -1214,6 +1229,21 @@ class SqliteStore:
         with self._lock:
             self._writer.execute("INSERT INTO anonymous VALUES (?, ?)", (_hash(token), time.time()))
         return ANON_PREFIX + token
+
+    # --- workspaces (their SQL: _store_workspaces) ----------------------------------------------
+
+    _workspaces = WorkspaceSQL("?")
+
+    def workspace(self, entity: str, project: str, owner: str) -> dict[str, Any] | None:
+        return self._workspaces.get(self._read, entity, project, owner)
+
+    def put_workspace(self, entity: str, project: str, owner: str, layout: dict[str, Any]) -> float:
+        with self._lock, transaction(self._writer):
+            return self._workspaces.put(self._writer, entity, project, owner, layout)
+
+    def delete_workspace(self, entity: str, project: str, owner: str) -> None:
+        with self._lock, transaction(self._writer):
+            self._workspaces.delete(self._writer, entity, project, owner)
 
     def anonymous_exists(self, entity: str) -> bool:
         if not entity.startswith(ANON_PREFIX):

@@ -139,7 +139,10 @@ def serve_runs(
     url = f"http://{host}:{bound}"
     # loopback only (the command refuses any other --host): the Host check of a loopback server
     security = SecurityConfig(allowed_hosts=allowed_hosts(True, ()))
-    app = create_app(ServerConfig(data=folder, security=security))
+    # its own throwaway folder, blobs included: a FULMEN_BLOBS meant for `fulmen server` is not
+    # this view's (None, 0: not read from the environment)
+    config = ServerConfig(data=folder, security=security, blobs=None, presign_seconds=0)
+    app = create_app(config)
     app.state.resources.store  # noqa: B018 - create the database before listening
     server = uvicorn.Server(uvicorn_config(app, ConnectionLimits()))
     follower = Follower(root, url, poll, echo)

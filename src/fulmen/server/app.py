@@ -7,6 +7,7 @@ The routes live in one module per resource, each an ``APIRouter`` included here:
     _api_files     a run's files, artifacts and their files, blobs
     _api_media     a run's media keys with their steps and references, media files inline
     _api_reports   reports (list, create, read, replace, delete), their data and HTML export
+    _workspaces    a project's saved panel layout (the dashboard's workspace)
     _pages         the dashboard's pages, each one route for the page and its JSON twin
     _report_pages  the report pages (list, view, editor), with their JSON twins
 
@@ -14,13 +15,14 @@ plus the meta routes below (health, viewer, anonymous). Every route is wrapped b
 (``_auth.AuthMiddleware``), which runs before routing, behind the browser defences
 (``_security.BrowserGuard``: Host names, cross-origin writes). Handlers validate names
 (``_names``), call the store (``store.Store``, no SQL in any of them) and answer JSON; the
-resources they share (the store, the blob folder, the settings) are ``_deps.Resources``, reached
+resources they share (the store, the blob store, the settings) are ``_deps.Resources``, reached
 through ``app.state``.
 docs/http-api.md lists every endpoint.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
@@ -28,8 +30,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from fulmen.__about__ import __version__
-from fulmen.server import _api_files, _api_history, _api_media, _api_reports, _api_runs
+from fulmen.server import (
+    _api_files,
+    _api_history,
+    _api_media,
+    _api_reports,
+    _api_runs,
+    _api_sweeps,
+    _workspaces,
+)
 from fulmen.server._auth import EVERYTHING, AuthMiddleware, BodyLimit
+from fulmen.server._blobs import BlobStore, BlobStoreUnavailable
 from fulmen.server._deps import (
     API_PREFIX,
     DEFAULT_ENTITY,
@@ -45,6 +56,7 @@ from fulmen.server._report_pages import report_pages_router
 from fulmen.server._security import AnonymousRateLimit, BrowserGuard, SecurityHeaders
 from fulmen.server.store import Conflict, NotFound, Store
 
+log = logging.getLogger("fulmen.server")
 meta_router = APIRouter(tags=["meta"])
 
 
@@ -74,15 +86,20 @@ def anonymous(res: ResDep) -> dict[str, Any]:
     return {"entity": res.store.create_anonymous()}
 
 
-def create_app(config: ServerConfig | None = None, *, store: Store | None = None) -> FastAPI:
+def create_app(
+    config: ServerConfig | None = None,
+    *,
+    store: Store | None = None,
+    blobs: BlobStore | None = None,
+) -> FastAPI:
     """Build the server's ASGI app.
 
     The schema is served at ``/api/v1/openapi.json`` (no docs page: FastAPI's loads Swagger UI
-    from a CDN, and the server works offline). The store opens on the first request that needs it
-    (``config.data``), unless one is given.
+    from a CDN, and the server works offline). The store and the blob store open on the first
+    request that needs them (``config.data``, ``config.blobs``), unless they are given.
     """
     config = config or ServerConfig()
-    res = Resources(config, store)
+    res = Resources(config, store, blobs)
     app = FastAPI(
         title="fulmen",
         version=__version__,
@@ -98,6 +115,8 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
         _api_history.router,
         _api_media.router,
         _api_files.artifacts_router,
+        _api_sweeps.router,
+        _workspaces.router,
         _api_reports.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
@@ -112,6 +131,12 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
     @app.exception_handler(Conflict)
     async def conflict(request: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 409)
+
+    @app.exception_handler(BlobStoreUnavailable)
+    async def blobs_down(request: Request, exc: BlobStoreUnavailable) -> JSONResponse:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        detail = f"{exc}; retry later"
+        return JSONResponse({"detail": detail}, 503, {"retry-after": str(exc.retry_after)})
 
     @app.exception_handler(PermissionError)
     async def forbidden(request: Request, exc: PermissionError) -> JSONResponse:

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from fulmen.sweep._sql import Database
 
 __all__ = [
     "Conflict",
@@ -210,6 +213,22 @@ class Store(Protocol):
     def create_anonymous(self) -> str: ...
 
     def anonymous_exists(self, entity: str) -> bool: ...
+
+    def sweep_database(self) -> Database:
+        """The store's transactions for the sweep tables (``fulmen.sweep._sql``, whose SQL runs
+        on them; the sweep logic is ``fulmen.sweep._store.SweepStore``)."""
+        ...
+
+    def workspace(self, entity: str, project: str, owner: str) -> dict[str, Any] | None:
+        """The saved layout of a project for ``owner`` (``""``: the project's own, ``key:<hash>``
+        a key's) as ``{"layout", "updated"}``, or None (see ``_workspaces``)."""
+        ...
+
+    def put_workspace(self, entity: str, project: str, owner: str, layout: dict[str, Any]) -> float:
+        """Save ``layout`` (validated) for ``owner``; answers when (a UNIX time)."""
+        ...
+
+    def delete_workspace(self, entity: str, project: str, owner: str) -> None: ...
 
     def close(self) -> None: ...
 

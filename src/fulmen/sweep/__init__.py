@@ -6,8 +6,11 @@ bayes method and hyperband import it when they run).
 
 Modules: ``_config`` (the schema), ``_space`` (distributions, grid, the Optuna mapping),
 ``_engine`` (the next configuration; hyperband's verdict), ``_controller`` (the Controller
-protocol), ``_local`` (the SQLite controller), ``_agent`` (the agent loop), ``_command`` (the
-command macros), ``_trial`` (what init() does inside a trial), ``_api`` (the public functions).
+protocol), ``_store`` (the controller's logic on a database, local or the server's) and ``_sql``
+(its SQL), ``_local`` (the local SQLite controller), ``_remote`` (the server controller, over
+HTTP), ``_analysis`` (parameter importance and correlation), ``_agent`` (the agent loop),
+``_command`` (the command macros), ``_trial`` (what init() does inside a trial), ``_api`` (the
+public functions).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from fulmen.sweep._api import ApiSweep, agent, set_state, sweep
 from fulmen.sweep._config import SweepConfig, SweepConfigError, parse
 from fulmen.sweep._controller import Claim, Controller, Trial
 from fulmen.sweep._local import LocalController
+from fulmen.sweep._remote import ServerController
 from fulmen.sweep._trial import LockedConfig, SweepRun
 
 __all__ = [
@@ -26,6 +30,7 @@ __all__ = [
     "Controller",
     "LocalController",
     "LockedConfig",
+    "ServerController",
     "SweepConfig",
     "SweepConfigError",
     "SweepRun",

@@ -1,9 +1,9 @@
 """``sweep()``, ``agent()`` and ``Api().sweep()``: the public functions over a controller.
 
-The controller is chosen in one place, ``controller_for``: the local one (``<fulmen dir>/
-sweeps.db``, the fulmen dir being where ``init()`` writes runs: ``FULMEN_DIR``/``dir``). A server
-controller (``FULMEN_BASE_URL``) implements the same ``Controller`` protocol when it comes; until
-then a sweep is controlled locally even when runs upload to a server.
+The controller is chosen in one place, ``controller_for``: with a server configured (runs log
+online: ``FULMEN_BASE_URL`` or ``fulmen login``, and no ``FULMEN_MODE=offline``) the server holds
+the sweep (``_remote.ServerController``); otherwise the local file does (``<fulmen dir>/sweeps.db``,
+the fulmen dir being where ``init()`` writes runs: ``FULMEN_DIR``/``dir``).
 """
 
 from __future__ import annotations
@@ -33,17 +33,23 @@ def fulmen_root(directory: str | os.PathLike[str] | None = None) -> Path:
     return root
 
 
-def controller_for(directory: str | os.PathLike[str] | None = None) -> LocalController:
-    return LocalController(fulmen_root(directory))
+def controller_for(
+    directory: str | os.PathLike[str] | None = None, *, agent: bool = False
+) -> Controller:
+    """The server's controller when runs log to a server, else the local file's. An agent's
+    waits out a server's restart (10 minutes); a command's gives up sooner (30 s)."""
+    from fulmen.track._settings import resolve
 
+    settings = resolve({})
+    root = fulmen_root(directory)
+    if settings.base_url and settings.mode == "online":
+        from fulmen.sweep._remote import COMMAND_RETRY_S, RETRY_S, ServerController
 
-def sweep_id_of(path: str) -> str:
-    """``id``, ``project/id`` or ``entity/project/id`` -> ``id``."""
-    if not isinstance(path, str) or not path.strip("/"):
-        raise ValueError(
-            f"sweep id must be 'id', 'project/id' or 'entity/project/id', got {path!r}"
-        )
-    return path.strip("/").rsplit("/", 1)[-1]
+        return ServerController(
+            settings.base_url, settings.api_key, root, entity=settings.entity,
+            project=settings.project, retry_s=RETRY_S if agent else COMMAND_RETRY_S,
+        )  # fmt: skip
+    return LocalController(root)
 
 
 def sweep(
@@ -65,18 +71,21 @@ def sweep(
         check_name("entity", entity)
     controller = controller_for()
     try:
-        priors = [_prior(controller.root, config, run_id) for run_id in (prior_runs or [])]
+        priors = [_prior(controller, config, entity, project, run_id)
+                  for run_id in (prior_runs or [])]  # fmt: skip
         sweep_id = controller.create(raw, project, entity, priors)
     finally:
         controller.close()
-    log.info("created sweep %s in %s", sweep_id, controller.path)
+    log.info("created sweep %s in %s", sweep_id, getattr(controller, "path", controller.root))
     return sweep_id
 
 
-def _prior(root: Path, config: SweepConfig, run_id: str) -> Trial:
-    from fulmen.track._api import Api
-
-    run = Api(dir=str(root)).run(run_id)
+def _prior(
+    controller: Controller, config: SweepConfig, entity: str | None, project: str, run_id: str
+) -> Trial:
+    run = controller.run_of(entity, project, run_id)
+    if run is None:
+        raise ValueError(f"no run {run_id!r} to use as a prior run (project {project!r})")
     flat: dict[str, Any] = {}
     latent: dict[str, Any] = {}
     for p in config.parameters:
@@ -89,8 +98,9 @@ def _prior(root: Path, config: SweepConfig, run_id: str) -> Trial:
             latent[p.name] = x
     value = metric_value(run.summary, config.metric.name) if config.metric else None
     state = run.state if run.state != "running" else "crashed"
+    folder = getattr(run, "dir", None)  # a local run's folder (a server's run has none)
     return Trial("", 0, run.id, flat, state=state, value=value, latent=latent,
-                 run_dir=str(run.dir))  # fmt: skip
+                 run_dir=None if folder is None else str(folder))  # fmt: skip
 
 
 def agent(
@@ -102,9 +112,9 @@ def agent(
 ) -> int:
     """Run trials of the sweep one after another (``function``, or the config's program) until
     the sweep is done or ``count`` trials ran; the number run."""
-    controller = controller_for()
+    controller = controller_for(agent=True)
     try:
-        record = controller.sweep(sweep_id_of(sweep_id))
+        record = controller.sweep(controller.resolve(sweep_id))
         if project is not None and project != record.project:
             raise ValueError(
                 f"sweep {record.id} belongs to project {record.project!r}, not {project!r}"
@@ -122,7 +132,7 @@ def set_state(sweep_id: str, state: str) -> None:
     """Pause, resume ("running"), stop or cancel a sweep."""
     controller = controller_for()
     try:
-        controller.set_state(sweep_id_of(sweep_id), state)
+        controller.set_state(controller.resolve(sweep_id), state)
     finally:
         controller.close()
 
@@ -130,10 +140,9 @@ def set_state(sweep_id: str, state: str) -> None:
 class ApiSweep:
     """A sweep as ``Api().sweep(path)`` reads it: config, state, trials, runs, best run."""
 
-    def __init__(self, root: Path, path: str, controller: Controller | None = None) -> None:
-        self._root = Path(root)
-        self._controller = controller or LocalController(self._root)
-        self.id = sweep_id_of(path)
+    def __init__(self, controller: Controller, path: str) -> None:
+        self._controller = controller
+        self.id = controller.resolve(path)
         self._record: SweepRecord = self._controller.sweep(self.id)
         parts = path.strip("/").split("/")
         if len(parts) >= 2 and parts[-2] != self._record.project:
@@ -175,15 +184,13 @@ class ApiSweep:
 
     @property
     def runs(self) -> list[Any]:
-        """The ``ApiRun`` of every trial whose run exists, by trial number."""
-        from fulmen.track._api import ApiRun
-        from fulmen.track._layout import find_run_dir, log_path
-
+        """The run of every trial that has one, by trial number: an ``ApiRun`` (a local sweep)
+        or an ``HttpRun`` (a sweep on a server)."""
         out = []
         for t in self.trials:
-            folder = Path(t.run_dir) if t.run_dir else find_run_dir(self._root, t.run_id)
-            if folder is not None and log_path(folder).is_file():
-                out.append(ApiRun(folder))
+            run = self._controller.run_of(self.entity, self.project, t.run_id, t.run_dir)
+            if run is not None:
+                out.append(run)
         return out
 
     def best_run(self, order: str | None = None) -> Any:
@@ -208,3 +215,26 @@ class ApiSweep:
 
     def __repr__(self) -> str:
         return f"<Sweep {self.path} ({self.state})>"
+
+
+def open_sweep(path: str, root: str | os.PathLike[str] | None = None) -> ApiSweep:
+    """``Api().sweep(path)``: on the server when one is configured, else in the fulmen folder
+    ``root`` (default: the settings')."""
+    from fulmen.track._settings import resolve
+
+    settings = resolve({})
+    if settings.base_url and settings.mode == "online":
+        return http_sweep(path, settings.base_url, settings.api_key, settings.project)
+    if root is None:
+        return ApiSweep(LocalController(fulmen_root()), path)
+    return ApiSweep(LocalController(root), path)
+
+
+def http_sweep(path: str, base_url: str, api_key: str | None, project: str | None) -> ApiSweep:
+    """``Api(base_url=...).sweep(path)``: the sweep on that server."""
+    from fulmen.sweep._remote import COMMAND_RETRY_S, ServerController
+
+    controller = ServerController(
+        base_url, api_key, fulmen_root(), project=project, retry_s=COMMAND_RETRY_S
+    )
+    return ApiSweep(controller, path)

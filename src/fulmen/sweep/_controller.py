@@ -1,13 +1,15 @@
 """The controller: what an agent asks of whoever holds a sweep's state.
 
 ``Controller`` is a Protocol so that the local one (``_local.LocalController``: one SQLite file in
-the fulmen folder) and a server one (over the HTTP API, a later issue) are interchangeable: the
-agent, ``sweep()``, ``agent()`` and ``Api().sweep()`` only ever call these methods.
+the fulmen folder) and the server one (``_remote.ServerController``: the server holds the sweep and
+is asked over its HTTP API) are interchangeable: the agent, ``sweep()``, ``agent()`` and
+``Api().sweep()`` only ever call these methods.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 # A sweep's states (W&B's): new trials are handed out only while "running".
@@ -58,8 +60,25 @@ class SweepRecord:
     seed: int
 
 
+def sweep_id_of(path: str) -> str:
+    """``id``, ``project/id`` or ``entity/project/id`` -> ``id``."""
+    if not isinstance(path, str) or not path.strip("/"):
+        raise ValueError(
+            f"sweep id must be 'id', 'project/id' or 'entity/project/id', got {path!r}"
+        )
+    return path.strip("/").rsplit("/", 1)[-1]
+
+
 class Controller(Protocol):
     """The sweep's state and its search, as agents and readers see it."""
+
+    root: Path  # the fulmen folder of this machine: where the agent writes trial files and runs
+
+    def resolve(self, path: str) -> str:
+        """The sweep id of ``path`` (``id``, ``project/id`` or ``entity/project/id``)."""
+
+    def close(self) -> None:
+        """Let go of what the controller holds (its agents end)."""
 
     def create(
         self,
@@ -100,3 +119,8 @@ class Controller(Protocol):
 
     def trials(self, sweep_id: str) -> list[Trial]:
         """Every trial of the sweep, by number."""
+
+    def run_of(
+        self, entity: str | None, project: str, run_id: str, run_dir: str | None = None
+    ) -> Any:
+        """A run as the read API shows it (``ApiRun`` here, ``HttpRun`` on a server), or None."""

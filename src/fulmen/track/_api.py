@@ -94,10 +94,11 @@ class Api:
         return run
 
     def sweep(self, path: str) -> Any:
-        """The sweep ``id``, ``project/id`` or ``entity/project/id`` (see docs/sweeps.md)."""
-        from fulmen.sweep import ApiSweep
+        """The sweep ``id``, ``project/id`` or ``entity/project/id`` (see docs/sweeps.md): on the
+        server when runs log to one, else in this fulmen folder."""
+        from fulmen.sweep._api import open_sweep
 
-        return ApiSweep(self.root, path)
+        return open_sweep(path, self.root)
 
     def artifact(self, name: str) -> Artifact:
         """The artifact ``"name:alias"`` or ``"name:v3"`` from the local store."""

@@ -80,6 +80,12 @@ class HttpApi:
         data = self.client.json("GET", _run_base(entity, project, run_id))
         return HttpRun(self.client, entity, project, data)
 
+    def sweep(self, path: str) -> Any:
+        """The sweep ``entity/project/id`` (or ``project/id``, ``id``) on the server."""
+        from fulmen.sweep._api import http_sweep
+
+        return http_sweep(path, self.client.base_url, self.client.api_key, self.project)
+
     def artifact(self, name: str) -> HttpArtifact:
         """``"name:alias"`` or ``"name:v3"`` (``"name"`` is ``"name:latest"``), optionally
         ``"entity/project/name:alias"``."""

@@ -24,16 +24,13 @@
     return r.json();
   }
 
-  // a stable colour per run: the hue comes from the run id
-  function color(id) {
-    let h = 2166136261;
-    for (let i = 0; i < id.length; i++) { h ^= id.charCodeAt(i); h = Math.imul(h, 16777619); }
-    return `hsl(${(h >>> 0) % 360}, 68%, 44%)`;
-  }
+  const P = window.FulmenPanels;
+  // a run's colour: its place in the project (panels.js), the same on every page
+  const color = (id) => P.color(id);
 
   function text(v) {
     if (v === null || v === undefined) return "";
-    if (typeof v === "number") return window.FulmenChart.fmt(v);
+    if (typeof v === "number") return P.fmt(v);
     if (typeof v === "string") return v;
     return JSON.stringify(v);
   }
@@ -59,118 +56,64 @@
 
   // ---------------------------------------------------------------- chart panels (all pages)
 
-  class Panels {
-    constructor(container, keys, xChoices, x) {
-      this.container = container;
-      this.keys = keys;
-      this.x = x;
-      this.zoom = [null, null];
-      this.smoothing = 0;
-      this.log = false;
-      this.groupBy = "";
-      this.runs = [];
-      this.charts = new Map();
-      this.data = null;
-      this.seq = 0;
-      for (const k of keys) {
-        const div = el("div", "panel");
-        div.dataset.key = k;
-        container.append(div);
-        this.charts.set(k, new window.FulmenChart(div, { title: k, onZoom: (lo, hi) => this.setZoom(lo, hi) }));
-      }
-      const xs = document.getElementById("x-axis");
+  // the charts of a page: a grid of panels (panels.js) over the page's runs; the page's controls
+  // (x-axis, smoothing, log scale, group by, reset zoom) are the layout's settings
+  function charts(container, layout, source, opts) {
+    const o = opts || {};
+    layout = P.normalize(layout);
+    layout.settings = { x: view.x, ...(layout.settings || {}) };
+    const grid = P.mountGrid(container, layout, source, { sync: `fulmen-${page}`, ...o });
+    const settings = () => grid.layout().settings || {};
+    const xs = document.getElementById("x-axis");
+    if (xs) {
       const names = { _step: "_step", _runtime: "relative time (s)", _timestamp: "wall time" };
-      for (const c of xChoices) { const o = el("option", "", names[c] || c); o.value = c; xs.append(o); }
-      xs.value = x;
-      xs.addEventListener("change", () => { this.x = xs.value; this.zoom = [null, null]; this.fetch(); });
-      const sm = document.getElementById("smoothing"), out = document.getElementById("smoothing-value");
-      sm.addEventListener("input", () => { this.smoothing = Number(sm.value); out.textContent = sm.value; this.render(); });
-      const lg = document.getElementById("log-scale");
-      lg.addEventListener("change", () => { this.log = lg.checked; this.render(); });
-      document.getElementById("reset-zoom").addEventListener("click", () => this.setZoom(null, null));
-      if (!keys.length) container.append(el("p", "muted", "no metrics logged yet"));
+      for (const c of view.x_choices) { const op = el("option", "", names[c] || c); op.value = c; xs.append(op); }
+      if (![...xs.options].some((op) => op.value === settings().x)) { const op = el("option", "", settings().x); op.value = settings().x; xs.append(op); }
+      xs.value = settings().x;
+      xs.addEventListener("change", () => grid.setSettings({ x: xs.value }));
     }
-
-    setRuns(runs) { this.runs = runs; return this.fetch(); }
-
-    setZoom(lo, hi) { this.zoom = [lo, hi]; return this.fetch(); }
-
-    async fetch() {
-      const seq = ++this.seq;
-      if (!this.runs.length || !this.keys.length) { this.data = { series: [] }; this.render(); return; }
-      const q = new URLSearchParams();
-      for (const r of this.runs) q.append("run", r.id);
-      for (const k of this.keys) q.append("key", k);
-      q.set("x", this.x);
-      const width = this.container.querySelector(".chart-box")?.clientWidth || 500;
-      q.set("buckets", String(Math.max(50, Math.min(2000, Math.round(width)))));
-      if (this.zoom[0] !== null) { q.set("min", String(this.zoom[0])); q.set("max", String(this.zoom[1])); }
-      const data = await getJSON(api(`/history?${q}`));
-      if (seq !== this.seq) return; // a newer request is on its way
-      this.data = data;
-      this.render();
+    const sm = document.getElementById("smoothing"), out = document.getElementById("smoothing-value");
+    const kind = document.getElementById("smoothing-type");
+    if (sm) {
+      const s0 = settings().smoothing;
+      if (s0 && s0.type && s0.type !== "none") { if (kind) kind.value = s0.type; sm.value = String(s0.amount); out.textContent = String(s0.amount); }
+      const apply = () => {
+        const type = kind ? kind.value : "exponential", amount = Number(sm.value);
+        out.textContent = sm.value;
+        grid.setSettings({ smoothing: amount > 0 && type !== "none" ? { type, amount } : { type: "none", amount: 0 } });
+      };
+      const range = () => { // the slider's range follows the kind: a weight, or points
+        const t = kind ? kind.value : "exponential";
+        sm.max = t === "exponential" ? "0.99" : "50"; sm.step = t === "exponential" ? "0.01" : "1";
+      };
+      range();
+      sm.addEventListener("input", apply);
+      if (kind) kind.addEventListener("change", () => { range(); sm.value = "0"; apply(); });
     }
-
-    render() {
-      if (!this.data) return;
-      const byKey = new Map();
-      for (const s of this.data.series) { if (!byKey.has(s.key)) byKey.set(s.key, []); byKey.get(s.key).push(s); }
-      const runs = new Map(this.runs.map((r) => [r.id, r]));
-      for (const [key, chart] of this.charts) {
-        let series = (byKey.get(key) || []).filter((s) => runs.has(s.run)).map((s) => {
-          const r = runs.get(s.run);
-          return { id: s.run, label: r.name || s.run, color: color(s.run), x: s.x, y: s.last, lo: s.min, hi: s.max, raw: s.last };
-        });
-        if (this.groupBy) series = group(series, runs, this.groupBy);
-        if (this.smoothing > 0) series = series.map((s) => ({ ...s, y: window.FulmenChart.ema(s.raw, this.smoothing) }));
-        chart.setData(series, { log: this.log, xLabel: this.x });
-        chart.container.dataset.zoom = this.zoom[0] === null ? "" : `${this.zoom[0]},${this.zoom[1]}`;
-      }
-    }
+    const lg = document.getElementById("log-scale");
+    if (lg) { lg.checked = !!settings().logy; lg.addEventListener("change", () => grid.setSettings({ logy: lg.checked })); }
+    const reset = document.getElementById("reset-zoom");
+    if (reset) reset.addEventListener("click", () => grid.resetZoom());
+    return {
+      grid,
+      source,
+      setRuns(runs) { source.setRuns(runs); return grid.refresh(); },
+      fetch() { return grid.refresh(); },
+    };
   }
 
-  // one line per group: the mean over its runs, and a band from the lowest to the highest value of
-  // any of its runs (bucket minima and maxima included)
-  function group(series, runs, by) {
-    const groups = new Map();
-    for (const s of series) {
-      const r = runs.get(s.id);
-      const v = by === "group" ? r.group : dig(r.config || {}, by.slice("config.".length));
-      const name = v === undefined || v === null ? "(none)" : text(v);
-      if (!groups.has(name)) groups.set(name, []);
-      groups.get(name).push(s);
-    }
-    const out = [];
-    for (const [name, members] of groups) {
-      let xs = [...new Set(members.flatMap((s) => Array.from(s.x).filter(Number.isFinite)))].sort((a, b) => a - b);
-      if (xs.length > 1500) { const k = xs.length / 1500; xs = Array.from({ length: 1500 }, (_, i) => xs[Math.floor(i * k)]); }
-      const mean = [], lo = [], hi = [];
-      for (const x of xs) {
-        let sum = 0, n = 0, a = Infinity, b = -Infinity;
-        for (const s of members) {
-          const v = interp(s.x, s.raw, x);
-          if (v === null) continue;
-          sum += v; n++;
-          // the band spans every run's bucket min and max, so a spike in one run still shows
-          const lo = s.lo ? interp(s.x, s.lo, x) : v, hi = s.hi ? interp(s.x, s.hi, x) : v;
-          a = Math.min(a, v, lo ?? v); b = Math.max(b, v, hi ?? v);
-        }
-        mean.push(n ? sum / n : null); lo.push(n ? a : null); hi.push(n ? b : null);
-      }
-      out.push({ id: `group:${name}`, label: `${name} (${members.length} runs)`, color: color(`group:${name}`), x: xs, y: mean, raw: mean, lo, hi, bandAlpha: 0.25, group: name, runs: members.map((s) => s.id) });
-    }
-    return out;
-  }
-
-  function interp(xs, ys, x) {
-    const n = xs.length;
-    if (!n || x < xs[0] || x > xs[n - 1]) return null;
-    let lo = 0, hi = n - 1;
-    while (lo < hi) { const m = (lo + hi) >> 1; if (xs[m] < x) lo = m + 1; else hi = m; }
-    if (xs[lo] === x || lo === 0) return Number.isFinite(ys[lo]) ? ys[lo] : null;
-    const x0 = xs[lo - 1], y0 = ys[lo - 1], y1 = ys[lo];
-    if (!Number.isFinite(y0) || !Number.isFinite(y1)) return null;
-    return y0 + ((y1 - y0) * (x - x0)) / (xs[lo] - x0);
+  // saves the project's workspace (its layout) on the server, a moment after the last change
+  function saveWorkspace(layout) {
+    const status = document.getElementById("workspace-status");
+    if (status) status.textContent = "saving…";
+    return fetch(api("/workspace"), {
+      method: "PUT",
+      headers: { "content-type": "application/json", accept: "application/json" },
+      body: JSON.stringify({ layout }),
+    }).then(async (r) => {
+      if (!r.ok) throw new Error(((await r.json().catch(() => ({}))).detail) || `${r.status}`);
+      if (status) { status.textContent = "saved"; status.dataset.saved = String(Date.now()); }
+    }).catch((e) => { if (status) status.textContent = `not saved: ${e.message || e}`; });
   }
 
   // ---------------------------------------------------------------- project page
@@ -185,26 +128,62 @@
     { key: "duration", label: "duration", sort: "runtime", get: (r) => duration(r.runtime) },
   ];
 
+  // the project page's charts: its saved workspace (or the default one), over the runs the
+  // table charts; every change to the layout is saved (PUT .../workspace)
+  function projectCharts(shown) {
+    const source = P.apiSource({ entity: view.entity, project: view.project });
+    // every run came with the page: their colours are known without asking
+    if (view.first.runs.length === view.first.total) P.rankRuns(view.first.runs);
+    source.setRuns(shown());
+    const ws = view.workspace || { layout: P.defaultLayout(view.charts) };
+    const config = Object.keys(view.columns.config).sort().map((k) => `config.${k}`);
+    const summary = Object.keys(view.columns.summary).sort().map((k) => `summary.${k}`);
+    const keys = Object.keys(view.columns.history).filter((k) => !k.startsWith("_")).sort();
+    const c = charts(document.getElementById("charts"), ws.layout, source, {
+      editable: true,
+      onChange: saveWorkspace,
+      onDirty: () => { document.getElementById("workspace-status").textContent = "changed, saving soon…"; },
+      choices: { keys, x: view.x_choices, groupby: ["group", ...config], columns: ["name", "state", "group", ...config, ...summary] },
+    });
+    let charted = "";
+    // the same runs in the same states: nothing to fetch again (the table reloads often)
+    const signature = (runs) => runs.map((r) => `${r.id}:${r.state}:${r.updated}:${r.rows}`).join(",");
+    c.setRuns = (runs) => {
+      const sig = signature(runs);
+      source.setRuns(runs);
+      c.grid.context.refresh(); // the fresher run objects, without fetching the charts again
+      if (sig === charted) return Promise.resolve();
+      charted = sig;
+      return c.grid.refresh();
+    };
+    charted = signature(shown());
+    // group by: the run group or a config key (the panels fetch that key's values themselves)
+    const groupSel = document.getElementById("group-by");
+    for (const k of config) { const o = el("option", "", k); o.value = k; groupSel.append(o); }
+    groupSel.value = c.grid.layout().settings.groupby || "";
+    groupSel.addEventListener("change", () => c.grid.setSettings({ groupby: groupSel.value || null }));
+    const reset = document.getElementById("workspace-reset");
+    if (reset) reset.addEventListener("click", async () => {
+      const r = await fetch(api("/workspace"), { method: "DELETE", headers: { accept: "application/json", "x-fulmen-client": "dashboard" } });
+      if (!r.ok) return;
+      const ws2 = await r.json();
+      await c.grid.update({ ...ws2.layout, settings: { x: view.x, ...(ws2.layout.settings || {}) } });
+      document.getElementById("workspace-status").textContent = "default (not saved yet)";
+    });
+    return c;
+  }
+
   function projectPage() {
     const state = {
       columns: view.default_columns.slice(),
       sort: "-created", search: "", filter: "", runState: "",
       runs: view.first.runs, total: view.first.total, shown: null, selected: new Set(),
     };
-    const panels = new Panels(document.getElementById("charts"), view.charts, view.x_choices, view.x);
+    const panels = projectCharts(() => shownRuns());
     const head = document.getElementById("runs-head"), body = document.getElementById("runs-body");
     const spacer = document.getElementById("runs-spacer"), layer = el("div", "vlayer");
     body.append(layer);
-    const groupSel = document.getElementById("group-by");
-    for (const k of Object.keys(view.columns.config).sort()) {
-      const o = el("option", "", `config.${k}`); o.value = `config.${k}`; groupSel.append(o);
-    }
-    groupSel.addEventListener("change", async () => {
-      panels.groupBy = groupSel.value;
-      if (groupSel.value.startsWith("config.") && !state.columns.includes(groupSel.value)) {
-        state.columns.push(groupSel.value); renderChooser(); await load();
-      } else panels.render();
-    });
+    window.addEventListener("fulmen-colors", () => renderRows()); // the runs' colours are known
 
     const columns = () => [
       ...BUILTIN,
@@ -345,7 +324,9 @@
     // when that frame is on screen (for the benchmarks), then fetch every run
     requestAnimationFrame(() => setTimeout(() => {
       window.fulmenTiming = { tablePainted: performance.now() };
-      load().then(() => mediaSideBySide(document.getElementById("media"), shownRuns()));
+      // the media of the charted runs once the charts are drawn (a request per run: they would
+      // queue before the charts' own on a busy server)
+      load().then(() => panels.grid.ready()).then(() => mediaSideBySide(document.getElementById("media"), shownRuns()));
     }, 0));
     // live: while a run is running, refresh the table (states) and its charts
     setInterval(() => { if (state.runs.some((r) => r.state === "running")) load(true); }, LIVE_MS);
@@ -356,8 +337,9 @@
 
   function runPage() {
     const run = view.run;
-    const panels = new Panels(document.getElementById("charts"), view.charts, view.x_choices, view.x);
-    panels.setRuns([{ id: run.id, name: run.name || run.id, config: run.config, group: run.group }]);
+    const source = P.apiSource({ entity: view.entity, project: view.project, runs: [run.id] });
+    source.setRuns([run]);
+    const panels = charts(document.getElementById("charts"), P.defaultLayout(view.charts), source);
     const base = `/runs/${enc(run.id)}`;
     let after = 0;
     const con = document.getElementById("console"), segments = [];
@@ -384,23 +366,22 @@
       box.replaceChildren();
       const keys = new Set();
       for (const s of data.stats) for (const k of Object.keys(s)) if (k !== "seq" && typeof s[k] === "number") keys.add(k);
-      if (!keys.size) box.append(el("p", "muted", "none recorded"));
-      for (const k of [...keys].sort()) {
-        const div = el("div", "panel"); box.append(div);
-        const c = new window.FulmenChart(div, { title: k });
-        const pts = data.stats.filter((s) => typeof s[k] === "number");
-        c.setData([{ id: k, label: k, color: color(k), x: pts.map((_, i) => i), y: pts.map((s) => s[k]), lo: null, hi: null }], { xLabel: "sample" });
-      }
+      if (!keys.size) { box.append(el("p", "muted", "none recorded")); return; }
+      // the samples as a snapshot (one point per STATS record, x = its index): the same panels
+      const series = [...keys].sort().map((k) => {
+        const pts = data.stats.map((s, i) => [i, s[k]]).filter((p) => typeof p[1] === "number");
+        const ys = pts.map((p) => p[1]);
+        return { run: run.id, key: k, x: pts.map((p) => p[0]), min: ys, max: ys, last: ys, count: ys.map(() => 1) };
+      });
+      const snapshot = { runs: [run], history: [{ x: "sample", answer: { x: "sample", series } }] };
+      const layout = { panels: series.map((s) => ({ kind: "line", title: s.key, y: [s.key], x: "sample" })) };
+      P.mountGrid(box, layout, P.embeddedSource(snapshot), { sync: "fulmen-system" });
     }
-    async function histograms() {
+    function histograms() {
       const box = document.getElementById("histograms");
-      if (!view.histograms.length) box.append(el("p", "muted", "none recorded (watch(model) logs them)"));
-      for (const k of view.histograms.slice(0, 16)) {
-        const data = await getJSON(api(`${base}/history/values?key=${enc(k)}&limit=500`));
-        const rows = data.values.filter((v) => v.value && Array.isArray(v.value.bins)).map((v) => ({ step: v._step, bins: v.value.bins, values: v.value.values }));
-        const div = el("div", "panel"); div.dataset.key = k; box.append(div);
-        window.FulmenChart.heatmap(div, `${k} (${rows.length} steps)`, rows);
-      }
+      if (!view.histograms.length) { box.append(el("p", "muted", "none recorded (watch(model) logs them)")); return; }
+      const layout = { panels: view.histograms.slice(0, 16).map((k) => ({ kind: "histogram", title: k, key: k })) };
+      P.mountGrid(box, layout, source, { sync: "fulmen-histograms" });
     }
     async function topology() {
       const f = view.files.find((x) => x.type === "topology");
@@ -479,8 +460,9 @@
   }
 
   function comparePage() {
-    const panels = new Panels(document.getElementById("charts"), view.charts, view.x_choices, view.x);
-    panels.setRuns(view.runs);
+    const source = P.apiSource({ entity: view.entity, project: view.project, runs: view.runs.map((r) => r.id) });
+    source.setRuns(view.runs);
+    const panels = charts(document.getElementById("charts"), P.defaultLayout(view.charts), source);
     mediaSideBySide(document.getElementById("media"), view.runs);
     window.fulmenDashboard = { panels };
   }

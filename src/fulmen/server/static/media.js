@@ -20,6 +20,8 @@
     [0, 80, 100], [119, 11, 32], [190, 153, 153], [153, 153, 153], [102, 102, 156], [0, 0, 230],
   ];
   const PAGE_ROWS = 50;
+  // numbers as the panels write them (panels.js), when the page has them
+  const fmt = (v) => (window.FulmenPanels ? window.FulmenPanels.fmt(v) : String(v));
   const IMAGE_TYPES = new Set(["image-file"]);
 
   function el(tag, cls, text) {
@@ -404,7 +406,7 @@
 
   function cellText(v) {
     if (v === null || v === undefined) return "";
-    if (typeof v === "number") return window.FulmenChart ? window.FulmenChart.fmt(v) : String(v);
+    if (typeof v === "number") return fmt(v);
     if (typeof v === "object") return v._type ? `(${v._type})` : JSON.stringify(v);
     return String(v);
   }
@@ -525,9 +527,7 @@
       if (ref.preset !== "pr_curve" && ref.preset !== "roc_curve") pts.sort((a, b) => a[0] - b[0]);
       return { id: name, label: name, color: css(classColor(k)), x: pts.map((p) => p[0]), y: pts.map((p) => p[1]), lo: null, hi: null, dots: ref.preset === "scatter" };
     });
-    const div = el("div", "panel"); container.append(div);
-    const c = new window.FulmenChart(div, { title });
-    c.setData(series, { xLabel: labels.xname || (ref.fields || {}).x || "x", yLabel: labels.yname || (ref.fields || {}).y || "" });
+    const div = window.FulmenPanels.xyChart(container, series, { title, xLabel: labels.xname || (ref.fields || {}).x || "x", yLabel: labels.yname || (ref.fields || {}).y || "" });
     legend(div, series);
   }
 
@@ -543,7 +543,7 @@
     if (hi === lo) { lo -= 0.5; hi += 0.5; }
     const counts = new Array(n).fill(0);
     for (const v of vs) counts[Math.min(n - 1, Math.floor(((v - lo) / (hi - lo)) * n))]++;
-    return counts.map((c, i) => [window.FulmenChart.fmt(lo + ((i + 0.5) * (hi - lo)) / n), c]);
+    return counts.map((c, i) => [fmt(lo + ((i + 0.5) * (hi - lo)) / n), c]);
   }
 
   function bars(container, title, items) {
@@ -554,7 +554,7 @@
     const ctx = c.getContext("2d"), top = Math.max(1e-12, ...items.map((x) => x[1]).filter(Number.isFinite));
     const bw = (w - pad.l - pad.r) / Math.max(1, items.length);
     ctx.font = "10px system-ui, sans-serif"; ctx.fillStyle = "#666"; ctx.textAlign = "right"; ctx.textBaseline = "middle";
-    for (const t of [0, 0.5, 1]) { const y = h - pad.b - t * (h - pad.b - pad.t); ctx.fillText(window.FulmenChart.fmt(top * t), pad.l - 4, y); }
+    for (const t of [0, 0.5, 1]) { const y = h - pad.b - t * (h - pad.b - pad.t); ctx.fillText(fmt(top * t), pad.l - 4, y); }
     items.forEach(([label, v], i) => {
       const bh = (Math.max(0, v) / top) * (h - pad.b - pad.t);
       ctx.fillStyle = css(PALETTE[4]); ctx.fillRect(pad.l + i * bw + 1, h - pad.b - bh, Math.max(1, bw - 2), bh);
@@ -582,7 +582,7 @@
       ctx.fillStyle = `rgba(29, 95, 191, ${0.06 + 0.94 * k})`;
       ctx.fillRect(pad + p * size, pad + a * size, size - 1, size - 1);
       ctx.fillStyle = k > 0.5 ? "#fff" : "#222"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
-      if (size >= 22) ctx.fillText(window.FulmenChart.fmt(v), pad + (p + 0.5) * size, pad + (a + 0.5) * size);
+      if (size >= 22) ctx.fillText(fmt(v), pad + (p + 0.5) * size, pad + (a + 0.5) * size);
     }
     ctx.fillStyle = "#444";
     for (let i = 0; i < n; i++) {
