@@ -316,6 +316,84 @@ def demo(
     serve_runs(root, port=port, serve_for=serve_for, echo=click.echo, path=path)
 
 
+@cli.group()
+def report() -> None:
+    """Reports: export one to a file (docs/reports.md)."""
+
+
+@report.command("export")
+@click.argument("target", metavar="URL_OR_ID")
+@click.option("--out", "-o", default=None, help="file to write (default: <title>-<id>.html or .md)")
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "md"]), default="html", show_default=True,
+    help="html: one self-contained page with live charts; md: markdown with PNG charts",
+)  # fmt: skip
+@click.option("--project", "-p", default=None, help="the report's project (with an ID)")
+@click.option("--entity", "-e", default=None, help="the report's entity (with an ID)")
+@click.option("--host", "base_url", default=None, help="server URL (default: settings)")
+@click.option("--key", "api_key", default=None, help="API key (default: settings)")
+def report_export(
+    target: str,
+    out: str | None,
+    fmt: str,
+    project: str | None,
+    entity: str | None,
+    base_url: str | None,
+    api_key: str | None,
+) -> None:
+    """Write a report as one file: its page's URL, or its ID with --project."""
+    import json
+    from pathlib import Path
+    from urllib.parse import quote, unquote, urlsplit
+
+    from fulmen.server import _report_export
+    from fulmen.track._upload import Client, ServerError
+    from fulmen.track.reports import _setting
+
+    parts = urlsplit(target)
+    if parts.scheme in ("http", "https"):
+        path = [unquote(p) for p in parts.path.split("/") if p]
+        if len(path) < 4 or path[2] != "reports":
+            raise click.BadParameter(
+                "give a report's page, http(s)://HOST/<entity>/<project>/reports/<id>",
+                param_hint="URL_OR_ID",
+            )
+        base_url = f"{parts.scheme}://{parts.netloc}"
+        entity, project, report_id = path[0], path[1], path[3].removesuffix(".json")
+    else:
+        if project is None:
+            raise click.BadParameter("an ID needs --project (or give the report's URL)",
+                                     param_hint="--project")  # fmt: skip
+        report_id = target
+        base_url = _setting("base_url", base_url)
+        if base_url is None:
+            raise click.UsageError("no server: give the report's URL, --host, or FULMEN_BASE_URL")
+    client = Client(base_url, _setting("api_key", api_key))
+    try:
+        if entity is None:
+            entity = str(client.json("GET", "/viewer")["entity"])
+        api = (
+            f"/entities/{quote(entity, safe='')}/projects/{quote(project, safe='')}"
+            f"/reports/{quote(report_id, safe='')}"
+        )
+        if fmt == "html":
+            body = client.request("GET", api + "/export.html")
+        else:
+            payload = json.loads(client.request("GET", api + "/data"))
+    except ServerError as exc:
+        raise click.ClickException(f"the server answered {exc}") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach {base_url}: {exc}") from None
+    if fmt == "html":
+        target_path = Path(out or _report_export.filename({"title": "report", "id": report_id}))
+        target_path.write_bytes(body)
+        click.echo(f"fulmen: wrote {target_path} ({len(body)} bytes)")
+        return
+    name = _report_export.filename(payload["report"]).removesuffix(".html") + ".md"
+    written = _report_export.write_markdown(payload, Path(out or name))
+    click.echo(f"fulmen: wrote {written[0]} and {len(written) - 1} images")
+
+
 @cli.command("sweep")
 @click.argument("config", required=False)
 @click.option("--project", "-p", default=None, help="The project of the sweep and its runs.")

@@ -163,11 +163,33 @@ CREATE TABLE IF NOT EXISTS workspaces (
 """,
 )
 
+# reports (``_store_reports``; portable SQL): one row per report, its blocks as JSON text; the frozen run sets'
+# snapshots (run list and panel data, JSON text) in their own table, so that listing or reading a
+# report never reads them
+_REPORTS = (
+    """
+CREATE TABLE reports (
+    entity TEXT NOT NULL, project TEXT NOT NULL, report_id TEXT NOT NULL,
+    title TEXT NOT NULL, description TEXT NOT NULL, blocks TEXT NOT NULL, author TEXT,
+    created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (entity, project, report_id)
+)
+""",
+    """
+CREATE TABLE report_snapshots (
+    entity TEXT NOT NULL, project TEXT NOT NULL, report_id TEXT NOT NULL, runset_id TEXT NOT NULL,
+    data TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (entity, project, report_id, runset_id)
+)
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema the server had before versions", {"sqlite": _V1_SQLITE}),
     # the sweep tables, as fulmen.sweep._sql writes them (portable SQL: PostgreSQL's are the same)
     Migration(2, "sweeps, their trials, metric reports and agents", {"sqlite": SWEEP_TABLES_V1}),
     Migration(3, "saved workspaces (panel layouts per project and owner)", {"sqlite": _WORKSPACES}),
+    Migration(4, "reports and their frozen run sets", {"sqlite": _REPORTS}),
 )
 
 

@@ -381,7 +381,8 @@ def html_project(view: dict[str, Any]) -> str:
         listed = _sweeps_table(entity, project, view["sweeps"])
         sweeps = f"""<section id="sweeps"><h2>Sweeps</h2>{listed}
 <p><a href="{esc(f"/{entity}/{project}/sweeps")}">all sweeps</a></p></section>"""
-    body = f"""<h1>{esc(project)}</h1>
+    reports = f"/{entity}/{project}/reports"
+    body = f"""<h1>{esc(project)} <a class="project-reports" href="{esc(reports)}">reports</a></h1>
 {sweeps}
 <section class="runs">
 <div id="runs-table"></div>

@@ -1,5 +1,6 @@
-"""The embedded store: one SQLite file in WAL mode. The only module of fulmen with SQL in it
-(which is why it is long: every query the server makes is here, and nowhere else).
+"""The embedded store: one SQLite file in WAL mode. With ``_store_reports`` (the reports' SQL,
+shared with the other store engines), the only module of fulmen with SQL in it (which is why it is
+long: every other query the server makes is here, and nowhere else).
 
 One writer, many readers: every write goes through one connection under one lock (so no two
 writers ever contend and "database is locked" cannot happen), and each reading thread has its own
@@ -12,11 +13,11 @@ connection, which WAL lets read while the writer writes. The lock is first come 
 Tables: ``runs`` (one row per run with config, summary and metadata as JSON, the run's ingest state
 and ``held``), ``segments`` (the accepted frames verbatim, for export), ``series`` / ``pieces`` /
 ``points`` (scalar history, see ``_series``), ``console``, ``stats``, ``files``, ``artifacts`` and
-``aliases``, ``blobs`` (which entity may read which digest), ``api_keys`` (SHA-256 hashes only) and
-``anonymous`` (hashes of the anonymous spaces' tokens). The sweep tables (``sweeps``,
-``sweep_trials``, ``sweep_reports``, ``sweep_agents``) are the exception to "all SQL here": their
-statements live in ``fulmen.sweep._sql``, shared with the local sweeps file; this store only
-gives them its transactions (``sweep_database``).
+``aliases``, ``blobs`` (which entity may read which digest), ``api_keys`` (SHA-256 hashes only),
+``anonymous`` (hashes of the anonymous spaces' tokens), ``reports`` and ``report_snapshots``.
+The sweep tables (``sweeps``, ``sweep_trials``, ``sweep_reports``, ``sweep_agents``) are the
+exception to "all SQL here": their statements live in ``fulmen.sweep._sql``, shared with the
+local sweeps file; this store only gives them its transactions (``sweep_database``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import numpy as np
 from fulmen.server import _series as S
 from fulmen.server._ingest import ROWS, Batch, RunState, decode_batch, json_safe
 from fulmen.server._migrations import MIGRATIONS, Migration, StoreTooNew
+from fulmen.server._store_reports import ReportSql
 from fulmen.server._store_workspaces import WorkspaceSQL
 from fulmen.server.store import (
     RUN_FIELDS,
@@ -316,6 +318,7 @@ class SqliteStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._reports = ReportSql("qmark")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -1214,6 +1217,32 @@ class SqliteStore:
             return f"v{found[0]}"
 
     # --- keys and anonymous spaces -------------------------------------------------------------
+
+    # --- reports (their SQL: _store_reports) -----------------------------------------------------
+
+    def reports(self, entity: str, project: str) -> list[dict[str, Any]]:
+        return self._reports.list(self._read, entity, project)
+
+    def report(self, entity: str, project: str, report_id: str) -> dict[str, Any]:
+        return self._reports.get(self._read, entity, project, report_id)
+
+    def report_exists(self, entity: str, project: str, report_id: str) -> bool:
+        return self._reports.exists(self._read, entity, project, report_id)
+
+    def save_report(
+        self, entity: str, project: str, report: dict[str, Any], snapshots: dict[str, Any]
+    ) -> None:
+        with self._lock, transaction(self._writer):
+            self._reports.save(self._writer, entity, project, report, snapshots, time.time())
+
+    def report_snapshots(self, entity: str, project: str, report_id: str) -> dict[str, Any]:
+        return self._reports.snapshots(self._read, entity, project, report_id)
+
+    def delete_report(self, entity: str, project: str, report_id: str) -> None:
+        with self._lock, transaction(self._writer):
+            found = self._reports.delete(self._writer, entity, project, report_id)
+        if not found:
+            raise NotFound(f"report {entity}/{project}/{report_id} not found")
 
     def create_key(self, entity: str) -> str:
         key = "fulmen_" + secrets.token_urlsafe(32)

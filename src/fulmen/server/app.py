@@ -6,8 +6,10 @@ The routes live in one module per resource, each an ``APIRouter`` included here:
     _api_history   chart data, one key's values, the unsampled export
     _api_files     a run's files, artifacts and their files, blobs
     _api_media     a run's media keys with their steps and references, media files inline
+    _api_reports   reports (list, create, read, replace, delete), their data and HTML export
     _workspaces    a project's saved panel layout (the dashboard's workspace)
     _pages         the dashboard's pages, each one route for the page and its JSON twin
+    _report_pages  the report pages (list, view, editor), with their JSON twins
 
 plus the meta routes below (health, viewer, anonymous). Every route is wrapped by the one auth layer
 (``_auth.AuthMiddleware``), which runs before routing, behind the browser defences
@@ -28,7 +30,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from fulmen.__about__ import __version__
-from fulmen.server import _api_files, _api_history, _api_media, _api_runs, _api_sweeps, _workspaces
+from fulmen.server import (
+    _api_files,
+    _api_history,
+    _api_media,
+    _api_reports,
+    _api_runs,
+    _api_sweeps,
+    _workspaces,
+)
 from fulmen.server._auth import EVERYTHING, AuthMiddleware, BodyLimit
 from fulmen.server._blobs import BlobStore, BlobStoreUnavailable
 from fulmen.server._deps import (
@@ -42,6 +52,7 @@ from fulmen.server._deps import (
 )
 from fulmen.server._deps import ServerConfig as ServerConfig  # noqa: PLC0414 (fulmen.server.app's)
 from fulmen.server._pages import pages_router
+from fulmen.server._report_pages import report_pages_router
 from fulmen.server._security import AnonymousRateLimit, BrowserGuard, SecurityHeaders
 from fulmen.server.store import Conflict, NotFound, Store
 
@@ -106,10 +117,12 @@ def create_app(
         _api_files.artifacts_router,
         _api_sweeps.router,
         _workspaces.router,
+        _api_reports.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     # the dashboard's pages, after the API so that no page path can shadow an API route
     app.include_router(pages_router(lambda: res.store))
+    app.include_router(report_pages_router(lambda: res.store))
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:

@@ -209,6 +209,32 @@ class Store(Protocol):
         metadata: dict[str, Any],
     ) -> str: ...
 
+    def reports(self, entity: str, project: str) -> list[dict[str, Any]]:
+        """The project's reports without their blocks (id, title, description, author, created,
+        updated), the last updated first."""
+        ...
+
+    def report(self, entity: str, project: str, report_id: str) -> dict[str, Any]:
+        """One report with its blocks, or ``NotFound``."""
+        ...
+
+    def report_exists(self, entity: str, project: str, report_id: str) -> bool: ...
+
+    def save_report(
+        self, entity: str, project: str, report: dict[str, Any], snapshots: dict[str, Any]
+    ) -> None:
+        """Create or replace a report (``_store_reports.ReportSql.save``: ``snapshots`` maps each
+        frozen run set to its data, or to None to keep what is stored; others are dropped)."""
+        ...
+
+    def report_snapshots(self, entity: str, project: str, report_id: str) -> dict[str, Any]:
+        """The data of the report's frozen run sets, by run set id."""
+        ...
+
+    def delete_report(self, entity: str, project: str, report_id: str) -> None:
+        """Delete the report and its snapshots, or ``NotFound``."""
+        ...
+
     def create_key(self, entity: str) -> str: ...
 
     def entity_for_key(self, key: str) -> str | None: ...
