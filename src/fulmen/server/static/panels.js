@@ -829,17 +829,23 @@
     }
 
     function draw() {
+      const t0 = performance.now();
       lines = buildLines();
       const w = Math.max(200, plot.clientWidth || root.clientWidth || 400);
       width = w;
+      const t1 = performance.now();
       aligned = align(lines, Math.max(50, Math.min(2000, Math.round(w - Y_AXIS))));
       if (u) { u.destroy(); u = null; }
       const frame = [aligned.xs, ...aligned.cols.map((c) => c.y)];
+      const t2 = performance.now();
       u = new window.uPlot(options(w), frame, plot);
+      const t3 = performance.now();
       plot.append(tip);
       u.over.addEventListener("mouseenter", () => { ctx.hovered = u; });
       u.over.addEventListener("mouseleave", () => { if (ctx.hovered === u) ctx.hovered = null; tip.hidden = true; });
       renderLegend();
+      const t4 = performance.now();
+      root.dataset.drawMs = [t1 - t0, t2 - t1, t3 - t2, t4 - t3].map((t) => t.toFixed(1)).join(",");
       let points = 0;
       for (const l of lines) for (const v of l.y) if (finite(v)) points++;
       root.fulmen = { kind: "line", x: eff.x, log: eff.logy, logx: eff.logx, groupby: eff.groupby, smoothing: eff.smoothing, points, grid: aligned.grid, series: lines.map((l) => ({ id: l.run, key: l.key, label: l.label, color: l.color, x: l.x, y: l.y, raw: l.raw, lo: l.lo, hi: l.hi, members: l.members || null })) };
