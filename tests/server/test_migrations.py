@@ -141,9 +141,12 @@ def test_a_failed_migration_leaves_the_store_at_the_version_before(tmp_path: Pat
 
 
 def test_a_migration_names_the_engine_it_lacks() -> None:
+    half = Migration(LATEST + 1, "sqlite only", {"sqlite": ("SELECT 1",)})
     lacks = r"no statements for engine 'postgresql'; it has \['sqlite'\]"
     with pytest.raises(ValueError, match=lacks):
-        MIGRATIONS[0].statements("postgresql")
+        half.statements("postgresql")
+    with pytest.raises(ValueError, match=r"sqlite only\) has no statements for postgresql"):
+        check((*MIGRATIONS, half))
 
 
 def test_fulmen_server_refuses_a_newer_store_before_listening(tmp_path: Path) -> None:
