@@ -91,11 +91,36 @@ def runs(directory: str | None, project: str | None) -> None:
 DEFAULT_DATA = "~/.local/share/fulmen/server"
 
 
+def _database(url: str | None) -> str | None:
+    """``--database`` checked: ``store.parse_database``'s forms, or a usage error naming them."""
+    if not url:
+        return None
+    from fulmen.server.store import parse_database
+
+    try:
+        parse_database(url)
+    except ValueError as exc:
+        message = str(exc).removeprefix("--database (FULMEN_DATABASE_URL) ")
+        raise click.BadParameter(message, param_hint="--database") from exc
+    return url
+
+
 @cli.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", default=8080, show_default=True, type=int, help="port to listen on")
 @click.option("--data", default=DEFAULT_DATA, show_default=True, help="the server's data folder")
-@click.option("--db", default=None, help="database URL (default: SQLite in the data folder)")
+@click.option(
+    "--database",
+    "--db",
+    "db",
+    default=None,
+    envvar="FULMEN_DATABASE_URL",
+    show_envvar=True,
+    metavar="URL",
+    callback=lambda ctx, param, value: _database(value),
+    help="the database: sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+    "(several servers may share a PostgreSQL one; default: SQLite in the data folder)",
+)
 @click.option("--insecure", is_flag=True, help="serve a non-loopback address without API keys")
 @click.option("--allow-anonymous", is_flag=True, help="accept anonymous runs without a key")
 @click.option(

@@ -35,17 +35,16 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from fulmen.server._migrations import MIGRATIONS, Migration, StoreTooNew
 from fulmen.server._sqlstore import Connection, Cursor, Dialect, HeldRun, SqlStore, field_path
-from fulmen.server.store import StoreFull, StoreUnavailable
+from fulmen.server.store import StoreFull, StoreUnavailable, redact
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
-__all__ = ["PostgresEngine", "PostgresStore", "migrate", "redact"]
+__all__ = ["PostgresEngine", "PostgresStore", "migrate"]
 
 POOL_SIZE = 10  # connections per server process (FULMEN_DATABASE_POOL)
 POOL_TIMEOUT = 10.0  # seconds a request waits for a connection before a 503
@@ -53,16 +52,6 @@ CONNECT_TIMEOUT = 10  # seconds to reach the database at start
 MIGRATE_LOCK = 0x66756C6D656E  # the advisory lock migrations run under ("fulmen")
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))"
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
 
 
 @functools.lru_cache(maxsize=4096)

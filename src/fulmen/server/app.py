@@ -40,7 +40,7 @@ from fulmen.server._deps import (
 from fulmen.server._deps import ServerConfig as ServerConfig  # noqa: PLC0414 (fulmen.server.app's)
 from fulmen.server._pages import pages_router
 from fulmen.server._security import AnonymousRateLimit, BrowserGuard, SecurityHeaders
-from fulmen.server.store import Conflict, NotFound, Store
+from fulmen.server.store import Conflict, NotFound, Store, StoreFull, StoreUnavailable
 
 meta_router = APIRouter(tags=["meta"])
 
@@ -107,6 +107,13 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
     @app.exception_handler(Conflict)
     async def conflict(request: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 409)
+
+    @app.exception_handler(StoreUnavailable)
+    @app.exception_handler(StoreFull)
+    async def unavailable(request: Request, exc: OSError) -> JSONResponse:
+        # the database is down, restarting or full: nothing was written, the client retries
+        wait = "60" if isinstance(exc, StoreFull) else "5"
+        return JSONResponse({"detail": str(exc)}, 503, headers={"retry-after": wait})
 
     @app.exception_handler(PermissionError)
     async def forbidden(request: Request, exc: PermissionError) -> JSONResponse:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "Conflict",
@@ -194,6 +195,15 @@ class Store(Protocol):
     def anonymous_exists(self, entity: str) -> bool: ...
 
     def close(self) -> None: ...
+
+
+def redact(url: str) -> str:
+    """A database URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
 
 
 DATABASE_FORMS = (
