@@ -240,6 +240,41 @@ def create_key(ctx: click.Context, entity: str) -> None:
         store.close()
 
 
+@server.command("migrate-store")
+@click.option("--from", "source", required=True, metavar="URL", help="the store to copy")
+@click.option("--to", "target", required=True, metavar="URL", help="the empty store to copy into")
+@click.option(
+    "--from-blobs", default=None, metavar="DIR", help="the source's blobs (default: DATA/blobs)"
+)
+@click.option(
+    "--to-blobs", default=None, metavar="DIR", help="where the blobs go (default: --from-blobs)"
+)
+@click.pass_context
+def migrate_store_command(
+    ctx: click.Context, source: str, target: str, from_blobs: str | None, to_blobs: str | None
+) -> None:
+    """Copy the store at --from (sqlite:///PATH, postgresql://...) into the empty store at --to,
+    blobs included, and verify every table's row count."""
+    from fulmen.server._migrate_store import MigrateError, migrate_store, open_blobs
+    from fulmen.server._migrations import StoreTooNew
+    from fulmen.server.store import StoreUnavailable
+
+    data = ctx.obj["data"]
+    try:
+        source_blobs = open_blobs(from_blobs, data)
+        target_blobs = open_blobs(to_blobs, data) if to_blobs else source_blobs
+        migrate_store(
+            source,
+            target,
+            data=data,
+            source_blobs=source_blobs,
+            target_blobs=target_blobs,
+            echo=click.echo,
+        )
+    except (MigrateError, StoreUnavailable, StoreTooNew) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @click.option("--host", "base_url", default=None, help="server URL (default: settings)")

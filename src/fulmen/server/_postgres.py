@@ -141,6 +141,54 @@ def migrate(raw: psycopg.Connection[Any], migrations: tuple[Migration, ...], *, 
             )
 
 
+SCAN_ROWS = 500  # rows per batch when a table is copied (a row of points is ~160 KiB)
+
+
+def _holdable(row: tuple[Any, ...], jsonb: set[int]) -> tuple[tuple[Any, ...], int]:
+    """``row`` (from a copy of a store) as PostgreSQL holds it, and how many values changed: text
+    without NUL (older SQLite stores could hold it), JSON text for the jsonb columns without NaN
+    or NUL (jsonb has neither; a value that is not JSON at all becomes its column's empty value,
+    as reading it shows it)."""
+    import json
+
+    from fulmen.server._ingest import storable
+
+    out = list(row)
+    changed = 0
+    for i, value in enumerate(out):
+        if i in jsonb:
+            fixed: Any = value
+            try:
+                parsed = json.loads(value)
+                held = _holdable_json(parsed)
+                if held != parsed or "\\u0000" in value:  # NaN != NaN: rewritten too
+                    fixed = json.dumps(held, separators=(",", ":"))
+            except (TypeError, ValueError, RecursionError):
+                fixed = "[]" if isinstance(value, str) and value.lstrip().startswith("[") else "{}"
+            if fixed != value:
+                out[i], changed = fixed, changed + 1
+        elif isinstance(value, str) and "\x00" in value:
+            out[i], changed = storable(value), changed + 1
+    return tuple(out), changed
+
+
+def _holdable_json(value: Any) -> Any:
+    """A parsed JSON value with NaN and infinities as None and its text ``storable``."""
+    import math
+
+    from fulmen.server._ingest import storable
+
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_holdable_json(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(str(k)): _holdable_json(v) for k, v in value.items()}
+    return value
+
+
 def _pool_size() -> int:
     text = os.environ.get("FULMEN_DATABASE_POOL", "").strip()
     if not text:
@@ -240,6 +288,50 @@ class PostgresEngine:
 
     def lock(self, con: Connection, key: str) -> None:
         con.execute(_LOCK, (key,))
+
+    def tables(self) -> list[str]:
+        with self.read() as con:
+            rows = con.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename <> 'schema_version' ORDER BY tablename"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def scan(self, table: str) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+        with self._errors(), self._pool.connection() as raw, raw.transaction():
+            # server side: streamed, not all at once
+            with raw.cursor(name="fulmen_scan") as cursor:
+                cursor.execute(f'SELECT * FROM "{table}"'.encode())
+                while rows := cursor.fetchmany(SCAN_ROWS):
+                    assert cursor.description is not None
+                    yield [d.name for d in cursor.description], rows
+
+    def load_rows(
+        self, con: Connection, table: str, columns: list[str], rows: list[tuple[Any, ...]]
+    ) -> int:
+        assert isinstance(con, PgConnection)
+        found = con.execute(
+            "SELECT column_name, data_type, is_identity FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            (table,),
+        ).fetchall()
+        types = {str(name): str(kind) for name, kind, _ in found}
+        identity = [str(name) for name, _, is_identity in found if is_identity == "YES"]
+        jsonb = {i for i, c in enumerate(columns) if types.get(c) == "jsonb"}
+        changed = 0
+        names = ", ".join(f'"{c}"' for c in columns)
+        with con.raw.cursor().copy(f'COPY "{table}" ({names}) FROM STDIN'.encode()) as copy:
+            for row in rows:
+                fixed, n = _holdable(row, jsonb)
+                changed += n
+                copy.write_row(fixed)
+        for column in identity:  # the next row made here takes the next number, not 1
+            con.execute(
+                f'SELECT setval(pg_get_serial_sequence(?, ?), coalesce(max("{column}"), 0) + 1, '
+                f'false) FROM "{table}"',
+                (table, column),
+            )
+        return changed
 
     def close(self) -> None:
         self._pool.close()

@@ -28,6 +28,8 @@ from fulmen.server.store import StoreFull
 
 __all__ = ["SqliteEngine", "SqliteStore", "migrate", "transaction"]
 
+SCAN_ROWS = 500  # rows per batch when a table is copied (a row of points is ~160 KiB)
+
 
 def json_path(dotted: str) -> str:
     """``a.b`` -> ``$."a"."b"`` (names are validated: no quotes reach here)."""
@@ -230,6 +232,33 @@ class SqliteEngine:
 
     def lock(self, con: Connection, key: str) -> None:
         """One writer: every write transaction holds every key."""
+
+    def tables(self) -> list[str]:
+        rows = self.reader.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def scan(self, table: str) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+        cursor = self._connect()  # its own connection: the scan outlives any one read
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.text_factory = _decode_text
+        try:
+            found = cursor.execute(f'SELECT * FROM "{table}"')
+            columns = [d[0] for d in found.description]
+            while rows := found.fetchmany(SCAN_ROWS):
+                yield columns, rows
+        finally:
+            cursor.close()
+
+    def load_rows(
+        self, con: Connection, table: str, columns: list[str], rows: list[tuple[Any, ...]]
+    ) -> int:
+        names = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join("?" * len(columns))
+        con.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
+        return 0  # SQLite's columns take any value
 
     def _run_lock(self, entity: str, project: str, run_id: str) -> threading.Lock:
         key = (entity, project, run_id)

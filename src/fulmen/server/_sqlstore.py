@@ -137,6 +137,25 @@ class Engine(Protocol):
         """No other writer holds ``key`` until ``con``'s transaction ends (one writer: no-op)."""
         ...
 
+    # copying a whole store (``_migrate_store``): every table, row by row
+
+    def tables(self) -> list[str]:
+        """The store's tables, by name (not the engine's own, nor its version's)."""
+        ...
+
+    def scan(self, table: str) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+        """Every row of ``table``, in batches, each with the column names (streamed: the table
+        is never all in memory)."""
+        ...
+
+    def load_rows(
+        self, con: Connection, table: str, columns: list[str], rows: list[tuple[Any, ...]]
+    ) -> int:
+        """Insert ``rows`` (as ``scan`` gives them, from either engine) into ``table`` in the
+        write transaction ``con``, made what this engine holds; the number of values that had to
+        be changed for it (text this engine cannot hold, JSON that is not JSON)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -275,6 +294,30 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.close()
+
+    def counts(self) -> dict[str, int]:
+        """The rows of every table, by table (what ``migrate-store`` verifies)."""
+        out = {}
+        with self.engine.read() as con:
+            for table in self.engine.tables():
+                (out[table],) = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+        return {t: int(n) for t, n in out.items()}
+
+    def blob_digests(self) -> Iterator[tuple[str, int]]:
+        """Every blob some entity holds, once each, with its size."""
+        last = ""
+        while True:  # a page at a time: a store of millions of files is never all in memory
+            with self.engine.read() as con:
+                rows = con.execute(
+                    "SELECT digest, max(size) FROM blobs WHERE digest>? GROUP BY digest "
+                    "ORDER BY digest LIMIT 1000",
+                    (last,),
+                ).fetchall()
+            if not rows:
+                return
+            for digest, size in rows:
+                yield str(digest), int(size)
+            last = str(rows[-1][0])
 
     # --- ingest --------------------------------------------------------------------------------
 
