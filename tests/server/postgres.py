@@ -74,10 +74,13 @@ def _run_as() -> str | None:
 class Cluster:
     """One PostgreSQL server on a temporary folder (see the module docstring)."""
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, root: Path | None = None) -> None:
+        """A new cluster in a temporary folder, or in ``root`` (kept: started again when it holds
+        one already, as the benchmarks keep their databases)."""
         self.bin = bin_dir
         self.user = _run_as()
-        self.root = Path(tempfile.mkdtemp(prefix="fulmen-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="fulmen-pg-")) if root is None else root
+        self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         self.data = self.root / "data"
         self.port = _free_port()
@@ -86,6 +89,9 @@ class Cluster:
         if self.user is not None:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        if (self.data / "PG_VERSION").exists():
+            self.start()
+            return
         self._pg("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
                  "--locale=C", "--no-sync")  # fmt: skip
         settings = {
@@ -110,7 +116,8 @@ class Cluster:
             raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stderr or done.stdout}")
 
     def start(self) -> None:
-        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "start")
+        self._pg("pg_ctl", "-D", str(self.data), "-o", f"-p {self.port}", "-l",
+                 str(self.root / "log"), "-w", "start")  # fmt: skip
 
     def stop(self, mode: str = "fast") -> None:
         self._pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")

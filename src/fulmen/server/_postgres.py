@@ -67,7 +67,8 @@ class PgConnection:
         self.raw = raw
 
     def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
-        return self.raw.execute(_placeholders(sql), parameters)
+        # binary results: bytea as its bytes, not hex text twice its size (a chart reads MiBs)
+        return self.raw.execute(_placeholders(sql), parameters, binary=True)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any:
         cursor = self.raw.cursor()
@@ -104,10 +105,27 @@ class PostgresDialect:
 
 
 def _configure(raw: psycopg.Connection[Any]) -> None:
+    from psycopg.adapt import Loader
+    from psycopg.pq import Format
     from psycopg.types.string import TextLoader
 
-    for name in ("json", "jsonb"):  # JSON columns read as their text, as SQLite gives them
+    class JsonbText(Loader):
+        format = Format.BINARY
+
+        def load(self, data: Any) -> str:
+            return bytes(data[1:]).decode()  # after jsonb's version byte: its text
+
+    class JsonText(Loader):
+        format = Format.BINARY
+
+        def load(self, data: Any) -> str:
+            return bytes(data).decode()
+
+    # JSON columns read as their text, as SQLite gives them
+    for name in ("json", "jsonb"):
         raw.adapters.register_loader(name, TextLoader)
+    raw.adapters.register_loader("jsonb", JsonbText)
+    raw.adapters.register_loader("json", JsonText)
 
 
 def migrate(raw: psycopg.Connection[Any], migrations: tuple[Migration, ...], *, where: str) -> int:

@@ -285,6 +285,52 @@ _RUN_COLUMNS = (
 )
 
 
+def _charts(
+    query: HistoryQuery,
+    runs: list[str],
+    rids: dict[str, int],
+    entries: dict[tuple[int, str], S.Array],
+    x_entries: dict[tuple[int, str], S.Array],
+    column: str | None,
+) -> list[dict[str, Any]]:
+    """The history answer: each series' entries put in ``query.buckets`` buckets over the range
+    asked for, or else over what all the series span."""
+    lo = -np.inf if query.lo is None else query.lo
+    hi = np.inf if query.hi is None else query.hi
+    series: list[tuple[str, str, S.Array, S.Array]] = []
+    for run_id in runs:
+        for key in query.keys:
+            pair = (rids[run_id], key)
+            if pair not in entries:
+                series.append((run_id, key, np.empty((0, S.ENTRY_FIELDS)), np.empty(0)))
+            elif column is not None:
+                series.append((run_id, key, entries[pair], entries[pair][:, S.AXES[query.x]]))
+            else:  # the step metric's value at (or before) each entry's first row
+                x = S.x_from_step_metric(entries[pair], x_entries[pair])
+                series.append((run_id, key, entries[pair], x))
+    finite = [x[np.isfinite(x)] for _, _, _, x in series]
+    finite = [x for x in finite if len(x)]
+    if query.lo is None:
+        lo = min((float(x.min()) for x in finite), default=0.0)
+    if query.hi is None:
+        hi = max((float(x.max()) for x in finite), default=0.0)
+    out = []
+    for run_id, key, entries_, x in series:
+        b = S.bucketize(entries_, x, lo, hi, query.buckets)
+        out.append(
+            {
+                "run": run_id,
+                "key": key,
+                "x": b.x,
+                "min": b.min,
+                "max": b.max,
+                "last": b.last,
+                "count": b.count,
+            }
+        )
+    return out
+
+
 class SqlStore:
     """The ``Store`` on ``engine`` (see the module docstring)."""
 
@@ -840,99 +886,130 @@ class SqlStore:
         return out
 
     @staticmethod
-    def _entries(
-        con: Connection, rid: int, key: str, level: int, column: str | None, lo: float, hi: float
-    ) -> S.Array:
+    def _entries_of(
+        con: Connection,
+        pairs: list[tuple[int, str]],
+        level: int,
+        column: str | None,
+        lo: float,
+        hi: float,
+    ) -> dict[tuple[int, str], S.Array]:
+        """The entries at ``level`` of each series ``(rid, key)`` of ``pairs`` (with ``column``:
+        only the pieces whose ``column`` range meets ``[lo, hi]``), in a statement or two for all
+        of them: a chart of 100 runs costs the round trips of one."""
+        if not pairs:
+            return {}
+        which = "(rid, key) IN (VALUES " + ", ".join(["(?, ?)"] * len(pairs)) + ")"
+        params: list[Any] = [v for pair in pairs for v in pair]
         bounds = "" if column is None else f" AND {column}max>=? AND {column}min<=?"
-        params: list[Any] = [rid, key] + ([] if column is None else [lo, hi])
+        params += [] if column is None else [lo, hi]
         if level == 0:
             rows = con.execute(
-                "SELECT p.data FROM points p JOIN pieces q USING (rid, key, piece) "
-                f"WHERE p.rid=? AND p.key=?{bounds.replace(' AND ', ' AND q.')} ORDER BY p.piece",
+                "SELECT rid, key, p.data FROM points p JOIN pieces q USING (rid, key, piece) "
+                f"WHERE {which}{bounds.replace(' AND ', ' AND q.')} ORDER BY rid, key, piece",
                 params,
             ).fetchall()
-            if not rows:
-                return np.empty((0, S.ENTRY_FIELDS))
-            return S.entries_of(np.concatenate([S.unpack_points(r[0]) for r in rows], axis=1), 1)
-        if level == 1:
-            sql = f"SELECT l1 FROM pieces WHERE rid=? AND key=?{bounds} ORDER BY piece"
-            rows = con.execute(sql, params).fetchall()
-        else:  # levels 2 and 3: one overview row per BLOCK full pieces, then the partial piece
-            sql = f"SELECT data FROM overview WHERE rid=? AND key=? AND level={int(level)}{bounds} "
-            rows = con.execute(sql + "ORDER BY block", params).fetchall()
-            rows += con.execute(
-                f"SELECT l{int(level)} FROM pieces WHERE rid=? AND key=?{bounds} AND n<? "
-                "AND piece=(SELECT max(piece) FROM pieces WHERE rid=? AND key=?)",
-                [*params, S.PIECE, rid, key],
+        elif level == 1:
+            rows = con.execute(
+                f"SELECT rid, key, l1 FROM pieces WHERE {which}{bounds} ORDER BY rid, key, piece",
+                params,
             ).fetchall()
-        if not rows:
-            return np.empty((0, S.ENTRY_FIELDS))
-        return S.unpack_entries(b"".join(bytes(r[0]) for r in rows))
+        else:  # levels 2 and 3: one overview row per BLOCK full pieces, then the partial piece
+            rows = con.execute(
+                f"SELECT rid, key, data FROM overview WHERE {which} AND level={int(level)}"
+                f"{bounds} ORDER BY rid, key, block",
+                params,
+            ).fetchall()
+            rows += con.execute(
+                f"SELECT rid, key, l{int(level)} FROM pieces q WHERE {which}{bounds} AND n<? "
+                "AND piece=(SELECT max(piece) FROM pieces m WHERE m.rid=q.rid AND m.key=q.key)",
+                [*params, S.PIECE],
+            ).fetchall()
+        parts: dict[tuple[int, str], list[bytes]] = {pair: [] for pair in pairs}
+        for rid, key, data in rows:  # in order: blocks (or pieces), then the partial piece
+            parts[(int(rid), str(key))].append(bytes(data))
+        out = {}
+        for pair, chunks in parts.items():
+            if not chunks:
+                out[pair] = np.empty((0, S.ENTRY_FIELDS))
+            elif level == 0:
+                raw = np.concatenate([S.unpack_points(c) for c in chunks], axis=1)
+                out[pair] = S.entries_of(raw, 1)
+            else:
+                out[pair] = S.unpack_entries(b"".join(chunks))
+        return out
+
+    def _entries(
+        self,
+        con: Connection,
+        rid: int,
+        key: str,
+        level: int,
+        column: str | None,
+        lo: float,
+        hi: float,
+    ) -> S.Array:
+        return self._entries_of(con, [(rid, key)], level, column, lo, hi)[(rid, key)]
+
+    def _points_in(
+        self, con: Connection, pairs: list[tuple[int, str]], column: str | None, lo: float,
+        hi: float, ranged: bool,
+    ) -> dict[tuple[int, str], int]:  # fmt: skip
+        """How many points each series of ``pairs`` has (``ranged``: in ``[lo, hi]`` of
+        ``column``, assuming each block's, and the partial last piece's, points spread evenly
+        over its range), for all of them at once."""
+        which = "(rid, key) IN (VALUES " + ", ".join(["(?, ?)"] * len(pairs)) + ")"
+        flat = [v for pair in pairs for v in pair]
+        if not ranged or column is None:
+            rows = con.execute(f"SELECT rid, key, n FROM series WHERE {which}", flat).fetchall()
+        else:
+            c, dialect = column, self.engine.dialect
+            share = (
+                f"n * ({dialect.least}(?, {c}max) - {dialect.greatest}(?, {c}min) + 1e-9) "
+                f"/ ({c}max - {c}min + 1e-9)"
+            )
+            within = f"{which} AND {c}max>=? AND {c}min<=?"
+            rows = con.execute(
+                f"SELECT rid, key, sum(share) FROM (SELECT rid, key, {share} AS share "
+                f"FROM overview WHERE {within} AND level=3 UNION ALL SELECT rid, key, {share} "
+                f"FROM pieces q WHERE {within} AND n<? AND piece=(SELECT max(piece) FROM pieces m "
+                "WHERE m.rid=q.rid AND m.key=q.key)) AS shares GROUP BY rid, key",
+                [hi, lo, *flat, lo, hi, hi, lo, *flat, lo, hi, S.PIECE],
+            ).fetchall()
+            rows = [(r, k, 0 if n is None else max(1, int(np.ceil(n)))) for r, k, n in rows]
+        return {(int(r), str(k)): int(n) for r, k, n in rows}
 
     def history(self, entity: str, project: str, query: HistoryQuery) -> list[dict[str, Any]]:
         column = {"_step": "s", "_runtime": "r", "_timestamp": "t"}.get(query.x)
         lo = -np.inf if query.lo is None else query.lo
         hi = np.inf if query.hi is None else query.hi
-        least, greatest = self.engine.dialect.least, self.engine.dialect.greatest
-        series: list[tuple[str, str, S.Array, S.Array]] = []
+        runs = list(dict.fromkeys(query.runs))
         with self.engine.read() as con:
-            rids = {run_id: self._rid(con, entity, project, run_id) for run_id in query.runs}
-            for run_id, rid in rids.items():
-                for key in query.keys:
-                    if column is None or (query.lo is None and query.hi is None):
-                        found = con.execute(
-                            "SELECT n FROM series WHERE rid=? AND key=?", (rid, key)
-                        ).fetchone()
-                        points = int(found[0]) if found else 0
-                    else:
-                        # points in range, assuming each block's (and the partial last
-                        # piece's) points spread evenly over its x range
-                        c = column
-                        share = (
-                            f"n * ({least}(?, {c}max) - {greatest}(?, {c}min) + 1e-9) "
-                            f"/ ({c}max - {c}min + 1e-9)"
-                        )
-                        within = f"rid=? AND key=? AND {c}max>=? AND {c}min<=?"
-                        found = con.execute(
-                            f"SELECT sum(share) FROM (SELECT {share} AS share FROM overview "
-                            f"WHERE {within} AND level=3 UNION ALL SELECT {share} FROM pieces "
-                            f"WHERE {within} AND n<? AND piece=(SELECT max(piece) FROM pieces "
-                            "WHERE rid=? AND key=?)) AS shares",
-                            (hi, lo, rid, key, lo, hi, hi, lo, rid, key, lo, hi, S.PIECE, rid, key),
-                        ).fetchone()
-                        points = 0 if found[0] is None else max(1, int(np.ceil(found[0])))
-                    if points == 0:
-                        series.append((run_id, key, np.empty((0, S.ENTRY_FIELDS)), np.empty(0)))
-                        continue
-                    level = S.level_for(points, query.buckets)
-                    entries = self._entries(con, rid, key, level, column, lo, hi)
-                    if column is not None:
-                        x = entries[:, S.AXES[query.x]]
-                    else:  # a step metric as the x-axis: its own entries give x by row ordinal
-                        x_entries = self._entries(con, rid, query.x, level, None, lo, hi)
-                        x = S.x_from_step_metric(entries, x_entries)
-                    series.append((run_id, key, entries, x))
-        finite = [x[np.isfinite(x)] for _, _, _, x in series]
-        finite = [x for x in finite if len(x)]
-        if query.lo is None:
-            lo = min((float(x.min()) for x in finite), default=0.0)
-        if query.hi is None:
-            hi = max((float(x.max()) for x in finite), default=0.0)
-        out = []
-        for run_id, key, entries, x in series:
-            b = S.bucketize(entries, x, lo, hi, query.buckets)
-            out.append(
-                {
-                    "run": run_id,
-                    "key": key,
-                    "x": b.x,
-                    "min": b.min,
-                    "max": b.max,
-                    "last": b.last,
-                    "count": b.count,
-                }
-            )
-        return out
+            found = con.execute(
+                "SELECT run_id, rid FROM runs WHERE entity=? AND project=? AND run_id IN "
+                f"({', '.join('?' * len(runs))})",
+                [entity, project, *runs],
+            ).fetchall() if runs else []  # fmt: skip
+            rids = {str(r): int(i) for r, i in found}
+            for run_id in runs:
+                if run_id not in rids:
+                    raise NotFound(f"run {entity}/{project}/{run_id} not found")
+            pairs = [(rids[r], key) for r in runs for key in query.keys]
+            ranged = query.lo is not None or query.hi is not None
+            counts = self._points_in(con, pairs, column, lo, hi, ranged) if pairs else {}
+            by_level: dict[int, list[tuple[int, str]]] = {}
+            for pair in pairs:
+                if counts.get(pair, 0):
+                    by_level.setdefault(S.level_for(counts[pair], query.buckets), []).append(pair)
+            entries: dict[tuple[int, str], S.Array] = {}
+            x_entries: dict[tuple[int, str], S.Array] = {}
+            for level, members in by_level.items():
+                entries.update(self._entries_of(con, members, level, column, lo, hi))
+                if column is None:  # a step metric as the x-axis: its entries at the same level
+                    steps = list(dict.fromkeys((rid, query.x) for rid, _ in members))
+                    got = self._entries_of(con, steps, level, None, lo, hi)
+                    x_entries.update({(rid, key): got[(rid, query.x)] for rid, key in members})
+        return _charts(query, runs, rids, entries, x_entries, column)
 
     def frames(self, entity: str, project: str, run_id: str) -> Iterator[bytes]:
         with self.engine.read() as con:
