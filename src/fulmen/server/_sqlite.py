@@ -241,16 +241,16 @@ class SqliteEngine:
         return [str(r[0]) for r in rows]
 
     def scan(self, table: str) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
-        cursor = self._connect()  # its own connection: the scan outlives any one read
-        cursor.execute("PRAGMA query_only=ON")
-        cursor.text_factory = _decode_text
+        con = self._connect()  # its own connection: the scan outlives any one read
+        con.execute("PRAGMA query_only=ON")
+        con.text_factory = _decode_text
         try:
-            found = cursor.execute(f'SELECT * FROM "{table}"')
+            found = con.execute(f'SELECT * FROM "{table}"')
             columns = [d[0] for d in found.description]
             while rows := found.fetchmany(SCAN_ROWS):
                 yield columns, rows
         finally:
-            cursor.close()
+            con.close()
 
     def load_rows(
         self, con: Connection, table: str, columns: list[str], rows: list[tuple[Any, ...]]
