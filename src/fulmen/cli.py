@@ -91,11 +91,36 @@ def runs(directory: str | None, project: str | None) -> None:
 DEFAULT_DATA = "~/.local/share/fulmen/server"
 
 
+def _database(url: str | None) -> str | None:
+    """``--database`` checked: ``store.parse_database``'s forms, or a usage error naming them."""
+    if not url:
+        return None
+    from fulmen.server.store import parse_database
+
+    try:
+        parse_database(url)
+    except ValueError as exc:
+        message = str(exc).removeprefix("--database (FULMEN_DATABASE_URL) ")
+        raise click.BadParameter(message, param_hint="--database") from exc
+    return url
+
+
 @cli.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", default=8080, show_default=True, type=int, help="port to listen on")
 @click.option("--data", default=DEFAULT_DATA, show_default=True, help="the server's data folder")
-@click.option("--db", default=None, help="database URL (default: SQLite in the data folder)")
+@click.option(
+    "--database",
+    "--db",
+    "db",
+    default=None,
+    envvar="FULMEN_DATABASE_URL",
+    show_envvar=True,
+    metavar="URL",
+    callback=lambda ctx, param, value: _database(value),
+    help="the database: sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+    "(several servers may share a PostgreSQL one; default: SQLite in the data folder)",
+)
 @click.option("--insecure", is_flag=True, help="serve a non-loopback address without API keys")
 @click.option("--allow-anonymous", is_flag=True, help="accept anonymous runs without a key")
 @click.option(
@@ -234,6 +259,41 @@ def create_key(ctx: click.Context, entity: str) -> None:
         click.echo(store.create_key(entity))
     finally:
         store.close()
+
+
+@server.command("migrate-store")
+@click.option("--from", "source", required=True, metavar="URL", help="the store to copy")
+@click.option("--to", "target", required=True, metavar="URL", help="the empty store to copy into")
+@click.option(
+    "--from-blobs", default=None, metavar="DIR", help="the source's blobs (default: DATA/blobs)"
+)
+@click.option(
+    "--to-blobs", default=None, metavar="DIR", help="where the blobs go (default: --from-blobs)"
+)
+@click.pass_context
+def migrate_store_command(
+    ctx: click.Context, source: str, target: str, from_blobs: str | None, to_blobs: str | None
+) -> None:
+    """Copy the store at --from (sqlite:///PATH, postgresql://...) into the empty store at --to,
+    blobs included, and verify every table's row count."""
+    from fulmen.server._migrate_store import MigrateError, migrate_store, open_blobs
+    from fulmen.server._migrations import StoreTooNew
+    from fulmen.server.store import StoreUnavailable
+
+    data = ctx.obj["data"]
+    try:
+        source_blobs = open_blobs(from_blobs, data)
+        target_blobs = open_blobs(to_blobs, data) if to_blobs else source_blobs
+        migrate_store(
+            source,
+            target,
+            data=data,
+            source_blobs=source_blobs,
+            target_blobs=target_blobs,
+            echo=click.echo,
+        )
+    except (MigrateError, StoreUnavailable, StoreTooNew) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @cli.command()

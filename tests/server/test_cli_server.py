@@ -34,8 +34,14 @@ def test_create_key_prints_a_key_the_store_knows(tmp_path: Path) -> None:
 
 
 def test_unknown_db_scheme_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="postgresql"):
-        open_store(tmp_path, "postgresql://db/fulmen")
+    with pytest.raises(ValueError, match="postgresql") as raised:
+        open_store(tmp_path, "mysql://u:secret@db/fulmen")
+    message = str(raised.value)
+    assert message.startswith("--database (FULMEN_DATABASE_URL) 'mysql://...': use sqlite:///PATH")
+    assert "secret" not in message  # a password is never shown
+    for bad in ("sqlite:///", "sqlite://relative", "fulmen.db"):
+        with pytest.raises(ValueError, match="use sqlite:///PATH"):
+            open_store(tmp_path, bad)
 
 
 def test_login_writes_a_user_only_settings_file(

@@ -1,5 +1,6 @@
-"""Ingest and queries through the in-process ASGI client: idempotency, rewinds, late values,
-filters, buckets, export, files and artifacts (those on both blob stores: ``blob_backend``)."""
+"""Ingest and queries through the in-process ASGI client, on each store engine: idempotency,
+rewinds, late values, filters, buckets, export, files and artifacts (those on both blob stores:
+``blob_backend``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fulmen.server.app import ServerConfig, create_app
+from fulmen.server.store import Store
 from tests.server.optional import require
 from tests.server.runlogs import CLIENT_HEADERS, LogWriter
 from tests.server.s3 import BlobBackend
@@ -23,8 +25,9 @@ RUNS = "/api/v1/entities/local/projects/proj/runs"
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> TestClient:
-    return TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
+def client(tmp_path: Path, store: Store) -> TestClient:  # on each engine (conftest's store)
+    config = ServerConfig(data=tmp_path / "data")
+    return TestClient(create_app(config, store=store), headers=CLIENT_HEADERS)
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fulmen.server._sqlite import SqliteStore
+from fulmen.server._sqlstore import SqlStore
 from fulmen.server.app import ServerConfig, create_app
+from fulmen.server.store import Store
 from fulmen.track import runlog as R
 from tests.server.runlogs import CLIENT_HEADERS, KIND, LogWriter
 
@@ -22,12 +23,7 @@ RUNS = "/api/v1/entities/local/projects/proj/runs"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    return SqliteStore(tmp_path / "data" / "fulmen.db")
-
-
-@pytest.fixture
-def client(store: SqliteStore, tmp_path: Path) -> TestClient:
+def client(store: Store, tmp_path: Path) -> TestClient:  # on each engine (conftest's store)
     return TestClient(
         create_app(ServerConfig(data=tmp_path / "data"), store=store), headers=CLIENT_HEADERS
     )
@@ -234,7 +230,7 @@ def test_lone_surrogates_as_the_client_escapes_them_are_stored_escaped(client: T
     pages_answer(client)
 
 
-def test_no_stored_value_breaks_a_page(client: TestClient, store: SqliteStore) -> None:
+def test_no_stored_value_breaks_a_page(client: TestClient, store: SqlStore) -> None:
     w = LogWriter()
     w.run("r1")
     w.history(0, {"loss": 1.0})
@@ -242,37 +238,45 @@ def test_no_stored_value_breaks_a_page(client: TestClient, store: SqliteStore) -
     w.record("stats", {"cpu": 1.0})
     w.record("file", {"path": "a.txt", "size": 1})
     assert store.ingest("local", "proj", "r1", w.body()) == w.seq
-    # values no ingest writes, as an older server, a bug or a hand edit could have left them
-    with store._lock:
-        store._writer.execute(
+    # values no ingest writes, as an older server, a bug or a hand edit could have left them:
+    # in SQLite anything (its columns take any type), in PostgreSQL what the column's type takes
+    sqlite = store.engine.name == "sqlite"
+    with store.engine.write() as con:
+        con.execute(
             "UPDATE runs SET runtime=?, created=?, updated=?, name=?, grp=?, notes=?, tags=?, "
-            "config=?, summary=?, meta=?, exit=?, metrics=?, held=? WHERE run_id='r1'",
+            "config=?, summary=?, meta=?, exit=?, metrics=?"
+            + (", held=?" if sqlite else "")
+            + " WHERE run_id='r1'",
             (
                 math.inf,
                 1e300,
                 -math.inf,
-                b"\xff\x00 blob",
-                7,
-                3.5,
+                b"\xff\x00 blob" if sqlite else "\ufffd\\x00 blob",
+                7 if sqlite else "7",
+                3.5 if sqlite else "3.5",
                 '{"not": "a list"}',
-                '{"a": NaN, "b": Infinity, "c": [1e999]}',
-                "not json",
+                '{"a": NaN, "b": Infinity, "c": [1e999]}' if sqlite else '[{"a": null}]',
+                "not json" if sqlite else '"a string"',
                 "[1, 2]",
                 '"a string"',
                 "{}",
-                "x",
+                *(["x"] if sqlite else []),
             ),
         )
-        store._writer.execute("UPDATE stats SET data='{\"cpu\": NaN, '")
-        store._writer.execute("UPDATE files SET size=?, type=?", (math.nan, b"\x00"))
-        store._writer.execute("UPDATE artifacts SET metadata='[', entries='7', type=x'00ff'")
+        con.execute("UPDATE stats SET data='{\"cpu\": NaN, '")
+        if sqlite:
+            con.execute("UPDATE files SET size=?, type=?", (math.nan, b"\x00"))
+            con.execute("UPDATE artifacts SET metadata='[', entries='7', type=x'00ff'")
+        else:
+            con.execute("UPDATE files SET size=?, type=?", (-(2**62), "?"))
+            con.execute("UPDATE artifacts SET metadata='[', entries='7', created='NaN'")
     pages_answer(client)
     run = client.get(f"{RUNS}/r1").json()
     assert run["runtime"] is None
-    assert run["config"] == {"a": None, "b": None, "c": [None]}
+    assert run["config"] == ({"a": None, "b": None, "c": [None]} if sqlite else {})
     assert run["summary"] == {}
     assert run["tags"] == []
-    assert run["name"] == "\ufffd\x00 blob"
+    assert run["name"] == ("\ufffd\x00 blob" if sqlite else "\ufffd\\x00 blob")
     assert client.get("/local/proj/runs/r1").text.count("Internal Server Error") == 0
 
 

@@ -1,5 +1,6 @@
-"""The versioned store: migrations applied in order at start, a store made before versions
-upgraded with its data, a store from a newer server refused, a failed migration rolled back."""
+"""The versioned store on each engine: migrations applied in order at start, a store made before
+versions upgraded with its data (SQLite), a store from a newer server refused, a failed migration
+rolled back, several PostgreSQL servers starting together migrating once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from fulmen.server._migrations import MIGRATIONS, Migration, StoreTooNew, check
 from fulmen.server._sqlite import SqliteStore, migrate
 from fulmen.server.store import HistoryQuery
+from tests.server.postgres import Cluster
 from tests.server.runlogs import LogWriter
 
 BEFORE_VERSIONS = Path(__file__).parent / "fixtures" / "store_before_versions.sql"
@@ -141,9 +143,12 @@ def test_a_failed_migration_leaves_the_store_at_the_version_before(tmp_path: Pat
 
 
 def test_a_migration_names_the_engine_it_lacks() -> None:
+    half = Migration(LATEST + 1, "sqlite only", {"sqlite": ("SELECT 1",)})
     lacks = r"no statements for engine 'postgresql'; it has \['sqlite'\]"
     with pytest.raises(ValueError, match=lacks):
-        MIGRATIONS[0].statements("postgresql")
+        half.statements("postgresql")
+    with pytest.raises(ValueError, match=r"sqlite only\) has no statements for postgresql"):
+        check((*MIGRATIONS, half))
 
 
 def test_fulmen_server_refuses_a_newer_store_before_listening(tmp_path: Path) -> None:
@@ -156,4 +161,129 @@ def test_fulmen_server_refuses_a_newer_store_before_listening(tmp_path: Path) ->
     with pytest.raises(SystemExit) as raised:
         serve("127.0.0.1", 0, data, None)
     assert str(raised.value).startswith("fulmen server: the store at ")
+    assert f"schema version {LATEST + 7}, newer than this server's {LATEST}" in str(raised.value)
+
+
+# --- PostgreSQL: the version in schema_version, the same list of migrations ------------------
+
+
+def _pg_versions(url: str) -> list[tuple[int, str]]:
+    import psycopg
+
+    with psycopg.connect(url) as con:
+        return [
+            (int(v), str(t))
+            for v, t in con.execute("SELECT version, title FROM schema_version ORDER BY version")
+        ]
+
+
+def test_a_new_postgresql_store_is_at_the_latest_version(pg_cluster: Cluster) -> None:
+    from fulmen.server._postgres import PostgresStore
+
+    url = pg_cluster.create_database()
+    store = PostgresStore(url)
+    assert store.version == LATEST
+    store.close()
+    assert _pg_versions(url) == [(m.version, m.title) for m in MIGRATIONS]
+    again = PostgresStore(url)  # nothing left to run
+    assert again.version == LATEST
+    again.close()
+    assert len(_pg_versions(url)) == LATEST
+
+
+def test_postgresql_migrations_run_once_in_order_and_a_newer_store_is_refused(
+    pg_cluster: Cluster,
+) -> None:
+    import psycopg
+
+    from fulmen.server._postgres import PostgresStore, migrate
+
+    url = pg_cluster.create_database()
+    store = PostgresStore(url)
+    store.ingest("local", "proj", "r1", _run_log("r1", range(3)))
+    store.close()
+    later = (
+        *MIGRATIONS,
+        Migration(
+            LATEST + 1, "a column", {"postgresql": ("ALTER TABLE runs ADD COLUMN extra TEXT",)}
+        ),
+        Migration(LATEST + 2, "fill it", {"postgresql": ("UPDATE runs SET extra = name || '!'",)}),
+    )
+    with psycopg.connect(url, autocommit=True) as con:
+        assert migrate(con, later, where="db") == LATEST + 2
+        assert migrate(con, later, where="db") == LATEST + 2  # nothing left: ALTER not rerun
+        assert con.execute("SELECT run_id, extra FROM runs").fetchall() == [("r1", "r1!")]
+    with pytest.raises(StoreTooNew) as raised:  # this server's list stops at LATEST
+        PostgresStore(url.replace("fulmen@", "fulmen:s3cr3t-pw@"))
+    message = str(raised.value)
+    assert f"schema version {LATEST + 2}, newer than this server's {LATEST}" in message
+    assert "fulmen:***@" in message  # the URL, without its password
+    assert "s3cr3t" not in message
+
+
+def test_a_failed_postgresql_migration_leaves_the_version_before(pg_cluster: Cluster) -> None:
+    import psycopg
+
+    from fulmen.server._postgres import PostgresStore, migrate
+
+    url = pg_cluster.create_database()
+    PostgresStore(url).close()
+    broken = (
+        *MIGRATIONS,
+        Migration(
+            LATEST + 1,
+            "half of it fails",
+            {"postgresql": ("CREATE TABLE extra (x INTEGER)", "INSERT INTO nowhere VALUES (1)")},
+        ),
+    )
+    with psycopg.connect(url, autocommit=True) as con:
+        with pytest.raises(psycopg.errors.UndefinedTable, match="nowhere"):
+            migrate(con, broken, where="db")
+        tables = {r[0] for r in con.execute("SELECT tablename FROM pg_tables")}
+    assert "extra" not in tables  # rolled back with the version (PostgreSQL's DDL is transactional)
+    assert len(_pg_versions(url)) == LATEST
+
+
+def test_postgresql_servers_starting_together_migrate_once(pg_cluster: Cluster) -> None:
+    import threading
+
+    from fulmen.server._postgres import PostgresStore
+
+    url = pg_cluster.create_database()
+    opened: list[object] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            store = PostgresStore(url, pool_size=1)
+            opened.append(store.version)
+            store.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert opened == [LATEST] * 4
+    assert _pg_versions(url) == [(m.version, m.title) for m in MIGRATIONS]
+
+
+def test_fulmen_server_refuses_a_newer_postgresql_store_before_listening(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    import psycopg
+
+    from fulmen.server._postgres import PostgresStore
+    from fulmen.server._serve import serve
+
+    url = pg_cluster.create_database()
+    PostgresStore(url).close()
+    with psycopg.connect(url) as con:
+        con.execute("INSERT INTO schema_version VALUES (%s, 'from the future', 0)", (LATEST + 7,))
+    with pytest.raises(SystemExit) as raised:
+        serve("127.0.0.1", 0, tmp_path / "data", url)
+    assert str(raised.value).startswith("fulmen server: the store at postgresql://")
     assert f"schema version {LATEST + 7}, newer than this server's {LATEST}" in str(raised.value)

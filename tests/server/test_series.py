@@ -1,15 +1,13 @@
 """Scalar history storage: pieces, overview blocks, levels, and their maintenance on append,
-rewind and late values (straight through the store: big series, no HTTP)."""
+rewind and late values (straight through the store, on each engine: big series, no HTTP)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fulmen.server import _series as S
-from fulmen.server._sqlite import BLOCK, SqliteStore
+from fulmen.server._sqlstore import BLOCK, SqlStore
 from fulmen.server.store import HistoryQuery
 
 
@@ -20,13 +18,17 @@ def _points(first: int, n: int) -> S.Array:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "db")
-    s.load_series("e", "p", "r", "other", _points(0, 1))  # creates the run, rid 1
-    return s
+def store(store: SqlStore) -> SqlStore:
+    store.load_series("e", "p", "r", "other", _points(0, 1))  # creates the run, rid 1
+    return store
 
 
-def _chart(store: SqliteStore, buckets: int, **kw: float) -> dict[str, object]:
+def _add(store: SqlStore, points: S.Array) -> None:
+    with store.engine.write() as con:
+        store._add_points(con, 1, "v", points)
+
+
+def _chart(store: SqlStore, buckets: int, **kw: float) -> dict[str, object]:
     q = HistoryQuery(runs=("r",), keys=("v",), buckets=buckets, **kw)  # type: ignore[arg-type]
     return store.history("e", "p", q)[0]
 
@@ -38,54 +40,59 @@ def test_level_follows_points_per_bucket() -> None:
     assert S.level_for(100_000_000, 1000) == 3
 
 
-def test_appends_across_blocks_keep_every_point_and_the_extremes(store: SqliteStore) -> None:
+def test_appends_across_blocks_keep_every_point_and_the_extremes(store: SqlStore) -> None:
     total = BLOCK * S.PIECE + 5000  # two overview blocks
     spike = 123_456
-    con = store._writer
     for start in range(0, total, 70_000):  # batches that cut pieces and blocks anywhere
         pts = _points(start, min(70_000, total - start))
         pts[S.VALUE, pts[S.ORD] == spike] = 50.0
-        store._add_points(con, 1, "v", pts)
+        _add(store, pts)
     chart = _chart(store, 100)
     assert int(np.sum(chart["count"])) == total  # type: ignore[call-overload]
     assert float(np.max(chart["max"])) == 50.0  # type: ignore[call-overload]
-    assert len(store._entries(1, "v", 3, None, 0, 0)) == total // S.PIECE + 1  # one per piece
+    with store.engine.read() as con:
+        assert len(store._entries(con, 1, "v", 3, None, 0, 0)) == total // S.PIECE + 1  # per piece
     zoom = _chart(store, 50, lo=spike - 25, hi=spike + 24)
     assert list(zoom["x"]).index(spike) == int(np.argmax(zoom["max"]))  # type: ignore[arg-type]
 
 
-def test_rewind_and_late_values_rebuild_the_overview(store: SqliteStore) -> None:
-    con = store._writer
-    store._add_points(con, 1, "v", _points(0, 300_000))
-    store._rewind(con, 1, 100_000.0)
+def test_rewind_and_late_values_rebuild_the_overview(store: SqlStore) -> None:
+    _add(store, _points(0, 300_000))
+    with store.engine.write() as con:
+        store._rewind(con, 1, 100_000.0)
     chart = _chart(store, 10)
     assert int(np.sum(chart["count"])) == 100_000  # type: ignore[call-overload]
     late = _points(50_000, 1)
     late[S.VALUE] = -7.0
-    store._add_points(con, 1, "v", late)  # the same row again: replaced, not added
+    _add(store, late)  # the same row again: replaced, not added
     chart = _chart(store, 10)
     assert int(np.sum(chart["count"])) == 100_000  # type: ignore[call-overload]
     assert float(np.min(chart["min"])) == -7.0  # type: ignore[call-overload]
 
 
-def test_live_appends_rewrite_only_the_partial_piece(store: SqliteStore) -> None:
-    con = store._writer
-    store._add_points(con, 1, "v", _points(0, 300_000))
-    overview = "SELECT rowid, level, block, length(data) FROM overview ORDER BY rowid"
-    before = con.execute(overview).fetchall()
+def test_live_appends_rewrite_only_the_partial_piece(store: SqlStore) -> None:
+    _add(store, _points(0, 300_000))
+    where = "ctid" if store.engine.name == "postgresql" else "rowid"  # moves when rewritten
+    overview = f"SELECT {where}, level, block, length(data) FROM overview ORDER BY {where}"
+
+    def rows() -> list[object]:
+        with store.engine.read() as con:
+            return [tuple(r) for r in con.execute(overview).fetchall()]
+
+    before = rows()
     for start in range(300_000, 300_050, 10):  # a live run: small batches
-        store._add_points(con, 1, "v", _points(start, 10))
-    assert con.execute(overview).fetchall() == before  # untouched until a piece fills
+        _add(store, _points(start, 10))
+    assert rows() == before  # untouched until a piece fills
     chart = _chart(store, 100)
     assert int(np.sum(chart["count"])) == 300_050  # type: ignore[call-overload]
-    store._add_points(con, 1, "v", _points(300_050, S.PIECE))  # fills a piece
-    assert con.execute(overview).fetchall() != before
+    _add(store, _points(300_050, S.PIECE))  # fills a piece
+    assert rows() != before
     assert int(np.sum(_chart(store, 100)["count"])) == 300_050 + S.PIECE  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize("n", [100, S.PIECE + 100])
-def test_zoom_reaches_the_partial_last_piece(store: SqliteStore, n: int) -> None:
-    store._add_points(store._writer, 1, "v", _points(0, n))
+def test_zoom_reaches_the_partial_last_piece(store: SqlStore, n: int) -> None:
+    _add(store, _points(0, n))
     for lo, hi in ((n - 50, n - 1), (n - 5, n - 5)):
         chart = _chart(store, 10, lo=lo, hi=hi)
         assert int(np.sum(chart["count"])) == hi - lo + 1  # type: ignore[call-overload]

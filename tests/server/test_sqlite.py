@@ -1,6 +1,6 @@
-"""The SQLite store (``fulmen.server._sqlite``): its runs' liveness, one writer with readers that
-cannot write, and whole batches only. Its migrations are in test_migrations.py; its history
-storage in test_series.py."""
+"""The SQLite engine (``fulmen.server._sqlite``): one writer with readers that cannot write, a full
+disk, a huge row written in chunks with other writers going between them. What every engine does
+is in test_sqlstore.py; migrations in test_migrations.py."""
 
 from __future__ import annotations
 
@@ -19,36 +19,10 @@ from tests.server.runlogs import CLIENT_HEADERS, LogWriter
 RUNS = "/api/v1/entities/local/projects/proj/runs"
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> TestClient:
-    return TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
-
-
 def post(client: TestClient, run_id: str, body: bytes) -> int:
     r = client.post(f"{RUNS}/{run_id}/records", content=body)
     assert r.status_code == 200, r.text
     return int(r.json()["held"])
-
-
-def test_a_quiet_running_run_turns_stale_until_heard_from(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from fulmen.server import _sqlite
-
-    monkeypatch.setattr(_sqlite, "STALE_AFTER", 0.2)
-    w = LogWriter()
-    w.run("r1")
-    post(client, "r1", w.body())
-    assert client.get(f"{RUNS}/r1").json()["stale"] is False
-    time.sleep(0.3)
-    assert client.get(f"{RUNS}/r1").json()["stale"] is True
-    assert client.post(f"{RUNS}/r1/heartbeat").status_code == 200
-    assert client.get(f"{RUNS}/r1").json()["stale"] is False
-    assert client.post(f"{RUNS}/nope/heartbeat").status_code == 404
-    w.record("exit", {"exit_code": 0, "state": "finished", "runtime": 1.0})
-    post(client, "r1", w.body())
-    time.sleep(0.3)
-    assert client.get(RUNS).json()["runs"][0]["stale"] is False  # only running runs go stale
 
 
 def test_readers_cannot_write_and_see_what_the_writer_committed(tmp_path: Path) -> None:
@@ -61,7 +35,7 @@ def test_readers_cannot_write_and_see_what_the_writer_committed(tmp_path: Path) 
     def read() -> None:  # another thread: its own read-only connection
         seen.append(store.run("local", "proj", "r1")["rows"])
         with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only|query_only"):
-            store._read.execute("DELETE FROM runs")
+            store.engine.reader.execute("DELETE FROM runs")
         seen.append("refused")
 
     assert store.ingest("local", "proj", "r1", w.body()) == 3
@@ -69,25 +43,6 @@ def test_readers_cannot_write_and_see_what_the_writer_committed(tmp_path: Path) 
     thread.start()
     thread.join()
     assert seen == [1, "refused"]
-    store.close()
-
-
-def test_a_record_that_does_not_decode_is_refused_and_the_rest_kept(tmp_path: Path) -> None:
-    from fulmen.track import runlog as R
-
-    store = SqliteStore(tmp_path / "db")
-    w = LogWriter()
-    w.run("r1")
-    w.history(0, {"loss": 1.0})
-    assert store.ingest("local", "proj", "r1", w.body()) == 3
-    w.history(1, {"loss": 0.5})
-    bad = R.frame(R.HISTORY, R.SEQ.pack(w.seq + 1) + b"\x07\x00")  # schema 7 was never declared
-    done = store.ingest_batch("local", "proj", "r1", w.frames[-1] + bad)
-    assert done.held == 5  # the refused record counts as held: the client moves on
-    assert done.refused == [
-        {"seq": 5, "kind": "history", "field": "history", "reason": "schema 7 was never declared"}
-    ]
-    assert store.run("local", "proj", "r1")["rows"] == 2  # the good record before it was kept
     store.close()
 
 
@@ -100,8 +55,9 @@ def test_a_full_disk_reports_its_own_error_and_keeps_whole_batches(tmp_path: Pat
     w.history(0, {"loss": 1.0})
     assert store.ingest("local", "proj", "r1", w.body()) == 3
     before = store.run("local", "proj", "r1")
-    (pages,) = store._writer.execute("PRAGMA page_count").fetchone()
-    store._writer.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLite answers SQLITE_FULL
+    (pages,) = store.engine.writer.execute("PRAGMA page_count").fetchone()
+    # SQLite answers SQLITE_FULL past this size
+    store.engine.writer.execute(f"PRAGMA max_page_count = {pages + 2}")
     big = LogWriter(seq=w.seq)
     big._schemas = dict(w._schemas)
     for i in range(1, 3000):
@@ -111,7 +67,7 @@ def test_a_full_disk_reports_its_own_error_and_keeps_whole_batches(tmp_path: Pat
     assert "cannot rollback" not in str(info.value)
     assert store.held("local", "proj", "r1") == 3  # nothing of the batch is held
     assert store.run("local", "proj", "r1") == {**before, "updated": before["updated"]}
-    store._writer.execute("PRAGMA max_page_count = 1073741823")  # room again: the retry works
+    store.engine.writer.execute("PRAGMA max_page_count = 1073741823")  # room again: the retry works
     assert store.ingest("local", "proj", "r1", big.body()) == big.seq
     assert store.run("local", "proj", "r1")["rows"] == 3000
     store.close()
@@ -125,8 +81,8 @@ def test_a_full_disk_answers_503_with_the_real_error(tmp_path: Path) -> None:
     w = LogWriter()
     w.run("r1")
     post(client, "r1", w.body())
-    (pages,) = store._writer.execute("PRAGMA page_count").fetchone()
-    store._writer.execute(f"PRAGMA max_page_count = {pages}")
+    (pages,) = store.engine.writer.execute("PRAGMA page_count").fetchone()
+    store.engine.writer.execute(f"PRAGMA max_page_count = {pages}")
     for i in range(3000):
         w.history(i, {"loss": float(i)})
     r = client.post(f"{RUNS}/r1/records", content=w.body())
@@ -138,9 +94,9 @@ def test_a_full_disk_answers_503_with_the_real_error(tmp_path: Path) -> None:
 def test_a_huge_row_is_written_in_chunks_and_a_small_ingest_goes_between_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fulmen.server import _sqlite
+    from fulmen.server import _sqlstore
 
-    monkeypatch.setattr(_sqlite, "CHUNK_COST", 2_000)  # a 1,000-key row: about 40 chunks
+    monkeypatch.setattr(_sqlstore, "CHUNK_COST", 2_000)  # a 1,000-key row: about 40 chunks
     store = SqliteStore(tmp_path / "db")
     huge = LogWriter()
     huge.run("huge")
@@ -164,12 +120,12 @@ def test_a_huge_row_is_written_in_chunks_and_a_small_ingest_goes_between_them(
             helper.append(thread)
             thread.start()
             deadline = time.monotonic() + 30
-            while store._lock.waiting == 0:
+            while store.engine.write_lock.waiting == 0:
                 assert thread.is_alive()
                 assert time.monotonic() < deadline
                 time.sleep(0.001)
 
-    store._writer.set_trace_callback(traced)
+    store.engine.writer.set_trace_callback(traced)
     worker = threading.Thread(
         target=lambda: store.ingest("local", "proj", "huge", huge.body()), name="huge"
     )
@@ -186,38 +142,3 @@ def test_a_huge_row_is_written_in_chunks_and_a_small_ingest_goes_between_them(
     assert store.run("local", "proj", "small")["rows"] == 1
     assert store.held("local", "proj", "huge") == huge.seq
     store.close()
-
-
-def test_a_batch_written_in_chunks_and_resent_after_a_kill_changes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from fulmen.server import _sqlite
-
-    monkeypatch.setattr(_sqlite, "CHUNK_COST", 500)
-    w = LogWriter()
-    w.run("r1")
-    for step in range(40):
-        w.history(step, {f"k{i}": float(step * i) for i in range(50)})
-    whole = SqliteStore(tmp_path / "whole.db")
-    whole.ingest("local", "proj", "r1", w.body())
-    store = SqliteStore(tmp_path / "db")
-    real = store._apply  # the last transaction: "killed" before it, after every chunk
-
-    def killed(*args: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(store, "_apply", killed)
-    with pytest.raises(KeyboardInterrupt):
-        store.ingest("local", "proj", "r1", w.body())
-    assert store.held("local", "proj", "r1") == 0  # the batch is not held: the client resends
-    monkeypatch.setattr(store, "_apply", real)
-    assert store.ingest("local", "proj", "r1", w.body()) == w.seq
-    for key in ("_step", "k7", "k49"):
-        [a] = store.history("local", "proj", _sqlite.HistoryQuery(("r1",), (key,)))
-        [b] = whole.history("local", "proj", _sqlite.HistoryQuery(("r1",), (key,)))
-        assert (a["x"].tolist(), a["last"].tolist()) == (b["x"].tolist(), b["last"].tolist())
-    assert {**store.run("local", "proj", "r1"), "created": 0, "updated": 0} == {
-        **whole.run("local", "proj", "r1"),
-        "created": 0,
-        "updated": 0,
-    }

@@ -195,7 +195,12 @@ def copy_blob(source: BlobStore, target: BlobStore, digest: str, limit: int = 1 
         for chunk in blob.chunks:
             yield chunk
 
-    return asyncio.run(target.put(digest, chunks(), limit))
+    try:
+        return asyncio.run(target.put(digest, chunks(), limit))
+    finally:
+        close = getattr(blob.chunks, "close", None)  # a put that failed part-way: the file too
+        if close is not None:
+            close()
 
 
 def copy_missing(source: BlobStore, target: BlobStore, digests: Iterable[str]) -> int:

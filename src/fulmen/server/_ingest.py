@@ -9,9 +9,10 @@ that is ``RunState``, which the store keeps with the run and hands back on the n
 
 Validation: every record is checked before it changes anything (``_validate``): the fields the
 store uses must have their types (a RUN's ``group`` a string, ``time`` a finite number, ...), JSON
-may nest at most ``MAX_DEPTH`` levels, numbers must fit a float (SQLite integers: int64), and a
-lone surrogate in a string or key is escaped (``escape_surrogates``: the store needs valid
-Unicode). A record that fails is *refused*: skipped, named in ``Batch.refused`` (sequence, kind,
+may nest at most ``MAX_DEPTH`` levels, numbers must fit a float (SQLite integers: int64), and
+every string and key is made text that every store engine holds (``storable``: a lone surrogate
+escaped, as ``escape_surrogates`` does, and a NUL character too, which PostgreSQL's text
+refuses). A record that fails is *refused*: skipped, named in ``Batch.refused`` (sequence, kind,
 field, why), and still counted in ``held``, so the client moves on instead of resending it for
 ever; the records around it are applied as usual. Only frames that are not frames at all (a bad
 CRC, a torn length) end a batch: what came before them is kept, and a batch that starts with one
@@ -384,12 +385,20 @@ _REQUIRED = {"file": ("path",), "artifact": ("name",), "metric": ("name",), "rew
 _CODES = frozenset("dfq?sj")
 
 
+def storable(text: str) -> str:
+    """``text`` as every store engine holds it: valid Unicode (``escape_surrogates``) without NUL
+    (PostgreSQL's text has none), each NUL written as the four characters ``\\x00``, as a
+    surrogate of a byte is."""
+    text = escape_surrogates(text)
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
+
+
 def clean(value: Any, depth: int = 0) -> Any:
-    """A JSON value the store can hold: strings and keys with ``escape_surrogates``; ``Refused``
+    """A JSON value the store can hold: strings and keys ``storable``; ``Refused``
     (its field the path of keys to the culprit) for nesting past ``MAX_DEPTH`` or an int beyond
     the float range. NaN and infinities stay (``json_safe`` writes them as null)."""
     if isinstance(value, str):
-        return escape_surrogates(value)
+        return storable(value)
     if isinstance(value, int) and not isinstance(value, bool):
         if value.bit_length() > 1023:  # float(value) would overflow
             raise Refused("", f"an integer of {value.bit_length()} bits, beyond the float range")
@@ -407,11 +416,11 @@ def clean(value: Any, depth: int = 0) -> Any:
             return out
         out = {}
         for key, item in value.items():
-            out[escape_surrogates(str(key))] = clean(item, depth + 1)
+            out[storable(str(key))] = clean(item, depth + 1)
         return out
     except Refused as exc:
         inner = f"{key}.{exc.field}" if exc.field else str(key)
-        raise Refused(escape_surrogates(inner)[:200], exc.reason) from None
+        raise Refused(storable(inner)[:200], exc.reason) from None
 
 
 def _is(value: Any, kind: str) -> bool:
@@ -549,7 +558,7 @@ def _apply(rec: Record, state: RunState, batch: Batch, points: _Points) -> None:
     elif kind == "artifact":
         batch.artifacts.append(data)
     elif kind == "console":
-        batch.console.append((rec.seq, data["stream"], escape_surrogates(data["text"])))
+        batch.console.append((rec.seq, storable(data["stream"]), storable(data["text"])))
     elif kind == "stats":
         batch.stats.append((rec.seq, data))
     elif kind == "exit":

@@ -18,6 +18,7 @@ from fulmen.server._deps import Resources
 from fulmen.server._migrations import StoreTooNew
 from fulmen.server._security import SecurityConfig, allowed_hosts
 from fulmen.server.app import ServerConfig, create_app
+from fulmen.server.store import StoreUnavailable, parse_database, redact
 
 if TYPE_CHECKING:
     import asyncio
@@ -185,6 +186,8 @@ def describe(config: ServerConfig, host: str, port: int, *, has_keys: bool) -> l
     server that requires keys but has none says that nothing can log to it yet, and how to fix
     that."""
     where = f"fulmen server: http://{host}:{port}/api/v1  data {config.data}"
+    if config.db is not None:
+        where += f"  database {redact(config.db)}"
     if config.require_auth:
         mode = "API keys required"
     elif is_loopback(host):
@@ -243,12 +246,14 @@ def serve(
 
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     data.chmod(0o700)  # owner-only: the database, the blobs, the lock
-    lock = os.open(data / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:  # one server per data folder: its store is the database's only writer
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(lock)
-        raise SystemExit(f"fulmen server: another fulmen server is using {data}") from None
+    engine = "sqlite" if db is None else parse_database(db)[0]
+    if engine == "sqlite":  # PostgreSQL takes any number of server processes
+        lock = os.open(data / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:  # one server per SQLite file: its store is the database's only writer
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)
+            raise SystemExit(f"fulmen server: another fulmen server is using {data}") from None
     config = config_for(
         host,
         data,
@@ -263,7 +268,7 @@ def serve(
     app = create_app(config)
     try:
         app.state.resources.store  # noqa: B018 - open (and create) the database before listening
-    except StoreTooNew as exc:
+    except (StoreTooNew, StoreUnavailable) as exc:
         raise SystemExit(f"fulmen server: {exc}") from None
     check_blobs(app.state.resources)
     for line in describe(config, host, port, has_keys=app.state.resources.store.has_keys()):

@@ -54,7 +54,7 @@ from fulmen.server._deps import ServerConfig as ServerConfig  # noqa: PLC0414 (f
 from fulmen.server._pages import pages_router
 from fulmen.server._report_pages import report_pages_router
 from fulmen.server._security import AnonymousRateLimit, BrowserGuard, SecurityHeaders
-from fulmen.server.store import Conflict, NotFound, Store
+from fulmen.server.store import Conflict, NotFound, Store, StoreFull, StoreUnavailable
 
 log = logging.getLogger("fulmen.server")
 meta_router = APIRouter(tags=["meta"])
@@ -137,6 +137,13 @@ def create_app(
         log.error("%s %s: %s", request.method, request.url.path, exc)
         detail = f"{exc}; retry later"
         return JSONResponse({"detail": detail}, 503, {"retry-after": str(exc.retry_after)})
+
+    @app.exception_handler(StoreUnavailable)
+    @app.exception_handler(StoreFull)
+    async def unavailable(request: Request, exc: OSError) -> JSONResponse:
+        # the database is down, restarting or full: nothing was written, the client retries
+        wait = "60" if isinstance(exc, StoreFull) else "5"
+        return JSONResponse({"detail": str(exc)}, 503, headers={"retry-after": wait})
 
     @app.exception_handler(PermissionError)
     async def forbidden(request: Request, exc: PermissionError) -> JSONResponse:

@@ -1,9 +1,10 @@
 """The store's interface: what the HTTP layer asks of a database, whatever the database is.
 
-``SqliteStore`` (``fulmen.server._sqlite``, the only module with SQL) is the embedded default; a
-PostgreSQL store implements the same ``Store`` protocol later. Blobs (run files, artifact files)
-live behind ``BlobStore`` (``fulmen.server._blobs``: files under the data folder; an object store
-later), addressed by their SHA-256 digest.
+One implementation, ``fulmen.server._sqlstore.SqlStore`` (all the SQL), on one of two engines:
+SQLite (``fulmen.server._sqlite``: one file, the embedded default) or PostgreSQL
+(``fulmen.server._postgres``: shared by several server processes). ``open_store`` picks one from
+the ``--database`` URL. Blobs (run files, artifact files) live behind ``BlobStore``
+(``fulmen.server._blobs``), addressed by their SHA-256 digest.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from fulmen.sweep._sql import Database
@@ -25,6 +27,7 @@ __all__ = [
     "RunQuery",
     "Store",
     "StoreFull",
+    "StoreUnavailable",
     "open_store",
 ]
 
@@ -46,6 +49,12 @@ class StoreFull(OSError):
 RUN_FIELDS = ("id", "name", "state", "group", "job_type", "tags", "created", "updated", "runtime",
               "rows")  # fmt: skip
 FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "~")
+
+
+class StoreUnavailable(OSError):
+    """The database does not answer (down, restarting, unreachable, out of connections), or
+    broke off the write (a deadlock): nothing of that write was kept; answered 503 with
+    ``Retry-After``, and the same request succeeds once the database is back."""
 
 
 @dataclass(frozen=True)
@@ -266,16 +275,47 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(data: Path, db: str | None = None) -> Store:
-    """The store for ``--data DIR`` and ``--db URL`` (only ``sqlite:///PATH`` for now)."""
-    from fulmen.server._sqlite import SqliteStore
+def redact(url: str) -> str:
+    """A database URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
 
-    if db is None:
-        return SqliteStore(data / "fulmen.db")
-    if db.startswith("sqlite:///"):
-        return SqliteStore(Path(db.removeprefix("sqlite:///")))
-    scheme = db.split(":", 1)[0]
+
+DATABASE_FORMS = (
+    "sqlite:///PATH (a SQLite file; sqlite:////abs/path for an absolute one)",
+    "postgresql://USER:PASSWORD@HOST:PORT/DATABASE (postgres:// too)",
+)
+
+
+def parse_database(url: str) -> tuple[str, str]:
+    """``("sqlite", path)`` or ``("postgresql", url)`` for a ``--database`` URL; ValueError that
+    names the argument, what was given and the forms it takes."""
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return "sqlite", url.removeprefix("sqlite:///")
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql", url
+    shown = url if "@" not in url else url.split("://", 1)[0] + "://..."  # no password shown
     raise ValueError(
-        f"--db {db!r}: the {scheme!r} store is not available yet; use sqlite:///PATH "
-        "(or leave --db out for a SQLite file in the data folder)"
+        f"--database (FULMEN_DATABASE_URL) {shown!r}: use {' or '.join(DATABASE_FORMS)}; "
+        "or leave it out for a SQLite file in the data folder"
     )
+
+
+def open_store(data: Path, db: str | None = None) -> Store:
+    """The store for ``--data DIR`` and ``--database URL`` (``parse_database``; None: the SQLite
+    file ``DIR/fulmen.db``)."""
+    if db is None:
+        from fulmen.server._sqlite import SqliteStore
+
+        return SqliteStore(data / "fulmen.db")
+    engine, target = parse_database(db)
+    if engine == "sqlite":
+        from fulmen.server._sqlite import SqliteStore
+
+        return SqliteStore(Path(target))
+    from fulmen.server._postgres import PostgresStore
+
+    return PostgresStore(target)
