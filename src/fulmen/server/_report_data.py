@@ -185,14 +185,15 @@ def media_paths(value: Any) -> Iterator[str]:
 
 def embed_files(
     store: Store,
-    read_blob: Callable[[str], bytes],
+    read_blob: Callable[[str, int], bytes | None],
     entity: str,
     project: str,
     data: dict[str, Any],
     budget: list[int],
 ) -> None:
     """Add ``files`` to a snapshot: each media file its media entries name, as a ``data:`` URL
-    (a table's JSON file, and the files its cells name, too), while ``budget[0]`` bytes last."""
+    (a table's JSON file, and the files its cells name, too), while ``budget[0]`` bytes last
+    (``read_blob(digest, limit)``: the bytes, or None when there are more than ``limit``)."""
     from fulmen.server._api_media import CONTENT_TYPES
 
     files: dict[str, str] = {}
@@ -205,10 +206,10 @@ def embed_files(
             if path in seen or suffix not in CONTENT_TYPES:
                 continue
             try:
-                blob = read_blob(store.file_digest(entity, project, run_id, path))
-            except (NotFound, OSError):
+                blob = read_blob(store.file_digest(entity, project, run_id, path), budget[0])
+            except (LookupError, OSError):  # NotFound, BlobMissing
                 continue
-            if len(blob) > budget[0]:
+            if blob is None:  # over what is left of the budget
                 continue
             budget[0] -= len(blob)
             kind = CONTENT_TYPES[suffix].split(";")[0]
