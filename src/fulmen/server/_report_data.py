@@ -14,7 +14,7 @@ as the API answers it::
      "files": {"run_id/path": "data:...;base64,..."}}   # media files, in an export only
 
 Every series has ``BUCKETS`` min/max buckets (a spike survives; a scalar or bar panel's min, max
-and last are exact); y values are written with 7 significant digits (x with all of them: a
+and last are exact); y values are written with 6 significant digits (x with all of them: a
 timestamp needs them).
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 from fulmen.server.store import HistoryQuery, NotFound, RunQuery, Store
 
 VERSION = 1
-BUCKETS = 400
+BUCKETS = 300  # per series: about a bucket per pixel of a panel (panels.js asks as many)
 MAX_RUNS = 500  # runs of one run set kept in a snapshot
 MEDIA_STEPS = 8  # steps of a media key embedded per run (the last ones)
 VALUES_LIMIT = 300  # rows of a histogram key embedded per run
@@ -37,7 +37,7 @@ MAX_FILES = 24 << 20  # bytes of media files embedded in one export
 
 
 def _y(values: Any) -> list[float | None]:
-    return [float(f"{v:.7g}") if math.isfinite(v) else None for v in values.tolist()]
+    return [float(f"{v:.6g}") if math.isfinite(v) else None for v in values.tolist()]
 
 
 def _x(values: Any) -> list[float | int | None]:
