@@ -166,8 +166,14 @@ def report_data(
             data = _report_data.runset_data(store, entity, runset["project"], runs, block["panels"])
         if files:
 
-            def read_blob(digest: str) -> bytes:
-                return b"".join(res.blobs.open(digest))
+            def read_blob(digest: str, limit: int) -> bytes | None:
+                blob = res.blobs.open(digest)
+                if blob.size > limit:
+                    close = getattr(blob.chunks, "close", None)
+                    if close is not None:
+                        close()  # the file (or the S3 body) it holds open
+                    return None
+                return b"".join(blob.chunks)
 
             _report_data.embed_files(store, read_blob, entity, runset["project"], data, budget)
         out[runset["id"]] = json_safe(data)
@@ -219,8 +225,9 @@ def _run_file(res: Resources, entity: str, url: str) -> tuple[bytes, str] | None
         return None
     try:
         digest = res.store.file_digest(entity, project, run_id, path)
-        return b"".join(res.blobs.open(digest)), CONTENT_TYPES[suffix].split(";")[0]
-    except (NotFound, OSError):
+        blob = res.blobs.open(digest)
+        return b"".join(blob.chunks), CONTENT_TYPES[suffix].split(";")[0]
+    except (LookupError, OSError):  # NotFound, BlobMissing
         return None
 
 

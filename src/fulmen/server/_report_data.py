@@ -14,7 +14,7 @@ as the API answers it::
      "files": {"run_id/path": "data:...;base64,..."}}   # media files, in an export only
 
 Every series has ``BUCKETS`` min/max buckets (a spike survives; a scalar or bar panel's min, max
-and last are exact); y values are written with 7 significant digits (x with all of them: a
+and last are exact); y values are written with 6 significant digits (x with all of them: a
 timestamp needs them).
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 from fulmen.server.store import HistoryQuery, NotFound, RunQuery, Store
 
 VERSION = 1
-BUCKETS = 400
+BUCKETS = 300  # per series: about a bucket per pixel of a panel (panels.js asks as many)
 MAX_RUNS = 500  # runs of one run set kept in a snapshot
 MEDIA_STEPS = 8  # steps of a media key embedded per run (the last ones)
 VALUES_LIMIT = 300  # rows of a histogram key embedded per run
@@ -37,7 +37,7 @@ MAX_FILES = 24 << 20  # bytes of media files embedded in one export
 
 
 def _y(values: Any) -> list[float | None]:
-    return [float(f"{v:.7g}") if math.isfinite(v) else None for v in values.tolist()]
+    return [float(f"{v:.6g}") if math.isfinite(v) else None for v in values.tolist()]
 
 
 def _x(values: Any) -> list[float | int | None]:
@@ -185,14 +185,15 @@ def media_paths(value: Any) -> Iterator[str]:
 
 def embed_files(
     store: Store,
-    read_blob: Callable[[str], bytes],
+    read_blob: Callable[[str, int], bytes | None],
     entity: str,
     project: str,
     data: dict[str, Any],
     budget: list[int],
 ) -> None:
     """Add ``files`` to a snapshot: each media file its media entries name, as a ``data:`` URL
-    (a table's JSON file, and the files its cells name, too), while ``budget[0]`` bytes last."""
+    (a table's JSON file, and the files its cells name, too), while ``budget[0]`` bytes last
+    (``read_blob(digest, limit)``: the bytes, or None when there are more than ``limit``)."""
     from fulmen.server._api_media import CONTENT_TYPES
 
     files: dict[str, str] = {}
@@ -205,10 +206,10 @@ def embed_files(
             if path in seen or suffix not in CONTENT_TYPES:
                 continue
             try:
-                blob = read_blob(store.file_digest(entity, project, run_id, path))
-            except (NotFound, OSError):
+                blob = read_blob(store.file_digest(entity, project, run_id, path), budget[0])
+            except (LookupError, OSError):  # NotFound, BlobMissing
                 continue
-            if len(blob) > budget[0]:
+            if blob is None:  # over what is left of the budget
                 continue
             budget[0] -= len(blob)
             kind = CONTENT_TYPES[suffix].split(";")[0]
