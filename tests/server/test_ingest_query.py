@@ -244,6 +244,8 @@ def test_runs_filter_on_run_fields_contains_and_sort(client: TestClient) -> None
     assert unknown.status_code == 422
     assert "'colour=red'" in unknown.json()["detail"]
     assert client.get(RUNS, params={"filter": "state<null"}).status_code == 422
+    assert ids("runtime<100000000000000000000000") == ids()  # beyond int64
+    assert ids("runtime>100000000000000000000000") == []
 
 
 def test_console_system_files_and_exports(blob_client: TestClient) -> None:

@@ -83,6 +83,8 @@ def _parse_filter(text: str) -> Filter:
         value = raw
     if isinstance(value, (dict, list)):
         raise HTTPException(422, f"filter {text!r}: compare with a number, string, bool or null")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        value = float(value)  # beyond SQL's integers: compared as the number it is
     return Filter(path, op, value)
 
 
