@@ -381,7 +381,9 @@
       this.picker.append(summary, this.pickerList);
       this.picker.addEventListener("toggle", () => { if (this.picker.open) this.renderPicker(); });
       this.count = el("span", "rt-count");
-      bar.append(this.filterBox, this.picker, this.count);
+      bar.append(this.picker, this.filterBox, this.count);
+      this.onOutside = (e) => { if (this.picker.open && !this.picker.contains(e.target)) this.picker.open = false; };
+      document.addEventListener("mousedown", this.onOutside);
       this.error = el("div", "rt-error");
       this.error.setAttribute("role", "alert");
       this.error.hidden = true;
@@ -656,7 +658,7 @@
       this.rendered.clear();
       this.renderRows();
       const n = this.sel.size;
-      this.count.textContent = `${this.total} runs${n ? `, ${n} selected` : ""}`;
+      this.count.textContent = `${this.total} run${this.total === 1 ? "" : "s"}${n ? `, ${n} selected` : ""}`;
       this.root.dataset.total = String(this.total);
       this.root.dataset.rows = String(this.loadedCount());
       this.root.dataset.sort = this.view.sort;
@@ -841,7 +843,7 @@
       if (on) this.sel.set(run.id, run); else this.sel.delete(run.id);
       for (const row of this.rendered.values()) if (row.run && row.run.id === run.id) row.classList.toggle("rt-selected", on);
       const n = this.sel.size;
-      this.count.textContent = `${this.total} runs${n ? `, ${n} selected` : ""}`;
+      this.count.textContent = `${this.total} run${this.total === 1 ? "" : "s"}${n ? `, ${n} selected` : ""}`;
       const all = this.head.querySelector(".rt-sel input");
       if (all) { all.checked = n > 0; all.disabled = n === 0; }
       this.selectionChanged();
@@ -949,6 +951,7 @@
       this.gen++;
       this.scroller.removeEventListener("scroll", this.onScroll);
       window.removeEventListener("resize", this.onResize);
+      document.removeEventListener("mousedown", this.onOutside);
       this.root.replaceChildren();
       this.root.classList.remove("rt");
     }
