@@ -64,7 +64,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--runs", type=int, default=20)

@@ -92,21 +92,42 @@ def build_report() -> wr.Report:
             wr.PanelGrid(
                 runsets=[wr.Runset(project=PROJECT, name="all runs", groupby=by_optimizer)],
                 panels=[
-                    wr.LinePlot(x="trainer/global_step", y=["train/loss"], smoothing=0.6,
-                                groupby=by_optimizer, groupby_rangefunc="minmax",
-                                title="train/loss by optimizer"),  # fmt: skip
-                    wr.LinePlot(x="trainer/global_step", y=["val/loss"], groupby=by_optimizer,
-                                groupby_rangefunc="minmax", title="val/loss by optimizer"),  # fmt: skip
-                    wr.BarPlot(metrics=["val/acc"], agg="max", groupby=by_optimizer,
-                               title="best val/acc"),  # fmt: skip
-                    wr.RunTable(columns=["name", "config.optimizer", "config.seed",
-                                         "config.lr", "summary.val/acc", "summary.val/loss"],
-                                layout=wr.Layout(w=12)),  # fmt: skip
+                    wr.LinePlot(
+                        x="trainer/global_step",
+                        y=["train/loss"],
+                        smoothing=0.6,
+                        groupby=by_optimizer,
+                        groupby_rangefunc="minmax",
+                        title="train/loss by optimizer",
+                    ),
+                    wr.LinePlot(
+                        x="trainer/global_step",
+                        y=["val/loss"],
+                        groupby=by_optimizer,
+                        groupby_rangefunc="minmax",
+                        title="val/loss by optimizer",
+                    ),
+                    wr.BarPlot(
+                        metrics=["val/acc"], agg="max", groupby=by_optimizer, title="best val/acc"
+                    ),
+                    wr.RunTable(
+                        columns=[
+                            "name",
+                            "config.optimizer",
+                            "config.seed",
+                            "config.lr",
+                            "summary.val/acc",
+                            "summary.val/loss",
+                        ],
+                        layout=wr.Layout(w=12),
+                    ),
                 ],
             ),
             wr.H2("Method"),
-            wr.P("Cross-entropy $L = -\\sum_c y_c \\log p_c$ on 20 synthetic features, "
-                 "3 classes; the bar shows each run's best validation accuracy, averaged."),  # fmt: skip
+            wr.P(
+                "Cross-entropy $L = -\\sum_c y_c \\log p_c$ on 20 synthetic features, "
+                "3 classes; the bar shows each run's best validation accuracy, averaged."
+            ),
         ],
     )
 

@@ -24,7 +24,7 @@ def test_the_report_example_trains_reports_and_exports(tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     tiny = ["--epochs", "2", "--seeds", "1", "--samples", "256", "--out", str(out),
             "--dir", str(tmp_path / "work")]  # fmt: skip
-    done = subprocess.run([sys.executable, str(EXAMPLE), *tiny], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, str(EXAMPLE), *tiny], env=env, capture_output=True,  # noqa: PLW1510
                           text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     assert re.search(r"report: http://127\.0\.0\.1:\d+/local/optimizers/reports/\w+", done.stdout)

@@ -91,8 +91,13 @@ def page(browser: Any) -> Iterator[Any]:
 
 def python_report(server: Server) -> wr.Report:
     panels = [
-        wr.LinePlot(x="_step", y=["train/loss"], groupby="config.optimizer",
-                    groupby_rangefunc="minmax", title="loss by optimizer"),  # fmt: skip
+        wr.LinePlot(
+            x="_step",
+            y=["train/loss"],
+            groupby="config.optimizer",
+            groupby_rangefunc="minmax",
+            title="loss by optimizer",
+        ),
         wr.BarPlot(metrics=["val/acc"], agg="max", groupby="config.optimizer", title="best acc"),
         wr.ScalarChart("val/acc", agg="max", title="best of all"),
         wr.RunTable(columns=["name", "config.optimizer", "summary.val/acc"]),
@@ -139,7 +144,7 @@ def drawn_everywhere(page: Any) -> dict[str, Any]:
                 images: [...document.querySelectorAll('.fp-panel[data-kind="media"] img')].filter((i) => i.complete && i.naturalWidth > 0).length,
                 math: document.querySelectorAll(".block-markdown math").length,
             };
-        }"""
+        }"""  # noqa: E501
     )
     return result
 
@@ -151,12 +156,14 @@ def test_a_report_written_in_python_renders_and_a_frozen_run_set_stays(
     page.goto(report.url)
     page.wait_for_selector("body[data-ready='1']")
     drawn = drawn_everywhere(page)
-    live, frozen = drawn["lines"]
-    assert live["series"] == 2 and live["bands"] == 2  # adam and sgd, each with its band
+    live, _frozen = drawn["lines"]
+    assert live["series"] == 2
+    assert live["bands"] == 2
     assert live["legend"] == ["adam (2 runs)", "sgd (2 runs)"]
     assert live["ink"] > 500
     assert drawn["bars"] == [["adam (2)", "sgd (2)"]]
-    assert drawn["scalars"] and drawn["scalars"][0] != "-"
+    assert drawn["scalars"]
+    assert drawn["scalars"][0] != "-"
     assert drawn["rows"] == [4]
     assert drawn["images"] == 2  # a0's and s0's sample
     assert drawn["math"] >= 1
@@ -194,7 +201,8 @@ def test_a_report_written_in_the_browser_renders(server: Server, page: Any) -> N
     )
     assert kinds == ["block-panels", "block-markdown"]
     drawn = drawn_everywhere(page)
-    assert drawn["lines"] and all(line["series"] >= 4 for line in drawn["lines"])
+    assert drawn["lines"]
+    assert all(line["series"] >= 4 for line in drawn["lines"])
     assert drawn["math"] == 1
     page.screenshot(path=str(ARTIFACTS / "report-browser.png"), full_page=True)
     # edited again: the title changes, the blocks stay
@@ -214,7 +222,7 @@ def test_the_export_draws_every_chart_from_a_file_with_no_network(
     runs = json.loads(server.get("/entities/local/projects/rep/runs?limit=100"))["runs"]
     opts = [r["config"]["optimizer"] for r in runs]
     out = tmp_path / "report.html"
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: PLW1510
         [sys.executable, "-m", "fulmen", "report", "export", report.url, "--out", str(out)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -238,8 +246,11 @@ def test_the_export_draws_every_chart_from_a_file_with_no_network(
         offline.wait_for_selector("body[data-ready='1']")
         drawn = drawn_everywhere(offline)
         live, frozen = drawn["lines"]
-        assert live["series"] == 2 and live["bands"] == 2 and live["ink"] > 500
-        assert frozen["series"] == 2 and frozen["ink"] > 500
+        assert live["series"] == 2
+        assert live["bands"] == 2
+        assert live["ink"] > 500
+        assert frozen["series"] == 2
+        assert frozen["ink"] > 500
         assert drawn["bars"] == [[f"adam ({opts.count('adam')})", f"sgd ({opts.count('sgd')})"]]
         assert drawn["rows"] == [len(runs)]
         assert drawn["images"] == 2

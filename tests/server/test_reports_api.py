@@ -69,8 +69,10 @@ def test_a_report_is_created_read_replaced_listed_and_deleted(client: TestClient
     assert report["author"] == "local"
     md, panels = report["blocks"]
     assert md["html"].startswith("<h1>Results</h1>")
-    assert "<math" in md["html"] and "<mfrac>" in md["html"]  # LaTeX as MathML
-    assert panels["runsets"][0]["id"] and panels["runsets"][0]["project"] == "p"
+    assert "<math" in md["html"]
+    assert "<mfrac>" in md["html"]
+    assert panels["runsets"][0]["id"]
+    assert panels["runsets"][0]["project"] == "p"
     assert panels["runsets"][0]["frozen"] is False
     assert client.get(f"{REPORTS}/{rid}").json() == report
 
@@ -81,7 +83,8 @@ def test_a_report_is_created_read_replaced_listed_and_deleted(client: TestClient
     assert replaced["title"] == "Adam vs SGD, again"
     assert [b["kind"] for b in replaced["blocks"]] == ["panels", "markdown"]
     assert [b["id"] for b in replaced["blocks"]] == [b["id"] for b in report["blocks"][::-1]]
-    assert replaced["created"] == report["created"] and replaced["updated"] >= report["updated"]
+    assert replaced["created"] == report["created"]
+    assert replaced["updated"] >= report["updated"]
 
     listed = client.get(REPORTS).json()["reports"]
     assert [r["id"] for r in listed if r["id"] == rid] == [rid]
@@ -112,10 +115,21 @@ def test_a_report_is_created_read_replaced_listed_and_deleted(client: TestClient
         ({"blocks": [{"kind": "panels", "runsets": []}]}, "blocks[0].runsets"),
         ({"blocks": [{**grid(), "panels": [{"kind": "pie"}]}]}, "blocks[0].panels[0].kind"),
         ({"blocks": [{**grid(), "panels": [{"kind": "line", "y": []}]}]}, "blocks[0].panels[0].y"),
-        ({"blocks": [{**grid(), "panels": [{"kind": "line", "y": ["loss"],
-           "smoothing": {"type": "fancy"}}]}]}, "blocks[0].panels[0].smoothing.type"),  # fmt: skip
-        ({"blocks": [{**grid(), "panels": [{"kind": "scatter", "x": "lr", "y": "summary.a"}]}]},
-         "blocks[0].panels[0].x"),  # fmt: skip
+        (
+            {
+                "blocks": [
+                    {
+                        **grid(),
+                        "panels": [{"kind": "line", "y": ["loss"], "smoothing": {"type": "fancy"}}],
+                    }
+                ]
+            },
+            "blocks[0].panels[0].smoothing.type",
+        ),
+        (
+            {"blocks": [{**grid(), "panels": [{"kind": "scatter", "x": "lr", "y": "summary.a"}]}]},
+            "blocks[0].panels[0].x",
+        ),
         ({"blocks": [grid(filters=["lr<1"])]}, "blocks[0].runsets[0].filters[0]"),
         ({"blocks": [grid(entity="someone-else")]}, "blocks[0].runsets[0].entity"),
         ({"blocks": [grid(selection=["../x"])]}, "blocks[0].runsets[0].selection[0]"),
@@ -132,7 +146,8 @@ def test_a_frozen_run_set_keeps_its_runs_and_data_when_a_run_is_added(client: Te
     body = {"title": "frozen", "blocks": [grid(frozen=True), grid()]}
     report = client.post(REPORTS, json=body).json()
     frozen, live = (b["runsets"][0] for b in report["blocks"])
-    assert frozen["frozen"] is True and frozen["frozen_at"] > 0
+    assert frozen["frozen"] is True
+    assert frozen["frozen_at"] > 0
     before = client.get(f"{REPORTS}/{report['id']}/data").json()["data"]
 
     log_run(client, "n1", "adam", 3.0)
@@ -149,7 +164,8 @@ def test_a_frozen_run_set_keeps_its_runs_and_data_when_a_run_is_added(client: Te
     kept = client.get(f"{REPORTS}/{report['id']}/data").json()["data"][frozen["id"]]
     assert {r["id"] for r in kept["runs"]} == {"a1", "s1"}
     keys = {(h["x"], s["key"], s["run"]) for h in kept["history"] for s in h["answer"]["series"]}
-    assert ("_runtime", "acc", "a1") in keys and ("_runtime", "acc", "n1") not in keys
+    assert ("_runtime", "acc", "a1") in keys
+    assert ("_runtime", "acc", "n1") not in keys
     # unfrozen: live again, with the new run
     blocks[0]["runsets"][0]["frozen"] = False
     client.put(f"{REPORTS}/{report['id']}", json={**report, "blocks": blocks})
@@ -162,7 +178,9 @@ def test_a_frozen_run_set_keeps_its_runs_and_data_when_a_run_is_added(client: Te
 def test_markdown_is_rendered_safe(client: TestClient) -> None:
     text = f"{EVIL} [x](javascript:alert(1)) $\\text{{<img src=x onerror=alert(1)>}}$"
     html = client.post(f"{API_PREFIX}/markdown", json={"text": text}).json()["html"]
-    assert "<script" not in html and "<img" not in html and 'href="javascript' not in html
+    assert "<script" not in html
+    assert "<img" not in html
+    assert 'href="javascript' not in html
     assert "&lt;script&gt;" in html
     assert "<math" in html
 
@@ -177,7 +195,8 @@ def test_pages_render_the_reports_with_their_json_twins(client: TestClient) -> N
         assert "<script>alert" not in page.text, path
     assert client.get(f"/local/p/reports/{rid}").text.count("<h1") == 1
     twin = client.get(f"/local/p/reports/{rid}.json").json()
-    assert twin["report"]["title"] == EVIL and twin["snapshots"] == {}
+    assert twin["report"]["title"] == EVIL
+    assert twin["snapshots"] == {}
     listed = client.get("/local/p/reports.json").json()
     assert rid in {r["id"] for r in listed["reports"]}
     new = client.get("/local/p/reports/new?run=a1", headers={"accept": "application/json"}).json()
@@ -198,7 +217,8 @@ def test_reports_follow_the_projects_auth(tmp_path: Path) -> None:
     as_alice = {"authorization": f"Bearer {alice}"}
     base = f"{API_PREFIX}/entities/alice/projects/p/reports"
     made = c.post(base, json={"title": "mine"}, headers=as_alice)
-    assert made.status_code == 201 and made.json()["author"] == "alice"
+    assert made.status_code == 201
+    assert made.json()["author"] == "alice"
     rid = made.json()["id"]
     assert c.get(f"{base}/{rid}", headers=as_alice).status_code == 200
     as_bob = {"authorization": f"Bearer {bob}"}

@@ -78,18 +78,25 @@ def everything(tmp_path: Path) -> wr.Report:
             wr.H1("Loss"),
             wr.P("The loss $L$ of each optimizer, mean and min/max band."),
             wr.PanelGrid(
-                runsets=[wr.Runset(name="all", groupby="config.optimizer"),
-                         wr.Runset(name="adam", filters="Config('optimizer') = 'adam'",
-                                   frozen=True)],  # fmt: skip
+                runsets=[
+                    wr.Runset(name="all", groupby="config.optimizer"),
+                    wr.Runset(name="adam", filters="Config('optimizer') = 'adam'", frozen=True),
+                ],
                 panels=[
-                    wr.LinePlot(x="Step", y="train/loss", smoothing=0.5,
-                                groupby="config.optimizer", groupby_rangefunc="minmax",
-                                layout=wr.Layout(w=6)),  # fmt: skip
+                    wr.LinePlot(
+                        x="Step",
+                        y="train/loss",
+                        smoothing=0.5,
+                        groupby="config.optimizer",
+                        groupby_rangefunc="minmax",
+                        layout=wr.Layout(w=6),
+                    ),
                     wr.BarPlot(metrics=["val/acc"], agg="max", groupby=wr.Config("optimizer")),
                     wr.ScalarChart("val/acc", agg="max"),
                     wr.ScatterPlot(x=wr.Config("lr"), y="val/acc"),
-                    wr.ParallelCoordinatesPlot(columns=["config.lr",
-                                               wr.ParallelCoordinatesPlotColumn("val/acc")]),
+                    wr.ParallelCoordinatesPlot(
+                        columns=["config.lr", wr.ParallelCoordinatesPlotColumn("val/acc")]
+                    ),
                     wr.RunTable(columns=["name", "config.optimizer", "summary.val/acc"]),
                     wr.RunComparer(diff_only=True),
                     wr.MediaBrowser("samples"),
@@ -109,7 +116,8 @@ def test_a_report_saved_in_python_loads_back_the_same(server: str, tmp_path: Pat
     assert url == f"{server}/local/rep/reports/{report.id}"
     loaded = wr.Report.from_url(url)
     assert loaded.to_spec() == report.to_spec()
-    assert loaded.title == "Adam or SGD?" and loaded.entity == "local"
+    assert loaded.title == "Adam or SGD?"
+    assert loaded.entity == "local"
     grid = loaded.blocks[2]
     assert isinstance(grid, wr.PanelGrid)
     assert [type(p).__name__ for p in grid.panels] == [
@@ -176,11 +184,23 @@ def test_export_as_markdown_draws_png_charts(server: str, tmp_path: Path) -> Non
     url = report.save(base_url=server)
     out = tmp_path / "out" / "report.md"
     out.parent.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-m", "fulmen", "report", "export", url, "--format", "md", "--out",
-         str(out)],  # fmt: skip
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    done = subprocess.run(  # noqa: PLW1510
+        [
+            sys.executable,
+            "-m",
+            "fulmen",
+            "report",
+            "export",
+            url,
+            "--format",
+            "md",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout
     text = out.read_text()
@@ -191,5 +211,6 @@ def test_export_as_markdown_draws_png_charts(server: str, tmp_path: Path) -> Non
     for chart in charts:
         with PILImage.open(chart) as img:
             colours = img.convert("RGB").getcolors(100_000)
-            assert colours is not None and len(colours) > 5  # lines and labels, not a blank
+            assert colours is not None
+            assert len(colours) > 5
     assert (tmp_path / "out" / "report_files" / "image-5.png").read_bytes() == PNG_1PX

@@ -21,15 +21,16 @@ from pydantic import BaseModel, Field
 
 from fulmen.server import _markdown, _report_data, _reports
 from fulmen.server._auth import EVERYTHING
-from fulmen.server._deps import DEFAULT_ENTITY, ProjectDep, Resources, ResDep, principal
+from fulmen.server._deps import DEFAULT_ENTITY, ProjectDep, ResDep, Resources, principal
 from fulmen.server._ingest import json_safe
-from fulmen.server.store import NotFound
 
 router = APIRouter(tags=["reports"])
 REPORTS = "/entities/{entity}/projects/{project}/reports"
 REPORT = REPORTS + "/{report_id}"
 ReportId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
-ReportBody = Annotated[dict[str, Any], Body(description="{title, description, blocks} (docs/reports.md)")]
+ReportBody = Annotated[
+    dict[str, Any], Body(description="{title, description, blocks} (docs/reports.md)")
+]
 
 
 class MarkdownBody(BaseModel):
@@ -180,7 +181,9 @@ def report_data(
     return out
 
 
-@router.get(REPORT + "/data", summary="A report with the data of every panel (run sets' runs, history)")
+@router.get(
+    REPORT + "/data", summary="A report with the data of every panel (run sets' runs, history)"
+)
 def get_report_data(res: ResDep, names: ProjectDep, report_id: ReportId) -> Response:
     import orjson
 
@@ -216,7 +219,7 @@ def _run_file(res: Resources, entity: str, url: str) -> tuple[bytes, str] | None
 
     from fulmen.server._api_media import CONTENT_TYPES
 
-    match = _RUN_FILE.match(url.split("?")[0])
+    match = _RUN_FILE.match(url.split("?", maxsplit=1)[0])
     if match is None or unquote(match[1]) != entity:
         return None
     project, run_id, path = unquote(match[2]), unquote(match[3]), unquote(match[4])

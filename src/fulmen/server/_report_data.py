@@ -21,6 +21,7 @@ timestamp needs them).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -215,10 +216,8 @@ def embed_files(
             kind = CONTENT_TYPES[suffix].split(";")[0]
             seen[path] = f"data:{kind};base64,{base64.b64encode(blob).decode()}"
             if suffix == ".json":
-                try:
+                with contextlib.suppress(ValueError):
                     todo += list(media_paths(json.loads(blob)))
-                except ValueError:
-                    pass
         files.update({f"{run_id}/{path}": url for path, url in seen.items()})
     data["files"] = files
 

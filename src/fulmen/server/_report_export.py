@@ -64,13 +64,17 @@ def html_file(report: dict[str, Any], data: dict[str, Any]) -> str:
         "embedded": True,
     }
     body = f'<article class="report">{report_body(report)}</article>'
-    body += '<p class="muted export-note">Exported from fulmen: this file holds the report\'s data.</p>'
+    body += (
+        '<p class="muted export-note">Exported from fulmen: this file holds the report\'s data.</p>'
+    )
     title = report_title(report)
     crumbs = [(report["entity"], ""), (report["project"], ""), (title, "")]
     return shell(title, crumbs, body, page, "report", head=head, styles=styles, scripts=scripts)
 
 
-def inline_images(report: dict[str, Any], read_file: Callable[[str], tuple[bytes, str] | None]) -> None:
+def inline_images(
+    report: dict[str, Any], read_file: Callable[[str], tuple[bytes, str] | None]
+) -> None:
     """Replace each image block's server path by a ``data:`` URL (``read_file(url)`` answers its
     bytes and content type, or None: the path is then kept)."""
     for block in report["blocks"]:
@@ -111,7 +115,7 @@ def draw_lines(title: str, lines: list[tuple[str, str, list[float], list[float]]
     left, top, right, bottom = 64, 28, WIDTH - 170, HEIGHT - 32
     d.text((left, 6), title[:80], fill="#222")
     points = [(x, y) for _, _, xs, ys in lines for x, y in zip(xs, ys, strict=False)
-              if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]  # fmt: skip
+              if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]  # fmt: skip  # noqa: E501
     d.rectangle((left, top, right, bottom), outline="#bbb")
     if not points:
         d.text((left + 10, top + 10), "no data", fill="#888")
@@ -124,9 +128,9 @@ def draw_lines(title: str, lines: list[tuple[str, str, list[float], list[float]]
             return (left + (x - x0) / (x1 - x0) * (right - left),
                     bottom - (y - y0) / (y1 - y0) * (bottom - top))  # fmt: skip
 
-        for label, colour, xs, ys in lines:
+        for label, colour, xs, ys in lines:  # noqa: B007
             pts = [at(x, y) for x, y in zip(xs, ys, strict=False)
-                   if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]  # fmt: skip
+                   if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]  # fmt: skip  # noqa: E501
             if len(pts) > 1:
                 d.line(pts, fill=colour, width=2)
             elif pts:
@@ -198,7 +202,9 @@ def _agg(series: dict[str, Any] | None, run: dict[str, Any], metric: str, agg: s
         maxs = [v for v in series["max"] if v is not None]
         return max(maxs) if maxs else math.nan
     if agg == "mean":
-        total = sum(v * c for v, c in zip(series["last"], series["count"], strict=False) if v is not None)
+        total = sum(
+            v * c for v, c in zip(series["last"], series["count"], strict=False) if v is not None
+        )
         n = sum(c for v, c in zip(series["last"], series["count"], strict=False) if v is not None)
         return total / n if n else math.nan
     return last[-1] if last else math.nan
@@ -215,7 +221,7 @@ def _group_value(run: dict[str, Any], by: str | None) -> str:
     return "(none)" if value is None else str(value)
 
 
-def panel_png(panel: dict[str, Any], data: dict[str, Any], groupby: str | None) -> bytes | None:
+def panel_png(panel: dict[str, Any], data: dict[str, Any], groupby: str | None) -> bytes | None:  # noqa: PLR0912
     """A PNG of a line, bar or scalar panel from a snapshot; None for the other kinds."""
     runs = data.get("runs", [])
     kind = panel.get("kind")
@@ -254,12 +260,12 @@ def panel_png(panel: dict[str, Any], data: dict[str, Any], groupby: str | None) 
         by = panel.get("groupby") if kind == "bar" else None
         title = str(panel.get("title") or f"{metric} ({agg})")
         if kind == "scalar" or by:
-            groups: dict[str, list[float]] = {}
+            totals: dict[str, list[float]] = {}
             for run, v in values:
                 if math.isfinite(v):
-                    groups.setdefault(_group_value(run, by) if by else "all runs", []).append(v)
+                    totals.setdefault(_group_value(run, by) if by else "all runs", []).append(v)
             bars = [(name, _color(f"group:{name}"), sum(vs) / len(vs))
-                    for name, vs in sorted(groups.items())]  # fmt: skip
+                    for name, vs in sorted(totals.items())]  # fmt: skip
         else:
             bars = [(str(run.get("name") or run["id"]), _color(run["id"]), v) for run, v in values]
         return draw_bars(title, bars)
@@ -286,7 +292,7 @@ def _dig(run: dict[str, Any], column: str) -> Any:
     return run.get("name") or run["id"] if column == "name" else run.get(column)
 
 
-def write_markdown(payload: dict[str, Any], out: Path) -> list[Path]:
+def write_markdown(payload: dict[str, Any], out: Path) -> list[Path]:  # noqa: PLR0912
     """Write the report of ``payload`` (``GET .../reports/{id}/data``'s answer) as markdown to
     ``out``, its charts and images as PNG files in ``<out stem>_files/``; the files written."""
     report, snapshots = payload["report"], payload["data"]
@@ -330,11 +336,16 @@ def write_markdown(payload: dict[str, Any], out: Path) -> list[Path]:
                         lines.append("| " + " | ".join(columns) + " |")
                         lines.append("|" + "---|" * len(columns))
                         for run in data.get("runs", []):
-                            lines.append("| " + " | ".join(_cell(_dig(run, c)) for c in columns) + " |")
+                            lines.append(
+                                "| " + " | ".join(_cell(_dig(run, c)) for c in columns) + " |"
+                            )
                         lines.append("")
                     elif panel.get("kind") == "markdown":
                         lines += [str(panel.get("text") or ""), ""]
                     else:
-                        lines += [f"*{title}: a {panel.get('kind')} panel (see the HTML export)*", ""]
+                        lines += [
+                            f"*{title}: a {panel.get('kind')} panel (see the HTML export)*",
+                            "",
+                        ]
     out.write_text("\n".join(lines), encoding="utf-8")
     return [out, *written]

@@ -64,9 +64,7 @@ def shell(
         for text, href in crumbs
     )
     if styles is None:
-        styles = "".join(
-            f'<link rel="stylesheet" href="/static/{esc(s)}?v={v}">\n' for s in STYLES
-        )
+        styles = "".join(f'<link rel="stylesheet" href="/static/{esc(s)}?v={v}">\n' for s in STYLES)
     if scripts is None:
         scripts = "".join(f'<script src="/static/{esc(s)}?v={v}"></script>\n' for s in SCRIPTS)
     return f"""<!doctype html>
@@ -184,7 +182,7 @@ def default_grid(
     panels: list[dict[str, Any]] = []
     for section in layout.get("sections") or []:
         for panel in section.get("panels") or []:
-            panel = dict(panel)
+            panel = dict(panel)  # noqa: PLW2901
             if panel.get("kind") == "line":
                 panel.setdefault("x", x)
                 if settings.get("smoothing") and "smoothing" not in panel:
@@ -196,8 +194,12 @@ def default_grid(
     panels.append(
         {
             "kind": "table",
-            "columns": ["name", "state", *(f"config.{k}" for k in config),
-                        *(f"summary.{k}" for k in summary)],  # fmt: skip
+            "columns": [
+                "name",
+                "state",
+                *(f"config.{k}" for k in config),
+                *(f"summary.{k}" for k in summary),
+            ],
             "layout": {"w": 12},
         }
     )
@@ -240,7 +242,7 @@ def html_reports(view: dict[str, Any]) -> str:
     entity, project = view["entity"], view["project"]
     rows = "".join(
         f'<tr><td><a href="{esc(r["url"])}">{esc(report_title(r))}</a></td>'
-        f'<td>{esc(r.get("description") or "")}</td><td>{esc(r.get("author") or "")}</td>'
+        f"<td>{esc(r.get('description') or '')}</td><td>{esc(r.get('author') or '')}</td>"
         f"<td>{_when(r.get('updated'))}</td></tr>"
         for r in view["reports"]
     )
@@ -255,7 +257,7 @@ def html_reports(view: dict[str, Any]) -> str:
         f'<h1>Reports of {esc(project)}</h1><p><a class="button" id="new-report" '
         f'href="{esc(new)}">new report</a></p>{table}'
     )
-    crumbs = _crumbs(entity, project)[:-1] + [("reports", "")]
+    crumbs = [*_crumbs(entity, project)[:-1], ("reports", "")]
     return shell(f"reports of {project}", crumbs, body, view, "reports", scripts="", styles=None)
 
 

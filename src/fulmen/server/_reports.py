@@ -86,7 +86,7 @@ def _key(field: str, value: Any) -> str:
     value = _str(field, value, 256, empty=False)
     if _KEY_BAD.search(value):
         raise ReportInvalid(field, f"{_shown(value)} contains a control character")
-    return value
+    return str(value)
 
 
 def _path(field: str, value: Any) -> str:
@@ -94,7 +94,7 @@ def _path(field: str, value: Any) -> str:
     column, _, rest = value.partition(".")
     if column not in ("config", "summary") or not rest:
         raise ReportInvalid(field, f"{_shown(value)}: write config.<key> or summary.<key>")
-    return value
+    return str(value)
 
 
 def _groupby(field: str, value: Any) -> str | None:
@@ -103,7 +103,7 @@ def _groupby(field: str, value: Any) -> str | None:
     value = _key(field, value)
     if value != "group" and not (value.startswith("config.") and len(value) > 7):
         raise ReportInvalid(field, f"{_shown(value)}: group by 'group' or 'config.<key>'")
-    return value
+    return str(value)
 
 
 def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -167,7 +167,7 @@ def _name(field: str, value: Any) -> str:
     value = _str(field, value, 128, empty=False)
     if _NAME_BAD.search(value) or value in (".", ".."):
         raise ReportInvalid(field, f"{_shown(value)}: no '/', '\\' or control characters")
-    return value
+    return str(value)
 
 
 # --------------------------------------------------------------------------------------- panels
@@ -265,7 +265,9 @@ def check_panel(field: str, value: Any) -> dict[str, Any]:
     panel = dict(_object(field, value))
     kind = panel.get("kind")
     if kind not in _PANEL_CHECKS:
-        raise ReportInvalid(f"{field}.kind", f"{_shown(kind)} is not one of {', '.join(PANEL_KINDS)}")
+        raise ReportInvalid(
+            f"{field}.kind", f"{_shown(kind)} is not one of {', '.join(PANEL_KINDS)}"
+        )
     if panel.get("title") is not None:
         panel["title"] = _str(f"{field}.title", panel["title"], MAX_TITLE)
     if panel.get("layout") is not None:
@@ -284,7 +286,7 @@ def _filters(field: str, value: Any) -> list[str]:
 
     out = []
     for i, text in enumerate(_list(field, value or [], 20, scalar_ok=True)):
-        text = _str(f"{field}[{i}]", text, 300, empty=False)
+        text = _str(f"{field}[{i}]", text, 300, empty=False)  # noqa: PLW2901
         try:
             _parse_filter(text)
         except HTTPException as exc:
@@ -356,7 +358,11 @@ def check_block(field: str, value: Any, entity: str, project: str) -> dict[str, 
     block_id = _id(f"{field}.id", block.get("id"))
     if kind == "markdown":
         _unknown(field, block, {"kind", "id", "text", "html"})
-        return {"kind": kind, "id": block_id, "text": _str(f"{field}.text", block.get("text", ""), MAX_TEXT)}  # noqa: E501
+        return {
+            "kind": kind,
+            "id": block_id,
+            "text": _str(f"{field}.text", block.get("text", ""), MAX_TEXT),
+        }
     if kind == "image":
         _unknown(field, block, {"kind", "id", "url", "caption"})
         caption = block.get("caption")
@@ -417,7 +423,7 @@ def rendered(report: dict[str, Any]) -> dict[str, Any]:
     blocks = []
     for block in report["blocks"]:
         if block["kind"] == "markdown":
-            block = {**block, "html": _markdown.render(block["text"])}
+            block = {**block, "html": _markdown.render(block["text"])}  # noqa: PLW2901
         elif block["kind"] == "panels":
             panels = [
                 {**p, "html": _markdown.render(str(p.get("text", "")))}
@@ -425,6 +431,6 @@ def rendered(report: dict[str, Any]) -> dict[str, Any]:
                 else p
                 for p in block["panels"]
             ]
-            block = {**block, "panels": panels}
+            block = {**block, "panels": panels}  # noqa: PLW2901
         blocks.append(block)
     return {**report, "blocks": blocks}

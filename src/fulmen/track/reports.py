@@ -37,12 +37,12 @@ from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
 __all__ = [
-    "BarPlot",
-    "CodeBlock",
-    "Config",
     "H1",
     "H2",
     "H3",
+    "BarPlot",
+    "CodeBlock",
+    "Config",
     "Image",
     "Layout",
     "LinePlot",
@@ -130,7 +130,9 @@ def _path(where: str, what: str, value: Any) -> str:
     if isinstance(value, (Config, SummaryMetric)):
         return value.path
     if not isinstance(value, str) or not value:
-        raise _bad(where, what, value, "give 'config.<key>', 'summary.<key>', Config() or SummaryMetric()")  # noqa: E501
+        raise _bad(
+            where, what, value, "give 'config.<key>', 'summary.<key>', Config() or SummaryMetric()"
+        )
     return value if value.startswith(("config.", "summary.")) else f"summary.{value}"
 
 
@@ -298,7 +300,9 @@ class LinePlot(_Panel):
             groupby_rangefunc=spec.get("band"),
             max_runs_to_show=spec.get("max_runs"),
             layout=_layout(spec),
-            extra=_rest(spec, {"x", "y", "smoothing", "logx", "logy", "groupby", "band", "max_runs"}),
+            extra=_rest(
+                spec, {"x", "y", "smoothing", "logx", "logy", "groupby", "band", "max_runs"}
+            ),
         )
 
 
@@ -422,7 +426,7 @@ class ParallelCoordinatesPlot(_Panel):
     def __post_init__(self) -> None:
         if not isinstance(self.columns, (list, tuple)) or len(self.columns) < 2:
             raise _bad("ParallelCoordinatesPlot", "columns", self.columns,
-                       "give two or more columns ('config.lr', 'summary.val/loss', ...)")  # fmt: skip
+                       "give two or more columns ('config.lr', 'summary.val/loss', ...)")  # fmt: skip  # noqa: E501
         self.columns = [
             c.path if isinstance(c, ParallelCoordinatesPlotColumn)
             else _path("ParallelCoordinatesPlot", "columns", c)
@@ -586,27 +590,27 @@ class Markdown:
 MarkdownBlock = Markdown
 
 
-def H1(text: str = "") -> Markdown:  # noqa: N802 - W&B's name
+def H1(text: str = "") -> Markdown:
     """A top-level heading (a ``Markdown`` block ``# text``)."""
     return Markdown("# " + _text("H1", "text", text))
 
 
-def H2(text: str = "") -> Markdown:  # noqa: N802
+def H2(text: str = "") -> Markdown:
     """A second-level heading (``## text``)."""
     return Markdown("## " + _text("H2", "text", text))
 
 
-def H3(text: str = "") -> Markdown:  # noqa: N802
+def H3(text: str = "") -> Markdown:
     """A third-level heading (``### text``)."""
     return Markdown("### " + _text("H3", "text", text))
 
 
-def P(text: str = "") -> Markdown:  # noqa: N802
+def P(text: str = "") -> Markdown:
     """A paragraph (markdown's inline syntax works in it: ``**bold**``, ``$x$``, links)."""
     return Markdown(_text("P", "text", text))
 
 
-def CodeBlock(code: str, language: str = "python") -> Markdown:  # noqa: N802
+def CodeBlock(code: str, language: str = "python") -> Markdown:
     """A block of code (a fenced ``Markdown`` block)."""
     _text("CodeBlock", "code", code)
     fence = "```"
@@ -720,7 +724,8 @@ class Runset:
         groups = self.groupby if isinstance(self.groupby, (list, tuple)) else [self.groupby]
         self.groupby = [g for g in (_groupby("Runset", "groupby", g) for g in groups) if g]
         if self.selection is not None:
-            if isinstance(self.selection, str) or not all(isinstance(r, str) for r in self.selection):
+            selection: Any = self.selection
+            if isinstance(selection, str) or not all(isinstance(r, str) for r in self.selection):
                 raise _bad("Runset", "selection", self.selection, "give a list of run ids")
             self.selection = list(self.selection)
         if not isinstance(self.frozen, bool):
@@ -863,7 +868,9 @@ class Report:
             raise _bad("Report", "blocks", self.blocks, "give a list of blocks")
         for b in self.blocks:
             if not isinstance(b, (Markdown, Image, PanelGrid)):
-                raise _bad("Report", "blocks", b, "give Markdown (H1, P, ...), Image or PanelGrid blocks")  # noqa: E501
+                raise _bad(
+                    "Report", "blocks", b, "give Markdown (H1, P, ...), Image or PanelGrid blocks"
+                )
         self.blocks = list(self.blocks)
 
     def to_spec(self) -> dict[str, Any]:
@@ -883,11 +890,13 @@ class Report:
         if self.id is None or self.entity is None:
             raise AttributeError("the report has no URL until it is saved (report.save())")
         base = (_setting("base_url", self.base_url) or "").rstrip("/")
-        return f"{base}/{quote(self.entity, safe='')}/{quote(self.project, safe='')}/reports/{self.id}"
+        return (
+            f"{base}/{quote(self.entity, safe='')}/{quote(self.project, safe='')}/reports/{self.id}"
+        )
 
     def _api(self) -> str:
         assert self.entity is not None
-        return f"/entities/{quote(self.entity, safe='')}/projects/{quote(self.project, safe='')}/reports"
+        return f"/entities/{quote(self.entity, safe='')}/projects/{quote(self.project, safe='')}/reports"  # noqa: E501
 
     def save(self, *, base_url: str | None = None, api_key: str | None = None) -> str:
         """Create the report on the server (or replace it, once saved) and answer its URL. The
