@@ -79,7 +79,7 @@ class Cluster:
         one already, as the benchmarks keep their databases)."""
         self.bin = bin_dir
         self.user = _run_as()
-        self.root = Path(tempfile.mkdtemp(prefix="fulmen-pg-")) if root is None else root
+        self.root = Path(tempfile.mkdtemp(prefix="fulmen-pg-")) if root is None else root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         self.data = self.root / "data"

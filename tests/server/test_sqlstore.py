@@ -209,3 +209,38 @@ def test_sweeps_workspaces_and_reports_on_the_store(client: TestClient, store: S
     assert not store.report_exists("local", "proj", "rep1")
     with pytest.raises(NotFound):
         store.delete_report("local", "proj", "rep1")
+
+
+@pytest.mark.parametrize("x", ["_step", "trainer/global_step"])
+def test_a_chart_of_many_runs_is_each_runs_chart(store: SqlStore, x: str) -> None:
+    # runs of different lengths (so different levels), two keys, one run lacking one of them:
+    # over one range, the chart of all of them at once is the chart of each alone
+    import numpy as np
+
+    lengths = {"r0": 5, "r1": 700, "r2": 5_000, "r3": 20_000}
+    for r, rows in lengths.items():
+        w = LogWriter()
+        w.run(r)
+        for i in range(rows):
+            row = {"loss": np.sin(i / 50.0) + rows, "trainer/global_step": 2 * i}
+            if r != "r1":
+                row["acc"] = i / rows
+            w.history(i, row)
+        store.ingest("local", "proj", r, w.body())
+    runs = ("r3", "r0", "r2", "r1")
+    keys = ("loss", "acc")
+    together = store.history("local", "proj", HistoryQuery(runs, keys, 50, x, 100.0, 900.0))
+    assert [(s["run"], s["key"]) for s in together] == [(r, k) for r in runs for k in keys]
+    for s in together:
+        query = HistoryQuery((s["run"],), (s["key"],), 50, x, 100.0, 900.0)
+        [alone] = store.history("local", "proj", query)
+        for field in ("x", "min", "max", "last", "count"):
+            assert s[field].tolist() == alone[field].tolist(), (s["run"], s["key"], field)
+    everything = store.history("local", "proj", HistoryQuery(runs, keys, 50, x))
+    for s in everything:  # the whole range: every point counted, the extremes kept
+        rows = 0 if (s["run"], s["key"]) == ("r1", "acc") else lengths[s["run"]]
+        assert int(sum(s["count"])) == rows
+        if rows and s["key"] == "loss":
+            assert float(np.nanmax(s["max"])) == max(np.sin(i / 50.0) + rows for i in range(rows))
+    with pytest.raises(NotFound, match="r9"):
+        store.history("local", "proj", HistoryQuery(("r0", "r9"), ("loss",)))

@@ -366,6 +366,15 @@ def _charts(
     return out
 
 
+def _unpacked(level: int, chunks: list[bytes], partial: bytes | None) -> S.Array:
+    """The entries of one series from its stored rows (and its partial last piece's)."""
+    if partial is not None:
+        chunks.append(partial)
+    if level == 0:
+        return S.entries_of(np.concatenate([S.unpack_points(c) for c in chunks], axis=1), 1)
+    return S.unpack_entries(b"".join(chunks))
+
+
 class SqlStore:
     """The ``Store`` on ``engine`` (see the module docstring)."""
 
@@ -960,8 +969,8 @@ class SqlStore:
         out["history_keys"] = {k: n for k, n in keys}  # noqa: C416
         return out
 
-    @staticmethod
     def _entries_of(
+        self,
         con: Connection,
         pairs: list[tuple[int, str]],
         level: int,
@@ -970,48 +979,62 @@ class SqlStore:
         hi: float,
     ) -> dict[tuple[int, str], S.Array]:
         """The entries at ``level`` of each series ``(rid, key)`` of ``pairs`` (with ``column``:
-        only the pieces whose ``column`` range meets ``[lo, hi]``), in a statement or two for all
-        of them: a chart of 100 runs costs the round trips of one."""
-        if not pairs:
-            return {}
-        which = "(rid, key) IN (VALUES " + ", ".join(["(?, ?)"] * len(pairs)) + ")"
-        params: list[Any] = [v for pair in pairs for v in pair]
+        only the pieces whose ``column`` range meets ``[lo, hi]``): one or two statements per
+        key for all its runs, so a chart of 100 runs costs the round trips of one.
+
+        The rows are taken as they come, run by run (never a whole answer's bytes at once: a
+        100-run chart is 30 MiB of them, and holding them all made it three times slower)."""
+        out: dict[tuple[int, str], S.Array] = {}
+        by_key: dict[str, list[int]] = {}
+        for rid, key in pairs:
+            by_key.setdefault(key, []).append(rid)
         bounds = "" if column is None else f" AND {column}max>=? AND {column}min<=?"
-        params += [] if column is None else [lo, hi]
-        if level == 0:
-            rows = con.execute(
-                "SELECT rid, key, p.data FROM points p JOIN pieces q USING (rid, key, piece) "
-                f"WHERE {which}{bounds.replace(' AND ', ' AND q.')} ORDER BY rid, key, piece",
-                params,
-            ).fetchall()
-        elif level == 1:
-            rows = con.execute(
-                f"SELECT rid, key, l1 FROM pieces WHERE {which}{bounds} ORDER BY rid, key, piece",
-                params,
-            ).fetchall()
-        else:  # levels 2 and 3: one overview row per BLOCK full pieces, then the partial piece
-            rows = con.execute(
-                f"SELECT rid, key, data FROM overview WHERE {which} AND level={int(level)}"
-                f"{bounds} ORDER BY rid, key, block",
-                params,
-            ).fetchall()
-            rows += con.execute(
-                f"SELECT rid, key, l{int(level)} FROM pieces q WHERE {which}{bounds} AND n<? "
-                "AND piece=(SELECT max(piece) FROM pieces m WHERE m.rid=q.rid AND m.key=q.key)",
-                [*params, S.PIECE],
-            ).fetchall()
-        parts: dict[tuple[int, str], list[bytes]] = {pair: [] for pair in pairs}
-        for rid, key, data in rows:  # in order: blocks (or pieces), then the partial piece
-            parts[(int(rid), str(key))].append(bytes(data))
-        out = {}
-        for pair, chunks in parts.items():
-            if not chunks:
-                out[pair] = np.empty((0, S.ENTRY_FIELDS))
-            elif level == 0:
-                raw = np.concatenate([S.unpack_points(c) for c in chunks], axis=1)
-                out[pair] = S.entries_of(raw, 1)
-            else:
-                out[pair] = S.unpack_entries(b"".join(chunks))
+        for key, rids in by_key.items():
+            # key=? AND rid IN (...): the index's own order (a row value IN would scan)
+            which = f"key=? AND rid IN ({', '.join('?' * len(rids))})"
+            params: list[Any] = [key, *rids] + ([] if column is None else [lo, hi])
+            tail: dict[int, bytes] = {}  # levels 2 and 3: the partial last piece's entries
+            if level == 0:
+                rows = con.execute(
+                    "SELECT rid, p.data FROM points p JOIN pieces q USING (rid, key, piece) "
+                    f"WHERE p.{which.replace(' AND rid', ' AND p.rid')}"
+                    f"{bounds.replace(' AND ', ' AND q.')} ORDER BY rid, piece",
+                    params,
+                )
+            elif level == 1:
+                rows = con.execute(
+                    f"SELECT rid, l1 FROM pieces WHERE {which}{bounds} ORDER BY rid, piece",
+                    params,
+                )
+            else:  # one overview row per BLOCK full pieces, then the partial piece
+                tail = {
+                    int(rid): bytes(data)
+                    for rid, data in con.execute(
+                        f"SELECT rid, q.l{int(level)} FROM series s JOIN pieces q USING (rid, key) "
+                        f"WHERE s.{which.replace(' AND rid', ' AND s.rid')}"
+                        f"{bounds.replace(' AND ', ' AND q.')} AND q.n<? AND q.piece=(s.n-1)/?",
+                        [*params, S.PIECE, S.PIECE],  # the last piece, when it is not full
+                    )
+                }
+                rows = con.execute(
+                    f"SELECT rid, data FROM overview WHERE {which} AND level={int(level)}"
+                    f"{bounds} ORDER BY rid, block",
+                    params,
+                )
+
+            current, chunks = -1, list[bytes]()
+            for rid, data in rows:
+                if rid != current:
+                    if chunks:
+                        out[(current, key)] = _unpacked(level, chunks, tail.pop(current, None))
+                    current, chunks = int(rid), []
+                chunks.append(bytes(data))
+            if chunks:
+                out[(current, key)] = _unpacked(level, chunks, tail.pop(current, None))
+            for rid, partial in tail.items():  # a series all in its partial piece
+                out[(rid, key)] = _unpacked(level, [], partial)
+        for pair in pairs:
+            out.setdefault(pair, np.empty((0, S.ENTRY_FIELDS)))
         return out
 
     def _entries(
@@ -1032,27 +1055,37 @@ class SqlStore:
     ) -> dict[tuple[int, str], int]:  # fmt: skip
         """How many points each series of ``pairs`` has (``ranged``: in ``[lo, hi]`` of
         ``column``, assuming each block's, and the partial last piece's, points spread evenly
-        over its range), for all of them at once."""
-        which = "(rid, key) IN (VALUES " + ", ".join(["(?, ?)"] * len(pairs)) + ")"
-        flat = [v for pair in pairs for v in pair]
-        if not ranged or column is None:
-            rows = con.execute(f"SELECT rid, key, n FROM series WHERE {which}", flat).fetchall()
-        else:
+        over its range): a statement per key for all its runs."""
+        by_key: dict[str, list[int]] = {}
+        for rid, key in pairs:
+            by_key.setdefault(key, []).append(rid)
+        out: dict[tuple[int, str], int] = {}
+        for key, rids in by_key.items():
+            which = f"key=? AND rid IN ({', '.join('?' * len(rids))})"
+            if not ranged or column is None:
+                rows = con.execute(f"SELECT rid, n FROM series WHERE {which}", [key, *rids])
+                out.update({(int(r), key): int(n) for r, n in rows})
+                continue
             c, dialect = column, self.engine.dialect
             share = (
                 f"n * ({dialect.least}(?, {c}max) - {dialect.greatest}(?, {c}min) + 1e-9) "
                 f"/ ({c}max - {c}min + 1e-9)"
             )
             within = f"{which} AND {c}max>=? AND {c}min<=?"
+            last = (  # the last piece, when it is not full
+                f"SELECT rid, {share.replace('n *', 'q.n *')} FROM series s JOIN pieces q "
+                f"USING (rid, key) WHERE s.{which.replace(' AND rid', ' AND s.rid')} AND "
+                f"q.{c}max>=? AND q.{c}min<=? AND q.n<? AND q.piece=(s.n-1)/?"
+            )
             rows = con.execute(
-                f"SELECT rid, key, sum(share) FROM (SELECT rid, key, {share} AS share "
-                f"FROM overview WHERE {within} AND level=3 UNION ALL SELECT rid, key, {share} "
-                f"FROM pieces q WHERE {within} AND n<? AND piece=(SELECT max(piece) FROM pieces m "
-                "WHERE m.rid=q.rid AND m.key=q.key)) AS shares GROUP BY rid, key",
-                [hi, lo, *flat, lo, hi, hi, lo, *flat, lo, hi, S.PIECE],
-            ).fetchall()
-            rows = [(r, k, 0 if n is None else max(1, int(np.ceil(n)))) for r, k, n in rows]
-        return {(int(r), str(k)): int(n) for r, k, n in rows}
+                f"SELECT rid, sum(share) FROM (SELECT rid, {share} AS share FROM overview "
+                f"WHERE {within} AND level=3 UNION ALL {last}) AS shares GROUP BY rid",
+                [hi, lo, key, *rids, lo, hi, hi, lo, key, *rids, lo, hi, S.PIECE, S.PIECE],
+            )
+            out.update(
+                {(int(r), key): 0 if n is None else max(1, int(np.ceil(n))) for r, n in rows}
+            )
+        return out
 
     def history(self, entity: str, project: str, query: HistoryQuery) -> list[dict[str, Any]]:
         column = {"_step": "s", "_runtime": "r", "_timestamp": "t"}.get(query.x)
