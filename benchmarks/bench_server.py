@@ -5,7 +5,8 @@
    ``fulmen.track``, uploaded by ``fulmen sync``'s code to a real ``fulmen server`` process on
    loopback, on each engine. Target: >= 1M scalar points/s on each.
 2. Chart query: 100 runs x 1M steps of one metric, 1,000 buckets, through the store (server time,
-   JSON included), on each engine. Target: <= 100 ms. The databases are built directly through
+   JSON included), and through ``GET /history`` on the in-process app, on each engine. Target:
+   <= 100 ms. The databases are built directly through
    the store (the same write path as ingest, minus decoding) and kept in benchmarks/results/ (the
    SQLite file, and the PostgreSQL cluster's folder), so later runs skip the build.
 3. Runs query: 10,000 runs with 20 config and 20 summary values, one filter and a sort by a summary
@@ -114,7 +115,16 @@ def sync_case(engine: str, run_dir: Path, servers: Servers, rows: int) -> Case:
     return Case(f"sync {rows * KEYS:,} points, {engine}", run)
 
 
-def _build_big(store: Any, runs: int, steps: int) -> None:
+def _build_big(path: Path, runs: int, steps: int) -> None:
+    """The chart database as a SQLite file at ``path`` (bench_dashboard's too)."""
+    from fulmen.server._sqlite import SqliteStore
+
+    store = SqliteStore(path)
+    _fill_big(store, runs, steps)
+    store.close()
+
+
+def _fill_big(store: Any, runs: int, steps: int) -> None:
     rng = np.random.default_rng(0)
     for r in range(runs):
         ords = np.arange(steps, dtype=np.float64)
@@ -138,6 +148,26 @@ def history_case(engine: str, store: Any, runs: int, steps: int) -> Case:
         return elapsed
 
     return Case(f"history {runs} runs x {steps:,} steps, 1000 buckets, {engine}", run)
+
+
+def history_http_case(engine: str, data: Path, db: str, runs: int) -> Case:
+    """The same query through the HTTP app in-process (routing, validation, orjson)."""
+    from fastapi.testclient import TestClient
+
+    from fulmen.server.app import ServerConfig, create_app
+
+    client = TestClient(create_app(ServerConfig(data=data, db=db)))
+    client.__enter__()  # one event loop and worker threads for every request, as in a server
+    params = {"run": [f"r{r}" for r in range(runs)], "key": "loss", "buckets": 1000}
+
+    def run() -> float:
+        start = time.perf_counter()
+        response = client.get("/api/v1/entities/bench/projects/big/history", params=params)
+        elapsed = time.perf_counter() - start
+        assert response.status_code == 200
+        return elapsed
+
+    return Case(f"same, GET /history in-process, {engine}", run)
 
 
 def _fill_table(store: Any, runs: int) -> None:
@@ -244,20 +274,20 @@ def part_sync(work: Path, cluster: Any, rows: int, repeats: int, stop: list[Any]
     return report
 
 
-def _big_stores(work: Path, cluster: Any, runs: int, steps: int) -> dict[str, Any]:
+def _big_stores(
+    work: Path, cluster: Any, runs: int, steps: int
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The chart query's stores, built once and kept in results/ (minutes to build)."""
     from fulmen.server._postgres import PostgresStore
     from fulmen.server._sqlite import SqliteStore
     from fulmen.server.store import HistoryQuery
 
-    name = f"bench_server_v4_{runs}x{steps}"
+    name = f"bench_server_v3_{runs}x{steps}"  # v3: bench_dashboard's chart database too
     big: dict[str, Any] = {}
     sqlite_path = RESULTS_DIR / f"{name}.db"
     if not sqlite_path.exists():
         started = time.perf_counter()
-        building = SqliteStore(work / "building.db")
-        _build_big(building, runs, steps)
-        building.close()
+        _build_big(work / "building.db", runs, steps)
         shutil.move(work / "building.db", sqlite_path)
         print(f"(built {sqlite_path.name} in {time.perf_counter() - started:.0f} s)")
     big["sqlite"] = SqliteStore(sqlite_path)
@@ -273,9 +303,9 @@ def _big_stores(work: Path, cluster: Any, runs: int, steps: int) -> dict[str, An
         cluster.admin(f'CREATE DATABASE "{name}"')
         started = time.perf_counter()
         big["postgresql"] = PostgresStore(url)
-        _build_big(big["postgresql"], runs, steps)
+        _fill_big(big["postgresql"], runs, steps)
         print(f"(built the PostgreSQL {name} in {time.perf_counter() - started:.0f} s)")
-    return big
+    return big, {"sqlite": f"sqlite:///{sqlite_path}", "postgresql": url}
 
 
 def part_queries(
@@ -286,7 +316,7 @@ def part_queries(
 
     report = {}
     runs_big, steps_big = big_size
-    big = _big_stores(work, cluster, runs_big, steps_big)
+    big, urls = _big_stores(work, cluster, runs_big, steps_big)
     table = {
         "sqlite": SqliteStore(work / "runs.db"),
         "postgresql": PostgresStore(cluster.create_database()),
@@ -295,6 +325,7 @@ def part_queries(
         _fill_table(store, runs_table)
     for what, cases in (
         ("history", [history_case(e, big[e], runs_big, steps_big) for e in ENGINES]),
+        ("history_http", [history_http_case(e, work, urls[e], runs_big) for e in ENGINES]),
         ("runs_query", [runs_case(e, table[e], runs_table) for e in ENGINES]),
     ):
         result = compare(what, cases, baseline=cases[0].name, repeats=repeats)

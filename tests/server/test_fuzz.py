@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fulmen.server.app import API_PREFIX, ServerConfig, create_app
+from fulmen.server.store import Store
 from tests.server.optional import require
 from tests.server.runlogs import CLIENT_HEADERS
 
@@ -66,8 +67,8 @@ FIELDS = {
 
 
 def test_hostile_run_log_frames_never_500_and_never_lose_the_good_records(
-    tmp_path: Path,
-) -> None:
+    tmp_path: Path, store: Store
+) -> None:  # on each store engine (conftest's store)
     pytest.importorskip("hypothesis")
     import itertools
     import json
@@ -79,7 +80,8 @@ def test_hostile_run_log_frames_never_500_and_never_lose_the_good_records(
     from fulmen.track import runlog as R
     from tests.server.runlogs import KIND, LogWriter
 
-    client = TestClient(create_app(ServerConfig(data=tmp_path / "data")), headers=CLIENT_HEADERS)
+    app = create_app(ServerConfig(data=tmp_path / "data"), store=store)
+    client = TestClient(app, headers=CLIENT_HEADERS)
     runs = f"{API_PREFIX}/entities/local/projects/fuzz/runs"
     ids = itertools.count()
     text = st.text(alphabet=st.sampled_from(["a", "\udcff", "\ud800", "\u00e9", "<", '"', "\x00"]))

@@ -308,7 +308,9 @@ class PostgresEngine:
             "WHERE entity=? AND project=? AND run_id=? FOR UPDATE"
         )
         key = (entity, project, run_id)
-        with self._errors(), self._pool.connection() as raw, raw.transaction():
+        # pipelined: the batch's writes go out without waiting each for its answer (a read
+        # waits for what was sent before it); an error still fails the whole transaction
+        with self._errors(), self._pool.connection() as raw, raw.pipeline(), raw.transaction():
             con = PgConnection(raw)
             row = con.execute(select, key).fetchone()
             if row is None:  # no row to hold yet: the run's lock, then look again
