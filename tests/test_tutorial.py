@@ -49,10 +49,10 @@ def blocks(text: str) -> list[tuple[str, str, str]]:
 def session(text: str, port: int) -> str:
     """The tutorial's blocks as one bash script."""
     lines = ["set -euo pipefail", SHIMS]
-    for n, (lang, info, code) in enumerate(blocks(text)):
-        code = code.replace("8765", str(port))  # noqa: PLW2901
+    for n, (lang, info, written) in enumerate(blocks(text)):
+        code = written.replace("8765", str(port))
         for old, new in TINY.items():
-            code = code.replace(old, new)  # noqa: PLW2901
+            code = code.replace(old, new)
         title = re.search(r'title="([^"]+)"', info)
         lines.append(f"echo '--- block {n} ({lang} {info})'")
         if lang == "bash":
@@ -93,8 +93,14 @@ def test_every_block_of_the_tutorial_runs(tmp_path: Path) -> None:
     # its own process group: the server the tutorial starts in the background ends with it (and
     # output to a file: that server holds it open after bash has exited)
     with log.open("w") as sink:
-        proc = subprocess.Popen(["bash", "-c", script], cwd=work, env=env, stdout=sink,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=work,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             code = proc.wait(timeout=600)
         finally:

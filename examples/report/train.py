@@ -70,8 +70,13 @@ def data(n: int, seed: int) -> tuple[DataLoader[Any], DataLoader[Any]]:
 def train(optimizer: str, seed: int, epochs: int, n: int) -> None:
     pl.seed_everything(seed)
     logger = WandbLogger(project=PROJECT, name=f"{optimizer}-seed{seed}", group=optimizer)
-    trainer = pl.Trainer(max_epochs=epochs, logger=logger, log_every_n_steps=5,
-                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        logger=logger,
+        log_every_n_steps=5,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     lr = 1e-2 if optimizer == "adam" else 5e-2
     trainer.fit(Classifier(optimizer, lr, seed), *data(n, seed))
     logger.finish()  # the run ends here (else at exit): the next one starts fresh
@@ -172,8 +177,10 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
         report = build_report()
         page = report.save()
         print(f"report: {page}")
-        subprocess.run([sys.executable, "-m", "fulmen", "report", "export", page,
-                        "--out", args.out], check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "fulmen", "report", "export", page, "--out", args.out],
+            check=True,
+        )
         if args.serve and server is not None:
             print("serving; Ctrl-C to stop")
             server.wait()

@@ -68,9 +68,18 @@ def browser() -> Iterator[Any]:
     sync_playwright = _browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--no-first-run", "--disable-component-update", "--disable-sync"])  # fmt: skip
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--no-first-run",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield b
         b.close()
 
@@ -81,8 +90,14 @@ def page(browser: Any) -> Iterator[Any]:
     pg = context.new_page()
     problems: list[str] = []
     pg.on("pageerror", lambda e: problems.append(str(e)))
-    pg.on("response", lambda r: problems.append(f"{r.status} {r.url}")
-          if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)  # fmt: skip
+    pg.on(
+        "response",
+        lambda r: (
+            problems.append(f"{r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
     pg.on("dialog", lambda d: d.accept())
     pg.problems = problems
     yield pg
@@ -122,30 +137,39 @@ def counts(page: Any) -> list[str]:
     return page.locator(".runset .runset-count").all_inner_texts()
 
 
+DRAWN = """() => {
+    const all = (selector) => [...document.querySelectorAll(selector)];
+    const inked = (c) => {  // pixels neither blank nor near-white
+        const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) {
+            if (d[i + 3] > 0 && (d[i] < 200 || d[i + 1] < 200)) n++;
+        }
+        return n;
+    };
+    const line = (p) => ({
+        series: Number(p.dataset.series),
+        bands: Number(p.dataset.bands),
+        legend: [...p.querySelectorAll(".fp-entry .fp-name")].map((e) => e.textContent).sort(),
+        ink: Math.max(0, ...[...p.querySelectorAll("canvas")].map(inked)),
+    });
+    const loaded = (i) => i.complete && i.naturalWidth > 0;
+    return {
+        lines: all('.fp-panel[data-kind="line"]').map(line),
+        bars: all('.fp-panel[data-kind="bar"]').map((p) => p.fulmen.bars.map((b) => b.label)
+            .sort()),
+        scalars: all('.fp-panel[data-kind="scalar"] .fp-scalar').map((e) => e.textContent),
+        rows: all('.fp-panel[data-kind="table"]').map((p) => p.fulmen.rows),
+        images: all('.fp-panel[data-kind="media"] img').filter(loaded).length,
+        math: all(".block-markdown math").length,
+    };
+}"""
+
+
 def drawn_everywhere(page: Any) -> dict[str, Any]:
     """What each panel of the page drew: line series and bands, non-blank canvases, bars,
     table rows, loaded images, MathML elements."""
-    result: dict[str, Any] = page.evaluate(
-        """() => {
-            const lines = [...document.querySelectorAll('.fp-panel[data-kind="line"]')];
-            const inked = (c) => {
-                const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-                let n = 0;
-                for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && (d[i] < 200 || d[i + 1] < 200)) n++;
-                return n;
-            };
-            return {
-                lines: lines.map((p) => ({series: Number(p.dataset.series), bands: Number(p.dataset.bands),
-                    legend: [...p.querySelectorAll(".fp-entry .fp-name")].map((e) => e.textContent).sort(),
-                    ink: Math.max(0, ...[...p.querySelectorAll("canvas")].map(inked))})),
-                bars: [...document.querySelectorAll('.fp-panel[data-kind="bar"]')].map((p) => p.fulmen.bars.map((b) => b.label).sort()),
-                scalars: [...document.querySelectorAll('.fp-panel[data-kind="scalar"] .fp-scalar')].map((e) => e.textContent),
-                rows: [...document.querySelectorAll('.fp-panel[data-kind="table"]')].map((p) => p.fulmen.rows),
-                images: [...document.querySelectorAll('.fp-panel[data-kind="media"] img')].filter((i) => i.complete && i.naturalWidth > 0).length,
-                math: document.querySelectorAll(".block-markdown math").length,
-            };
-        }"""  # noqa: E501
-    )
+    result: dict[str, Any] = page.evaluate(DRAWN)
     return result
 
 
@@ -222,10 +246,13 @@ def test_the_export_draws_every_chart_from_a_file_with_no_network(
     runs = json.loads(server.get("/entities/local/projects/rep/runs?limit=100"))["runs"]
     opts = [r["config"]["optimizer"] for r in runs]
     out = tmp_path / "report.html"
-    done = subprocess.run(  # noqa: PLW1510
+    done = subprocess.run(
         [sys.executable, "-m", "fulmen", "report", "export", report.url, "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     html = out.read_text()
     assert "http://127.0.0.1" not in html  # nothing points back at the server

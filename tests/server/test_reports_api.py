@@ -44,12 +44,17 @@ def grid(**runset: Any) -> dict[str, Any]:
         "kind": "panels",
         "runsets": [{"name": "all", **runset}],
         "panels": [
-            {"kind": "line", "x": "_step", "y": ["loss"], "groupby": "config.opt",
-             "band": "minmax"},
+            {
+                "kind": "line",
+                "x": "_step",
+                "y": ["loss"],
+                "groupby": "config.opt",
+                "band": "minmax",
+            },
             {"kind": "bar", "metric": "acc", "agg": "max", "groupby": "config.opt"},
             {"kind": "table", "columns": ["name", "config.opt", "summary.acc"]},
         ],
-    }  # fmt: skip
+    }
 
 
 def test_a_report_is_created_read_replaced_listed_and_deleted(client: TestClient) -> None:
@@ -134,10 +139,19 @@ def test_a_report_is_created_read_replaced_listed_and_deleted(client: TestClient
         ({"blocks": [grid(entity="someone-else")]}, "blocks[0].runsets[0].entity"),
         ({"blocks": [grid(selection=["../x"])]}, "blocks[0].runsets[0].selection[0]"),
         ({"blocks": [grid(frozen="yes")]}, "blocks[0].runsets[0].frozen"),
+        (b'{"blocks": [{"kind": "markdown", "text": "a \\ud800 b"}]}', "blocks[0].text"),
+        (
+            b'{"blocks": [{"kind": "panels", "runsets": [{}], "panels": [{"kind": "table", '
+            b'"future": ["\\udc00"]}]}]}',
+            "blocks[0].panels[0].future[0]",
+        ),
     ],
 )
 def test_a_bad_field_is_a_422_naming_it(client: TestClient, body: Any, field: str) -> None:
-    answer = client.post(REPORTS, json=body)
+    if isinstance(body, bytes):  # JSON the client library would not write (a lone surrogate)
+        answer = client.post(REPORTS, content=body, headers={"content-type": "application/json"})
+    else:
+        answer = client.post(REPORTS, json=body)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"].startswith(f"{field}: "), answer.json()
 
@@ -183,13 +197,23 @@ def test_markdown_is_rendered_safe(client: TestClient) -> None:
     assert 'href="javascript' not in html
     assert "&lt;script&gt;" in html
     assert "<math" in html
+    lone = b'{"text": "a \\ud800 b"}'  # no text: a 422 naming it
+    answer = client.post(
+        f"{API_PREFIX}/markdown", content=lone, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 422
+    assert answer.json()["detail"].startswith("text: ")
 
 
 def test_pages_render_the_reports_with_their_json_twins(client: TestClient) -> None:
     report = client.post(REPORTS, json={"title": EVIL, "blocks": [grid()]}).json()
     rid = report["id"]
-    for path in ("/local/p/reports", f"/local/p/reports/{rid}", f"/local/p/reports/{rid}/edit",
-                 "/local/p/reports/new?run=a1"):  # fmt: skip
+    for path in (
+        "/local/p/reports",
+        f"/local/p/reports/{rid}",
+        f"/local/p/reports/{rid}/edit",
+        "/local/p/reports/new?run=a1",
+    ):
         page = client.get(path)
         assert page.status_code == 200, path
         assert "<script>alert" not in page.text, path

@@ -121,13 +121,27 @@ def test_a_report_saved_in_python_loads_back_the_same(server: str, tmp_path: Pat
     grid = loaded.blocks[2]
     assert isinstance(grid, wr.PanelGrid)
     assert [type(p).__name__ for p in grid.panels] == [
-        "LinePlot", "BarPlot", "ScalarChart", "ScatterPlot", "ParallelCoordinatesPlot",
-        "RunTable", "RunComparer", "MediaBrowser", "MarkdownPanel", "dict",
-    ]  # fmt: skip
+        "LinePlot",
+        "BarPlot",
+        "ScalarChart",
+        "ScatterPlot",
+        "ParallelCoordinatesPlot",
+        "RunTable",
+        "RunComparer",
+        "MediaBrowser",
+        "MarkdownPanel",
+        "dict",
+    ]
     line = grid.panels[0].to_spec()
-    assert line == {"kind": "line", "x": "_step", "y": ["train/loss"], "layout": {"w": 6},
-                    "smoothing": {"type": "exponential", "amount": 0.5},
-                    "groupby": "config.optimizer", "band": "minmax"}  # fmt: skip
+    assert line == {
+        "kind": "line",
+        "x": "_step",
+        "y": ["train/loss"],
+        "layout": {"w": 6},
+        "smoothing": {"type": "exponential", "amount": 0.5},
+        "groupby": "config.optimizer",
+        "band": "minmax",
+    }
     assert grid.runsets[1].filters == ['config.optimizer="adam"']
     frozen_at = grid.runsets[1].frozen_at
     assert frozen_at is not None
@@ -138,8 +152,9 @@ def test_a_report_saved_in_python_loads_back_the_same(server: str, tmp_path: Pat
     again = wr.Report.from_url(url + "/edit")
     assert again.title == "Adam or SGD, revisited"
     assert again.blocks[2].runsets[1].frozen_at == frozen_at  # type: ignore[union-attr]
-    with urllib.request.urlopen(f"{server}/api/v1/entities/local/projects/rep/reports/"
-                                f"{report.id}/data") as r:  # fmt: skip
+    with urllib.request.urlopen(
+        f"{server}/api/v1/entities/local/projects/rep/reports/{report.id}/data"
+    ) as r:
         data = json.loads(r.read())["data"]
     assert {r["id"] for r in data[grid.runsets[1].id]["runs"]} == {"a1", "a2"}
     assert {r["id"] for r in data[grid.runsets[0].id]["runs"]} == {"a1", "a2", "s1"}
@@ -184,7 +199,7 @@ def test_export_as_markdown_draws_png_charts(server: str, tmp_path: Path) -> Non
     url = report.save(base_url=server)
     out = tmp_path / "out" / "report.md"
     out.parent.mkdir()
-    done = subprocess.run(  # noqa: PLW1510
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -200,6 +215,7 @@ def test_export_as_markdown_draws_png_charts(server: str, tmp_path: Path) -> Non
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout

@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 
 from fulmen.server import _markdown, _report_data, _reports
 from fulmen.server._auth import EVERYTHING
@@ -31,10 +30,6 @@ ReportId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 ReportBody = Annotated[
     dict[str, Any], Body(description="{title, description, blocks} (docs/reports.md)")
 ]
-
-
-class MarkdownBody(BaseModel):
-    text: str = Field(max_length=_reports.MAX_TEXT)
 
 
 def page_url(entity: str, project: str, report_id: str) -> str:
@@ -189,8 +184,10 @@ def get_report_data(res: ResDep, names: ProjectDep, report_id: ReportId) -> Resp
 
     entity, project = names
     report = res.store.report(entity, project, report_id)
-    payload = {"report": answer(entity, project, report),
-               "data": report_data(res, entity, project, report)}  # fmt: skip
+    payload = {
+        "report": answer(entity, project, report),
+        "data": report_data(res, entity, project, report),
+    }
     return Response(orjson.dumps(payload), media_type="application/json")
 
 
@@ -235,5 +232,17 @@ def _run_file(res: Resources, entity: str, url: str) -> tuple[bytes, str] | None
 
 
 @router.post("/markdown", summary="Markdown (with $math$) rendered as the report pages show it")
-def markdown(body: MarkdownBody) -> dict[str, Any]:
-    return {"html": _markdown.render(body.text)}
+def markdown(
+    body: Annotated[dict[str, Any], Body(description='{"text": "..."}')],
+) -> dict[str, Any]:
+    # checked here, not by a pydantic model: its 422 for a lone surrogate would echo the input,
+    # which no JSON encoder can write (a 500)
+    try:
+        if set(body) != {"text"}:
+            raise _reports.ReportInvalid(
+                "body", f'give {{"text": ...}}, not the fields {sorted(body)}'
+            )
+        text = _reports.check_text("text", body["text"], _reports.MAX_TEXT)
+    except _reports.ReportInvalid as exc:
+        raise _invalid(exc) from None
+    return {"html": _markdown.render(text)}

@@ -20,88 +20,20 @@ from typing import Any
 
 # MathML Core's elements (and the few presentation ones latex2mathml writes beyond it)
 MATH_ELEMENTS = frozenset(
-    [
-        "math",
-        "mrow",
-        "mi",
-        "mn",
-        "mo",
-        "ms",
-        "mtext",
-        "mspace",
-        "msub",
-        "msup",
-        "msubsup",
-        "mfrac",
-        "msqrt",
-        "mroot",
-        "mstyle",
-        "merror",
-        "mpadded",
-        "mphantom",
-        "munder",
-        "mover",
-        "munderover",
-        "mmultiscripts",
-        "mprescripts",
-        "none",
-        "mtable",
-        "mtr",
-        "mtd",
-        "mlabeledtr",
-        "semantics",
-        "annotation",
-        "menclose",
-        "mfenced",
-    ]
+    (  # noqa: SIM905 - a list of words
+        "math mrow mi mn mo ms mtext mspace msub msup msubsup mfrac msqrt mroot mstyle merror "
+        "mpadded mphantom munder mover munderover mmultiscripts mprescripts none mtable mtr mtd "
+        "mlabeledtr semantics annotation menclose mfenced"
+    ).split()
 )
 MATH_ATTRIBUTES = frozenset(
-    [
-        "xmlns",
-        "display",
-        "mathvariant",
-        "mathsize",
-        "mathcolor",
-        "mathbackground",
-        "displaystyle",
-        "scriptlevel",
-        "stretchy",
-        "fence",
-        "separator",
-        "lspace",
-        "rspace",
-        "minsize",
-        "maxsize",
-        "movablelimits",
-        "symmetric",
-        "largeop",
-        "accent",
-        "accentunder",
-        "linethickness",
-        "columnalign",
-        "rowalign",
-        "columnspacing",
-        "rowspacing",
-        "columnlines",
-        "rowlines",
-        "frame",
-        "framespacing",
-        "equalrows",
-        "equalcolumns",
-        "width",
-        "height",
-        "depth",
-        "voffset",
-        "notation",
-        "open",
-        "close",
-        "separators",
-        "form",
-        "encoding",
-        "columnspan",
-        "rowspan",
-        "align",
-    ]
+    (  # noqa: SIM905 - a list of words
+        "xmlns display mathvariant mathsize mathcolor mathbackground displaystyle scriptlevel "
+        "stretchy fence separator lspace rspace minsize maxsize movablelimits symmetric largeop "
+        "accent accentunder linethickness columnalign rowalign columnspacing rowspacing "
+        "columnlines rowlines frame framespacing equalrows equalcolumns width height depth "
+        "voffset notation open close separators form encoding columnspan rowspan align"
+    ).split()
 )
 VOID = frozenset({"mspace", "mprescripts", "none"})
 

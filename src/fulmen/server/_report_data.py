@@ -160,12 +160,14 @@ def runset_data(
             rows = store.values(entity, project, run_id, key, -math.inf, math.inf, 100_000)
             rows = [r for r in rows if isinstance(r["value"], dict) and "_type" in r["value"]]
             rows = rows[-MEDIA_STEPS:]
-            entries.append({
-                "key": key,
-                "type": found[key],
-                "steps": [int(r["_step"]) for r in rows],
-                "values": [r["value"] for r in rows],
-            })  # fmt: skip
+            entries.append(
+                {
+                    "key": key,
+                    "type": found[key],
+                    "steps": [int(r["_step"]) for r in rows],
+                    "values": [r["value"] for r in rows],
+                }
+            )
     data["values"] = {k: v for k, v in data["values"].items() if v}
     data["media"] = {k: v for k, v in data["media"].items() if v["media"]}
     return data

@@ -88,8 +88,22 @@ def inline_images(
 # -------------------------------------------------------------------------------- markdown
 
 WIDTH, HEIGHT = 720, 360
-PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
-           "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#d62728", "#2ca02c", "#9467bd")  # fmt: skip
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+)
 
 
 def _color(run_id: str) -> str:
@@ -114,8 +128,12 @@ def draw_lines(title: str, lines: list[tuple[str, str, list[float], list[float]]
     d = ImageDraw.Draw(img)
     left, top, right, bottom = 64, 28, WIDTH - 170, HEIGHT - 32
     d.text((left, 6), title[:80], fill="#222")
-    points = [(x, y) for _, _, xs, ys in lines for x, y in zip(xs, ys, strict=False)
-              if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]  # fmt: skip  # noqa: E501
+    points = [
+        (x, y)
+        for _, _, xs, ys in lines
+        for x, y in zip(xs, ys, strict=False)
+        if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)
+    ]
     d.rectangle((left, top, right, bottom), outline="#bbb")
     if not points:
         d.text((left + 10, top + 10), "no data", fill="#888")
@@ -125,12 +143,17 @@ def draw_lines(title: str, lines: list[tuple[str, str, list[float], list[float]]
         x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
 
         def at(x: float, y: float) -> tuple[float, float]:
-            return (left + (x - x0) / (x1 - x0) * (right - left),
-                    bottom - (y - y0) / (y1 - y0) * (bottom - top))  # fmt: skip
+            return (
+                left + (x - x0) / (x1 - x0) * (right - left),
+                bottom - (y - y0) / (y1 - y0) * (bottom - top),
+            )
 
-        for label, colour, xs, ys in lines:  # noqa: B007
-            pts = [at(x, y) for x, y in zip(xs, ys, strict=False)
-                   if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]  # fmt: skip  # noqa: E501
+        for _label, colour, xs, ys in lines:
+            pts = [
+                at(x, y)
+                for x, y in zip(xs, ys, strict=False)
+                if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)
+            ]
             if len(pts) > 1:
                 d.line(pts, fill=colour, width=2)
             elif pts:
@@ -221,54 +244,73 @@ def _group_value(run: dict[str, Any], by: str | None) -> str:
     return "(none)" if value is None else str(value)
 
 
-def panel_png(panel: dict[str, Any], data: dict[str, Any], groupby: str | None) -> bytes | None:  # noqa: PLR0912
-    """A PNG of a line, bar or scalar panel from a snapshot; None for the other kinds."""
+Line = tuple[str, str, list[Any], list[Any]]  # label, colour, xs, ys
+
+
+def _run_lines(runs: list[dict[str, Any]], found: dict[str, dict[str, Any]]) -> list[Line]:
+    """One line per run (its bucket's last values)."""
+    return [
+        (str(run.get("name") or run["id"]), _color(run["id"]), found[run["id"]]["x"],
+         found[run["id"]]["last"])
+        for run in runs
+        if run["id"] in found
+    ]  # fmt: skip
+
+
+def _group_lines(
+    runs: list[dict[str, Any]], found: dict[str, dict[str, Any]], by: str, suffix: str
+) -> list[Line]:
+    """One line per group: the mean of its runs' last values at each x."""
+    groups: dict[str, dict[float, list[float]]] = {}
+    for run in runs:
+        s = found.get(run["id"])
+        if s is None:
+            continue
+        points = groups.setdefault(_group_value(run, by), {})
+        for xv, yv in zip(s["x"], s["last"], strict=False):
+            if xv is not None and yv is not None:
+                points.setdefault(xv, []).append(yv)
+    out: list[Line] = []
+    for name, points in sorted(groups.items()):
+        xs = sorted(points)
+        ys = [sum(points[v]) / len(points[v]) for v in xs]
+        out.append((f"{name}{suffix}", _color(f"group:{name}"), xs, ys))
+    return out
+
+
+def _bars(panel: dict[str, Any], data: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """A bar or scalar panel's bars: one per run, or per group (the mean of its runs)."""
     runs = data.get("runs", [])
+    metric, agg = str(panel["metric"]), str(panel.get("agg", "last"))
+    found = _series(data, "_step", metric.removeprefix("summary."))
+    values = [(run, _agg(found.get(run["id"]), run, metric, agg)) for run in runs]
+    by = panel.get("groupby") if panel.get("kind") == "bar" else None
+    if panel.get("kind") == "bar" and not by:
+        return [(str(run.get("name") or run["id"]), _color(run["id"]), v) for run, v in values]
+    groups: dict[str, list[float]] = {}
+    for run, v in values:
+        if math.isfinite(v):
+            groups.setdefault(_group_value(run, by) if by else "all runs", []).append(v)
+    return [
+        (name, _color(f"group:{name}"), sum(vs) / len(vs)) for name, vs in sorted(groups.items())
+    ]
+
+
+def panel_png(panel: dict[str, Any], data: dict[str, Any], groupby: str | None) -> bytes | None:
+    """A PNG of a line, bar or scalar panel from a snapshot; None for the other kinds."""
     kind = panel.get("kind")
     if kind == "line":
-        x = str(panel.get("x") or "_step")
-        lines = []
-        by = panel.get("groupby") or groupby
+        x, by = str(panel.get("x") or "_step"), panel.get("groupby") or groupby
+        lines: list[Line] = []
         for key in panel["y"]:
             found = _series(data, x, key)
-            if by:  # one line per group: the mean of its runs' last values per x
-                groups: dict[str, dict[float, list[float]]] = {}
-                for run in runs:
-                    s = found.get(run["id"])
-                    if s is None:
-                        continue
-                    g = groups.setdefault(_group_value(run, by), {})
-                    for xv, yv in zip(s["x"], s["last"], strict=False):
-                        if xv is not None and yv is not None:
-                            g.setdefault(xv, []).append(yv)
-                for name, points in sorted(groups.items()):
-                    xs = sorted(points)
-                    ys = [sum(points[v]) / len(points[v]) for v in xs]
-                    label = f"{name}" if len(panel["y"]) == 1 else f"{name} {key}"
-                    lines.append((label, _color(f"group:{name}"), xs, ys))
-            else:
-                for run in runs:
-                    s = found.get(run["id"])
-                    if s is not None:
-                        label = str(run.get("name") or run["id"])
-                        lines.append((label, _color(run["id"]), s["x"], s["last"]))
+            suffix = "" if len(panel["y"]) == 1 else f" {key}"
+            runs = data.get("runs", [])
+            lines += _group_lines(runs, found, by, suffix) if by else _run_lines(runs, found)
         return draw_lines(str(panel.get("title") or ", ".join(panel["y"])), lines)
     if kind in ("bar", "scalar"):
-        metric, agg = str(panel["metric"]), str(panel.get("agg", "last"))
-        found = _series(data, "_step", metric)
-        values = [(run, _agg(found.get(run["id"]), run, metric, agg)) for run in runs]
-        by = panel.get("groupby") if kind == "bar" else None
-        title = str(panel.get("title") or f"{metric} ({agg})")
-        if kind == "scalar" or by:
-            totals: dict[str, list[float]] = {}
-            for run, v in values:
-                if math.isfinite(v):
-                    totals.setdefault(_group_value(run, by) if by else "all runs", []).append(v)
-            bars = [(name, _color(f"group:{name}"), sum(vs) / len(vs))
-                    for name, vs in sorted(totals.items())]  # fmt: skip
-        else:
-            bars = [(str(run.get("name") or run["id"]), _color(run["id"]), v) for run, v in values]
-        return draw_bars(title, bars)
+        title = f"{panel['metric']} ({panel.get('agg', 'last')})"
+        return draw_bars(str(panel.get("title") or title), _bars(panel, data))
     return None
 
 
@@ -292,7 +334,15 @@ def _dig(run: dict[str, Any], column: str) -> Any:
     return run.get("name") or run["id"] if column == "name" else run.get(column)
 
 
-def write_markdown(payload: dict[str, Any], out: Path) -> list[Path]:  # noqa: PLR0912
+def _table(panel: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    columns = panel.get("columns") or ["name", "state"]
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for run in data.get("runs", []):
+        rows.append("| " + " | ".join(_cell(_dig(run, c)) for c in columns) + " |")
+    return [*rows, ""]
+
+
+def write_markdown(payload: dict[str, Any], out: Path) -> list[Path]:
     """Write the report of ``payload`` (``GET .../reports/{id}/data``'s answer) as markdown to
     ``out``, its charts and images as PNG files in ``<out stem>_files/``; the files written."""
     report, snapshots = payload["report"], payload["data"]
@@ -305,6 +355,26 @@ def write_markdown(payload: dict[str, Any], out: Path) -> list[Path]:  # noqa: P
         path.write_bytes(blob)
         written.append(path)
         return f"{assets.name}/{name}"
+
+    def grid(n: int, block: dict[str, Any]) -> list[str]:
+        lines: list[str] = []
+        for runset in block["runsets"]:
+            data = snapshots.get(runset["id"]) or {}
+            frozen = " (frozen)" if runset.get("frozen") else ""
+            lines += [f"*{runset['name']}{frozen}: {len(data.get('runs', []))} runs*", ""]
+            for i, panel in enumerate(block["panels"], 1):
+                png = panel_png(panel, data, (runset.get("groupby") or [None])[0])
+                title = str(panel.get("title") or panel.get("kind"))
+                if png is not None:
+                    name = f"chart-{n}-{runset['id']}-{i}.png"
+                    lines += [f"![{title}]({asset(name, png)})", ""]
+                elif panel.get("kind") == "table":
+                    lines += _table(panel, data)
+                elif panel.get("kind") == "markdown":
+                    lines += [str(panel.get("text") or ""), ""]
+                else:
+                    lines += [f"*{title}: a {panel.get('kind')} panel (in the HTML export)*", ""]
+        return lines
 
     lines = [f"# {report_title(report)}", ""]
     if report.get("description"):
@@ -320,32 +390,6 @@ def write_markdown(payload: dict[str, Any], out: Path) -> list[Path]:  # noqa: P
                 url = asset(f"image-{n}.{suffix}", base64.b64decode(match[2]))
             lines += [f"![{caption}]({url})", ""]
         elif block["kind"] == "panels":
-            for runset in block["runsets"]:
-                data = snapshots.get(runset["id"]) or {}
-                groupby = (runset.get("groupby") or [None])[0]
-                frozen = " (frozen)" if runset.get("frozen") else ""
-                lines += [f"*{runset['name']}{frozen}: {len(data.get('runs', []))} runs*", ""]
-                for i, panel in enumerate(block["panels"], 1):
-                    png = panel_png(panel, data, groupby)
-                    title = str(panel.get("title") or panel.get("kind"))
-                    if png is not None:
-                        name = f"chart-{n}-{runset['id']}-{i}.png"
-                        lines += [f"![{title}]({asset(name, png)})", ""]
-                    elif panel.get("kind") == "table":
-                        columns = panel.get("columns") or ["name", "state"]
-                        lines.append("| " + " | ".join(columns) + " |")
-                        lines.append("|" + "---|" * len(columns))
-                        for run in data.get("runs", []):
-                            lines.append(
-                                "| " + " | ".join(_cell(_dig(run, c)) for c in columns) + " |"
-                            )
-                        lines.append("")
-                    elif panel.get("kind") == "markdown":
-                        lines += [str(panel.get("text") or ""), ""]
-                    else:
-                        lines += [
-                            f"*{title}: a {panel.get('kind')} panel (see the HTML export)*",
-                            "",
-                        ]
+            lines += grid(n, block)
     out.write_text("\n".join(lines), encoding="utf-8")
     return [out, *written]

@@ -154,8 +154,13 @@ def view_reports(store: Store, entity: str, project: str) -> dict[str, Any]:
 def view_report(store: Store, entity: str, project: str, report_id: str) -> dict[str, Any]:
     """The report as the API answers it, and the data of its frozen run sets."""
     report = store.report(entity, project, report_id)
-    frozen = {r["id"] for b in report["blocks"] if b["kind"] == "panels" for r in b["runsets"]
-              if r.get("frozen")}  # fmt: skip
+    frozen = {
+        r["id"]
+        for b in report["blocks"]
+        if b["kind"] == "panels"
+        for r in b["runsets"]
+        if r.get("frozen")
+    }
     snapshots = store.report_snapshots(entity, project, report_id)
     return {
         "entity": entity,
@@ -181,8 +186,8 @@ def default_grid(
     x = settings.get("x") or default_x(columns["history"])
     panels: list[dict[str, Any]] = []
     for section in layout.get("sections") or []:
-        for panel in section.get("panels") or []:
-            panel = dict(panel)  # noqa: PLW2901
+        for saved in section.get("panels") or []:
+            panel = dict(saved)
             if panel.get("kind") == "line":
                 panel.setdefault("x", x)
                 if settings.get("smoothing") and "smoothing" not in panel:
@@ -203,8 +208,15 @@ def default_grid(
             "layout": {"w": 12},
         }
     )
-    runset = {"name": "Run set", "project": project, "filters": [], "groupby": [],
-              "query": None, "selection": runs or None, "frozen": False}  # fmt: skip
+    runset = {
+        "name": "Run set",
+        "project": project,
+        "filters": [],
+        "groupby": [],
+        "query": None,
+        "selection": runs or None,
+        "frozen": False,
+    }
     return {"kind": "panels", "runsets": [runset], "panels": panels}
 
 
@@ -234,8 +246,13 @@ def view_editor(
 
 
 def _crumbs(entity: str, project: str, *more: tuple[str, str]) -> list[tuple[str, str]]:
-    return [("projects", "/"), (entity, ""), (project, f"/{entity}/{project}"),
-            ("reports", f"/{entity}/{project}/reports"), *more]  # fmt: skip
+    return [
+        ("projects", "/"),
+        (entity, ""),
+        (project, f"/{entity}/{project}"),
+        ("reports", f"/{entity}/{project}/reports"),
+        *more,
+    ]
 
 
 def html_reports(view: dict[str, Any]) -> str:

@@ -30,8 +30,17 @@ from typing import Any
 from fulmen.server import _markdown
 
 BLOCK_KINDS = ("markdown", "image", "panels")
-PANEL_KINDS = ("line", "scalar", "bar", "scatter", "parallel", "table", "media", "histogram",
-               "markdown")  # fmt: skip
+PANEL_KINDS = (
+    "line",
+    "scalar",
+    "bar",
+    "scatter",
+    "parallel",
+    "table",
+    "media",
+    "histogram",
+    "markdown",
+)
 SMOOTHING = ("none", "exponential", "running", "gaussian")
 AGGS = ("last", "min", "max", "mean")
 BANDS = ("minmax", "stddev", "none")
@@ -46,6 +55,7 @@ MAX_IMAGE = 8 << 20  # characters of one data: URL
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _DATA_URL = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]+$")
 _KEY_BAD = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _NAME_BAD = re.compile(r"[/\\\x00-\x1f\x7f]")
 # what a client may send back from an answer (ignored: the server sets them)
 ANSWER_ONLY = frozenset({"id", "entity", "project", "author", "created", "updated", "url"})
@@ -71,39 +81,41 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _str(field: str, value: Any, limit: int, *, empty: bool = True) -> str:
+def check_text(field: str, value: Any, limit: int, *, empty: bool = True) -> str:
     if not isinstance(value, str):
         raise ReportInvalid(field, f"give a string, not {type(value).__name__} {_shown(value)}")
     if len(value) > limit:
         raise ReportInvalid(field, f"at most {limit} characters, got {len(value)}")
     if not empty and not value:
         raise ReportInvalid(field, "must not be empty")
+    if _SURROGATE.search(value):  # not UTF-8: it could not be stored or shown
+        raise ReportInvalid(field, "contains a lone surrogate (\\ud800-\\udfff), not text")
     return value
 
 
 def _key(field: str, value: Any) -> str:
     """A metric key or a ``config.``/``summary.`` path: 1 to 256 characters, no control ones."""
-    value = _str(field, value, 256, empty=False)
-    if _KEY_BAD.search(value):
-        raise ReportInvalid(field, f"{_shown(value)} contains a control character")
-    return str(value)
+    text = check_text(field, value, 256, empty=False)
+    if _KEY_BAD.search(text):
+        raise ReportInvalid(field, f"{_shown(text)} contains a control character")
+    return text
 
 
 def _path(field: str, value: Any) -> str:
-    value = _key(field, value)
-    column, _, rest = value.partition(".")
+    text = _key(field, value)
+    column, _, rest = text.partition(".")
     if column not in ("config", "summary") or not rest:
-        raise ReportInvalid(field, f"{_shown(value)}: write config.<key> or summary.<key>")
-    return str(value)
+        raise ReportInvalid(field, f"{_shown(text)}: write config.<key> or summary.<key>")
+    return text
 
 
 def _groupby(field: str, value: Any) -> str | None:
     if value is None or value == "":
         return None
-    value = _key(field, value)
-    if value != "group" and not (value.startswith("config.") and len(value) > 7):
-        raise ReportInvalid(field, f"{_shown(value)}: group by 'group' or 'config.<key>'")
-    return str(value)
+    text = _key(field, value)
+    if text != "group" and not (text.startswith("config.") and len(text) > 7):
+        raise ReportInvalid(field, f"{_shown(text)}: group by 'group' or 'config.<key>'")
+    return text
 
 
 def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -164,10 +176,10 @@ def _id(field: str, value: Any) -> str:
 
 
 def _name(field: str, value: Any) -> str:
-    value = _str(field, value, 128, empty=False)
-    if _NAME_BAD.search(value) or value in (".", ".."):
-        raise ReportInvalid(field, f"{_shown(value)}: no '/', '\\' or control characters")
-    return str(value)
+    text = check_text(field, value, 128, empty=False)
+    if _NAME_BAD.search(text) or text in (".", ".."):
+        raise ReportInvalid(field, f"{_shown(text)}: no '/', '\\' or control characters")
+    return text
 
 
 # --------------------------------------------------------------------------------------- panels
@@ -243,7 +255,7 @@ def _media(f: str, p: dict[str, Any]) -> None:
 
 def _markdown_panel(f: str, p: dict[str, Any]) -> None:
     p.pop("html", None)  # the server renders it
-    p["text"] = _str(f"{f}.text", p.get("text", ""), MAX_TEXT)
+    p["text"] = check_text(f"{f}.text", p.get("text", ""), MAX_TEXT)
 
 
 _PANEL_CHECKS: dict[str, Callable[[str, dict[str, Any]], None]] = {
@@ -269,7 +281,7 @@ def check_panel(field: str, value: Any) -> dict[str, Any]:
             f"{field}.kind", f"{_shown(kind)} is not one of {', '.join(PANEL_KINDS)}"
         )
     if panel.get("title") is not None:
-        panel["title"] = _str(f"{field}.title", panel["title"], MAX_TITLE)
+        panel["title"] = check_text(f"{field}.title", panel["title"], MAX_TITLE)
     if panel.get("layout") is not None:
         panel["layout"] = _layout(f"{field}.layout", panel["layout"])
     _PANEL_CHECKS[kind](field, panel)
@@ -285,8 +297,8 @@ def _filters(field: str, value: Any) -> list[str]:
     from fulmen.server._api_runs import _parse_filter
 
     out = []
-    for i, text in enumerate(_list(field, value or [], 20, scalar_ok=True)):
-        text = _str(f"{field}[{i}]", text, 300, empty=False)  # noqa: PLW2901
+    for i, given in enumerate(_list(field, value or [], 20, scalar_ok=True)):
+        text = check_text(f"{field}[{i}]", given, 300, empty=False)
         try:
             _parse_filter(text)
         except HTTPException as exc:
@@ -297,8 +309,22 @@ def _filters(field: str, value: Any) -> list[str]:
 
 def check_runset(field: str, value: Any, entity: str, project: str) -> dict[str, Any]:
     rs = _object(field, value)
-    _unknown(field, rs, {"id", "name", "project", "entity", "filters", "groupby", "query",
-                         "selection", "frozen", "frozen_at"})  # fmt: skip
+    _unknown(
+        field,
+        rs,
+        {
+            "id",
+            "name",
+            "project",
+            "entity",
+            "filters",
+            "groupby",
+            "query",
+            "selection",
+            "frozen",
+            "frozen_at",
+        },
+    )
     if rs.get("entity") not in (None, entity):
         raise ReportInvalid(
             f"{field}.entity",
@@ -313,7 +339,7 @@ def check_runset(field: str, value: Any, entity: str, project: str) -> dict[str,
         checked = []
         for i, r in enumerate(_list(f"{field}.selection", selection, MAX_SELECTION)):
             try:
-                checked.append(run_id(_str(f"{field}.selection[{i}]", r, 64, empty=False)))
+                checked.append(run_id(check_text(f"{field}.selection[{i}]", r, 64, empty=False)))
             except HTTPException as exc:
                 raise ReportInvalid(f"{field}.selection[{i}]", str(exc.detail)) from None
         selection = list(dict.fromkeys(checked))
@@ -324,19 +350,19 @@ def check_runset(field: str, value: Any, entity: str, project: str) -> dict[str,
     query = rs.get("query")
     return {
         "id": _id(f"{field}.id", rs.get("id")),
-        "name": _str(f"{field}.name", rs.get("name", "Run set"), 128),
+        "name": check_text(f"{field}.name", rs.get("name", "Run set"), 128),
         "project": _name(f"{field}.project", rs.get("project") or project),
         "entity": entity,
         "filters": _filters(f"{field}.filters", rs.get("filters")),
         "groupby": [g for g in groupby if g],
-        "query": None if not query else _str(f"{field}.query", query, 128),
+        "query": None if not query else check_text(f"{field}.query", query, 128),
         "selection": selection,
         "frozen": _bool(f"{field}.frozen", rs.get("frozen", False)),
     }
 
 
 def _image_url(field: str, value: Any, entity: str) -> str:
-    url = _str(field, value, MAX_IMAGE, empty=False)
+    url = check_text(field, value, MAX_IMAGE, empty=False)
     if url.startswith("data:"):
         if not _DATA_URL.match(url):
             raise ReportInvalid(field, "a data: URL must be data:image/(png|jpeg|gif|webp);base64,")
@@ -361,7 +387,7 @@ def check_block(field: str, value: Any, entity: str, project: str) -> dict[str, 
         return {
             "kind": kind,
             "id": block_id,
-            "text": _str(f"{field}.text", block.get("text", ""), MAX_TEXT),
+            "text": check_text(f"{field}.text", block.get("text", ""), MAX_TEXT),
         }
     if kind == "image":
         _unknown(field, block, {"kind", "id", "url", "caption"})
@@ -370,15 +396,16 @@ def check_block(field: str, value: Any, entity: str, project: str) -> dict[str, 
             "kind": kind,
             "id": block_id,
             "url": _image_url(f"{field}.url", block.get("url"), entity),
-            "caption": None if caption is None else _str(f"{field}.caption", caption, 500),
+            "caption": None if caption is None else check_text(f"{field}.caption", caption, 500),
         }
     if kind == "panels":
         _unknown(field, block, {"kind", "id", "runsets", "panels"})
         runsets = _list(f"{field}.runsets", block.get("runsets"), MAX_RUNSETS)
         if not runsets:
             raise ReportInvalid(f"{field}.runsets", "a panel grid needs at least one run set")
-        checked = [check_runset(f"{field}.runsets[{i}]", r, entity, project)
-                   for i, r in enumerate(runsets)]  # fmt: skip
+        checked = [
+            check_runset(f"{field}.runsets[{i}]", r, entity, project) for i, r in enumerate(runsets)
+        ]
         ids = [r["id"] for r in checked]
         if len(set(ids)) != len(ids):
             raise ReportInvalid(f"{field}.runsets", "two run sets have the same id")
@@ -392,12 +419,33 @@ def check_block(field: str, value: Any, entity: str, project: str) -> dict[str, 
     raise ReportInvalid(f"{field}.kind", f"{_shown(kind)} is not one of {', '.join(BLOCK_KINDS)}")
 
 
+def _text_everywhere(field: str, value: Any, depth: int = 0) -> None:
+    """Every string of ``value`` (keys too) is text: no lone surrogate, which could be neither
+    stored nor answered (a panel's fields the contract adds later are kept as they come)."""
+    if depth > 32:
+        raise ReportInvalid(field, "nested more than 32 levels deep")
+    if isinstance(value, str):
+        check_text(field, value, MAX_IMAGE)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _text_everywhere(f"{field}[{i}]", item, depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(f"{field} (a key)", key, 256)
+            _text_everywhere(f"{field}.{key}", item, depth + 1)
+
+
 def check_report(body: Any, entity: str, project: str) -> dict[str, Any]:
     """The report ``body`` (a POST or PUT), checked and normalized: ``title``, ``description``
     and ``blocks``, every block and run set with an ``id``. Raises ``ReportInvalid``."""
     body = _object("body", body)
-    _unknown("body", {k: v for k, v in body.items() if k not in ANSWER_ONLY},
-             {"title", "description", "blocks"})  # fmt: skip
+    for key, value in body.items():
+        _text_everywhere(str(key), value)
+    _unknown(
+        "body",
+        {k: v for k, v in body.items() if k not in ANSWER_ONLY},
+        {"title", "description", "blocks"},
+    )
     blocks = _list("blocks", body.get("blocks") or [], MAX_BLOCKS)
     checked = [check_block(f"blocks[{i}]", b, entity, project) for i, b in enumerate(blocks)]
     ids = [b["id"] for b in checked]
@@ -407,8 +455,8 @@ def check_report(body: Any, entity: str, project: str) -> dict[str, Any]:
     if len(set(runset_ids)) != len(runset_ids):
         raise ReportInvalid("blocks", "two run sets have the same id")
     return {
-        "title": _str("title", body.get("title", ""), MAX_TITLE),
-        "description": _str("description", body.get("description", ""), MAX_DESCRIPTION),
+        "title": check_text("title", body.get("title", ""), MAX_TITLE),
+        "description": check_text("description", body.get("description", ""), MAX_DESCRIPTION),
         "blocks": checked,
     }
 
@@ -422,8 +470,9 @@ def rendered(report: dict[str, Any]) -> dict[str, Any]:
     """``report`` as answered: markdown blocks and panels with their ``html``, and its ``url``."""
     blocks = []
     for block in report["blocks"]:
+        shown = block
         if block["kind"] == "markdown":
-            block = {**block, "html": _markdown.render(block["text"])}  # noqa: PLW2901
+            shown = {**block, "html": _markdown.render(block["text"])}
         elif block["kind"] == "panels":
             panels = [
                 {**p, "html": _markdown.render(str(p.get("text", "")))}
@@ -431,6 +480,6 @@ def rendered(report: dict[str, Any]) -> dict[str, Any]:
                 else p
                 for p in block["panels"]
             ]
-            block = {**block, "panels": panels}  # noqa: PLW2901
-        blocks.append(block)
+            shown = {**block, "panels": panels}
+        blocks.append(shown)
     return {**report, "blocks": blocks}

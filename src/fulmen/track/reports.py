@@ -176,8 +176,9 @@ class Layout:
 
     def __post_init__(self) -> None:
         for what, value, hi in (("w", self.w, 12), ("h", self.h, 24)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or not 1 <= value <= hi):  # fmt: skip
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi
+            ):
                 raise _bad("Layout", what, value, f"a whole number from 1 to {hi}")
 
     def to_spec(self) -> dict[str, int]:
@@ -258,8 +259,12 @@ class LinePlot(_Panel):
         if self.smoothing_factor is not None:
             ok = isinstance(self.smoothing_factor, (int, float)) and self.smoothing_factor >= 0
             if not ok or isinstance(self.smoothing_factor, bool):
-                raise _bad("LinePlot", "smoothing_factor", self.smoothing_factor,
-                           "a number >= 0 (0.6: exponential weight; running: points)")  # fmt: skip
+                raise _bad(
+                    "LinePlot",
+                    "smoothing_factor",
+                    self.smoothing_factor,
+                    "a number >= 0 (0.6: exponential weight; running: points)",
+                )
         self.groupby = _groupby("LinePlot", "groupby", self.groupby)
         if self.groupby_rangefunc is not None:
             _choice("LinePlot", "groupby_rangefunc", self.groupby_rangefunc, _BANDS)
@@ -271,8 +276,10 @@ class LinePlot(_Panel):
     def _fields(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"x": self.x, "y": list(self.y)}
         if self.smoothing_type is not None or self.smoothing_factor is not None:
-            spec["smoothing"] = {"type": self.smoothing_type or "exponential",
-                                 "amount": float(self.smoothing_factor or 0)}  # fmt: skip
+            spec["smoothing"] = {
+                "type": self.smoothing_type or "exponential",
+                "amount": float(self.smoothing_factor or 0),
+            }
         if self.log_x:
             spec["logx"] = True
         if self.log_y:
@@ -328,9 +335,13 @@ class ScalarChart(_Panel):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> ScalarChart:
-        return cls(metric=spec.get("metric", ""), title=spec.get("title"),
-                   agg=spec.get("agg", "last"), layout=_layout(spec),
-                   extra=_rest(spec, {"metric", "agg"}))  # fmt: skip
+        return cls(
+            metric=spec.get("metric", ""),
+            title=spec.get("title"),
+            agg=spec.get("agg", "last"),
+            layout=_layout(spec),
+            extra=_rest(spec, {"metric", "agg"}),
+        )
 
 
 @dataclass
@@ -350,8 +361,12 @@ class BarPlot(_Panel):
     def __post_init__(self) -> None:
         self.metrics = _metrics("BarPlot", "metrics", self.metrics)
         if len(self.metrics) != 1:
-            raise _bad("BarPlot", "metrics", self.metrics,
-                       "give one metric per BarPlot (add a BarPlot for each)")  # fmt: skip
+            raise _bad(
+                "BarPlot",
+                "metrics",
+                self.metrics,
+                "give one metric per BarPlot (add a BarPlot for each)",
+            )
         _choice("BarPlot", "agg", self.agg, _AGGS)
         self.groupby = _groupby("BarPlot", "groupby", self.groupby)
 
@@ -363,9 +378,14 @@ class BarPlot(_Panel):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> BarPlot:
-        return cls(metrics=[spec.get("metric", "")], title=spec.get("title"),
-                   agg=spec.get("agg", "last"), groupby=spec.get("groupby"), layout=_layout(spec),
-                   extra=_rest(spec, {"metric", "agg", "groupby"}))  # fmt: skip
+        return cls(
+            metrics=[spec.get("metric", "")],
+            title=spec.get("title"),
+            agg=spec.get("agg", "last"),
+            groupby=spec.get("groupby"),
+            layout=_layout(spec),
+            extra=_rest(spec, {"metric", "agg", "groupby"}),
+        )
 
 
 @dataclass
@@ -396,9 +416,14 @@ class ScatterPlot(_Panel):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> ScatterPlot:
-        return cls(x=spec.get("x"), y=spec.get("y"), title=spec.get("title"),
-                   color=spec.get("color"), layout=_layout(spec),
-                   extra=_rest(spec, {"x", "y", "color"}))  # fmt: skip
+        return cls(
+            x=spec.get("x"),
+            y=spec.get("y"),
+            title=spec.get("title"),
+            color=spec.get("color"),
+            layout=_layout(spec),
+            extra=_rest(spec, {"x", "y", "color"}),
+        )
 
 
 @dataclass(frozen=True)
@@ -425,21 +450,30 @@ class ParallelCoordinatesPlot(_Panel):
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, (list, tuple)) or len(self.columns) < 2:
-            raise _bad("ParallelCoordinatesPlot", "columns", self.columns,
-                       "give two or more columns ('config.lr', 'summary.val/loss', ...)")  # fmt: skip  # noqa: E501
+            raise _bad(
+                "ParallelCoordinatesPlot",
+                "columns",
+                self.columns,
+                "give two or more columns ('config.lr', 'summary.val/loss', ...)",
+            )
         self.columns = [
-            c.path if isinstance(c, ParallelCoordinatesPlotColumn)
+            c.path
+            if isinstance(c, ParallelCoordinatesPlotColumn)
             else _path("ParallelCoordinatesPlot", "columns", c)
             for c in self.columns
-        ]  # fmt: skip
+        ]
 
     def _fields(self) -> dict[str, Any]:
         return {"columns": list(self.columns)}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> ParallelCoordinatesPlot:
-        return cls(columns=spec.get("columns") or [], title=spec.get("title"),
-                   layout=_layout(spec), extra=_rest(spec, {"columns"}))  # fmt: skip
+        return cls(
+            columns=spec.get("columns") or [],
+            title=spec.get("title"),
+            layout=_layout(spec),
+            extra=_rest(spec, {"columns"}),
+        )
 
 
 @dataclass
@@ -457,16 +491,24 @@ class RunTable(_Panel):
         if self.columns is not None:
             if not isinstance(self.columns, (list, tuple)):
                 raise _bad("RunTable", "columns", self.columns, "give a list of column names")
-            self.columns = [c.path if isinstance(c, (Config, SummaryMetric)) else
-                            _text("RunTable", "columns", c) for c in self.columns]  # fmt: skip
+            self.columns = [
+                c.path
+                if isinstance(c, (Config, SummaryMetric))
+                else _text("RunTable", "columns", c)
+                for c in self.columns
+            ]
 
     def _fields(self) -> dict[str, Any]:
         return {} if self.columns is None else {"columns": list(self.columns)}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> RunTable:
-        return cls(columns=spec.get("columns"), title=spec.get("title"), layout=_layout(spec),
-                   extra=_rest(spec, {"columns"}))  # fmt: skip
+        return cls(
+            columns=spec.get("columns"),
+            title=spec.get("title"),
+            layout=_layout(spec),
+            extra=_rest(spec, {"columns"}),
+        )
 
 
 @dataclass
@@ -488,8 +530,12 @@ class RunComparer(_Panel):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> RunComparer:
-        return cls(diff_only=spec.get("diff_only"), title=spec.get("title"), layout=_layout(spec),
-                   extra=_rest(spec, {"compare", "diff_only"}))  # fmt: skip
+        return cls(
+            diff_only=spec.get("diff_only"),
+            title=spec.get("title"),
+            layout=_layout(spec),
+            extra=_rest(spec, {"compare", "diff_only"}),
+        )
 
 
 @dataclass
@@ -507,8 +553,12 @@ class MediaBrowser(_Panel):
     def __post_init__(self) -> None:
         self.media_keys = _metrics("MediaBrowser", "media_keys", self.media_keys)
         if len(self.media_keys) != 1:
-            raise _bad("MediaBrowser", "media_keys", self.media_keys,
-                       "give one media key per MediaBrowser (add one for each)")  # fmt: skip
+            raise _bad(
+                "MediaBrowser",
+                "media_keys",
+                self.media_keys,
+                "give one media key per MediaBrowser (add one for each)",
+            )
 
     def _fields(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"key": self.media_keys[0]}
@@ -518,9 +568,13 @@ class MediaBrowser(_Panel):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> MediaBrowser:
-        return cls(media_keys=[spec.get("key", "")], title=spec.get("title"),
-                   num_columns=spec.get("columns"), layout=_layout(spec),
-                   extra=_rest(spec, {"key", "columns"}))  # fmt: skip
+        return cls(
+            media_keys=[spec.get("key", "")],
+            title=spec.get("title"),
+            num_columns=spec.get("columns"),
+            layout=_layout(spec),
+            extra=_rest(spec, {"key", "columns"}),
+        )
 
 
 @dataclass
@@ -541,8 +595,12 @@ class MarkdownPanel(_Panel):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> MarkdownPanel:
-        return cls(markdown=spec.get("text", ""), title=spec.get("title"), layout=_layout(spec),
-                   extra=_rest(spec, {"text"}))  # fmt: skip
+        return cls(
+            markdown=spec.get("text", ""),
+            title=spec.get("title"),
+            layout=_layout(spec),
+            extra=_rest(spec, {"text"}),
+        )
 
 
 _PANELS: dict[str, Any] = {
@@ -641,8 +699,12 @@ class Image:
             data = base64.b64encode(path.read_bytes()).decode()
             self.url = f"data:image/{kind};base64,{data}"
         elif not isinstance(url, str) or not url.startswith(("data:image/", "/api/v1/")):
-            raise _bad("Image", "url", url, "give an image file, a data:image/ URL or a "
-                       "/api/v1/... path of a run's media file")  # fmt: skip
+            raise _bad(
+                "Image",
+                "url",
+                url,
+                "give an image file, a data:image/ URL or a /api/v1/... path of a run's media file",
+            )
         _text("Image", "caption", self.caption, optional=True)
 
     def to_spec(self) -> dict[str, Any]:
@@ -691,9 +753,13 @@ def _filters(value: Any) -> list[str]:
         elif plain:
             path, op, raw = plain[1], plain[2], plain[3]
         else:
-            raise _bad("Runset", "filters", part,
-                       "write config.<key><op><value> or Config('<key>') <op> <value>, "
-                       "op one of = != < <= > >=, joined by 'and'")  # fmt: skip
+            raise _bad(
+                "Runset",
+                "filters",
+                part,
+                "write config.<key><op><value> or Config('<key>') <op> <value>, "
+                "op one of = != < <= > >=, joined by 'and'",
+            )
         out.append(f"{path}{'=' if op == '==' else op}{_filter_value(raw)}")
     return out
 
@@ -724,8 +790,8 @@ class Runset:
         groups = self.groupby if isinstance(self.groupby, (list, tuple)) else [self.groupby]
         self.groupby = [g for g in (_groupby("Runset", "groupby", g) for g in groups) if g]
         if self.selection is not None:
-            selection: Any = self.selection
-            if isinstance(selection, str) or not all(isinstance(r, str) for r in self.selection):
+            chosen: Any = self.selection  # a str would pass the loop below, one character each
+            if isinstance(chosen, str) or not all(isinstance(r, str) for r in chosen):
                 raise _bad("Runset", "selection", self.selection, "give a list of run ids")
             self.selection = list(self.selection)
         if not isinstance(self.frozen, bool):
@@ -749,11 +815,18 @@ class Runset:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> Runset:
-        return cls(project=spec.get("project"), entity=spec.get("entity"),
-                   name=spec.get("name", "Run set"), filters=spec.get("filters"),
-                   groupby=spec.get("groupby"), query=spec.get("query") or "",
-                   selection=spec.get("selection"), frozen=bool(spec.get("frozen")),
-                   id=spec.get("id"), frozen_at=spec.get("frozen_at"))  # fmt: skip
+        return cls(
+            project=spec.get("project"),
+            entity=spec.get("entity"),
+            name=spec.get("name", "Run set"),
+            filters=spec.get("filters"),
+            groupby=spec.get("groupby"),
+            query=spec.get("query") or "",
+            selection=spec.get("selection"),
+            frozen=bool(spec.get("frozen")),
+            id=spec.get("id"),
+            frozen_at=spec.get("frozen_at"),
+        )
 
 
 @dataclass
@@ -777,8 +850,12 @@ class PanelGrid:
             raise _bad("PanelGrid", "panels", self.panels, "give a list of panels")
         for p in self.panels:
             if not isinstance(p, (_Panel, dict)):
-                raise _bad("PanelGrid", "panels", p,
-                           "give panels (LinePlot, BarPlot, ...) or panel spec dicts")  # fmt: skip
+                raise _bad(
+                    "PanelGrid",
+                    "panels",
+                    p,
+                    "give panels (LinePlot, BarPlot, ...) or panel spec dicts",
+                )
         self.panels = list(self.panels)
 
     def to_spec(self, project: str, entity: str | None) -> dict[str, Any]:
@@ -896,7 +973,8 @@ class Report:
 
     def _api(self) -> str:
         assert self.entity is not None
-        return f"/entities/{quote(self.entity, safe='')}/projects/{quote(self.project, safe='')}/reports"  # noqa: E501
+        entity, project = quote(self.entity, safe=""), quote(self.project, safe="")
+        return f"/entities/{entity}/projects/{project}/reports"
 
     def save(self, *, base_url: str | None = None, api_key: str | None = None) -> str:
         """Create the report on the server (or replace it, once saved) and answer its URL. The
