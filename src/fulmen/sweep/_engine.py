@@ -195,17 +195,20 @@ class StudyCache:
     """In-memory Optuna studies of the sweeps this process controls, kept in step with the
     stored trials: new trials are added and changed running ones updated, instead of rebuilding
     the study (1,000 trials: ~0.7 s) at every call. The stored trials stay the only truth: a study
-    that cannot be brought in step (a trial it holds as ended changed) is rebuilt."""
+    that cannot be brought in step (a trial it holds as ended changed) is rebuilt. A trial given
+    as the very object seen last time (the store keeps ended trials' objects) is not compared."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[Any, list[tuple[Any, ...]]]] = {}
+        self._entries: dict[str, tuple[Any, list[tuple[Any, ...]], list[Trial | None]]] = {}
 
     def forget(self, sweep_id: str) -> None:
         self._entries.pop(sweep_id, None)
 
     def asked(self, sweep_id: str) -> None:
         """The study's newest trial (an ``ask``) is stored as a running trial with no reports."""
-        self._entries[sweep_id][1].append(("running", None, (), ()))
+        entry = self._entries[sweep_id]
+        entry[1].append(("running", None, (), ()))
+        entry[2].append(None)
 
     def synced(self, sweep_id: str, config: SweepConfig, trials: list[Trial]) -> Any:
         entry = self._entries.get(sweep_id)
@@ -213,25 +216,29 @@ class StudyCache:
             entry = None
         if entry is None:
             study = _empty_study(config)
-            entry = (study, [])
+            entry = (study, [], [])
             self._entries[sweep_id] = entry
-        study, seen = entry
+        study, seen, objects = entry
         try:
             for t in trials[: len(seen)]:
+                if objects[t.number] is t:
+                    continue
                 if _signature(t) != seen[t.number]:
                     _update(study, config, t)
                     seen[t.number] = _signature(t)
+                objects[t.number] = t
             if len(trials) > len(seen):
                 new = trials[len(seen) :]
                 study.add_trials([_frozen(config, t) for t in new])
                 seen += [_signature(t) for t in new]
+                objects += new
             if len(study._storage.get_all_trials(study._study_id, deepcopy=False)) != len(seen):
                 raise _OutOfStep("the study holds trials that are not stored")
         except _OutOfStep:
             self._entries.pop(sweep_id, None)
             study = _empty_study(config)
             study.add_trials([_frozen(config, t) for t in trials])
-            self._entries[sweep_id] = (study, [_signature(t) for t in trials])
+            self._entries[sweep_id] = (study, [_signature(t) for t in trials], list(trials))
         return study
 
 
