@@ -265,10 +265,16 @@ def create_key(ctx: click.Context, entity: str) -> None:
 @click.option("--from", "source", required=True, metavar="URL", help="the store to copy")
 @click.option("--to", "target", required=True, metavar="URL", help="the empty store to copy into")
 @click.option(
-    "--from-blobs", default=None, metavar="DIR", help="the source's blobs (default: DATA/blobs)"
+    "--from-blobs",
+    default=None,
+    metavar="URL",
+    help="the source's blobs: a folder or s3://BUCKET[/PREFIX] (default: DATA/blobs)",
 )
 @click.option(
-    "--to-blobs", default=None, metavar="DIR", help="where the blobs go (default: --from-blobs)"
+    "--to-blobs",
+    default=None,
+    metavar="URL",
+    help="where the blobs go: a folder or s3://BUCKET[/PREFIX] (default: --from-blobs)",
 )
 @click.pass_context
 def migrate_store_command(
@@ -282,8 +288,8 @@ def migrate_store_command(
 
     data = ctx.obj["data"]
     try:
-        source_blobs = open_blobs(from_blobs, data)
-        target_blobs = open_blobs(to_blobs, data) if to_blobs else source_blobs
+        source_blobs = open_blobs(from_blobs, data, "--from-blobs")
+        target_blobs = open_blobs(to_blobs, data, "--to-blobs") if to_blobs else source_blobs
         migrate_store(
             source,
             target,

@@ -20,6 +20,7 @@ from fulmen.server.app import ServerConfig, create_app
 from fulmen.server.store import open_store
 from tests.server.postgres import Cluster
 from tests.server.runlogs import CLIENT_HEADERS, LogWriter
+from tests.server.s3 import BUCKET, MotoServer
 
 PROJECT = "/api/v1/entities/local/projects/proj"
 RUNS = f"{PROJECT}/runs"
@@ -135,6 +136,53 @@ def test_a_sqlite_store_moves_to_postgresql_with_its_blobs_and_answers_the_same(
     assert "migrate-store copies into an empty store only" in again.output
 
 
+def test_blobs_move_into_an_object_store_with_the_store(
+    source: tuple[str, Path, dict[str, Any], dict[str, bytes], str],
+    pg_cluster: Cluster,
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # the team move in one command: SQLite + a blob folder -> PostgreSQL + an S3 bucket
+    url, data, answers, blobs, _ = source
+    for name, value in moto.env().items():
+        monkeypatch.setenv(name, value)
+    prefix = f"moved-{tmp_path.name}"
+    bucket = f"s3://{BUCKET}/{prefix}"
+    target = pg_cluster.create_database()
+    result = CliRunner().invoke(
+        cli,
+        ["server", "--data", str(data), "migrate-store", "--from", url, "--to", target,
+         "--to-blobs", bucket],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "blobs: 2 copied, 0 already there" in result.output
+    assert moto.keys(prefix) == sorted(f"{prefix}/{d[:2]}/{d}" for d in blobs)
+    (data / "blobs").rename(tmp_path / "gone")  # served from the bucket only
+    app = create_app(ServerConfig(data=tmp_path / "new", db=target, blobs=bucket))
+    assert _answers(TestClient(app, headers=CLIENT_HEADERS)) == answers
+    # and back: the bucket as --from-blobs, a folder as --to-blobs
+    back = tmp_path / "back"
+    result = CliRunner().invoke(
+        cli,
+        ["server", "--data", str(back), "migrate-store", "--from", target,
+         "--to", f"sqlite:///{back / 'fulmen.db'}", "--from-blobs", bucket],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # --to-blobs defaults to --from-blobs: the blobs stay in the bucket, only checked
+    assert "blobs: 0 copied, 2 already there" in result.output
+    result = CliRunner().invoke(
+        cli,
+        ["server", "--data", str(back), "migrate-store", "--from", target,
+         "--to", f"sqlite:///{back / 'again.db'}", "--from-blobs", bucket,
+         "--to-blobs", str(back / "blobs")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "blobs: 2 copied, 0 already there" in result.output
+    for digest, content in blobs.items():
+        assert b"".join(FileBlobs(back / "blobs").open(digest).chunks) == content
+
+
 def test_a_failed_copy_leaves_the_target_empty_and_the_retry_works(
     source: tuple[str, Path, dict[str, Any], dict[str, bytes], str],
     pg_cluster: Cluster,
@@ -222,6 +270,8 @@ def test_clear_errors_for_bad_arguments_and_damaged_sources(
     assert "--to 'mysql://...': use sqlite:///PATH" in run("--from", url, "--to", "mysql://a@b/c")
     assert "--from and --to are the same database" in run("--from", url, "--to", url)
     assert "Missing option '--to'" in run("--from", url)
+    out = run("--from", url, "--to", "sqlite:///x.db", "--to-blobs", "ftp://host/blobs")
+    assert "--to-blobs 'ftp://host/blobs': give s3://BUCKET[/PREFIX]" in out
     target = pg_cluster.create_database()
     digest = next(iter(blobs))
     (data / "blobs" / digest[:2] / digest).write_bytes(b"not the bytes")

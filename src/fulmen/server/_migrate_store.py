@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fulmen.server import _blobs
 from fulmen.server._blobs import BlobStore, FileBlobs, copy_blob
 from fulmen.server._sqlstore import SqlStore
 from fulmen.server.store import open_store, parse_database, redact
@@ -49,19 +50,23 @@ class Migrated:
     changed: int = 0
 
 
-def open_blobs(setting: str | None, data: Path) -> BlobStore:
-    """The blob store for ``--from-blobs`` / ``--to-blobs``: a folder (default ``DATA/blobs``)."""
-    if setting and "://" in setting:
-        raise MigrateError(
-            f"--from-blobs/--to-blobs {setting!r}: give a folder (this server's blob stores are "
-            "folders; the default is DATA/blobs)"
-        )
-    return FileBlobs(Path(setting).expanduser() if setting else data / "blobs")
+def open_blobs(setting: str | None, data: Path, option: str = "--from-blobs") -> BlobStore:
+    """The blob store for ``--from-blobs`` / ``--to-blobs``, as ``fulmen server --blobs`` takes
+    it: a folder (default ``DATA/blobs``), ``file:///PATH`` or ``s3://BUCKET[/PREFIX]`` (an
+    S3-compatible object store; endpoint and credentials from the AWS settings)."""
+    try:
+        return _blobs.open_blobs(setting, data)
+    except ValueError as exc:
+        raise MigrateError(str(exc).replace("--blobs", option)) from None
 
 
 def _same_blobs(a: BlobStore, b: BlobStore) -> bool:
-    roots = [getattr(s, "root", None) for s in (a, b)]
-    return None not in roots and Path(str(roots[0])).resolve() == Path(str(roots[1])).resolve()
+    """Whether two blob stores are one (then the blobs are only checked, not copied)."""
+    if a is b:
+        return True
+    if isinstance(a, FileBlobs) and isinstance(b, FileBlobs):
+        return Path(a.root).resolve() == Path(b.root).resolve()
+    return not isinstance(a, FileBlobs) and a.describe() == b.describe()
 
 
 def _open(url: str, data: Path, role: str) -> SqlStore:
