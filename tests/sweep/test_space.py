@@ -156,3 +156,26 @@ def test_bayes_proposes_values_of_every_distribution() -> None:
             assert value in ("a", "b")
         else:
             assert _support_ok(p.name, value), (p.name, value)
+
+
+@pytest.mark.parametrize("goal", ["minimize", "maximize"])
+def test_bayes_past_its_window_still_learns_from_the_oldest_best_trials(goal: str) -> None:
+    # 400 trials: the 25 best are the OLDEST (x near 2), the 375 later ones are poor and spread
+    # out. TPE's window (the best 25 and the 250 most recent) keeps the old best, so proposals
+    # gather near x = 2; a window of recent trials alone would scatter them over [0, 10].
+    from fulmen.sweep._controller import Trial
+    from fulmen.sweep._engine import WINDOW_BEST, WINDOW_RECENT
+
+    config = parse({"method": "bayes", "metric": {"name": "m", "goal": goal},
+                    "parameters": {"x": {"min": 0.0, "max": 10.0}}})  # fmt: skip
+    rng = random.Random(1)
+    sign = 1.0 if goal == "minimize" else -1.0
+    trials = []
+    for n in range(400):
+        x = 2.0 + rng.uniform(-0.2, 0.2) if n < 25 else rng.uniform(0.0, 10.0)
+        value = sign * (rng.uniform(0.0, 1.0) if n < 25 else rng.uniform(5.0, 9.0))
+        trials.append(Trial("s", n, f"r{n}", {"x": x}, state="finished", value=value,
+                            latent={"x": x}))  # fmt: skip
+    assert len(trials) > WINDOW_BEST + WINDOW_RECENT
+    xs = [propose(config, trials, set(), seed=s, number=400).params["x"] for s in range(12)]
+    assert 1.0 < statistics.median(xs) < 3.0, xs
