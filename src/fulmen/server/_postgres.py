@@ -106,6 +106,21 @@ class PostgresDialect:
             "WHERE t.value ILIKE ? ESCAPE '\\')"
         )
 
+    def key_paths(self, column: str) -> str:
+        def inside(value: str) -> str:
+            return (f"(jsonb_typeof({value}) = 'object' AND NOT jsonb_exists({value}, '_type') "
+                    f"AND {value} <> '{{}}'::jsonb)")  # fmt: skip
+
+        each = f"CASE WHEN jsonb_typeof(runs.{column}) = 'object' THEN runs.{column} END"
+        return (
+            "WITH RECURSIVE walk(path, value, inside) AS ("
+            f"SELECT ARRAY[j.key], j.value, {inside('j.value')} FROM runs, jsonb_each({each}) AS j "
+            "WHERE runs.entity=? AND runs.project=? "
+            f"UNION ALL SELECT w.path || e.key, e.value, {inside('e.value')} "
+            "FROM walk AS w, jsonb_each(CASE WHEN w.inside THEN w.value END) AS e) "
+            "SELECT path, inside, count(*) FROM walk GROUP BY path, inside"
+        )
+
     def object_keys(self, column: str) -> str:
         # a column that is not an object (a hand edit) has no keys, rather than failing the query
         return (

@@ -72,6 +72,23 @@ class SqliteDialect:
     def object_keys(self, column: str) -> str:
         return f"json_each({_valid('runs.' + column)}) AS j"
 
+    def key_paths(self, column: str) -> str:
+        # json_each level by level (json_tree would walk into every list and media value too)
+        def inside(kind: str, value: str) -> str:
+            return (f"CASE WHEN {kind}='object' THEN json_extract({value}, '$._type') IS NULL "
+                    f"AND {value}!='{{}}' ELSE 0 END")  # fmt: skip
+
+        return (
+            "WITH RECURSIVE walk(path, value, inside) AS ("
+            f"SELECT json_array(j.key), j.value, {inside('j.type', 'j.value')} "
+            f"FROM runs, json_each({_valid('runs.' + column)}) AS j "
+            "WHERE runs.entity=? AND runs.project=? "
+            f"UNION ALL SELECT json_insert(w.path, '$[#]', e.key), e.value, "
+            f"{inside('e.type', 'e.value')} "
+            "FROM walk AS w, json_each(CASE WHEN w.inside THEN w.value END) AS e) "
+            "SELECT path, inside, count(*) FROM walk GROUP BY path, inside"
+        )
+
 
 def _decode_text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")  # a TEXT value that is not UTF-8 must not fail a read
