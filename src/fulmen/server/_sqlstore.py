@@ -126,12 +126,18 @@ class Dialect(Protocol):
         """A FROM item with a column ``key``: the top-level keys of ``runs.<column>``."""
         ...
 
+    def top_keys(self, column: str) -> str:
+        """A query, with two ``?`` (entity, project), answering ``(key, inside, n)``: each
+        top-level key of ``runs.<column>`` of the project's runs, true where its value is an
+        object to walk into (not a media value, with a ``_type`` key, nor an empty object),
+        and the number of runs that have it."""
+        ...
+
     def key_paths(self, column: str) -> str:
-        """A query, with two ``?`` (entity, project), answering ``(path, inside, n)``: every
-        path into the JSON objects of ``runs.<column>`` of the project's runs, walked into
-        nested objects but media values (a ``_type`` key) and empty objects (nothing inside a
-        list); ``path`` its keys (a JSON array's text, or a list), ``inside`` true where the
-        value there is an object walked into, ``n`` the number of runs that have it."""
+        """A query, as ``top_keys``, answering ``(path, inside, n)`` for every path inside the
+        top-level objects to walk into (``path``: its keys, as a JSON array's text or a list),
+        walked into nested objects but media values and empty objects (nothing inside a
+        list)."""
         ...
 
 
@@ -991,16 +997,23 @@ class SqlStore:
 
     def _read_columns(self, con: Connection, entity: str, project: str) -> dict[str, Any]:
         out: dict[str, Any] = {"paths": {}}
+        dialect = self.engine.dialect
         for column in ("config", "summary"):
             top: collections.Counter[str] = collections.Counter()
             leaves: collections.Counter[str] = collections.Counter()
-            for path, inside, n in con.execute(
-                self.engine.dialect.key_paths(column), (entity, project)
+            nested = False
+            for key, inside, n in con.execute(dialect.top_keys(column), (entity, project)):
+                top[str(key)] += int(n)
+                if inside:
+                    nested = True
+                else:
+                    leaves[str(key)] += int(n)
+            # the nested objects' insides, only when there are some (a flat config never has)
+            for path, inside, n in (
+                con.execute(dialect.key_paths(column), (entity, project)) if nested else ()
             ):
                 keys = json.loads(path) if isinstance(path, str) else path
-                if len(keys) == 1:
-                    top[str(keys[0])] += int(n)
-                if not inside:
+                if len(keys) > 1 and not inside:
                     leaves[".".join(str(k) for k in keys)] += int(n)
             out[column] = dict(sorted(top.items()))
             out["paths"][column] = dict(sorted(leaves.items()))
