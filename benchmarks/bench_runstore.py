@@ -78,7 +78,9 @@ def cases(engine: str, store: Any, runs: int) -> list[Case]:
         out += [
             Case(
                 f"columns, first: {label}",
-                _timed(lambda p=project: store.columns("bench", p), lambda p=project: _touch(store, p)),
+                _timed(
+                    lambda p=project: store.columns("bench", p), lambda p=project: _touch(store, p)
+                ),
                 baseline=f"columns, first: {base}",
             ),
             Case(

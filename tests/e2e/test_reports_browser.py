@@ -335,7 +335,8 @@ def check_comparer(page: Any, linked: bool) -> None:
         assert row in seen["visible"]
     full = "/datasets/" + "shard/" * 10 + "a0"
     assert seen["cell"]["title"] == full  # cut in the cell, whole in its title
-    assert seen["cell"]["text"].endswith("\u2026") and len(seen["cell"]["text"]) < len(full)
+    assert seen["cell"]["text"].endswith("\u2026")
+    assert len(seen["cell"]["text"]) < len(full)
     drawn = panel.evaluate("(p) => p.fulmen")
     assert "config.seed" in drawn["differing"]
     assert "config.optimizer" not in drawn["differing"]

@@ -359,7 +359,9 @@ def _compare(panel: dict[str, Any], data: dict[str, Any]) -> list[str]:
     """The run comparer as a markdown table: a column per run, a row per run field, config path
     and summary metric (only those that differ with ``diff_only``)."""
     runs = data.get("runs", [])[:50]
-    rows: list[tuple[str, list[Any]]] = [(f, [r.get(f) for r in runs]) for f in ("state", "runtime")]
+    rows: list[tuple[str, list[Any]]] = [
+        (f, [r.get(f) for r in runs]) for f in ("state", "runtime")
+    ]
     for part in ("config", "summary"):
         flat = [_leaves(r.get(part), "", {}) for r in runs]
         for name in sorted({k for f in flat for k in f}):
