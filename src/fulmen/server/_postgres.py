@@ -106,34 +106,12 @@ class PostgresDialect:
             "WHERE t.value ILIKE ? ESCAPE '\\')"
         )
 
-    def top_keys(self, column: str) -> str:
-        each = f"CASE WHEN jsonb_typeof(runs.{column}) = 'object' THEN runs.{column} END"
-        return (f"SELECT j.key, {_inside('j.value')}, count(*) FROM runs, jsonb_each({each}) AS j "
-                "WHERE runs.entity=? AND runs.project=? GROUP BY 1, 2")  # fmt: skip
-
-    def key_paths(self, column: str) -> str:
-        each = f"CASE WHEN jsonb_typeof(runs.{column}) = 'object' THEN runs.{column} END"
-        return (
-            "WITH RECURSIVE walk(path, value, inside) AS ("
-            f"SELECT ARRAY[j.key], j.value, true FROM runs, jsonb_each({each}) AS j "
-            f"WHERE runs.entity=? AND runs.project=? AND {_inside('j.value')} "
-            f"UNION ALL SELECT w.path || e.key, e.value, {_inside('e.value')} "
-            "FROM walk AS w, jsonb_each(CASE WHEN w.inside THEN w.value END) AS e) "
-            "SELECT path, inside, count(*) FROM walk GROUP BY path, inside"
-        )
-
     def object_keys(self, column: str) -> str:
         # a column that is not an object (a hand edit) has no keys, rather than failing the query
         return (
             f"jsonb_object_keys(CASE WHEN jsonb_typeof(runs.{column}) = 'object' "
             f"THEN runs.{column} END) AS j(key)"
         )
-
-
-def _inside(value: str) -> str:
-    """SQL: true where a jsonb value is an object to walk into (not media, not empty)."""
-    return (f"(jsonb_typeof({value}) = 'object' AND NOT jsonb_exists({value}, '_type') "
-            f"AND {value} <> '{{}}'::jsonb)")  # fmt: skip
 
 
 def _configure(raw: psycopg.Connection[Any]) -> None:

@@ -72,31 +72,6 @@ class SqliteDialect:
     def object_keys(self, column: str) -> str:
         return f"json_each({_valid('runs.' + column)}) AS j"
 
-    def top_keys(self, column: str) -> str:
-        each = f"json_each({_valid('runs.' + column)}) AS j"
-        return (f"SELECT j.key, {_inside('j.type', 'j.value')}, count(*) FROM runs, {each} "
-                "WHERE runs.entity=? AND runs.project=? GROUP BY 1, 2")  # fmt: skip
-
-    def key_paths(self, column: str) -> str:
-        # json_each level by level from the objects to walk into (json_tree would walk into
-        # every list and media value too)
-        return (
-            "WITH RECURSIVE walk(path, value, inside) AS ("
-            f"SELECT json_array(j.key), j.value, 1 "
-            f"FROM runs, json_each({_valid('runs.' + column)}) AS j "
-            f"WHERE runs.entity=? AND runs.project=? AND {_inside('j.type', 'j.value')} "
-            f"UNION ALL SELECT json_insert(w.path, '$[#]', e.key), e.value, "
-            f"{_inside('e.type', 'e.value')} "
-            "FROM walk AS w, json_each(CASE WHEN w.inside THEN w.value END) AS e) "
-            "SELECT path, inside, count(*) FROM walk GROUP BY path, inside"
-        )
-
-
-def _inside(kind: str, value: str) -> str:
-    """SQL: true where a json_each value is an object to walk into (not media, not empty)."""
-    return (f"CASE WHEN {kind}='object' THEN json_extract({value}, '$._type') IS NULL "
-            f"AND {value}!='{{}}' ELSE 0 END")  # fmt: skip
-
 
 def _decode_text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")  # a TEXT value that is not UTF-8 must not fail a read

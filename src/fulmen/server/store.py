@@ -113,6 +113,27 @@ class RunPage:
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
+def column_paths(docs: Iterator[dict[str, Any]]) -> dict[str, int]:
+    """Every leaf path of ``docs`` (config or summary objects) dotted (``model.depth``), with the
+    number of docs that have it. Nested objects are walked, except media values (a ``_type`` key)
+    and empty objects, which are leaves like lists and scalars. Shared by the stores: the runs
+    table's column picker lists these."""
+    counts: dict[str, int] = {}
+
+    def walk(obj: dict[str, Any], prefix: str) -> None:
+        for key, value in obj.items():
+            path = prefix + key
+            if isinstance(value, dict) and value and "_type" not in value:
+                walk(value, path + ".")
+            else:
+                counts[path] = counts.get(path, 0) + 1
+
+    for doc in docs:
+        if isinstance(doc, dict):
+            walk(doc, "")
+    return dict(sorted(counts.items()))
+
+
 class Store(Protocol):
     """Every read and write the server makes. Names are validated before they get here."""
 
@@ -140,9 +161,7 @@ class Store(Protocol):
 
     def columns(self, entity: str, project: str) -> dict[str, Any]:
         """``{"config", "summary", "history"}``: top-level keys with their number of runs, and
-        ``"paths": {"config", "summary"}``: every leaf path, dotted (``model.depth``), with its
-        number of runs. Nested objects are walked, except media values (a ``_type`` key) and empty
-        objects, which are leaves like scalars and lists (nothing inside a list is a path)."""
+        ``"paths": {"config", "summary"}``, the leaf paths (``column_paths``)."""
         ...
 
     def run(self, entity: str, project: str, run_id: str) -> dict[str, Any]: ...
