@@ -30,7 +30,9 @@ import fulmen.track as wandb
 for spec in sys.argv[1:]:  # one run after the other: "id,optimizer,seed"
     run_id, opt, seed = spec.split(",")[0], spec.split(",")[1], int(spec.split(",")[2])
     run = wandb.init(project="rep", id=run_id, name=f"{opt}-{seed}",
-                     config={"optimizer": opt, "seed": seed})
+                     config={"optimizer": opt, "seed": seed,
+                             "model": {"depth": 4, "width": 32 * (seed + 1)},
+                             "data": "/datasets/" + "shard/" * 10 + run_id})
     scale = (1.0 if opt == "adam" else 2.0) + seed / 10
     for i in range(50):
         run.log({"train/loss": scale / (i + 1), "val/acc": 1 - scale / (i + 4)})
@@ -159,7 +161,8 @@ DRAWN = """() => {
         bars: all('.fp-panel[data-kind="bar"]').map((p) => p.fulmen.bars.map((b) => b.label)
             .sort()),
         scalars: all('.fp-panel[data-kind="scalar"] .fp-scalar').map((e) => e.textContent),
-        rows: all('.fp-panel[data-kind="table"]').map((p) => p.fulmen.rows),
+        rows: all('.fp-panel[data-kind="table"]:not([data-compare])').map((p) => p.fulmen.rows),
+        compare: all('.fp-panel[data-compare]').map((p) => p.fulmen),
         images: all('.fp-panel[data-kind="media"] img').filter(loaded).length,
         math: all(".block-markdown math").length,
     };
@@ -287,6 +290,122 @@ def test_the_export_draws_every_chart_from_a_file_with_no_network(
     finally:
         context.close()
     assert asked == []
+    assert errors == []
+
+
+COMPARER = """(p) => ({
+    heads: [...p.querySelectorAll("thead th.fp-compare-run")].map((th) => ({
+        run: th.dataset.run, name: th.textContent, href: th.querySelector("a")?.getAttribute("href")
+            || null, swatch: th.querySelector(".fp-swatch").style.background})),
+    visible: [...p.querySelectorAll("tbody tr[data-row]")].filter((r) => r.offsetParent !== null)
+        .map((r) => r.dataset.row),
+    cell: (() => {
+        const td = p.querySelector('tr[data-row="config.data"] td');
+        return td ? {text: td.textContent, title: td.title} : null;
+    })(),
+})"""
+
+
+def comparer_report(server: Server) -> wr.Report:
+    """a0 and a1: the same optimizer and model depth, another seed, width and data path."""
+    report = wr.Report(
+        project="rep",
+        title="a0 against a1",
+        blocks=[
+            wr.PanelGrid(
+                runsets=[wr.Runset(name="adam", selection=["a0", "a1"])],
+                panels=[wr.RunComparer(title="side by side")],
+            )
+        ],
+    )
+    report.save(base_url=server.url)
+    return report
+
+
+def check_comparer(page: Any, linked: bool) -> None:
+    panel = page.locator(".fp-panel[data-compare]")
+    seen = panel.evaluate(COMPARER)
+    assert [h["run"] for h in seen["heads"]] == ["a0", "a1"]  # a column per run, in run order
+    assert [h["name"] for h in seen["heads"]] == ["adam-0", "adam-1"]
+    assert all(h["swatch"] for h in seen["heads"])
+    if linked:
+        assert [h["href"] for h in seen["heads"]] == ["/local/rep/runs/a0", "/local/rep/runs/a1"]
+    for row in ("state", "config.optimizer", "config.seed", "config.model.depth",
+                "config.model.width", "summary.val/acc"):  # fmt: skip
+        assert row in seen["visible"]
+    full = "/datasets/" + "shard/" * 10 + "a0"
+    assert seen["cell"]["title"] == full  # cut in the cell, whole in its title
+    assert seen["cell"]["text"].endswith("\u2026")
+    assert len(seen["cell"]["text"]) < len(full)
+    drawn = panel.evaluate("(p) => p.fulmen")
+    assert "config.seed" in drawn["differing"]
+    assert "config.optimizer" not in drawn["differing"]
+    assert "config.model.depth" not in drawn["differing"]
+    # differences only: the equal rows go, the differing stay
+    panel.locator("input.fp-diff-only").check()
+    seen = panel.evaluate(COMPARER)
+    assert "config.seed" in seen["visible"]
+    assert "config.model.width" in seen["visible"]
+    assert "config.optimizer" not in seen["visible"]
+    assert "config.model.depth" not in seen["visible"]
+    assert "state" not in seen["visible"]  # both finished
+    panel.locator("input.fp-diff-only").uncheck()
+    assert "config.optimizer" in panel.evaluate(COMPARER)["visible"]
+
+
+def test_a_run_comparer_shows_the_runs_side_by_side_and_their_differences(
+    server: Server, page: Any
+) -> None:
+    report = comparer_report(server)
+    page.goto(report.url)
+    page.wait_for_selector("body[data-ready='1'] .fp-panel[data-compare] tr[data-row]")
+    check_comparer(page, linked=True)
+    page.screenshot(path=str(ARTIFACTS / "report-comparer.png"), full_page=True)
+    # diff_only in the spec: the panel opens with the equal rows hidden
+    only = wr.Report(
+        project="rep",
+        title="differences only",
+        blocks=[
+            wr.PanelGrid(
+                runsets=[wr.Runset(selection=["a0", "a1"])],
+                panels=[wr.RunComparer(diff_only=True)],
+            )
+        ],
+    )
+    only.save(base_url=server.url)
+    page.goto(only.url)
+    page.wait_for_selector("body[data-ready='1'] .fp-panel[data-compare] tr.fp-differs")
+    seen = page.locator(".fp-panel[data-compare]").evaluate(COMPARER)
+    assert "config.seed" in seen["visible"]
+    assert "config.optimizer" not in seen["visible"]
+    assert page.is_checked("input.fp-diff-only")
+    assert page.problems == []
+
+
+def test_the_exported_run_comparer_draws_from_a_file(
+    server: Server, browser: Any, tmp_path: Path
+) -> None:
+    report = comparer_report(server)
+    out = tmp_path / "comparer.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "fulmen", "report", "export", report.url, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.route(re.compile(r"^(?!file:|data:|blob:).*"), lambda route: route.abort())
+    try:
+        offline = context.new_page()
+        errors: list[str] = []
+        offline.on("pageerror", lambda e: errors.append(str(e)))
+        offline.goto(out.as_uri())
+        offline.wait_for_selector("body[data-ready='1'] .fp-panel[data-compare] tr[data-row]")
+        check_comparer(offline, linked=False)
+    finally:
+        context.close()
     assert errors == []
 
 

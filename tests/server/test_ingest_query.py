@@ -206,6 +206,58 @@ def test_runs_filter_sort_page(client: TestClient) -> None:
     assert projects[0]["runs"] == 12
 
 
+def test_columns_list_leaf_paths(client: TestClient) -> None:
+    """The column picker's paths, walked by each engine's SQL: into nested objects, not into
+    lists, media values or empty objects; keys with spaces, dots and quotes kept whole."""
+    image = {"_type": "image-file", "path": "media/a.png", "width": 2}
+    for i, config in enumerate(
+        [
+            {"model": {"depth": 2, "act": {"name": "relu"}}, "sizes": [1, {"x": 2}], "empty": {}},
+            {"model": 3, "key with space": {"k.d": 1, 'q"uote': {"deep": [{"no": 1}]}}},
+        ]
+    ):
+        w = LogWriter()
+        w.run(f"c{i}")
+        w.record("config", config)
+        w.record("summary", {"update": {"img": image, "val/loss": 0.5, "m": {"a": i, "i": image}}})
+        post(client, f"c{i}", w.body())
+    columns = client.get("/api/v1/entities/local/projects/proj/columns").json()
+    assert columns["config"] == {"empty": 1, "key with space": 1, "model": 2, "sizes": 1}
+    assert columns["paths"]["config"] == {
+        "empty": 1,
+        "key with space.k.d": 1,
+        'key with space.q"uote.deep': 1,
+        "model": 1,
+        "model.act.name": 1,
+        "model.depth": 1,
+        "sizes": 1,
+    }
+    assert columns["summary"] == {"img": 2, "m": 2, "val/loss": 2}
+    assert columns["paths"]["summary"] == {"img": 2, "m.a": 2, "m.i": 2, "val/loss": 2}
+
+
+def test_a_runs_page_reads_its_rows_in_chunks_in_sort_order(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page sorts only the runs' ids, then reads their rows (a chunk of ids at a time): the
+    runs come back in the sort's order, whatever the chunks."""
+    from fulmen.server import _sqlstore
+
+    monkeypatch.setattr(_sqlstore, "PAGE_CHUNK", 3)
+    for i in range(8):
+        w = LogWriter()
+        w.run(f"p{i}")
+        w.record("summary", {"update": {"acc": (i * 5) % 8 / 8}})
+        post(client, f"p{i}", w.body())
+    everything = client.get(RUNS, params={"sort": "-summary.acc"}).json()["runs"]
+    order = [r["id"] for r in everything]
+    assert order == sorted(order, key=lambda i: -((int(i[1:]) * 5) % 8))
+    page = client.get(RUNS, params={"sort": "-summary.acc", "limit": 5, "offset": 2}).json()
+    assert page["total"] == 8
+    assert [r["id"] for r in page["runs"]] == order[2:7]
+    assert page["runs"][0]["summary"] == everything[2]["summary"]
+
+
 def test_runs_filter_on_run_fields_contains_and_sort(client: TestClient) -> None:
     """The runs table's filter expressions become these: the run's own fields (name, state,
     tags, group, id, runtime...), ``~`` (contains), and sorting by any of them."""

@@ -244,3 +244,49 @@ def test_a_chart_of_many_runs_is_each_runs_chart(store: SqlStore, x: str) -> Non
             assert float(np.nanmax(s["max"])) == max(np.sin(i / 50.0) + rows for i in range(rows))
     with pytest.raises(NotFound, match="r9"):
         store.history("local", "proj", HistoryQuery(("r0", "r9"), ("loss",)))
+
+
+def test_columns_are_kept_until_a_run_of_the_project_changes(store: Store) -> None:
+    """The columns() answer is kept per project, and read again once a run of it changes: a new
+    run, a new batch of an existing one (a config key, a tag), a run gone; another project's
+    changes leave it kept."""
+    assert isinstance(store, SqlStore)
+    w = LogWriter()
+    w.run("r1")
+    w.record("config", {"lr": 0.1})
+    store.ingest("local", "proj", "r1", w.body())
+    first = store.columns("local", "proj")
+    assert first["config"] == {"lr": 1}
+    first["config"]["lr"] = 99  # a caller's copy: what is kept is not changed
+    calls: list[str] = []
+    read = store._read_columns
+
+    def counted(con: object, entity: str, project: str) -> dict[str, object]:
+        calls.append(project)
+        return read(con, entity, project)  # type: ignore[arg-type]
+
+    store._read_columns = counted  # type: ignore[method-assign]
+    assert store.columns("local", "proj")["config"] == {"lr": 1}
+    assert calls == []  # kept
+    other = LogWriter()
+    other.run("o1", "other")
+    store.ingest("local", "other", "o1", other.body())
+    assert store.columns("local", "proj")["config"] == {"lr": 1}
+    assert calls == []  # another project changed, not this one
+    w.record("config", {"model": {"depth": 3}})
+    store.ingest("local", "proj", "r1", w.frames[-1])
+    assert store.columns("local", "proj")["paths"]["config"] == {"lr": 1, "model.depth": 1}
+    assert calls == ["proj"]
+    w.run("r1", tags=["new"])  # a tags edit: a run record of the same run
+    store.ingest("local", "proj", "r1", w.frames[-1])
+    store.columns("local", "proj")
+    assert calls == ["proj", "proj"]
+    two = LogWriter()
+    two.run("r2")
+    two.record("config", {"lr": 0.2})
+    store.ingest("local", "proj", "r2", two.body())
+    assert store.columns("local", "proj")["config"] == {"lr": 2, "model": 1}
+    with store.engine.write() as con:  # a run gone (no route deletes runs yet)
+        con.execute("DELETE FROM runs WHERE run_id=?", ("r2",))
+    assert store.columns("local", "proj")["config"] == {"lr": 1, "model": 1}
+    assert calls == ["proj", "proj", "proj", "proj"]

@@ -222,6 +222,13 @@ def test_export_as_markdown_draws_png_charts(server: str, tmp_path: Path) -> Non
     text = out.read_text()
     assert text.startswith("# Adam or SGD?")
     assert "| name | config.optimizer | summary.val/acc |" in text
+    # the run comparer: a column per run; differences only, so the adam run set has no
+    # optimizer row (the same in both runs) while the run set of all three has it
+    assert "| | adam-a1 | adam-a2 | sgd-s1 |" in text
+    assert "| config.optimizer | adam | adam | sgd |" in text
+    assert "| config.lr | 0.1 | 0.12 | 0.2 |" in text
+    assert "| | adam-a1 | adam-a2 |" in text.splitlines()
+    assert "| config.optimizer | adam | adam |" not in text.splitlines()
     charts = sorted((tmp_path / "out" / "report_files").glob("chart-*.png"))
     assert len(charts) == 2 * 3  # line, bar, scalar for each of the two run sets
     for chart in charts:

@@ -14,6 +14,7 @@ it by Pillow (imported only here), images written as files too.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from collections.abc import Callable
@@ -342,6 +343,39 @@ def _table(panel: dict[str, Any], data: dict[str, Any]) -> list[str]:
     return [*rows, ""]
 
 
+def _leaves(obj: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
+    """A config or summary object's leaf paths, as the run comparer of panels.js walks them."""
+    for key, value in (obj if isinstance(obj, dict) else {}).items():
+        if not prefix and key.startswith("_"):
+            continue
+        if isinstance(value, dict) and value and "_type" not in value:
+            _leaves(value, f"{prefix}{key}.", out)
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _compare(panel: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """The run comparer as a markdown table: a column per run, a row per run field, config path
+    and summary metric (only those that differ with ``diff_only``)."""
+    runs = data.get("runs", [])[:50]
+    rows: list[tuple[str, list[Any]]] = [
+        (f, [r.get(f) for r in runs]) for f in ("state", "runtime")
+    ]
+    for part in ("config", "summary"):
+        flat = [_leaves(r.get(part), "", {}) for r in runs]
+        for name in sorted({k for f in flat for k in f}):
+            rows.append((f"{part}.{name}", [f.get(name) for f in flat]))
+    lines = ["| | " + " | ".join(_cell(r.get("name") or r["id"]) for r in runs) + " |"]
+    lines.append("|---|" + "---|" * len(runs))
+    for name, values in rows:
+        same = all(json.dumps(v, sort_keys=True) == json.dumps(values[0], sort_keys=True)
+                   for v in values)  # fmt: skip
+        if not (panel.get("diff_only") and same):
+            lines.append(f"| {name} | " + " | ".join(_cell(v) for v in values) + " |")
+    return [*lines, ""]
+
+
 def write_markdown(payload: dict[str, Any], out: Path) -> list[Path]:
     """Write the report of ``payload`` (``GET .../reports/{id}/data``'s answer) as markdown to
     ``out``, its charts and images as PNG files in ``<out stem>_files/``; the files written."""
@@ -369,7 +403,7 @@ def write_markdown(payload: dict[str, Any], out: Path) -> list[Path]:
                     name = f"chart-{n}-{runset['id']}-{i}.png"
                     lines += [f"![{title}]({asset(name, png)})", ""]
                 elif panel.get("kind") == "table":
-                    lines += _table(panel, data)
+                    lines += _compare(panel, data) if panel.get("compare") else _table(panel, data)
                 elif panel.get("kind") == "markdown":
                     lines += [str(panel.get("text") or ""), ""]
                 else:

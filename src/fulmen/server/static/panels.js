@@ -183,6 +183,7 @@
     let ids = opts.runs ? opts.runs.slice() : null;
     let ranked = null;
     const fieldCache = new Map(); // "config.lr" -> Promise of Map(run id -> value)
+    const whole = new Map(); // run id -> {updated, run: Promise of the whole run} (fullRuns)
 
     function rankAll() { // the project's runs in creation order: their colours
       if (!ranked) {
@@ -263,6 +264,18 @@
       },
       mediaUrl(runId, path) {
         return api(`${runPath(runId)}/media/files/${String(path).split("/").map(enc).join("/")}`);
+      },
+      // these runs whole (the page's run objects may hold only its table's columns): GET
+      // .../runs/{id} each, kept while the run's "updated" stays
+      async fullRuns(runs) {
+        if (!given) return runs;
+        return Promise.all(runs.map((r) => {
+          const kept = whole.get(r.id);
+          if (kept && kept.updated === r.updated) return kept.run;
+          const run = getJSON(api(runPath(r.id))).catch(() => r);
+          whole.set(r.id, { updated: r.updated, run });
+          return run;
+        }));
       },
       // everything `panels` need, as JSON (the exported report and frozen run sets embed it)
       async snapshot(panels, so) {
@@ -450,7 +463,7 @@
       case "scalar": case "bar": return `${spec.metric || ""}${spec.agg && spec.agg !== "last" ? ` (${spec.agg})` : ""}`;
       case "scatter": return `${spec.y || ""} vs ${spec.x || ""}`;
       case "parallel": return "parallel coordinates";
-      case "table": return "runs";
+      case "table": return spec.compare ? "run comparer" : "runs";
       case "media": case "histogram": return spec.key || "";
       default: return "";
     }
@@ -1104,8 +1117,119 @@
     root.fulmen = { kind: "parallel", axes: axesInfo.map((a) => ({ column: a.col, lo: a.lo, hi: a.hi, categories: a.cats || null })), runs: drawn };
   });
 
+  // the run comparer (a table panel with "compare": true, W&B's RunComparer): the runs as
+  // columns, a row per run field, config path (model.depth) and summary metric; diff_only (the
+  // spec's, then the panel's toggle) hides the rows whose value is the same in every run
+  const COMPARE_RUNS = 50; // columns at most (the first runs of the run set)
+  const COMPARE_CHARS = 48; // a longer value is cut, the whole of it in the cell's title
+  const RUN_ROWS = [["state", (r) => r.state, (v) => text(v)],
+    ["created", (r) => r.created, (v) => (finite(v) ? new Date(v * 1000).toISOString().slice(0, 19).replace("T", " ") : "")],
+    ["runtime", (r) => r.runtime, (v) => (finite(v) ? duration(v) : "")]];
+
+  function duration(s) {
+    const t = Math.round(s), h = Math.floor(t / 3600), m = Math.floor((t % 3600) / 60);
+    return h ? `${h}h ${m}m ${t % 60}s` : m ? `${m}m ${t % 60}s` : `${Math.round(s * 10) / 10}s`;
+  }
+
+  // a config or summary object's leaf paths (nested objects walked, but media values with a
+  // _type, empty objects, lists and scalars are leaves), top-level keys with "_" left out
+  function leaves(obj, prefix, out) {
+    for (const [k, v] of Object.entries(obj || {})) {
+      if (!prefix && k.startsWith("_")) continue;
+      const path = prefix + k;
+      if (v && typeof v === "object" && !Array.isArray(v) && !("_type" in v) && Object.keys(v).length) leaves(v, path + ".", out);
+      else out.set(path, v);
+    }
+    return out;
+  }
+
+  function compareTable(body, spec, all, source, ctx, root) {
+    const runs = all.slice(0, COMPARE_RUNS);
+    const rows = []; // [section, label, values per run, shown text per run]
+    for (const [label, get, show] of RUN_ROWS) {
+      const vals = runs.map(get);
+      rows.push(["run", label, vals, vals.map(show)]);
+    }
+    for (const part of ["config", "summary"]) {
+      const flat = runs.map((r) => leaves(r[part], "", new Map()));
+      const names = [...new Set(flat.flatMap((f) => [...f.keys()]))].sort();
+      for (const name of names) {
+        const vals = flat.map((f) => f.get(name));
+        rows.push([part, name, vals, vals.map((v) => (v && typeof v === "object" && "_type" in v ? String(v._type) : text(v)))]);
+      }
+    }
+    const bar = el("div", "fp-compare-bar");
+    const toggle = el("label", "fp-field"), box = el("input", "fp-diff-only");
+    box.type = "checkbox"; box.checked = !!spec.diff_only;
+    toggle.append(box, document.createTextNode(" differences only"));
+    const note = el("span", "muted fp-compare-note");
+    bar.append(toggle, note);
+    const wrap = el("div", "fp-table-wrap fp-compare-wrap"), t = el("table", "plain fp-table fp-compare");
+    const head = el("tr"); head.append(el("th", "fp-compare-key", ""));
+    for (const r of runs) {
+      const th = el("th", "fp-compare-run"); th.dataset.run = r.id; th.title = r.id;
+      const dot = el("span", "fp-swatch"); dot.style.background = color(r.id);
+      const name = r.name || r.id;
+      let label;
+      if (source.kind === "api" && source.entity) {
+        label = el("a", "", name);
+        label.href = `/${enc(source.entity)}/${enc(source.project)}/runs/${enc(r.id)}`;
+      } else label = el("span", "", name);
+      th.append(dot, label);
+      th.addEventListener("click", (e) => { if (e.target === label && label.tagName === "A") return; ctx.setHighlight(r.id); });
+      head.append(th);
+    }
+    const thead = el("thead"); thead.append(head);
+    const tbody = el("tbody"), differing = [], sections = new Map();
+    for (const [section, label, vals, shown] of rows) {
+      if (!sections.has(section)) {
+        const tr = el("tr", "fp-compare-section"); tr.dataset.section = section;
+        const th = el("th", "", section); th.colSpan = runs.length + 1; tr.append(th);
+        tbody.append(tr); sections.set(section, { tr, rows: [] });
+      }
+      const key = section === "run" ? label : `${section}.${label}`;
+      // run fields as shown (a created time to the second), config and summary by value
+      const seen = section === "run" ? shown : vals.map((v) => JSON.stringify(v === undefined ? null : v));
+      const same = seen.every((v) => v === seen[0]);
+      const tr = el("tr", same ? "fp-same" : "fp-differs"); tr.dataset.row = key;
+      tr.append(el("th", "fp-compare-key", label));
+      vals.forEach((v, i) => {
+        const full = shown[i], td = el("td", typeof v === "number" ? "num" : v === undefined ? "muted" : "");
+        td.dataset.run = runs[i].id;
+        td.textContent = v === undefined ? "-" : full.length > COMPARE_CHARS ? `${full.slice(0, COMPARE_CHARS - 1)}\u2026` : full;
+        if (v !== undefined && full.length > COMPARE_CHARS) td.title = full;
+        tr.append(td);
+      });
+      tbody.append(tr);
+      sections.get(section).rows.push([tr, same]);
+      if (!same) differing.push(key);
+    }
+    function apply() {
+      const only = box.checked;
+      for (const { tr, rows: mine } of sections.values()) {
+        for (const [row, same] of mine) row.hidden = only && same;
+        tr.hidden = only && mine.every(([, same]) => same);
+      }
+      const more = all.length > runs.length ? ` (the first ${runs.length} of ${all.length} runs)` : "";
+      note.textContent = `${differing.length} of ${rows.length} rows differ${more}`;
+      root.dataset.diffOnly = only ? "1" : "0";
+      root.fulmen = { kind: "compare", runs: runs.map((r) => r.id), rows: rows.map(([s, l]) => (s === "run" ? l : `${s}.${l}`)), differing, diff_only: only, shown: [...tbody.querySelectorAll("tr[data-row]")].filter((r) => !r.hidden).map((r) => r.dataset.row) };
+    }
+    box.addEventListener("change", apply);
+    t.append(thead, tbody); wrap.append(t); body.append(bar, wrap);
+    root.dataset.compare = "1";
+    apply();
+  }
+
   // the runs table: the runs table component (runtable.js) when the page has it, else a plain one
   const tablePanel = simple("table", async (body, spec, runs, source, ctx, root) => {
+    if (spec.compare) {
+      if (!(spec.layout && spec.layout.w)) root.style.gridColumn = "1 / -1"; // a column per run: the grid's width
+      // a page's run objects may hold only its table's columns: the comparer needs all of them
+      const whole = source.fullRuns ? await source.fullRuns(runs.slice(0, COMPARE_RUNS)) : runs;
+      compareTable(body, spec, runs.length > whole.length ? [...whole, ...runs.slice(whole.length)] : whole, source, ctx, root);
+      return;
+    }
     const cols = spec.columns && spec.columns.length ? spec.columns : ["name", "state"];
     const RT = window.FulmenRunTable;
     if (RT && typeof RT.mount === "function") {
@@ -1341,7 +1465,7 @@
     bar: [["title", "text"], ["metric", "metric"], ["agg", ["last", "min", "max", "mean"]], ["groupby", "groupby"]],
     scatter: [["title", "text"], ["x", "column"], ["y", "column"], ["color", "column"]],
     parallel: [["title", "text"], ["columns", "columns"]],
-    table: [["title", "text"], ["columns", "columns"]],
+    table: [["title", "text"], ["columns", "columns"], ["compare", "bool"], ["diff_only", "bool"]],
     media: [["title", "text"], ["key", "text"]],
     histogram: [["title", "text"], ["key", "text"]],
     markdown: [["title", "text"], ["text", "area"]],
