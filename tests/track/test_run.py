@@ -670,6 +670,7 @@ def test_online_with_a_server_configured(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("FULMEN_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("FULMEN_FINISH_TIMEOUT", "0.5")  # nothing listens there: don't wait 30 s
     run = track.init()  # a configured server makes online the default mode
     assert run.mode == "online"
     assert capsys.readouterr().err == ""
