@@ -261,11 +261,15 @@ def _decode_body(kind: int, body: bytes) -> tuple[int, Any]:
     return seq, json.loads(body[pos:])
 
 
-def read_records(source: str | Path | bytes | BinaryIO) -> Iterator[Record | Corrupt]:
+def read_records(
+    source: str | Path | bytes | BinaryIO, start: int = HEADER_SIZE
+) -> Iterator[Record | Corrupt]:
     """Every record of a run log in file order, with a ``Corrupt`` for each bad stretch.
 
     ``source`` is a path, the file's bytes, or a binary file object read from its start. A bad
-    header yields one ``Corrupt`` and nothing else.
+    header yields one ``Corrupt`` and nothing else. ``start``: where to begin reading (a frame's
+    offset, as a ``Record`` gives it; the header is still checked), to resume a reading without
+    copying the bytes.
     """
     if isinstance(source, (str, Path)):
         buf = Path(source).read_bytes()
@@ -283,7 +287,7 @@ def read_records(source: str | Path | bytes | BinaryIO) -> Iterator[Record | Cor
     if version > FORMAT_VERSION:
         yield Corrupt(0, HEADER_SIZE, f"format version {version} is newer than {FORMAT_VERSION}")
         return
-    pos, size = HEADER_SIZE, len(buf)
+    pos, size = max(start, HEADER_SIZE), len(buf)
     while pos < size:
         found = _try_frame(buf, pos)
         if isinstance(found, tuple):
