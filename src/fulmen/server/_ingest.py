@@ -266,7 +266,7 @@ class _Points:
         return out
 
 
-def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
+def decode_batch(body: bytes, held: int, state: RunState) -> Batch:  # noqa: PLR0915 (one loop)
     """Decode ``body`` (frames) against ``state`` (updated in place); see the module docstring."""
     buf = header() + body
     batch = Batch(held=held, first_seq=held + 1)
