@@ -53,7 +53,7 @@ def _rows(w: LogWriter, first: int, n: int, **extra: Any) -> None:
 
 def _runs_found(body: bytes) -> list[int]:
     buf = _ingest.header() + body
-    return [item.count for item in _ingest._items(buf) if isinstance(item, _ingest._Rows)]
+    return [item.n for item in _ingest._items(buf) if isinstance(item, _ingest._Rows)]
 
 
 def test_a_run_of_rows_is_one_read_and_decodes_as_each_row_alone(

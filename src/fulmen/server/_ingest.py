@@ -339,14 +339,14 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:  # noqa: PLR
 
 
 class _Rows(NamedTuple):
-    """``count`` consecutive HISTORY frames of one shape, read as one: the same lead byte,
+    """``n`` consecutive HISTORY frames of one shape, read as one: the same lead byte,
     length, schema and ``seq - step`` (so the same step increment: each is a new row), their
     sequence numbers consecutive and every CRC checked. A run of ``log()`` calls of the same
     numbers is written so; ``_rows_at`` finds them, ``_add_rows`` decodes them with numpy."""
 
     seq: int  # the first frame's
     offset: int  # where the first frame starts in the buffer
-    count: int
+    n: int  # frames
     stride: int  # bytes per frame
     body: int  # where a frame's body (after seq) starts, from the frame's start
     schema: int
@@ -355,22 +355,22 @@ class _Rows(NamedTuple):
 
     @property
     def last(self) -> int:
-        return self.seq + self.count - 1
+        return self.seq + self.n - 1
 
     @property
     def end(self) -> int:
-        return self.offset + self.count * self.stride
+        return self.offset + self.n * self.stride
 
     def after(self, held: int) -> _Rows:
         """The frames past ``held`` (some are)."""
         skip = held + 1 - self.seq
         return self._replace(
-            seq=self.seq + skip, offset=self.offset + skip * self.stride, count=self.count - skip
+            seq=self.seq + skip, offset=self.offset + skip * self.stride, n=self.n - skip
         )
 
     def records(self, buf: bytes) -> Iterator[Record]:
         """One ``Record`` per frame, as ``read_records`` gives them (for the per-record path)."""
-        for i in range(self.count):
+        for i in range(self.n):
             start = self.offset + i * self.stride
             data = buf[start + self.body : start + self.stride]
             yield Record(self.seq + i, "history", start, start + self.stride, data)
@@ -434,19 +434,19 @@ def _add_rows(buf: bytes, rows: _Rows, state: RunState, points: _Points) -> bool
     group = points.group(rows.schema)
     if group is None or rows.stride - rows.values != group.size:
         return False
-    table = np.frombuffer(buf, np.uint8, rows.count * rows.stride, rows.offset)
-    values = table.reshape(rows.count, rows.stride)[:, rows.values :]
+    table = np.frombuffer(buf, np.uint8, rows.n * rows.stride, rows.offset)
+    values = table.reshape(rows.n, rows.stride)[:, rows.values :]
     step = rows.seq - rows.delta
     first = _ordinal(state, step, patch=False)
     # every frame after the first is a new row: its step is one more than the one before
-    ords = range(state.next_ordinal, state.next_ordinal + rows.count - 1)
-    state.next_ordinal += rows.count - 1
-    state.last_step = step + rows.count - 1
-    _remember(state, range(step + 1, step + rows.count), ords)
+    ords = range(state.next_ordinal, state.next_ordinal + rows.n - 1)
+    state.next_ordinal += rows.n - 1
+    state.last_step = step + rows.n - 1
+    _remember(state, range(step + 1, step + rows.n), ords)
     group.ords.append(first)
     group.ords.extend(ords)
-    group.steps.extend(range(step, step + rows.count))
-    group.seqs.extend(range(rows.seq, rows.seq + rows.count))
+    group.steps.extend(range(step, step + rows.n))
+    group.seqs.extend(range(rows.seq, rows.seq + rows.n))
     group.raw.append(values.tobytes())
     return True
 

@@ -147,7 +147,7 @@ def coarser(entries: Array, factor: int) -> Array:
         return np.empty((0, ENTRY_FIELDS))
     starts = np.arange(0, n, factor)
     ends = np.minimum(starts + factor, n) - 1
-    out = entries[starts].copy()
+    out: Array = entries[starts].copy()
     out[:, E_ORD_LAST] = entries[ends, E_ORD_LAST]
     out[:, E_LAST] = entries[ends, E_LAST]
     out[:, E_MIN] = np.fmin.reduceat(entries[:, E_MIN], starts)
