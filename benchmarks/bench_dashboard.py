@@ -229,7 +229,7 @@ def main() -> None:
         name = f"bench_dashboard_panels_{panel_runs}x{panel_points}.db"
         dbs["panels"] = _cached(RESULTS_DIR / name, _panels_db, panel_runs, panel_points)
     if "chart" in only:  # shared with bench_server
-        name = f"bench_server_v3_{big_runs}x{big_steps}.db"
+        name = f"bench_server_v4_{big_runs}x{big_steps}.db"
         dbs["chart"] = _cached(RESULTS_DIR / name, _build_big, big_runs, big_steps)
     report: dict[str, object] = {}
     servers = []

@@ -282,7 +282,7 @@ def _big_stores(
     from fulmen.server._sqlite import SqliteStore
     from fulmen.server.store import HistoryQuery
 
-    name = f"bench_server_v3_{runs}x{steps}"  # v3: bench_dashboard's chart database too
+    name = f"bench_server_v4_{runs}x{steps}"  # v4: overview level 4; bench_dashboard reads it too
     big: dict[str, Any] = {}
     sqlite_path = RESULTS_DIR / f"{name}.db"
     if not sqlite_path.exists():

@@ -34,10 +34,50 @@ def _chart(store: SqlStore, buckets: int, **kw: float) -> dict[str, object]:
 
 
 def test_level_follows_points_per_bucket() -> None:
-    assert S.level_for(1_000_000, 1000) == 2
+    assert S.level_for(1_000_000, 1000) == 4  # groups of 512: 1,953 entries, not 3,906 of 256
+    assert S.level_for(500_000, 1000) == 2
     assert S.level_for(1000, 1000) == 0
     assert S.level_for(20_000, 1000) == 1
     assert S.level_for(100_000_000, 1000) == 3
+
+
+def test_coarser_entries_are_those_of_the_points() -> None:
+    pts = _points(0, 5000)
+    pts[S.VALUE, 700] = np.nan  # skipped by min and max, as entries_of skips it
+    for size, factor in ((256, 2), (16, 32)):
+        paired = S.coarser(S.entries_of(pts, size), factor)
+        assert np.array_equal(paired, S.entries_of(pts, size * factor), equal_nan=True)
+
+
+def test_level_4_answers_as_level_2_and_a_store_from_before_it_is_upgraded(
+    store: SqlStore,
+) -> None:
+    total = 2 * BLOCK * S.PIECE + 3000  # two full blocks and a partial piece
+    pts = _points(0, total)
+    pts[S.VALUE, 400_000] = 99.0
+    _add(store, pts)
+    buckets = total // 600  # 600 points per bucket: level 4
+    assert S.level_for(total, buckets) == 4
+    with store.engine.read() as con:
+        four = store._entries_of(con, [(1, "v")], 4, None, 0, 0)[(1, "v")]
+        two = store._entries_of(con, [(1, "v")], 2, None, 0, 0)[(1, "v")]
+    assert np.array_equal(four, S.coarser(two, 2))
+    assert np.array_equal(four, S.entries_of(pts, 512))
+    chart = _chart(store, buckets)
+    assert int(np.sum(chart["count"])) == total  # type: ignore[call-overload]
+    assert float(np.max(chart["max"])) == 99.0  # type: ignore[call-overload]
+    # a store written before level 4: its overview has levels 2 and 3 only
+    with store.engine.write() as con:
+        con.execute("DELETE FROM overview WHERE level=4")
+    old = _chart(store, buckets)  # read at level 2: every point, the spike, the same range
+    assert int(np.sum(old["count"])) == total  # type: ignore[call-overload]
+    assert float(np.max(old["max"])) == 99.0  # type: ignore[call-overload]
+    assert old["x"][0] == chart["x"][0]  # type: ignore[index]
+    _add(store, _points(total, S.PIECE))  # a piece fills: the whole overview is made again
+    with store.engine.read() as con:
+        (blocks,) = con.execute("SELECT count(*) FROM overview WHERE level=4").fetchone()
+    assert blocks == 3
+    assert int(np.sum(_chart(store, buckets)["count"])) == total + S.PIECE  # type: ignore[call-overload]
 
 
 def test_appends_across_blocks_keep_every_point_and_the_extremes(store: SqlStore) -> None:

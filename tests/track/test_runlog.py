@@ -130,3 +130,40 @@ def test_special_floats_survive(tmp_path: Path) -> None:
     assert math.isnan(row["nan"])
     assert row["inf"] == math.inf
     assert row["ninf"] == -math.inf
+
+
+def _rows_log(n: int) -> bytes:
+    schema = runlog.frame(runlog.SCHEMA, runlog.json_payload(1, {"id": 0, "columns": [["x", "d"]]}))
+    fixed = runlog.fixed_struct("d")
+    rows = [
+        runlog.frame(
+            runlog.HISTORY,
+            runlog.SEQ.pack(seq) + runlog.uvarint(0) + runlog.svarint(2) + fixed.pack(seq, seq / 3),
+        )
+        for seq in range(2, n + 2)
+    ]
+    return runlog.header() + schema + b"".join(rows)
+
+
+def test_history_run_counts_rows_of_one_size_and_read_records_reads_them_alike() -> None:
+    buf = bytearray(_rows_log(300))
+    first = next(r for r in read_records(bytes(buf)) if r.kind == "history")
+    assert runlog.history_run(bytes(buf), first) == 299
+    assert runlog.history_run(bytes(buf), first, limit=10) == 10
+    stride = first.end - first.offset
+    buf[first.end + 100 * stride + 12] ^= 0x01  # seq 103's value: its CRC fails
+    assert runlog.history_run(bytes(buf), first) == 100
+    records = list(read_records(bytes(buf)))
+    assert [r.seq for r in records if isinstance(r, Record)] == [
+        1,
+        *range(2, 103),
+        *range(104, 302),
+    ]
+    assert [c.reason for c in records if isinstance(c, Corrupt)] == ["CRC mismatch"]
+    rows = [r for r in records if isinstance(r, Record) and r.kind == "history"]
+    assert [decode_history(r.data, r.seq, {0: [("x", "d")]})[2]["x"] for r in rows[:3]] == [
+        2 / 3,
+        1.0,
+        4 / 3,
+    ]
+    assert next(iter(read_records(bytes(buf), rows[50].offset))) == rows[50]  # resumed

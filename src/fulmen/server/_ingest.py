@@ -27,12 +27,13 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from fulmen.server._series import FIELDS, Array
 from fulmen.track.runlog import (
+    HEADER_SIZE,
     KINDS,
     LEAD_CRC,
     LEAD_MARK,
@@ -179,7 +180,7 @@ class _Points:
         self.state = state
         self.groups: dict[int, _Group] = {}
         self.slow: dict[str, list[list[float]]] = {}
-        self.chunks: dict[str, list[Array]] = {}
+        self.chunks: dict[str, list[tuple[Array, Array]]] = {}  # (points, their seqs)
         self.other: list[tuple[str, int, int, float, float, str]] = []
 
     def group(self, schema_id: int) -> _Group | None:
@@ -218,11 +219,13 @@ class _Points:
             seqs = np.array(g.seqs, dtype=np.float64)
             state.runtime = max(state.runtime, float(runtime.max()))
             columns = []
-            self.chunks.setdefault(ROWS, []).append(np.vstack([base, base[1], seqs]))
-            for i, key in enumerate(g.keys):
-                values = table[f"f{i}"].astype(np.float64)
-                columns.append(values)
-                self.chunks.setdefault(key, []).append(np.vstack([base, values, seqs]))
+            for i, key in enumerate((ROWS, *g.keys)):
+                points = np.empty((FIELDS, len(seqs)))
+                points[:4] = base
+                points[4] = base[1] if i == 0 else table[f"f{i - 1}"]
+                if i:
+                    columns.append(points[4])
+                self.chunks.setdefault(key, []).append((points, seqs))
             state.observe_many(g.keys, columns, table[-1].tolist()[1:])
         self.groups = {}
 
@@ -240,24 +243,30 @@ class _Points:
     def flush(self) -> dict[str, Array]:
         self.flush_groups()
         for key, cols in self.slow.items():
-            self.chunks.setdefault(key, []).append(np.array(cols, dtype=np.float64))
+            both = np.array(cols, dtype=np.float64)
+            self.chunks.setdefault(key, []).append((both[:FIELDS], both[FIELDS]))
         self.slow = {}
         out: dict[str, Array] = {}
         for key, parts in self.chunks.items():
-            both = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-            ords = both[0]
+            if len(parts) == 1:
+                points, seqs = parts[0]
+            else:
+                points = np.concatenate([p for p, _ in parts], axis=1)
+                seqs = np.concatenate([s for _, s in parts])
+            ords = points[0]
             if len(parts) > 1 or (len(ords) > 1 and bool((ords[1:] <= ords[:-1]).any())):
-                both = both[:, np.lexsort((both[5], ords))]  # by row, then log order
-                ords = both[0]
+                order = np.lexsort((seqs, ords))  # by row, then log order
+                points = points[:, order]
+                ords = points[0]
                 keep = np.ones(len(ords), dtype=bool)
                 keep[:-1] = ords[1:] != ords[:-1]  # the same row twice: the later value wins
-                both = both[:, keep]
-            out[key] = np.ascontiguousarray(both[:FIELDS])
+                points = points[:, keep]
+            out[key] = np.ascontiguousarray(points)
         self.chunks = {}
         return out
 
 
-def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
+def decode_batch(body: bytes, held: int, state: RunState) -> Batch:  # noqa: PLR0915 (one loop)
     """Decode ``body`` (frames) against ``state`` (updated in place); see the module docstring."""
     buf = header() + body
     batch = Batch(held=held, first_seq=held + 1)
@@ -270,22 +279,24 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
             batch.segments.append((run[0], last, buf[run[1] : run[2]]))
             run = []
 
-    for item in _items(buf):
+    def one(item: Record | Corrupt) -> bool:
+        """Apply one frame; False: the batch ends before it."""
+        nonlocal run
         if isinstance(item, Corrupt):
             whole = _whole_frame(buf, item.offset)
             if whole is None:  # not a frame at all: keep what came before, resend from here
                 if batch.held == held:
                     where = item.offset - len(header())
                     raise BadBatch(f"malformed frame at byte {where} of the body: {item.reason}")
-                break
+                return False
             seq, kind = whole
         else:
             seq, kind = item.seq, item.kind
         if seq <= batch.held:  # already held: idempotent (and not kept twice)
             cut(batch.held)
-            continue
+            return True
         if seq != batch.held + 1:
-            break  # a gap: the client resends from held + 1
+            return False  # a gap: the client resends from held + 1
         batch.held = seq
         try:
             if isinstance(item, Corrupt):
@@ -296,8 +307,26 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
                 {"seq": seq, "kind": kind, "field": exc.field, "reason": exc.reason}
             )
             cut(seq - 1)  # the applied frames before it are one segment, those after it the next
-            continue
+            return True
         run = [seq, item.offset, item.end] if not run else [run[0], run[1], item.end]
+        return True
+
+    for item in _items(buf):
+        if isinstance(item, _Rows):
+            if item.last <= batch.held:  # all held already
+                cut(batch.held)
+                continue
+            if item.seq <= batch.held:  # the first of them held already
+                cut(batch.held)
+                item = item.after(batch.held)  # noqa: PLW2901
+            if item.seq == batch.held + 1 and _add_rows(buf, item, state, points):
+                batch.held = item.last
+                run = [item.seq, item.offset, item.end] if not run else [run[0], run[1], item.end]
+                continue
+            if not all(one(rec) for rec in item.records(buf)):
+                break
+        elif not one(item):
+            break
     try:
         batch.series += points.ops()
     except (ValueError, TypeError, struct.error) as exc:  # validated before: a bug if it happens
@@ -306,32 +335,170 @@ def decode_batch(body: bytes, held: int, state: RunState) -> Batch:
     return batch
 
 
+# --- rows in bulk -----------------------------------------------------------------------------
+
+
+class _Rows(NamedTuple):
+    """``n`` consecutive HISTORY frames of one shape, read as one: the same lead byte,
+    length, schema and ``seq - step`` (so the same step increment: each is a new row), their
+    sequence numbers consecutive and every CRC checked. A run of ``log()`` calls of the same
+    numbers is written so; ``_rows_at`` finds them, ``_add_rows`` decodes them with numpy."""
+
+    seq: int  # the first frame's
+    offset: int  # where the first frame starts in the buffer
+    n: int  # frames
+    stride: int  # bytes per frame
+    body: int  # where a frame's body (after seq) starts, from the frame's start
+    schema: int
+    delta: int  # seq - step
+    values: int  # where a frame's values start, from the frame's start
+
+    @property
+    def last(self) -> int:
+        return self.seq + self.n - 1
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.n * self.stride
+
+    def after(self, held: int) -> _Rows:
+        """The frames past ``held`` (some are)."""
+        skip = held + 1 - self.seq
+        return self._replace(
+            seq=self.seq + skip, offset=self.offset + skip * self.stride, n=self.n - skip
+        )
+
+    def records(self, buf: bytes) -> Iterator[Record]:
+        """One ``Record`` per frame, as ``read_records`` gives them (for the per-record path)."""
+        for i in range(self.n):
+            start = self.offset + i * self.stride
+            data = buf[start + self.body : start + self.stride]
+            yield Record(self.seq + i, "history", start, start + self.stride, data)
+
+
+MIN_ROWS = 8  # frames worth reading as one (fewer: one at a time costs less than finding them)
+_HISTORY_LEAD = LEAD_MARK | 3
+
+
+def _rows_at(buf: bytes, rec: Record) -> _Rows | None:
+    """The run of frames shaped as ``rec`` (a HISTORY record, checked) starting with it, when it
+    is at least ``MIN_ROWS`` long; the checks run on growing windows, so a short run costs
+    little."""
+    p, stride = rec.offset, rec.end - rec.offset
+    body = stride - len(rec.data)  # lead, length, crc, seq
+    total = (len(buf) - p) // stride
+    if total < MIN_ROWS or buf[rec.end] != _HISTORY_LEAD:
+        return None
+    head = body - 8  # lead and length
+    if buf[rec.end : rec.end + head] != buf[p : p + head]:
+        return None  # the next frame is not the same shape (the usual case when it is not)
+    try:
+        schema, delta, hpos = history_head(rec.data)
+    except (IndexError, ValueError):
+        return None  # refused by the per-record path, which says why
+    first = np.frombuffer(buf, np.uint8, stride, p)
+    count, window = 1, 64
+    view = memoryview(buf)
+    lead_crc = LEAD_CRC[3]
+    while count < total:
+        k = min(total - count, window)
+        at = p + count * stride
+        rows = np.frombuffer(buf, np.uint8, k * stride, at).reshape(k, stride)
+        ok = (rows[:, :head] == first[:head]).all(axis=1)
+        ok &= (rows[:, body : body + hpos] == first[body : body + hpos]).all(axis=1)
+        seqs = rows[:, head + 4 : body].copy().view("<u4").ravel()
+        ok &= seqs == np.arange(rec.seq + count, rec.seq + count + k, dtype=np.uint32)
+        bad = np.flatnonzero(~ok)
+        good = int(bad[0]) if len(bad) else k
+        crcs = rows[:good, head : head + 4].copy().view("<u4").ravel().tolist()
+        starts = range(at + head + 4, at + head + 4 + good * stride, stride)
+        size = stride - head - 4
+        found = [zlib.crc32(view[s : s + size], lead_crc) for s in starts]
+        if found != crcs:
+            good = next(i for i, (a, b) in enumerate(zip(found, crcs, strict=True)) if a != b)
+        count += good
+        if good < k:
+            break
+        window *= 8
+    if count < MIN_ROWS:
+        return None
+    return _Rows(rec.seq, p, count, stride, body, schema, delta, body + hpos)
+
+
+def _add_rows(buf: bytes, rows: _Rows, state: RunState, points: _Points) -> bool:
+    """Add ``rows`` to their schema's fast group, as ``_apply`` adds each; False (nothing done)
+    when they are not for it (an unknown schema, strings or media, a wrong size): the
+    per-record path then applies or refuses each."""
+    if rows.schema not in state.schemas:
+        return False
+    group = points.group(rows.schema)
+    if group is None or rows.stride - rows.values != group.size:
+        return False
+    table = np.frombuffer(buf, np.uint8, rows.n * rows.stride, rows.offset)
+    values = table.reshape(rows.n, rows.stride)[:, rows.values :]
+    step = rows.seq - rows.delta
+    first = _ordinal(state, step, patch=False)
+    # every frame after the first is a new row: its step is one more than the one before
+    ords = range(state.next_ordinal, state.next_ordinal + rows.n - 1)
+    state.next_ordinal += rows.n - 1
+    state.last_step = step + rows.n - 1
+    _remember(state, range(step + 1, step + rows.n), ords)
+    group.ords.append(first)
+    group.ords.extend(ords)
+    group.steps.extend(range(step, step + rows.n))
+    group.seqs.extend(range(rows.seq, rows.seq + rows.n))
+    group.raw.append(values.tobytes())
+    return True
+
+
+def _remember(state: RunState, steps: range, ords: range) -> None:
+    """``state.recent`` as ``_ordinal`` leaves it after a new row for each of ``steps``: the
+    list grows to ``2 * RECENT_ROWS`` and then drops its first ``RECENT_ROWS``."""
+    if len(steps) == 0:
+        return
+    total = len(state.recent) + len(steps)
+    if total <= 2 * RECENT_ROWS:
+        state.recent.extend(zip(steps, ords, strict=True))
+        return
+    keep = RECENT_ROWS + 1 + (total - 2 * RECENT_ROWS - 1) % RECENT_ROWS
+    tail = min(keep, len(steps))
+    older = state.recent[len(state.recent) - (keep - tail) :] if keep > tail else []
+    state.recent = older + list(zip(steps[-tail:], ords[-tail:], strict=True))
+
+
 MAX_RESTARTS = 4  # frames too deep to parse, read past in one batch (each costs a copy of it)
 
 
-def _items(buf: bytes) -> Iterator[Record | Corrupt]:
-    """``read_records(buf)``, surviving a frame whose JSON nests too deep for Python's parser (a
-    RecursionError, which ends that generator): it is reported as a ``Corrupt`` whose reason
-    starts with "nested", and reading resumes after it, ``MAX_RESTARTS`` times per batch; after
-    that nothing more is read (the client resends the rest in its next batch)."""
-    base = len(header())  # where, in ``buf``, the frames being read start
-    for attempt in range(MAX_RESTARTS + 1):
-        shift = base - len(header())
-        pos = base
+def _items(buf: bytes) -> Iterator[Record | Corrupt | _Rows]:
+    """``read_records(buf)``, with runs of same-shaped HISTORY frames as one ``_Rows``, and
+    surviving a frame whose JSON nests too deep for Python's parser (a RecursionError, which
+    ends that generator): it is reported as a ``Corrupt`` whose reason starts with "nested", and
+    reading resumes after it, ``MAX_RESTARTS`` times per batch; after that nothing more is read
+    (the client resends the rest in its next batch)."""
+    pos = HEADER_SIZE
+    restarts = 0
+    while True:
         try:
-            for item in read_records(buf if shift == 0 else header() + buf[base:]):
-                if shift:
-                    item = item._replace(offset=item.offset + shift, end=item.end + shift)  # noqa: PLW2901
+            for item in read_records(buf, pos):
                 pos = item.end
+                if isinstance(item, Record) and item.kind == "history":
+                    rows = _rows_at(buf, item)
+                    if rows is not None:
+                        pos = rows.end
+                        yield rows
+                        break  # read on after them
                 yield item
-            return
+            else:
+                return
+            continue
         except (RecursionError, struct.error) as exc:  # struct.error: too short for a seq
             why = type(exc).__name__
         end = _frame_end(buf, pos)
         yield Corrupt(pos, end or len(buf), f"nested too deep to parse, or too short ({why})")
-        if end is None or attempt == MAX_RESTARTS:
+        if end is None or restarts == MAX_RESTARTS:
             return
-        base = end
+        restarts += 1
+        pos = end
 
 
 def _frame_end(buf: bytes, offset: int) -> int | None:

@@ -32,6 +32,14 @@ from fulmen.sweep._sql import sqlite_snapshot
 __all__ = ["SqliteEngine", "SqliteStore", "migrate", "transaction"]
 
 SCAN_ROWS = 500  # rows per batch when a table is copied (a row of points is ~160 KiB)
+# The writer's commits never wait for a checkpoint (the copy of the WAL back into the database,
+# with its fsyncs: most of a big ingest's time when the writer did it at each commit); the
+# checkpointer thread does it after writes, at most every CHECKPOINT_S. The writer still does it
+# itself past WAL_BACKSTOP pages (should the thread fall behind), and a WAL bigger than
+# WAL_KEEP bytes is cut back to that once checkpointed.
+CHECKPOINT_S = 0.5
+WAL_BACKSTOP = 65_536  # pages (256 MiB at SQLite's 4 KiB)
+WAL_KEEP = 64 << 20
 
 
 def json_path(dotted: str) -> str:
@@ -172,6 +180,42 @@ class WriteLock:
             self._cond.notify_all()
 
 
+class Checkpointer:
+    """The thread that checkpoints the WAL (``PRAGMA wal_checkpoint(PASSIVE)``: what readers
+    still see stays) on its own connection, woken by ``poke`` after each write transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._wake = threading.Event()
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="fulmen-checkpoint", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            con.execute("PRAGMA busy_timeout=10000")
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._halt.is_set():
+                    break
+                with suppress(sqlite3.Error):  # busy or failing: the next write pokes again
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                if self._halt.wait(CHECKPOINT_S):  # writes meanwhile are checkpointed together
+                    break
+        finally:
+            con.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._wake.set()
+        self._thread.join(30)
+
+
 class SqliteEngine:
     """``_sqlstore.Engine`` on one SQLite file (see the module docstring)."""
 
@@ -194,7 +238,10 @@ class SqliteEngine:
         self._run_locks = weakref.WeakValueDictionary()
         self._run_locks_lock = threading.Lock()
         self.writer = self._connect()
+        self.writer.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP}")
+        self.writer.execute(f"PRAGMA journal_size_limit={WAL_KEEP}")
         self.version = migrate(self.writer, MIGRATIONS, where=str(path))
+        self.checkpointer = Checkpointer(path)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -233,6 +280,7 @@ class SqliteEngine:
     def write(self) -> Iterator[Connection]:
         with self.write_lock, transaction(self.writer):
             yield self.writer
+        self.checkpointer.poke()
 
     @contextmanager
     def hold_run(self, entity: str, project: str, run_id: str) -> Iterator[HeldRun]:
@@ -284,6 +332,7 @@ class SqliteEngine:
         return lock
 
     def close(self) -> None:
+        self.checkpointer.stop()  # first: the writer, closed last, checkpoints what is left
         with self._readers_lock:
             for con in self._readers:
                 con.close()

@@ -375,8 +375,11 @@ def _charts(
 
 
 def _unpacked(level: int, chunks: list[bytes], partial: bytes | None) -> S.Array:
-    """The entries of one series from its stored rows (and its partial last piece's)."""
-    if partial is not None:
+    """The entries of one series from its stored rows (and its partial last piece's: at level
+    4, its level-2 entries, paired here)."""
+    if level == 4 and partial is not None:
+        chunks.append(S.pack_entries(S.coarser(S.unpack_entries(partial), 2)))
+    elif partial is not None:
         chunks.append(partial)
     if level == 0:
         return S.entries_of(np.concatenate([S.unpack_points(c) for c in chunks], axis=1), 1)
@@ -685,6 +688,8 @@ class SqlStore:
         if from_piece >= old_full and new_full == old_full:
             return  # only the partial last piece changed
         first_block = min(from_piece, old_full) // BLOCK
+        if first_block and SqlStore._before_level4(con, [rid], key):
+            first_block = 0  # a store from before level 4: its whole overview, made again
         con.execute(
             "DELETE FROM overview WHERE rid=? AND key=? AND block>=?", (rid, key, first_block)
         )
@@ -707,10 +712,24 @@ class SqlStore:
             for level, column in ((3, 8), (2, 9)):
                 data = b"".join(bytes(r[column]) for r in members)
                 overview.append((rid, key, level, block, *stats, data))
+                if level == 2:  # level 4: pairs of level-2 entries (a full piece has 16)
+                    level4 = S.pack_entries(S.coarser(S.unpack_entries(data), 2))
+                    overview.append((rid, key, 4, block, *stats, level4))
         if overview:
             con.executemany(
                 "INSERT INTO overview VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", overview
             )
+
+    @staticmethod
+    def _before_level4(con: Connection, rids: list[int], key: str) -> set[int]:
+        """Which of ``rids`` have an overview of ``key`` without level 4: written before level 4
+        existed (until their overview is made again, charts read level 2 for them)."""
+        rows = con.execute(
+            f"SELECT rid, max(level) FROM overview WHERE key=? AND rid IN "
+            f"({', '.join('?' * len(rids))}) AND block=0 AND level>=3 GROUP BY rid",
+            [key, *rids],
+        ).fetchall()
+        return {int(rid) for rid, level in rows if int(level) < 4}
 
     def _add_points(self, con: Connection, rid: int, key: str, new: S.Array) -> None:
         row = con.execute(
@@ -1018,6 +1037,28 @@ class SqlStore:
         out["history_keys"] = {k: n for k, n in keys}  # noqa: C416
         return out
 
+    def _entries_at(
+        self,
+        con: Connection,
+        pairs: list[tuple[int, str]],
+        level: int,
+        column: str | None,
+        lo: float,
+        hi: float,
+    ) -> dict[tuple[int, str], S.Array]:
+        """``_entries_of``, but at level 2 for the series without level 4 (``_before_level4``)."""
+        if level != 4:
+            return self._entries_of(con, pairs, level, column, lo, hi)
+        old: set[tuple[int, str]] = set()
+        for key in dict.fromkeys(k for _, k in pairs):
+            old |= {
+                (r, key) for r in self._before_level4(con, [r for r, k in pairs if k == key], key)
+            }
+        out = self._entries_of(con, [p for p in pairs if p not in old], 4, column, lo, hi)
+        if old:
+            out.update(self._entries_of(con, [p for p in pairs if p in old], 2, column, lo, hi))
+        return out
+
     def _entries_of(
         self,
         con: Connection,
@@ -1059,7 +1100,8 @@ class SqlStore:
                 tail = {
                     int(rid): bytes(data)
                     for rid, data in con.execute(
-                        f"SELECT rid, q.l{int(level)} FROM series s JOIN pieces q USING (rid, key) "
+                        f"SELECT rid, q.l{3 if level == 3 else 2} "  # level 4: from l2
+                        "FROM series s JOIN pieces q USING (rid, key) "
                         f"WHERE s.{which.replace(' AND rid', ' AND s.rid')}"
                         f"{bounds.replace(' AND ', ' AND q.')} AND q.n<? AND q.piece=(s.n-1)/?",
                         [*params, S.PIECE, S.PIECE],  # the last piece, when it is not full
@@ -1161,10 +1203,10 @@ class SqlStore:
             entries: dict[tuple[int, str], S.Array] = {}
             x_entries: dict[tuple[int, str], S.Array] = {}
             for level, members in by_level.items():
-                entries.update(self._entries_of(con, members, level, column, lo, hi))
+                entries.update(self._entries_at(con, members, level, column, lo, hi))
                 if column is None:  # a step metric as the x-axis: its entries at the same level
                     steps = list(dict.fromkeys((rid, query.x) for rid, _ in members))
-                    got = self._entries_of(con, steps, level, None, lo, hi)
+                    got = self._entries_at(con, steps, level, None, lo, hi)
                     x_entries.update({(rid, key): got[(rid, query.x)] for rid, key in members})
         return _charts(query, runs, rids, entries, x_entries, column)
 

@@ -81,6 +81,7 @@ __all__ = [
     "decode_history",
     "escape_surrogates",
     "history_head",
+    "history_run",
     "read_records",
     "read_svarint",
     "read_uvarint",
@@ -261,18 +262,19 @@ def _decode_body(kind: int, body: bytes) -> tuple[int, Any]:
     return seq, json.loads(body[pos:])
 
 
-def read_records(source: str | Path | bytes | BinaryIO) -> Iterator[Record | Corrupt]:
+def read_records(
+    source: str | Path | bytes | BinaryIO, start: int = HEADER_SIZE
+) -> Iterator[Record | Corrupt]:
     """Every record of a run log in file order, with a ``Corrupt`` for each bad stretch.
 
     ``source`` is a path, the file's bytes, or a binary file object read from its start. A bad
-    header yields one ``Corrupt`` and nothing else.
+    header yields one ``Corrupt`` and nothing else. ``start``: where to begin reading (a frame's
+    offset, as a ``Record`` gives it; the header is still checked), to resume a reading without
+    copying the bytes.
     """
     if isinstance(source, (str, Path)):
-        buf = Path(source).read_bytes()
-    elif isinstance(source, bytes):
-        buf = source
-    else:
-        buf = source.read()
+        source = Path(source).read_bytes()
+    buf = source if isinstance(source, bytes) else source.read()
     if len(buf) < HEADER_SIZE:
         yield Corrupt(0, len(buf), "incomplete header", torn=True)
         return
@@ -283,7 +285,7 @@ def read_records(source: str | Path | bytes | BinaryIO) -> Iterator[Record | Cor
     if version > FORMAT_VERSION:
         yield Corrupt(0, HEADER_SIZE, f"format version {version} is newer than {FORMAT_VERSION}")
         return
-    pos, size = HEADER_SIZE, len(buf)
+    pos, size = max(start, HEADER_SIZE), len(buf)
     while pos < size:
         found = _try_frame(buf, pos)
         if isinstance(found, tuple):
@@ -295,6 +297,10 @@ def read_records(source: str | Path | bytes | BinaryIO) -> Iterator[Record | Cor
                 yield Corrupt(pos, end, f"undecodable {_name(kind)} body: {exc}")
             else:
                 yield Record(seq, _name(kind), pos, end, data)
+            if kind == HISTORY and isinstance(data, bytes):  # rows of its size: a quick read
+                for rec in _rows_after(buf, Record(seq, "history", pos, end, data)):
+                    end = rec.end
+                    yield rec
             pos = end
             continue
         reason = found
@@ -304,6 +310,34 @@ def read_records(source: str | Path | bytes | BinaryIO) -> Iterator[Record | Cor
             return
         yield Corrupt(pos, nxt, reason if reason != "torn" else "frame runs past the next frame")
         pos = nxt
+
+
+def history_run(buf: bytes, rec: Record, limit: int = MAX_FRAME) -> int:
+    """How many frames right after ``rec`` (a HISTORY record read from ``buf``) are HISTORY
+    frames of its length, whole, with good CRCs: what ``read_records`` would read as records,
+    found without decoding them. Frame ``i`` of them starts at ``rec.end + i * stride``
+    (``stride = rec.end - rec.offset``) and holds its seq ``stride - len(rec.data) - 4`` bytes in.
+    A run of ``log()`` calls with the same numeric keys writes such frames (a bulk reader's
+    fast path: the server's ingest, the uploader). At most ``limit`` of them."""
+    stride = rec.end - rec.offset
+    at = stride - len(rec.data) - 8  # the lead and length bytes, the same in each
+    lead = buf[rec.offset : rec.offset + at]
+    view, init, crc_of, unpack = memoryview(buf), LEAD_CRC[HISTORY], zlib.crc32, _CRC.unpack_from
+    pos, last, n = rec.end, min(len(buf), rec.end + limit * stride) - stride, 0
+    while pos <= last and buf[pos : pos + at] == lead:
+        if crc_of(view[pos + at + 4 : pos + stride], init) != unpack(buf, pos + at)[0]:
+            break
+        n += 1
+        pos += stride
+    return n
+
+
+def _rows_after(buf: bytes, rec: Record) -> Iterator[Record]:
+    """The records of ``history_run(buf, rec)``'s frames."""
+    stride, at = rec.end - rec.offset, rec.end - rec.offset - len(rec.data) - 8
+    for start in range(rec.end, rec.end + history_run(buf, rec) * stride, stride):
+        (seq,) = SEQ.unpack_from(buf, start + at + 4)
+        yield Record(seq, "history", start, start + stride, buf[start + at + 8 : start + stride])
 
 
 def _name(kind: int) -> str:
