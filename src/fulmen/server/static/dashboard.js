@@ -200,9 +200,11 @@
     });
 
     window.fulmenTiming = { tablePainted: table.timing.firstRows };
-    // the media of the charted runs once the charts are drawn (a request per run: they would
-    // queue before the charts' own on a busy server)
-    panels.setRuns(charted()).then(() => panels.grid.ready())
+    // the media of the charted runs once the charts are drawn and on screen (a request per run:
+    // they would queue before the charts' own on a busy server, and starting 100 fetches holds
+    // the main thread for a third of a second, which would delay the frame that shows the charts)
+    const painted = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+    panels.setRuns(charted()).then(() => panels.grid.ready()).then(painted)
       .then(() => mediaSideBySide(document.getElementById("media"), charted()));
     // live: while a run is running, refresh the table's rows (states) and the charts, and once
     // more after the last running run ended (its final points)
