@@ -105,6 +105,27 @@
     return r.json();
   }
 
+  // the history answer's binary form (GET .../history?format=binary, docs/http-api.md): a JSON
+  // head, then each series' x, min, max, last and count as float64 arrays, read in place (15 MB
+  // of JSON to parse for a project page of 6 panels x 100 runs otherwise). NaN stands for null.
+  const HISTORY_FIELDS = ["x", "min", "max", "last", "count"];
+  function decodeHistory(buf) {
+    const h = new DataView(buf).getUint32(0, true);
+    const head = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, h)));
+    let at = 4 + h + ((8 - ((4 + h) % 8)) % 8);
+    for (const s of head.series) {
+      for (const f of HISTORY_FIELDS) { s[f] = new Float64Array(buf, at, s.n); at += 8 * s.n; }
+      delete s.n;
+    }
+    return head;
+  }
+
+  async function getHistory(url) {
+    const r = await fetch(url, { headers: { accept: "application/vnd.fulmen.history" } });
+    if (!r.ok) throw new Error(`${url}: ${r.status}`);
+    return decodeHistory(await r.arrayBuffer());
+  }
+
   function nearest(xs, x) {
     let lo = 0, hi = xs.length - 1;
     if (hi < 0 || !finite(x)) return -1;
@@ -253,6 +274,8 @@
         p.set("buckets", String(q.buckets || 1000));
         if (finite(q.lo)) p.set("min", String(q.lo));
         if (finite(q.hi)) p.set("max", String(q.hi));
+        // q.binary: the arrays as Float64Array (NaN for null), what line plots ask for
+        if (q.binary) { p.set("format", "binary"); return getHistory(api(`/history?${p}`)); }
         return getJSON(api(`/history?${p}`));
       },
       async values(runId, key, limit) {
@@ -500,7 +523,7 @@
     const multi = new Set(lines.map((l) => l.key)).size > 1;
     const out = [];
     for (const g of groups.values()) {
-      let xs = [...new Set(g.members.flatMap((s) => s.x.filter(finite)))].sort((a, b) => a - b);
+      let xs = [...new Set(g.members.flatMap((s) => Array.from(s.x).filter(finite)))].sort((a, b) => a - b);
       if (xs.length > 2000) { const k = xs.length / 2000; xs = Array.from({ length: 2000 }, (_, i) => xs[Math.floor(i * k)]); }
       const mean = [], lo = [], hi = [];
       for (const x of xs) {
@@ -533,7 +556,24 @@
 
   // every line onto one x array (uPlot's data model): the union of their x when that is small
   // (runs logged at the same steps: exact), else a grid of `cells` equal cells over the range
+  // lines with the very same x (runs logged at the same steps: the usual case), increasing
+  function sharedX(lines, limit) {
+    const xs = lines.length ? lines[0].x : null;
+    if (!xs || xs.length > limit) return null;
+    for (let i = 0; i < xs.length; i++) if (!finite(xs[i]) || (i && !(xs[i] > xs[i - 1]))) return null;
+    for (const l of lines) {
+      if (l.x.length !== xs.length) return null;
+      for (let i = 0; i < xs.length; i++) if (l.x[i] !== xs[i]) return null;
+    }
+    return xs;
+  }
+
   function align(lines, cells) {
+    const shared = sharedX(lines, Math.max(3 * cells, 2000));
+    if (shared) { // each line's own values, no placing (what the general case below gives too)
+      const gaps = (a) => a && Array.from(a, (v) => (finite(v) ? v : null));
+      return { xs: Array.from(shared), cols: lines.map((l) => ({ y: gaps(l.y), lo: gaps(l.lo), hi: gaps(l.hi) })), grid: false };
+    }
     let total = 0;
     for (const l of lines) total += l.x.length;
     const all = new Float64Array(total);
@@ -609,7 +649,7 @@
       root.dataset.loading = "1";
       let answer;
       try {
-        answer = await source.history({ runs: runs.map((r) => r.id), keys, x: eff.x, buckets: Math.max(50, Math.min(2000, Math.round(area))), lo: zoom ? zoom[0] : null, hi: zoom ? zoom[1] : null });
+        answer = await source.history({ binary: true, runs: runs.map((r) => r.id), keys, x: eff.x, buckets: Math.max(50, Math.min(2000, Math.round(area))), lo: zoom ? zoom[0] : null, hi: zoom ? zoom[1] : null });
       } catch (e) {
         if (mine === seq) { parts.title.textContent = `${cur.title || defaultTitle(cur)} (${e.message || e})`; delete root.dataset.loading; }
         return;
@@ -628,7 +668,8 @@
         const r = runMap.get(s.run), ki = keys.indexOf(s.key);
         if (!r || ki < 0) continue;
         const name = r.name || r.id;
-        const arr = (a) => (a ? Array.from(a, (v) => (v === null ? NaN : v)) : null);
+        // a copy (log axes write NaN into it), NaN for null; a binary answer's arrays are copied whole
+        const arr = (a) => (!a ? null : ArrayBuffer.isView(a) ? a.slice() : Array.from(a, (v) => (v === null ? NaN : v)));
         const x = arr(s.x), y = arr(s.last);
         const lo = arr(s.min), hi = arr(s.max);
         const band = lo && hi && lo.some((v, i) => finite(v) && v !== hi[i]);
@@ -1460,7 +1501,7 @@
   }
 
   window.FulmenPanels = {
-    PALETTE, color, rankRuns, fmt, smooth, dig, xyChart,
+    PALETTE, color, rankRuns, fmt, smooth, dig, xyChart, decodeHistory,
     apiSource, embeddedSource, mountPanel, mountGrid, defaultLayout, normalize, flatPanels,
     kinds: Object.keys(KINDS),
   };
