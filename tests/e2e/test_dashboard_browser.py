@@ -238,6 +238,32 @@ def test_buckets_keep_spikes_as_a_min_max_band(ui: str, page: Any) -> None:
     assert all(drawn["lo"][j] <= drawn["y"][j] <= drawn["hi"][j] for j in two)
 
 
+def test_line_plots_read_the_binary_history_answer_which_holds_the_json_one(
+    ui: str, page: Any
+) -> None:
+    with page.expect_request(lambda r: "/history?" in r.url and "format=binary" in r.url):
+        page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    got = page.evaluate(
+        """async () => {
+            const page = await (await fetch("/api/v1/entities/local/projects/dash/runs")).json();
+            const src = FulmenPanels.apiSource({entity: "local", project: "dash"});
+            const q = {runs: page.runs.map((r) => r.id), keys: ["loss", "acc"], buckets: 20};
+            const plain = await src.history(q), bin = await src.history({...q, binary: true});
+            const arr = (a) => Array.from(a, (v) => (Number.isNaN(v) ? null : v));
+            const fields = ["x", "min", "max", "last", "count"];
+            return {
+                plain, typed: bin.series.every((s) => fields.every((f) => s[f] instanceof Float64Array)),
+                bin: {...bin, series: bin.series.map((s) => ({run: s.run, key: s.key,
+                      ...Object.fromEntries(fields.map((f) => [f, arr(s[f])]))}))},
+            };
+        }"""
+    )
+    assert got["typed"]
+    assert len(got["plain"]["series"]) == 10  # 5 runs x 2 keys (the xss run has no acc: empty)
+    assert got["bin"] == got["plain"]
+
+
 def test_zoom_refetches_the_range(ui: str, page: Any) -> None:
     page.goto(ui + "/local/dash")
     page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
