@@ -466,6 +466,12 @@ def test_legend_and_tooltip_show_run_names_and_values(ui: str, page: Any) -> Non
             .every(p => p.dataset.cursor === x)""",
         arg=panel.get_attribute("data-cursor"),
     )
+    # its legend follows once the cursor rests (the hovered panel's at once: rewriting one
+    # legend a frame is cheaper than every panel's)
+    page.wait_for_function(
+        """(x) => document.querySelector('.fp-panel[data-key="acc"]').dataset.legendAt === x""",
+        arg=panel.get_attribute("data-cursor"),
+    )
     acc = page.locator('.panel[data-key="acc"]')
     acc_line = float(acc.locator(f'.fp-entry[data-run="{ids["alpha"]}"] .fp-value').inner_text())
     assert acc_line == pytest.approx(i / STEPS, abs=1e-4)  # its legend: the value at that step

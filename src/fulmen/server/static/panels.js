@@ -28,6 +28,7 @@
   const HIDDEN = ["_", "gradients/", "parameters/", "system/", "trainer/global_step"];
   const ROW_PX = 80; // one layout row
   const Y_AXIS = 54; // the y axis of a line plot, in CSS pixels
+  const REST_MS = 90; // the cursor rests: the synchronized panels' legends follow it
   const enc = encodeURIComponent;
 
   // ------------------------------------------------------------------ small helpers
@@ -431,6 +432,20 @@
       zoom: new Map(),
       members: new Set(),
       hovered: null,
+      // work that waits until the cursor rests (REST_MS without a move): fn under its key,
+      // replacing what that key had waiting (null: nothing waits for it any more)
+      _later: new Map(),
+      _laterTimer: 0,
+      later(key, fn) {
+        if (!fn) { ctx._later.delete(key); return; }
+        ctx._later.set(key, fn);
+        clearTimeout(ctx._laterTimer);
+        ctx._laterTimer = setTimeout(() => {
+          const due = [...ctx._later.values()];
+          ctx._later.clear();
+          for (const f of due) f();
+        }, REST_MS);
+      },
       _runs: null,
       runs() { if (!ctx._runs) ctx._runs = source.runs(); return ctx._runs; },
       // the runs with these config./summary. paths filled in (when the source can)
@@ -851,22 +866,53 @@
       root.dataset.legendAt = x === null ? "" : String(x);
     }
 
+    // the tooltip's rows are made once and rewritten in place (12 rows rebuilt on every move
+    // cost layout and garbage for nothing)
+    const TIP_ROWS = 12;
+    let tipHead = null, tipRows = [], tipMore = null;
+    function tipRow(i) {
+      if (!tipHead) {
+        tipHead = el("div", "tip-x");
+        tipMore = el("div", "muted");
+        tip.replaceChildren(tipHead);
+      }
+      while (tipRows.length <= i) {
+        const row = el("div"), dot = el("span", "dot"), label = document.createTextNode("");
+        row.append(dot, label);
+        tip.insertBefore(row, tipMore.parentNode === tip ? tipMore : null);
+        tipRows.push({ row, dot, label, color: "", text: "", cls: "" });
+      }
+      return tipRows[i];
+    }
+
     function cursorMoved(self) {
       const idx = self.cursor.idx;
       const x = idx === null || idx === undefined ? null : aligned.xs[idx];
       root.dataset.cursor = x === null ? "" : String(x);
-      paintLegend(x);
+      // the panel under the pointer writes its legend now; the panels synchronized with it once
+      // the cursor rests (6 panels' legends rewritten on every move cost the frame rate)
+      if (x === null || !ctx.hovered || ctx.hovered === self) { ctx.later(paintLegend, null); paintLegend(x); }
+      else ctx.later(paintLegend, () => paintLegend(x));
       if (x === null || ctx.hovered !== self) { tip.hidden = true; return; }
       const rows = lines.map((l, li) => [l, valueAt(li, x)]);
       rows.sort((a, b) => (finite(b[1]) ? b[1] : -Infinity) - (finite(a[1]) ? a[1] : -Infinity));
-      tip.replaceChildren(el("div", "tip-x", `${X_NAMES[eff.x] || eff.x} ${eff.x === "_timestamp" ? new Date(x * 1000).toLocaleString() : fmt(x)}`));
-      for (const [l, v] of rows.slice(0, 12)) {
-        const row = el("div", isLit(l) ? "" : "fp-dim");
-        const dot = el("span", "dot"); dot.style.background = l.color;
-        row.append(dot, document.createTextNode(`${l.label}: ${fmt(v)}`));
-        tip.append(row);
+      tipRow(0);
+      const head = `${X_NAMES[eff.x] || eff.x} ${eff.x === "_timestamp" ? new Date(x * 1000).toLocaleString() : fmt(x)}`;
+      if (tipHead.textContent !== head) tipHead.textContent = head;
+      const shown = Math.min(TIP_ROWS, rows.length);
+      for (let i = 0; i < shown; i++) {
+        const [l, v] = rows[i], r = tipRow(i), t = `${l.label}: ${fmt(v)}`, cls = isLit(l) ? "" : "fp-dim";
+        if (r.text !== t) { r.label.data = t; r.text = t; }
+        if (r.color !== l.color) { r.dot.style.background = l.color; r.color = l.color; }
+        if (r.cls !== cls) { r.row.className = cls; r.cls = cls; }
+        r.row.hidden = false;
       }
-      if (rows.length > 12) tip.append(el("div", "muted", `+ ${rows.length - 12} more`));
+      for (let i = shown; i < tipRows.length; i++) tipRows[i].row.hidden = true;
+      if (rows.length > TIP_ROWS) {
+        const more = `+ ${rows.length - TIP_ROWS} more`;
+        if (tipMore.textContent !== more) tipMore.textContent = more;
+        if (tipMore.parentNode !== tip) tip.append(tipMore);
+      } else if (tipMore.parentNode === tip) tipMore.remove();
       tip.hidden = false;
       // placed without reading any layout back (a read here would lay the page out every move)
       const left = self.cursor.left + self.bbox.left / devicePixelRatio, w = width;
@@ -956,7 +1002,7 @@
       },
       highlight() { if (u) { u.series.forEach((s, i) => { if (i > 0) s.width = lineWidth(lines[i - 1]); }); u.redraw(false); } paintHighlight(); },
       zoomed(x) { if (x === eff.x) return load(); return null; },
-      destroy() { seq++; resize.disconnect(); if (u) u.destroy(); ctx.members.delete(member); },
+      destroy() { seq++; resize.disconnect(); ctx.later(paintLegend, null); if (u) u.destroy(); ctx.members.delete(member); },
     };
     ctx.members.add(member);
     member.ready = load();
