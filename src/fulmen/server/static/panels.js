@@ -432,6 +432,26 @@
       zoom: new Map(),
       members: new Set(),
       hovered: null,
+      // the panels' draws in the next frame, together: every width read first, then every draw,
+      // so that a page whose 6 answers come in at once is laid out and painted once, not once a
+      // panel (each draw would otherwise lay out what the one before changed, to read a width)
+      _draws: [],
+      drawSoon(measure, drawIt) {
+        return new Promise((resolve) => {
+          ctx._draws.push([measure, drawIt, resolve]);
+          if (ctx._draws.length > 1) return;
+          const run = () => {
+            const due = ctx._draws;
+            ctx._draws = [];
+            const widths = due.map(([m]) => m());
+            due.forEach(([, d, done], i) => { try { d(widths[i]); } finally { done(); } });
+          };
+          let ran = false;
+          const once = () => { if (!ran) { ran = true; run(); } };
+          requestAnimationFrame(once);
+          setTimeout(once, 100); // a page in the background gets no frames
+        });
+      },
       // work that waits until the cursor rests (REST_MS without a move): fn under its key,
       // replacing what that key had waiting (null: nothing waits for it any more)
       _later: new Map(),
@@ -676,8 +696,8 @@
       }
       if (mine !== seq) return; // a newer request is on its way
       data = answer;
-      draw();
-      delete root.dataset.loading;
+      await ctx.drawSoon(() => plot.clientWidth, (w) => { if (mine === seq) draw(w); });
+      if (mine === seq) delete root.dataset.loading;
     }
 
     function buildLines() {
@@ -929,11 +949,11 @@
         if (tipMore.parentNode !== tip) tip.append(tipMore);
       } else if (tipMore.parentNode === tip) tipMore.remove();
       tip.hidden = false;
-      // placed without reading any layout back (a read here would lay the page out every move)
-      const left = self.cursor.left + self.bbox.left / devicePixelRatio, w = width;
-      if (left > w / 2) { tip.style.left = ""; tip.style.right = `${Math.max(0, w - left + 14)}px`; }
-      else { tip.style.right = ""; tip.style.left = `${left + 14}px`; }
-      tip.style.top = `${Math.max(0, self.cursor.top - 10)}px`;
+      // placed without reading any layout back (a read here would lay the page out every move),
+      // and moved by a transform: the tip is a layer of its own (panels.css), which the
+      // compositor moves without the page being laid out or its layers worked out again
+      const left = self.cursor.left + self.bbox.left / devicePixelRatio, top = Math.max(0, self.cursor.top - 10);
+      tip.style.transform = left > width / 2 ? `translate(calc(${left - 14}px - 100%), ${top}px)` : `translate(${left + 14}px, ${top}px)`;
     }
 
     function lastValue(l) {
@@ -967,10 +987,10 @@
       root.dataset.highlight = ctx.highlight || "";
     }
 
-    function draw() {
+    function draw(measured) {
       const t0 = performance.now();
       lines = buildLines();
-      const w = Math.max(200, plot.clientWidth || root.clientWidth || 400);
+      const w = Math.max(200, measured || plot.clientWidth || root.clientWidth || 400);
       width = w;
       const t1 = performance.now();
       aligned = align(lines, Math.max(50, Math.min(2000, Math.round(w - Y_AXIS))));
