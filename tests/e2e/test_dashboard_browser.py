@@ -252,8 +252,9 @@ def test_line_plots_read_the_binary_history_answer_which_holds_the_json_one(
             const plain = await src.history(q), bin = await src.history({...q, binary: true});
             const arr = (a) => Array.from(a, (v) => (Number.isNaN(v) ? null : v));
             const fields = ["x", "min", "max", "last", "count"];
+            const typed = (s) => fields.every((f) => s[f] instanceof Float64Array);
             return {
-                plain, typed: bin.series.every((s) => fields.every((f) => s[f] instanceof Float64Array)),
+                plain, typed: bin.series.every(typed),
                 bin: {...bin, series: bin.series.map((s) => ({run: s.run, key: s.key,
                       ...Object.fromEntries(fields.map((f) => [f, arr(s[f])]))}))},
             };

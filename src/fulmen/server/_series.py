@@ -21,6 +21,7 @@ points of one requested bucket); min and max of every point are kept, so no spik
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,5 +223,5 @@ def bucketize_many(
     cuts = np.searchsorted(which[starts], np.arange(len(series) + 1))
     return [
         Buckets(xs[a:b], mins[a:b], maxs[a:b], lasts[a:b], counts[a:b])
-        for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+        for a, b in itertools.pairwise(cuts)
     ]
