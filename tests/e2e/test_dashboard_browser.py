@@ -238,6 +238,33 @@ def test_buckets_keep_spikes_as_a_min_max_band(ui: str, page: Any) -> None:
     assert all(drawn["lo"][j] <= drawn["y"][j] <= drawn["hi"][j] for j in two)
 
 
+def test_line_plots_read_the_binary_history_answer_which_holds_the_json_one(
+    ui: str, page: Any
+) -> None:
+    with page.expect_request(lambda r: "/history?" in r.url and "format=binary" in r.url):
+        page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    got = page.evaluate(
+        """async () => {
+            const page = await (await fetch("/api/v1/entities/local/projects/dash/runs")).json();
+            const src = FulmenPanels.apiSource({entity: "local", project: "dash"});
+            const q = {runs: page.runs.map((r) => r.id), keys: ["loss", "acc"], buckets: 20};
+            const plain = await src.history(q), bin = await src.history({...q, binary: true});
+            const arr = (a) => Array.from(a, (v) => (Number.isNaN(v) ? null : v));
+            const fields = ["x", "min", "max", "last", "count"];
+            const typed = (s) => fields.every((f) => s[f] instanceof Float64Array);
+            return {
+                plain, typed: bin.series.every(typed),
+                bin: {...bin, series: bin.series.map((s) => ({run: s.run, key: s.key,
+                      ...Object.fromEntries(fields.map((f) => [f, arr(s[f])]))}))},
+            };
+        }"""
+    )
+    assert got["typed"]
+    assert len(got["plain"]["series"]) == 10  # 5 runs x 2 keys (the xss run has no acc: empty)
+    assert got["bin"] == got["plain"]
+
+
 def test_zoom_refetches_the_range(ui: str, page: Any) -> None:
     page.goto(ui + "/local/dash")
     page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
@@ -438,6 +465,12 @@ def test_legend_and_tooltip_show_run_names_and_values(ui: str, page: Any) -> Non
     page.wait_for_function(
         """(x) => [...document.querySelectorAll('.fp-panel[data-kind="line"]')]
             .every(p => p.dataset.cursor === x)""",
+        arg=panel.get_attribute("data-cursor"),
+    )
+    # its legend follows once the cursor rests (the hovered panel's at once: rewriting one
+    # legend a frame is cheaper than every panel's)
+    page.wait_for_function(
+        """(x) => document.querySelector('.fp-panel[data-key="acc"]').dataset.legendAt === x""",
         arg=panel.get_attribute("data-cursor"),
     )
     acc = page.locator('.panel[data-key="acc"]')

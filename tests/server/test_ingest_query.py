@@ -163,6 +163,42 @@ def test_buckets_keep_spikes_and_zoom(client: TestClient) -> None:
     assert wall.status_code == 200
 
 
+def test_the_binary_history_answer_holds_the_json_answer(client: TestClient) -> None:
+    import numpy as np
+
+    w = LogWriter()
+    w.run("a")
+    for i in range(300):  # a NaN, a spike, and a key that run b lacks
+        w.history(i, {"v": float("nan") if i == 7 else 100.0 if i == 150 else i % 5, "u": i})
+    post(client, "a", w.body())
+    post(client, "b", simple_run("b", 40).body())
+    q = {"run": ["a", "b"], "key": ["v", "loss"], "buckets": 30, "x": "_step"}
+    url = "/api/v1/entities/local/projects/proj/history"
+    plain = client.get(url, params=q).json()
+    r = client.get(url, params={**q, "format": "binary"})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/vnd.fulmen.history"
+    body = r.content
+    h = int.from_bytes(body[:4], "little")
+    head = json.loads(body[4 : 4 + h])
+    at = 4 + h + (-(4 + h) % 8)
+    assert at % 8 == 0
+    assert (head["x"], head["buckets"]) == (plain["x"], plain["buckets"])
+    assert [(s["run"], s["key"]) for s in head["series"]] == [
+        (s["run"], s["key"]) for s in plain["series"]
+    ]
+    for meta, want in zip(head["series"], plain["series"], strict=True):
+        for field in ("x", "min", "max", "last", "count"):
+            got = np.frombuffer(body, "<f8", meta["n"], at)
+            at += 8 * meta["n"]
+            assert [None if np.isnan(v) else v for v in got.tolist()] == want[field], field
+    assert at == len(body)
+    assert any(s["x"] == [] for s in plain["series"])  # run b has no "v": an empty series
+    bad = client.get(url, params={**q, "format": "xml"})
+    assert bad.status_code == 422
+    assert "format" in bad.text
+
+
 def test_runs_filter_sort_page(client: TestClient) -> None:
     for i in range(12):
         w = LogWriter()

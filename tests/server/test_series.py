@@ -137,3 +137,25 @@ def test_zoom_reaches_the_partial_last_piece(store: SqlStore, n: int) -> None:
         chart = _chart(store, 10, lo=lo, hi=hi)
         assert int(np.sum(chart["count"])) == hi - lo + 1  # type: ignore[call-overload]
         assert chart["x"][0] == lo  # type: ignore[index]
+
+
+def test_bucketing_many_series_at_once_is_each_alone() -> None:
+    rng = np.random.default_rng(3)
+    series = []
+    for n in (0, 1, 37, 200, 5):
+        e = rng.standard_normal((n, S.ENTRY_FIELDS))
+        e[:, S.E_COUNT] = rng.integers(1, 16, n)
+        x = rng.uniform(-2.0, 12.0, n)  # some outside [0, 10], not in order
+        series.append((e, x))
+    series[3][0][4, S.E_MIN] = np.nan  # fmin skips it
+    together = S.bucketize_many(series, 0.0, 10.0, 16)
+    assert len(together) == len(series)
+    for (e, x), got in zip(series, together, strict=True):
+        alone = S.bucketize_many([(e, x)], 0.0, 10.0, 16)[0]
+        for field in ("x", "min", "max", "last", "count"):
+            assert np.array_equal(getattr(got, field), getattr(alone, field), equal_nan=True)
+        inside = e[(x >= 0) & (x <= 10)]
+        assert got.count.sum() == inside[:, S.E_COUNT].sum()
+        if len(inside):
+            assert got.max.max() == inside[:, S.E_MAX].max()
+    assert [len(b.x) for b in S.bucketize_many([], 0.0, 1.0, 4)] == []

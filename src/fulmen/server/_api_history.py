@@ -3,9 +3,11 @@ and the unsampled export (CSV, JSON lines, Parquet)."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
@@ -95,6 +97,7 @@ def history(
     x: Annotated[str, Query(max_length=256)] = "_step",
     min: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     max: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    format: Annotated[str, Query(pattern="^(json|binary)$")] = "json",
 ) -> Response:
     if min is not None and max is not None and min > max:
         raise HTTPException(422, f"min ({min}) is larger than max ({max})")
@@ -107,7 +110,36 @@ def history(
         hi=max,
     )
     series = res.store.history(*names, query)
+    if format == "binary":
+        return Response(binary_answer(x, buckets, series), 200, media_type=BINARY)
     # orjson writes the bucket arrays straight from numpy (NaN as null): 10x json's speed
     payload = {"x": x, "buckets": buckets, "series": series}
     return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), 200,
                     media_type="application/json")  # fmt: skip
+
+
+BINARY = "application/vnd.fulmen.history"
+BINARY_FIELDS = ("x", "min", "max", "last", "count")
+
+
+def binary_answer(x: str, buckets: int, series: list[dict[str, Any]]) -> bytes:
+    """The history answer for a chart (``format=binary``, docs/http-api.md): the JSON answer's
+    content, its numbers as float64 arrays the browser reads in place (no parsing: a project page
+    of 6 panels x 100 runs is 15 MB of JSON otherwise).
+
+    A little-endian uint32 ``h``, ``h`` bytes of UTF-8 JSON ``{"x", "buckets", "series": [{"run",
+    "key", "n"}]}``, zero bytes up to a multiple of 8, then for each series in that order its
+    ``x``, ``min``, ``max``, ``last`` and ``count`` as ``n`` little-endian float64 each (NaN
+    where the JSON answer has null).
+    """
+    head = orjson.dumps(
+        {
+            "x": x,
+            "buckets": buckets,
+            "series": [{"run": s["run"], "key": s["key"], "n": len(s["x"])} for s in series],
+        }
+    )
+    pad = -(4 + len(head)) % 8
+    parts = [struct.pack("<I", len(head)), head, b"\0" * pad]
+    parts += [np.asarray(s[f], dtype="<f8").tobytes() for s in series for f in BINARY_FIELDS]
+    return b"".join(parts)

@@ -24,6 +24,7 @@ points of one requested bucket); min and max of every point are kept, so no spik
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,22 +205,41 @@ class Buckets:
 
 def bucketize(entries: Array, x: Array, lo: float, hi: float, buckets: int) -> Buckets:
     """Group entries (with their x) into ``buckets`` equal-width buckets over ``[lo, hi]``."""
+    return bucketize_many([(entries, x)], lo, hi, buckets)[0]
+
+
+def bucketize_many(
+    series: list[tuple[Array, Array]], lo: float, hi: float, buckets: int
+) -> list[Buckets]:
+    """``bucketize`` of each (entries, x) at once: one pass of numpy over all of them (a chart of
+    100 runs is otherwise 100 passes of a dozen small numpy calls, 30 ms of the answer)."""
+    sizes = [len(e) for e, _ in series]
+    empty = np.empty(0)
+    nothing = [Buckets(empty, empty, empty, empty, np.empty(0, dtype=np.int64)) for _ in series]
+    if not sum(sizes):
+        return nothing
+    entries = np.concatenate([e for e, _ in series])
+    x = np.concatenate([xs for _, xs in series])
+    which = np.repeat(np.arange(len(series), dtype=np.int64), sizes)
     inside = (x >= lo) & (x <= hi)
-    entries, x = entries[inside], x[inside]
-    if len(entries) == 0:
-        empty = np.empty(0)
-        return Buckets(empty, empty, empty, empty, np.empty(0, dtype=np.int64))
+    entries, x, which = entries[inside], x[inside], which[inside]
+    if len(x) == 0:
+        return nothing
     width = (hi - lo) / buckets if hi > lo else 1.0
     index = np.minimum(((x - lo) / width).astype(np.int64), buckets - 1)
-    if len(index) > 1 and bool((index[1:] < index[:-1]).any()):
-        order = np.argsort(index, kind="stable")  # stable: row order within a bucket
-        index, entries, x = index[order], entries[order], x[order]
-    starts = np.flatnonzero(np.concatenate([[True], index[1:] != index[:-1]]))
-    ends = np.concatenate([starts[1:], [len(index)]]) - 1
-    return Buckets(
-        x=x[starts],
-        min=np.fmin.reduceat(entries[:, E_MIN], starts),
-        max=np.fmax.reduceat(entries[:, E_MAX], starts),
-        last=entries[ends, E_LAST],
-        count=np.add.reduceat(entries[:, E_COUNT], starts).astype(np.int64),
-    )
+    key = which * buckets + index  # series by series, each by bucket
+    if len(key) > 1 and bool((key[1:] < key[:-1]).any()):
+        order = np.argsort(key, kind="stable")  # stable: row order within a bucket
+        key, entries, x, which = key[order], entries[order], x[order], which[order]
+    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+    ends = np.concatenate([starts[1:], [len(key)]]) - 1
+    xs = x[starts]
+    mins = np.fmin.reduceat(entries[:, E_MIN], starts)
+    maxs = np.fmax.reduceat(entries[:, E_MAX], starts)
+    lasts = entries[ends, E_LAST]
+    counts = np.add.reduceat(entries[:, E_COUNT], starts).astype(np.int64)
+    cuts = np.searchsorted(which[starts], np.arange(len(series) + 1))
+    return [
+        Buckets(xs[a:b], mins[a:b], maxs[a:b], lasts[a:b], counts[a:b])
+        for a, b in itertools.pairwise(cuts)
+    ]

@@ -357,21 +357,12 @@ def _charts(
         lo = min((float(x.min()) for x in finite), default=0.0)
     if query.hi is None:
         hi = max((float(x.max()) for x in finite), default=0.0)
-    out = []
-    for run_id, key, entries_, x in series:
-        b = S.bucketize(entries_, x, lo, hi, query.buckets)
-        out.append(
-            {
-                "run": run_id,
-                "key": key,
-                "x": b.x,
-                "min": b.min,
-                "max": b.max,
-                "last": b.last,
-                "count": b.count,
-            }
-        )
-    return out
+    chart = S.bucketize_many([(e, x) for _, _, e, x in series], lo, hi, query.buckets)
+    return [
+        {"run": run_id, "key": key, "x": b.x, "min": b.min, "max": b.max, "last": b.last,
+         "count": b.count}
+        for (run_id, key, _, _), b in zip(series, chart, strict=True)
+    ]  # fmt: skip
 
 
 def _unpacked(level: int, chunks: list[bytes], partial: bytes | None) -> S.Array:

@@ -200,9 +200,11 @@
     });
 
     window.fulmenTiming = { tablePainted: table.timing.firstRows };
-    // the media of the charted runs once the charts are drawn (a request per run: they would
-    // queue before the charts' own on a busy server)
-    panels.setRuns(charted()).then(() => panels.grid.ready())
+    // the media of the charted runs once the charts are drawn and on screen (a request per run:
+    // they would queue before the charts' own on a busy server, and starting 100 fetches holds
+    // the main thread for a third of a second, which would delay the frame that shows the charts)
+    const painted = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+    panels.setRuns(charted()).then(() => panels.grid.ready()).then(painted)
       .then(() => mediaSideBySide(document.getElementById("media"), charted()));
     // live: while a run is running, refresh the table's rows (states) and the charts, and once
     // more after the last running run ended (its final points)
@@ -321,16 +323,27 @@
 
   // ---------------------------------------------------------------- compare page
 
+  // fn over items, at most `n` at a time, the answers in order: 100 requests started at once
+  // hold the main thread for a tenth of a second and the server for longer (the charts' cursor
+  // stutters meanwhile)
+  async function few(items, fn, n) {
+    const out = new Array(items.length);
+    let next = 0;
+    const worker = async () => { while (next < items.length) { const i = next++; out[i] = await fn(items[i]); } };
+    await Promise.all(Array.from({ length: Math.min(n || 4, items.length) }, worker));
+    return out;
+  }
+
   // the same media key of several runs side by side, at one step (compare and project pages)
   async function mediaSideBySide(box, runs) {
     const chooser = document.getElementById("media-key"), target = document.getElementById("media-compare");
-    const lists = await Promise.all(runs.map((r) => getJSON(api(`/runs/${enc(r.id)}/media?refs=false`)).catch(() => ({ media: [] }))));
+    const lists = await few(runs, (r) => getJSON(api(`/runs/${enc(r.id)}/media?refs=false`)).catch(() => ({ media: [] })));
     const keys = [...new Set(lists.flatMap((l) => l.media.map((m) => m.key)))].sort();
     chooser.replaceChildren();
     for (const k of keys) { const o = el("option", "", k); o.value = k; chooser.append(o); }
     if (!keys.length) { target.replaceChildren(el("p", "muted", "no media logged by these runs")); box.dataset.ready = "1"; return; }
     async function showKey(key) {
-      const entries = await Promise.all(runs.map((r) => getJSON(api(`/runs/${enc(r.id)}/media?key=${enc(key)}`)).then((d) => d.media[0] || null).catch(() => null)));
+      const entries = await few(runs, (r) => getJSON(api(`/runs/${enc(r.id)}/media?key=${enc(key)}`)).then((d) => d.media[0] || null).catch(() => null));
       const side = runs.map((r, i) => ({
         id: r.id, name: r.name || r.id, color: color(r.id), entry: entries[i],
         fileUrl: (path) => api(`/runs/${enc(r.id)}/media/files/${path.split("/").map(enc).join("/")}`),

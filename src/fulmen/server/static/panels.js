@@ -28,6 +28,7 @@
   const HIDDEN = ["_", "gradients/", "parameters/", "system/", "trainer/global_step"];
   const ROW_PX = 80; // one layout row
   const Y_AXIS = 54; // the y axis of a line plot, in CSS pixels
+  const REST_MS = 90; // the cursor rests: the synchronized panels' legends follow it
   const enc = encodeURIComponent;
 
   // ------------------------------------------------------------------ small helpers
@@ -103,6 +104,27 @@
     const r = await fetch(url, { headers: { accept: "application/json" } });
     if (!r.ok) throw new Error(`${url}: ${r.status}`);
     return r.json();
+  }
+
+  // the history answer's binary form (GET .../history?format=binary, docs/http-api.md): a JSON
+  // head, then each series' x, min, max, last and count as float64 arrays, read in place (15 MB
+  // of JSON to parse for a project page of 6 panels x 100 runs otherwise). NaN stands for null.
+  const HISTORY_FIELDS = ["x", "min", "max", "last", "count"];
+  function decodeHistory(buf) {
+    const h = new DataView(buf).getUint32(0, true);
+    const head = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, h)));
+    let at = 4 + h + ((8 - ((4 + h) % 8)) % 8);
+    for (const s of head.series) {
+      for (const f of HISTORY_FIELDS) { s[f] = new Float64Array(buf, at, s.n); at += 8 * s.n; }
+      delete s.n;
+    }
+    return head;
+  }
+
+  async function getHistory(url) {
+    const r = await fetch(url, { headers: { accept: "application/vnd.fulmen.history" } });
+    if (!r.ok) throw new Error(`${url}: ${r.status}`);
+    return decodeHistory(await r.arrayBuffer());
   }
 
   function nearest(xs, x) {
@@ -254,6 +276,8 @@
         p.set("buckets", String(q.buckets || 1000));
         if (finite(q.lo)) p.set("min", String(q.lo));
         if (finite(q.hi)) p.set("max", String(q.hi));
+        // q.binary: the arrays as Float64Array (NaN for null), what line plots ask for
+        if (q.binary) { p.set("format", "binary"); return getHistory(api(`/history?${p}`)); }
         return getJSON(api(`/history?${p}`));
       },
       async values(runId, key, limit) {
@@ -421,6 +445,40 @@
       zoom: new Map(),
       members: new Set(),
       hovered: null,
+      // the panels' draws in the next frame, together: every width read first, then every draw,
+      // so that a page whose 6 answers come in at once is laid out and painted once, not once a
+      // panel (each draw would otherwise lay out what the one before changed, to read a width)
+      _draws: [],
+      drawSoon(measure, drawIt) {
+        return new Promise((resolve) => {
+          ctx._draws.push([measure, drawIt, resolve]);
+          if (ctx._draws.length > 1) return;
+          const run = () => {
+            const due = ctx._draws;
+            ctx._draws = [];
+            const widths = due.map(([m]) => m());
+            due.forEach(([, d, done], i) => { try { d(widths[i]); } finally { done(); } });
+          };
+          let ran = false;
+          const once = () => { if (!ran) { ran = true; run(); } };
+          requestAnimationFrame(once);
+          setTimeout(once, 100); // a page in the background gets no frames
+        });
+      },
+      // work that waits until the cursor rests (REST_MS without a move): fn under its key,
+      // replacing what that key had waiting (null: nothing waits for it any more)
+      _later: new Map(),
+      _laterTimer: 0,
+      later(key, fn) {
+        if (!fn) { ctx._later.delete(key); return; }
+        ctx._later.set(key, fn);
+        clearTimeout(ctx._laterTimer);
+        ctx._laterTimer = setTimeout(() => {
+          const due = [...ctx._later.values()];
+          ctx._later.clear();
+          for (const f of due) f();
+        }, REST_MS);
+      },
       _runs: null,
       runs() { if (!ctx._runs) ctx._runs = source.runs(); return ctx._runs; },
       // the runs with these config./summary. paths filled in (when the source can)
@@ -513,7 +571,7 @@
     const multi = new Set(lines.map((l) => l.key)).size > 1;
     const out = [];
     for (const g of groups.values()) {
-      let xs = [...new Set(g.members.flatMap((s) => s.x.filter(finite)))].sort((a, b) => a - b);
+      let xs = [...new Set(g.members.flatMap((s) => Array.from(s.x).filter(finite)))].sort((a, b) => a - b);
       if (xs.length > 2000) { const k = xs.length / 2000; xs = Array.from({ length: 2000 }, (_, i) => xs[Math.floor(i * k)]); }
       const mean = [], lo = [], hi = [];
       for (const x of xs) {
@@ -546,7 +604,29 @@
 
   // every line onto one x array (uPlot's data model): the union of their x when that is small
   // (runs logged at the same steps: exact), else a grid of `cells` equal cells over the range
+  // lines with the very same x (runs logged at the same steps: the usual case), increasing
+  function sharedX(lines, limit) {
+    const xs = lines.length ? lines[0].x : null;
+    if (!xs || xs.length > limit) return null;
+    for (let i = 0; i < xs.length; i++) if (!finite(xs[i]) || (i && !(xs[i] > xs[i - 1]))) return null;
+    for (const l of lines) {
+      if (l.x.length !== xs.length) return null;
+      for (let i = 0; i < xs.length; i++) if (l.x[i] !== xs[i]) return null;
+    }
+    return xs;
+  }
+
   function align(lines, cells) {
+    const shared = sharedX(lines, Math.max(3 * cells, 2000));
+    if (shared) { // each line's own values, no placing (what the general case below gives too)
+      const gaps = (a) => {
+        if (!a) return a;
+        const out = new Array(a.length); // a loop: Array.from(a, fn) is 10x slower here
+        for (let i = 0; i < a.length; i++) { const v = a[i]; out[i] = v - v === 0 ? v : null; }
+        return out;
+      };
+      return { xs: Array.from(shared), cols: lines.map((l) => ({ y: gaps(l.y), lo: gaps(l.lo), hi: gaps(l.hi) })), grid: false };
+    }
     let total = 0;
     for (const l of lines) total += l.x.length;
     const all = new Float64Array(total);
@@ -622,15 +702,15 @@
       root.dataset.loading = "1";
       let answer;
       try {
-        answer = await source.history({ runs: runs.map((r) => r.id), keys, x: eff.x, buckets: Math.max(50, Math.min(2000, Math.round(area))), lo: zoom ? zoom[0] : null, hi: zoom ? zoom[1] : null });
+        answer = await source.history({ binary: true, runs: runs.map((r) => r.id), keys, x: eff.x, buckets: Math.max(50, Math.min(2000, Math.round(area))), lo: zoom ? zoom[0] : null, hi: zoom ? zoom[1] : null });
       } catch (e) {
         if (mine === seq) { parts.title.textContent = `${cur.title || defaultTitle(cur)} (${e.message || e})`; delete root.dataset.loading; }
         return;
       }
       if (mine !== seq) return; // a newer request is on its way
       data = answer;
-      draw();
-      delete root.dataset.loading;
+      await ctx.drawSoon(() => plot.clientWidth, (w) => { if (mine === seq) draw(w); });
+      if (mine === seq) delete root.dataset.loading;
     }
 
     function buildLines() {
@@ -641,7 +721,14 @@
         const r = runMap.get(s.run), ki = keys.indexOf(s.key);
         if (!r || ki < 0) continue;
         const name = r.name || r.id;
-        const arr = (a) => (a ? Array.from(a, (v) => (v === null ? NaN : v)) : null);
+        // a copy (log axes write NaN into it), NaN for null, as a plain array (copying a binary
+        // answer's arrays into new typed arrays would allocate 3,000 buffers a panel)
+        const arr = (a) => {
+          if (!a) return null;
+          const out = new Array(a.length);
+          for (let i = 0; i < a.length; i++) { const v = a[i]; out[i] = v === null ? NaN : v; }
+          return out;
+        };
         const x = arr(s.x), y = arr(s.last);
         const lo = arr(s.min), hi = arr(s.max);
         const band = lo && hi && lo.some((v, i) => finite(v) && v !== hi[i]);
@@ -658,34 +745,68 @@
       return out;
     }
 
+    // a value's canvas pixel: uPlot's valToPos, or on a linear scale the same arithmetic inline
+    // (a band calls it 4 times a bucket: 150,000 calls a panel of 100 runs)
+    function toPx(self, axis) {
+      const sc = self.scales[axis], { left, top, width: w, height: h } = self.bbox;
+      if (sc.distr !== 1 || !(sc.max > sc.min)) return (v) => self.valToPos(v, axis, true);
+      const lo = sc.min, span = sc.max - sc.min;
+      return axis === "x" ? (v) => left + ((v - lo) / span) * w : (v) => top + h - ((v - lo) / span) * h;
+    }
+
+    // each line's min/max band. Buckets about a pixel apart (the usual case: a bucket per pixel)
+    // are drawn as one 1-pixel column per bucket, a single stroke of hairlines, which the
+    // browser rasterizes ~10x faster than a filled polygon of the same shape (100 runs' bands
+    // are 100 polygons); sparser buckets as the polygon
     function bands(self) {
       const c = self.ctx, { left, top, width, height: h } = self.bbox;
+      const X = toPx(self, "x"), Y = toPx(self, "y"), xs = aligned.xs;
+      const px = new Float64Array(xs.length);
+      for (let j = 0; j < xs.length; j++) px[j] = X(xs[j]);
+      const lw = Math.max(1, Math.round(devicePixelRatio || 1)), off = (lw % 2) / 2;
+      const dense = xs.length > 1 && (px[xs.length - 1] - px[0]) / (xs.length - 1) <= 1.5 * lw;
       c.save();
       c.beginPath(); c.rect(left, top, width, h); c.clip();
+      c.lineWidth = lw;
       lines.forEach((l, li) => {
         const col = aligned.cols[li];
         if (!col.lo || !col.hi || !self.series[li + 1].show) return;
         const faded = ctx.highlight && !isLit(l);
-        c.fillStyle = fade(l.color, (l.bandAlpha || 0.15) * (faded ? 0.25 : 1));
-        const xs = aligned.xs;
+        const paint = fade(l.color, (l.bandAlpha || 0.15) * (faded ? 0.25 : 1));
+        const lo = col.lo, hi = col.hi;
+        c.beginPath();
+        if (dense) {
+          for (let j = 0; j < xs.length; j++) {
+            const a = lo[j], b = hi[j];
+            if (a === null || b === null || !(a === a) || !(b === b)) continue;
+            const x = Math.floor(px[j]) + off;
+            c.moveTo(x, Y(b)); c.lineTo(x, Y(a));
+          }
+          c.strokeStyle = paint; c.stroke();
+          return;
+        }
+        c.fillStyle = paint;
         let i = 0;
         while (i < xs.length) {
-          while (i < xs.length && !(finite(col.lo[i]) && finite(col.hi[i]))) i++;
+          while (i < xs.length && !(finite(lo[i]) && finite(hi[i]))) i++;
           const start = i;
-          while (i < xs.length && finite(col.lo[i]) && finite(col.hi[i])) i++;
+          while (i < xs.length && finite(lo[i]) && finite(hi[i])) i++;
           if (i - start < 1) continue;
-          c.beginPath();
-          for (let j = start; j < i; j++) c.lineTo(self.valToPos(xs[j], "x", true), self.valToPos(col.hi[j], "y", true));
-          for (let j = i - 1; j >= start; j--) c.lineTo(self.valToPos(xs[j], "x", true), self.valToPos(col.lo[j], "y", true));
-          c.closePath(); c.fill();
-          if (i - start === 1) {
-            const px = self.valToPos(xs[start], "x", true);
-            c.fillRect(px - 1, self.valToPos(col.hi[start], "y", true), 2, self.valToPos(col.lo[start], "y", true) - self.valToPos(col.hi[start], "y", true));
-          }
+          if (i - start === 1) { c.rect(px[start] - 1, Y(hi[start]), 2, Y(lo[start]) - Y(hi[start])); continue; }
+          c.moveTo(px[start], Y(hi[start]));
+          for (let j = start + 1; j < i; j++) c.lineTo(px[j], Y(hi[j]));
+          for (let j = i - 1; j >= start; j--) c.lineTo(px[j], Y(lo[j]));
+          c.closePath();
         }
+        c.fill();
       });
       c.restore();
     }
+
+    // a run's line is 1 pixel wide: the browser draws those as hairlines, ~10x faster than the
+    // 1.5 pixels of a stroked outline (600 lines on a project page); a highlighted run and the
+    // few lines of groups are wider
+    const lineWidth = (l) => (ctx.highlight && isLit(l) ? 2.5 : l.group ? 2 : 1);
 
     const isLit = (l) => !ctx.highlight || l.run === ctx.highlight || (l.members && l.members.includes(ctx.highlight));
 
@@ -714,7 +835,7 @@
           ...lines.map((l) => ({
             label: l.label,
             stroke: () => (isLit(l) ? l.color : fade(l.color, 0.18)),
-            width: ctx.highlight && isLit(l) ? 2.5 : l.group ? 2 : 1.5,
+            width: lineWidth(l),
             dash: l.dash || undefined,
             spanGaps: true,
             points: { show: (self, si) => l.x.length < 2 || l.x.length * 6 < w, size: 4, fill: l.color },
@@ -776,6 +897,10 @@
     const ENTRY_W = 178, ENTRY_H = 16; // an entry's box and gap (panels.css .fp-entry)
     let legendX = null, legendTop = 0;
     legend.addEventListener("scroll", () => { legendTop = legend.scrollTop; paintLegend(legendX); });
+    legend.addEventListener("click", (e) => { // one listener for the entries (600 on a project page)
+      const row = e.target.closest && e.target.closest(".fp-entry");
+      if (row && legend.contains(row)) ctx.setHighlight(row.dataset.run);
+    });
     function paintLegend(x) {
       legendX = x;
       const cols = Math.max(1, Math.floor((width + 10) / ENTRY_W));
@@ -789,28 +914,59 @@
       root.dataset.legendAt = x === null ? "" : String(x);
     }
 
+    // the tooltip's rows are made once and rewritten in place (12 rows rebuilt on every move
+    // cost layout and garbage for nothing)
+    const TIP_ROWS = 12;
+    let tipHead = null, tipRows = [], tipMore = null;
+    function tipRow(i) {
+      if (!tipHead) {
+        tipHead = el("div", "tip-x");
+        tipMore = el("div", "muted");
+        tip.replaceChildren(tipHead);
+      }
+      while (tipRows.length <= i) {
+        const row = el("div"), dot = el("span", "dot"), label = document.createTextNode("");
+        row.append(dot, label);
+        tip.insertBefore(row, tipMore.parentNode === tip ? tipMore : null);
+        tipRows.push({ row, dot, label, color: "", text: "", cls: "" });
+      }
+      return tipRows[i];
+    }
+
     function cursorMoved(self) {
       const idx = self.cursor.idx;
       const x = idx === null || idx === undefined ? null : aligned.xs[idx];
       root.dataset.cursor = x === null ? "" : String(x);
-      paintLegend(x);
+      // the panel under the pointer writes its legend now; the panels synchronized with it once
+      // the cursor rests (6 panels' legends rewritten on every move cost the frame rate)
+      if (x === null || !ctx.hovered || ctx.hovered === self) { ctx.later(paintLegend, null); paintLegend(x); }
+      else ctx.later(paintLegend, () => paintLegend(x));
       if (x === null || ctx.hovered !== self) { tip.hidden = true; return; }
       const rows = lines.map((l, li) => [l, valueAt(li, x)]);
       rows.sort((a, b) => (finite(b[1]) ? b[1] : -Infinity) - (finite(a[1]) ? a[1] : -Infinity));
-      tip.replaceChildren(el("div", "tip-x", `${X_NAMES[eff.x] || eff.x} ${eff.x === "_timestamp" ? new Date(x * 1000).toLocaleString() : fmt(x)}`));
-      for (const [l, v] of rows.slice(0, 12)) {
-        const row = el("div", isLit(l) ? "" : "fp-dim");
-        const dot = el("span", "dot"); dot.style.background = l.color;
-        row.append(dot, document.createTextNode(`${l.label}: ${fmt(v)}`));
-        tip.append(row);
+      tipRow(0);
+      const head = `${X_NAMES[eff.x] || eff.x} ${eff.x === "_timestamp" ? new Date(x * 1000).toLocaleString() : fmt(x)}`;
+      if (tipHead.textContent !== head) tipHead.textContent = head;
+      const shown = Math.min(TIP_ROWS, rows.length);
+      for (let i = 0; i < shown; i++) {
+        const [l, v] = rows[i], r = tipRow(i), t = `${l.label}: ${fmt(v)}`, cls = isLit(l) ? "" : "fp-dim";
+        if (r.text !== t) { r.label.data = t; r.text = t; }
+        if (r.color !== l.color) { r.dot.style.background = l.color; r.color = l.color; }
+        if (r.cls !== cls) { r.row.className = cls; r.cls = cls; }
+        r.row.hidden = false;
       }
-      if (rows.length > 12) tip.append(el("div", "muted", `+ ${rows.length - 12} more`));
+      for (let i = shown; i < tipRows.length; i++) tipRows[i].row.hidden = true;
+      if (rows.length > TIP_ROWS) {
+        const more = `+ ${rows.length - TIP_ROWS} more`;
+        if (tipMore.textContent !== more) tipMore.textContent = more;
+        if (tipMore.parentNode !== tip) tip.append(tipMore);
+      } else if (tipMore.parentNode === tip) tipMore.remove();
       tip.hidden = false;
-      // placed without reading any layout back (a read here would lay the page out every move)
-      const left = self.cursor.left + self.bbox.left / devicePixelRatio, w = width;
-      if (left > w / 2) { tip.style.left = ""; tip.style.right = `${Math.max(0, w - left + 14)}px`; }
-      else { tip.style.right = ""; tip.style.left = `${left + 14}px`; }
-      tip.style.top = `${Math.max(0, self.cursor.top - 10)}px`;
+      // placed without reading any layout back (a read here would lay the page out every move),
+      // and moved by a transform: the tip is a layer of its own (panels.css), which the
+      // compositor moves without the page being laid out or its layers worked out again
+      const left = self.cursor.left + self.bbox.left / devicePixelRatio, top = Math.max(0, self.cursor.top - 10);
+      tip.style.transform = left > width / 2 ? `translate(calc(${left - 14}px - 100%), ${top}px)` : `translate(${left + 14}px, ${top}px)`;
     }
 
     function lastValue(l) {
@@ -818,21 +974,24 @@
       return null;
     }
 
+    // one entry made, the others cloned from it, all put in at once
+    const ENTRY = el("span", "fp-entry");
+    ENTRY.append(el("span", "fp-swatch"), el("span", "fp-name"), el("span", "fp-value"));
     function renderLegend() {
-      legend.replaceChildren();
       legendTop = 0;
+      const all = document.createDocumentFragment();
       legendRows = lines.map((l) => {
-        const row = el("span", "fp-entry");
+        const row = ENTRY.cloneNode(true), [sw, name, value] = row.children;
         row.dataset.run = l.run;
-        const sw = el("span", "fp-swatch"); sw.style.background = l.color;
+        sw.style.background = l.color;
         if (l.dash) sw.classList.add("fp-dashed");
-        const name = el("span", "fp-name", l.label), value = el("span", "fp-value", fmt(lastValue(l)));
-        row.append(sw, name, value);
+        name.textContent = l.label;
+        value.textContent = fmt(lastValue(l));
         row.title = `${l.label} (click to highlight)`;
-        row.addEventListener("click", () => ctx.setHighlight(l.run));
-        legend.append(row);
+        all.append(row);
         return { row, value };
       });
+      legend.replaceChildren(all);
       paintHighlight();
     }
 
@@ -841,10 +1000,10 @@
       root.dataset.highlight = ctx.highlight || "";
     }
 
-    function draw() {
+    function draw(measured) {
       const t0 = performance.now();
       lines = buildLines();
-      const w = Math.max(200, plot.clientWidth || root.clientWidth || 400);
+      const w = Math.max(200, measured || plot.clientWidth || root.clientWidth || 400);
       width = w;
       const t1 = performance.now();
       aligned = align(lines, Math.max(50, Math.min(2000, Math.round(w - Y_AXIS))));
@@ -860,7 +1019,7 @@
       const t4 = performance.now();
       root.dataset.drawMs = [t1 - t0, t2 - t1, t3 - t2, t4 - t3].map((t) => t.toFixed(1)).join(",");
       let points = 0;
-      for (const l of lines) for (const v of l.y) if (finite(v)) points++;
+      for (const l of lines) { const y = l.y; for (let i = 0; i < y.length; i++) if (finite(y[i])) points++; }
       root.fulmen = { kind: "line", x: eff.x, log: eff.logy, logx: eff.logx, groupby: eff.groupby, smoothing: eff.smoothing, points, grid: aligned.grid, series: lines.map((l) => ({ id: l.run, key: l.key, label: l.label, color: l.color, x: l.x, y: l.y, raw: l.raw, lo: l.lo, hi: l.hi, members: l.members || null })) };
       root.dataset.points = String(points);
       root.dataset.series = String(lines.length);
@@ -892,9 +1051,9 @@
         draw();
         return null;
       },
-      highlight() { if (u) { u.series.forEach((s, i) => { if (i > 0) s.width = ctx.highlight && isLit(lines[i - 1]) ? 2.5 : lines[i - 1].group ? 2 : 1.5; }); u.redraw(false); } paintHighlight(); },
+      highlight() { if (u) { u.series.forEach((s, i) => { if (i > 0) s.width = lineWidth(lines[i - 1]); }); u.redraw(false); } paintHighlight(); },
       zoomed(x) { if (x === eff.x) return load(); return null; },
-      destroy() { seq++; resize.disconnect(); if (u) u.destroy(); ctx.members.delete(member); },
+      destroy() { seq++; resize.disconnect(); ctx.later(paintLegend, null); if (u) u.destroy(); ctx.members.delete(member); },
     };
     ctx.members.add(member);
     member.ready = load();
@@ -1550,7 +1709,7 @@
   }
 
   window.FulmenPanels = {
-    PALETTE, color, rankRuns, fmt, smooth, dig, xyChart,
+    PALETTE, color, rankRuns, fmt, smooth, dig, xyChart, decodeHistory,
     apiSource, embeddedSource, mountPanel, mountGrid, defaultLayout, normalize, flatPanels,
     kinds: Object.keys(KINDS),
   };
