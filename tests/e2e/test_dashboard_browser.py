@@ -545,6 +545,11 @@ def test_a_saved_workspace_comes_back_after_reload(ui: str, page: Any) -> None:
     page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
     assert page.locator("#workspace-status").inner_text() == "saved"
     assert page.locator('.fp-panel[data-kind="bar"] .fp-title').inner_text() == "last loss"
+    # the panels draw in one frame once their answers are in: wait for the line panel's draw
+    page.wait_for_function(
+        """() => { const c = document.querySelector('.fp-panel[data-key="loss"]').fulmen;
+                   return c && c.log === true; }"""
+    )
     chart = _chart(page, "loss")
     assert chart["log"] is True
     bars = page.evaluate("() => document.querySelector('.fp-panel[data-kind=\"bar\"]').fulmen")
