@@ -197,7 +197,8 @@ def test_raw_pieces_of_older_stores_still_read(store: SqlStore) -> None:
             )
     with store.engine.read() as con:
         (data,) = con.execute("SELECT data FROM points WHERE key='v' AND piece=0").fetchone()
-    assert bytes(data)[:8] != S.POINTS_MAGIC and len(bytes(data)) == 40 * S.PIECE
+    assert bytes(data)[:8] != S.POINTS_MAGIC
+    assert len(bytes(data)) == 40 * S.PIECE
     assert int(_chart(store, 10**6)["count"].sum()) == S.PIECE + 100  # type: ignore[attr-defined]
     _add(store, _points(S.PIECE + 100, 50))
     with store.engine.read() as con:
