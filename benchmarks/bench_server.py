@@ -19,7 +19,7 @@ PostgreSQL is a throwaway cluster of this machine's binaries (``initdb``, as the
 tests/server/postgres.py) with the settings of a test machine (fsync off); the figures compare the
 engines' code paths, not a production database's disks.
 
-    python benchmarks/bench_server.py [--repeats N] [--quick] [--no-scaling]
+    python benchmarks/bench_server.py [--repeats N] [--quick] [--no-scaling] [--only PART,...]
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ RUNS_BIG, STEPS_BIG = 100, 1_000_000
 RUNS_TABLE = 10_000
 SCALE_CLIENTS, SCALE_ROWS = 8, 10_000
 ENGINES = ("sqlite", "postgresql")
+PARTS = ("sync", "queries", "scaling")
 
 
 def _free_port() -> int:
@@ -344,7 +345,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling part")
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"the parts to run, comma-separated, of {', '.join(PARTS)} (default: all)",
+    )
     args = parser.parse_args()
+    parts = set(args.only.split(","))
+    if not parts <= set(PARTS):
+        parser.error(f"--only: {args.only!r} names a part not in {', '.join(PARTS)}")
+    if args.no_scaling:
+        parts.discard("scaling")
     from tests.server.postgres import Cluster, require_postgres
 
     rows = 2_000 if args.quick else ROWS
@@ -358,9 +369,11 @@ def main() -> None:
     report: dict[str, Any] = {"cpus": os.cpu_count()}
     stop: list[Callable[[], None]] = [cluster.stop, lambda: _drop_scratch(cluster)]
     try:
-        report.update(part_sync(work, cluster, rows, args.repeats, stop))
-        report.update(part_queries(work, cluster, big_size, runs_table, args.repeats))
-        if not args.no_scaling:
+        if "sync" in parts:
+            report.update(part_sync(work, cluster, rows, args.repeats, stop))
+        if "queries" in parts:
+            report.update(part_queries(work, cluster, big_size, runs_table, args.repeats))
+        if "scaling" in parts:
             clients, scale_rows = (4, 1_000) if args.quick else (SCALE_CLIENTS, SCALE_ROWS)
             print(f"ingest scaling: {clients} clients x {scale_rows * KEYS:,} points, PostgreSQL")
             scaled = scaling(work, cluster, (1, 2, 4), clients, scale_rows)

@@ -159,3 +159,70 @@ def test_bucketing_many_series_at_once_is_each_alone() -> None:
         if len(inside):
             assert got.max.max() == inside[:, S.E_MAX].max()
     assert [len(b.x) for b in S.bucketize_many([], 0.0, 1.0, 4)] == []
+
+
+def _dense_cases() -> dict[str, S.Array]:
+    n = S.PIECE
+    ords = np.arange(n, dtype=np.float64)
+    runtime = np.cumsum(np.arange(n) % 3) / 1000.0  # the run log's milliseconds
+    values = np.random.default_rng(1).standard_normal(n)
+    regular = np.stack([ords, ords, runtime, 1.7e9 + 0.125 + runtime, values])
+    irregular = regular.copy()
+    irregular[S.ORD] = np.cumsum(1 + np.arange(n) % 5)  # gaps between rows
+    irregular[S.STEP] = np.cumsum(np.arange(n) % 4)  # steps that repeat and jump
+    irregular[S.RUNTIME] = np.cumsum(np.abs(values)) * 0.37  # not whole milliseconds
+    irregular[S.TIMESTAMP] = 1.7e9 + np.sqrt(ords)
+    special = regular.copy()
+    special[S.VALUE, :6] = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e300]
+    special[S.STEP, 5] = np.nan
+    huge = regular[:, :50].copy()
+    huge[S.ORD] = 2.0**62 + np.arange(50) * 2.0**10  # beyond 2**53: progressions inexact
+    huge[S.STEP] = 2.0**53 + np.arange(50)
+    return {
+        "regular": regular,
+        "float32 values": np.vstack([regular[:4], values.astype(np.float32).astype(np.float64)]),
+        "irregular": irregular,
+        "nan, inf, -0.0": special,
+        "one point": regular[:, 7:8].copy(),
+        "no point": regular[:, :0].copy(),
+        "huge ordinals": huge,
+    }
+
+
+@pytest.mark.parametrize("case", list(_dense_cases()))
+def test_dense_points_round_trip_bit_for_bit(case: str) -> None:
+    points = _dense_cases()[case]
+    back = S.unpack_points(S.pack_points(points))
+    assert back.shape == points.shape
+    assert back.tobytes() == np.ascontiguousarray(points).tobytes()
+
+
+def test_dense_points_are_small_for_rows_logged_one_by_one() -> None:
+    regular = _dense_cases()["regular"]
+    assert len(S.pack_points(regular)) <= 12 * regular.shape[1] + 64  # ms runtime, f8 value
+    f32 = _dense_cases()["float32 values"]
+    assert len(S.pack_points(f32)) <= 8 * f32.shape[1] + 64
+
+
+def test_raw_pieces_of_older_stores_still_read(store: SqlStore) -> None:
+    """A store written before the dense format holds raw float64 pieces: they read, and a new
+    batch after them (which rewrites the partial piece densely) keeps every point."""
+    old = _points(0, S.PIECE + 100)
+    _add(store, old)
+    with store.engine.write() as con:
+        rows = con.execute("SELECT rid, key, piece, data FROM points").fetchall()
+        for rid, key, piece, data in rows:
+            raw = np.ascontiguousarray(S.unpack_points(bytes(data)), dtype="<f8").tobytes()
+            con.execute(
+                "UPDATE points SET data=? WHERE rid=? AND key=? AND piece=?",
+                (raw, rid, key, piece),
+            )
+    with store.engine.read() as con:
+        (data,) = con.execute("SELECT data FROM points WHERE key='v' AND piece=0").fetchone()
+    assert bytes(data)[:8] != S.POINTS_MAGIC
+    assert len(bytes(data)) == 40 * S.PIECE
+    assert int(_chart(store, 10**6)["count"].sum()) == S.PIECE + 100  # type: ignore[attr-defined]
+    _add(store, _points(S.PIECE + 100, 50))
+    with store.engine.read() as con:
+        points = SqlStore._load_points(con, 1, "v", 0)
+    assert points.tobytes() == _points(0, S.PIECE + 150).tobytes()

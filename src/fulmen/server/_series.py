@@ -20,11 +20,29 @@ only the pieces that overlap it, at a finer level. Entries are placed in the req
 their first point, so a bucket edge is exact to within one precomputed group (which holds at most
 the
 points of one requested bucket); min and max of every point are kept, so no spike is lost.
+
+Stored points (``pack_points``): a piece used to be its ``(FIELDS, n)`` float64s as they are (40
+bytes a point, the "raw" format, still read). It is now the dense format: ``POINTS_MAGIC`` (8
+bytes that read as a NaN float64, which no raw piece starts with: its first ordinal), ``n`` (uint32
+little-endian), one code per field (uint8), 3 bytes of padding, then each field's data in field
+order, coded as the first of these that gives back its exact bits:
+
+- ``PROGRESSION``: first value and difference (2 float64s): ordinals and steps, usually;
+- ``PLUS_RUNTIME`` (the timestamp only): one float64 ``c``, each timestamp ``c + runtime``, as
+  ingest computes it (``segment time + (runtime - segment runtime)``, one segment);
+- ``MILLIS``: uint32 milliseconds, the value ``ms / 1000`` (the run log's ``_runtime``);
+- ``FLOAT32``: float32s that widen to the same float64 (a float32 tensor's values);
+- ``RAW``: float64s.
+
+So a point of a run logged row by row is 8 to 12 bytes (runtime and value), not 40. Every code is
+checked bit for bit against the field when written (NaN, infinities and -0.0 included), so
+unpacking gives back exactly what was packed.
 """
 
 from __future__ import annotations
 
 import itertools
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,14 +71,81 @@ AXES = {"_step": E_STEP, "_runtime": E_RUNTIME, "_timestamp": E_TIMESTAMP}
 Array = npt.NDArray[np.float64]
 
 
+POINTS_MAGIC = b"FLMNpt\xf2\xff"  # as a little-endian float64: a NaN (never a first ordinal)
+RAW, PROGRESSION, PLUS_RUNTIME, MILLIS, FLOAT32 = range(5)  # a field's code in the dense format
+_HEADER = struct.Struct(f"<8sI{FIELDS}B3x")
+
+
+def _same(a: Array, b: Array) -> bool:
+    """Bit for bit (NaN equal to the same NaN, -0.0 not equal to 0.0)."""
+    return bool(np.array_equal(a.view(np.int64), b.view(np.int64)))
+
+
+def _encode(field: int, x: Array, runtime: Array) -> tuple[int, bytes]:
+    n = len(x)
+    with np.errstate(all="ignore"):  # an inf or NaN makes a code fail its check, not warn
+        first = x[0] if n else 0.0
+        delta = x[1] - x[0] if n > 1 else 0.0
+        if _same(first + delta * np.arange(n, dtype=np.float64), x):
+            return PROGRESSION, struct.pack("<2d", first, delta)
+        if field == TIMESTAMP:
+            c = x[0] - runtime[0]
+            if _same(c + runtime, x):
+                return PLUS_RUNTIME, struct.pack("<d", c)
+        ms = np.rint(x * 1000.0)
+        if bool(((ms >= 0) & (ms < 2**32)).all()):
+            ms32 = ms.astype("<u4")
+            if _same(ms32 / 1000.0, x):
+                return MILLIS, ms32.tobytes()
+        f32 = x.astype("<f4")
+        if _same(f32.astype(np.float64), x):
+            return FLOAT32, f32.tobytes()
+    return RAW, x.astype("<f8").tobytes()
+
+
 def pack_points(points: Array) -> bytes:
-    """(FIELDS, n) -> bytes."""
-    return np.ascontiguousarray(points, dtype="<f8").tobytes()
+    """(FIELDS, n) -> bytes, in the dense format (module docstring)."""
+    points = np.asarray(points, dtype=np.float64)
+    n = points.shape[1]
+    codes, parts = [], []
+    for field in range(FIELDS):
+        code, data = _encode(field, np.ascontiguousarray(points[field]), points[RUNTIME])
+        codes.append(code)
+        parts.append(data)
+    return _HEADER.pack(POINTS_MAGIC, n, *codes) + b"".join(parts)
 
 
 def unpack_points(data: bytes) -> Array:
-    """bytes -> (FIELDS, n)."""
-    return np.frombuffer(data, dtype="<f8").reshape(FIELDS, -1)
+    """bytes (the dense format, or the raw one of older stores) -> (FIELDS, n)."""
+    if data[:8] != POINTS_MAGIC:
+        return np.frombuffer(data, dtype="<f8").reshape(FIELDS, -1)
+    _, n, *codes = _HEADER.unpack_from(data)
+    out = np.empty((FIELDS, n))
+    at = _HEADER.size
+    # in field order: the runtime is decoded before the timestamp that may be coded from it
+    for field, code in enumerate(codes):
+        if code == PROGRESSION:
+            first, delta = struct.unpack_from("<2d", data, at)
+            out[field] = first + delta * np.arange(n, dtype=np.float64)
+            at += 16
+        elif code == PLUS_RUNTIME:
+            (c,) = struct.unpack_from("<d", data, at)
+            out[field] = c + out[RUNTIME]
+            at += 8
+        elif code == MILLIS:
+            out[field] = np.frombuffer(data, "<u4", n, at) / 1000.0
+            at += 4 * n
+        elif code == FLOAT32:
+            out[field] = np.frombuffer(data, "<f4", n, at)
+            at += 4 * n
+        elif code == RAW:
+            out[field] = np.frombuffer(data, "<f8", n, at)
+            at += 8 * n
+        else:
+            raise ValueError(f"stored points: field {field} has code {code}, not one of 0-4")
+    if at != len(data):
+        raise ValueError(f"stored points: {len(data)} bytes, the header describes {at}")
+    return out
 
 
 def pack_entries(entries: Array) -> bytes:
