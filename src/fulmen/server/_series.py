@@ -303,11 +303,13 @@ def bucketize_many(
     nothing = [Buckets(empty, empty, empty, empty, np.empty(0, dtype=np.int64)) for _ in series]
     if not sum(sizes):
         return nothing
-    entries = np.concatenate([e for e, _ in series])
     x = np.concatenate([xs for _, xs in series])
+    # min, max, last and count: the fields a chart needs (adjacent: one slice, 40 of the 80 bytes)
+    stats = np.concatenate([e[:, E_MIN : E_COUNT + 1] for e, _ in series])
     which = np.repeat(np.arange(len(series), dtype=np.int64), sizes)
     inside = (x >= lo) & (x <= hi)
-    entries, x, which = entries[inside], x[inside], which[inside]
+    if not inside.all():  # a zoom, or NaN x (a copy of all of them otherwise: 8 ms of 100 runs)
+        stats, x, which = stats[inside], x[inside], which[inside]
     if len(x) == 0:
         return nothing
     width = (hi - lo) / buckets if hi > lo else 1.0
@@ -315,14 +317,15 @@ def bucketize_many(
     key = which * buckets + index  # series by series, each by bucket
     if len(key) > 1 and bool((key[1:] < key[:-1]).any()):
         order = np.argsort(key, kind="stable")  # stable: row order within a bucket
-        key, entries, x, which = key[order], entries[order], x[order], which[order]
+        key, stats, x, which = key[order], stats[order], x[order], which[order]
     starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
     ends = np.concatenate([starts[1:], [len(key)]]) - 1
     xs = x[starts]
-    mins = np.fmin.reduceat(entries[:, E_MIN], starts)
-    maxs = np.fmax.reduceat(entries[:, E_MAX], starts)
-    lasts = entries[ends, E_LAST]
-    counts = np.add.reduceat(entries[:, E_COUNT], starts).astype(np.int64)
+    low, high, last, count = stats.T
+    mins = np.fmin.reduceat(low, starts)
+    maxs = np.fmax.reduceat(high, starts)
+    lasts = last[ends]
+    counts = np.add.reduceat(count, starts).astype(np.int64)
     cuts = np.searchsorted(which[starts], np.arange(len(series) + 1))
     return [
         Buckets(xs[a:b], mins[a:b], maxs[a:b], lasts[a:b], counts[a:b])
