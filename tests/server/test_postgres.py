@@ -1,11 +1,13 @@
 """The PostgreSQL engine (``fulmen.server._postgres``) where several writers meet: two stores (as
 two server processes have) ingesting one run at once, logging one artifact at once; the database
-restarted under a store; and real processes: two ``fulmen server`` processes on one database with
-clients logging to both, one server killed -9 and restarted mid-way; PostgreSQL restarted while
-clients log. What every engine does is in test_sqlstore.py."""
+restarted under a store; and real processes: two ``fulmen server`` processes on one database and
+one S3 object store (moto's server) with clients logging rows, a file and an artifact to both, one
+server killed -9 and restarted mid-way; PostgreSQL restarted while clients log. What every
+engine does is in test_sqlstore.py."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -26,6 +28,7 @@ from fulmen.server._postgres import PostgresStore
 from fulmen.server.store import HistoryQuery, StoreUnavailable
 from tests.server.postgres import Cluster, cluster
 from tests.server.runlogs import LogWriter
+from tests.server.s3 import BUCKET, MotoServer
 
 CLIENTS, ROWS = 10, 2_000  # the issue's 50 x 10,000: FULMEN_FULL_LOAD=1 (or the benchmark)
 if os.environ.get("FULMEN_FULL_LOAD"):
@@ -151,6 +154,12 @@ run = wandb.init(project="load", id=run_id)
 with open(os.path.join(run.dir, "notes.txt"), "w") as f:
     f.write("notes of " + run_id)
 run.save_file("notes.txt")
+weights = os.path.join(run.dir, "..", "weights.bin")
+with open(weights, "w") as f:
+    f.write(("weights of " + run_id) * 1000)
+art = wandb.Artifact("model", type="model")  # one name for all: versions numbered under load
+art.add_file(weights)
+run.log_artifact(art)
 for i in range(rows):
     run.log({"loss": 1.0 / (i + 1), "i": i})
     if i % 100 == 99:
@@ -166,19 +175,26 @@ def _free_port() -> int:
 
 
 class Server:
-    """One ``fulmen server`` process on the database ``url`` (its port kept across restarts)."""
+    """One ``fulmen server`` process on the database ``url`` (its port kept across restarts),
+    its blobs in ``data``'s folder or, with ``blobs`` (the ``--blobs`` URL and the AWS settings),
+    an object store."""
 
-    def __init__(self, data: Path, url: str) -> None:
-        self.data, self.db = data, url
+    def __init__(
+        self, data: Path, url: str, blobs: tuple[str, dict[str, str]] | None = None
+    ) -> None:
+        self.data, self.db, self.blobs = data, url, blobs
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "fulmen", "server", "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            [*cmd, "--data", str(self.data), "--database", self.db], stdout=subprocess.DEVNULL
-        )
+        cmd += ["--data", str(self.data), "--database", self.db]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FULMEN_", "AWS_"))}
+        if self.blobs is not None:
+            cmd += ["--blobs", self.blobs[0]]
+            env.update(self.blobs[1])
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, "the server exited"
@@ -235,6 +251,13 @@ def _check_every_row_once(servers: list[Server], run_ids: list[str]) -> None:
             run = json.loads(server.get(f"/runs/{run_id}"))
             assert (run["state"], run["rows"]) == ("finished", ROWS)
             assert server.get(f"/runs/{run_id}/files/notes.txt") == f"notes of {run_id}".encode()
+            (art,) = json.loads(server.get(f"/runs/{run_id}/artifacts"))["artifacts"]
+            weights = server.get(f"/artifacts/model/{art['version']}/files/weights.bin")
+            assert weights == f"weights of {run_id}".encode() * 1000
+        # each run's artifact is one version of "model", numbered once: v0 .. v(n-1)
+        versions = json.loads(server.get("/artifacts/model"))["versions"]
+        assert sorted(v["run"] for v in versions) == sorted(run_ids)
+        assert sorted(int(v["version"][1:]) for v in versions) == list(range(len(run_ids)))
 
 
 def _wait_for_rows(server: Server, rows: int) -> None:
@@ -255,10 +278,11 @@ def _wait(clients: list[subprocess.Popen[str]]) -> None:
 
 @pytest.mark.slow
 def test_two_servers_one_killed_and_restarted_mid_way_keep_every_row_once(
-    pg_cluster: Cluster, tmp_path: Path
+    pg_cluster: Cluster, moto: MotoServer, tmp_path: Path
 ) -> None:
     url = pg_cluster.create_database()
-    servers = [Server(tmp_path / "data", url), Server(tmp_path / "data", url)]  # one blob folder
+    blobs = (f"s3://{BUCKET}/{tmp_path.name}", moto.env())  # one object store, each its own folder
+    servers = [Server(tmp_path / f"data{i}", url, blobs) for i in range(2)]
     for s in servers:
         s.start()
     try:
@@ -270,6 +294,10 @@ def test_two_servers_one_killed_and_restarted_mid_way_keep_every_row_once(
         servers[0].start()
         _wait(clients)
         _check_every_row_once(servers, run_ids)
+        stored = set(moto.keys(tmp_path.name))  # the blobs are in the object store, by digest
+        for run_id in run_ids:
+            digest = hashlib.sha256(f"weights of {run_id}".encode() * 1000).hexdigest()
+            assert f"{tmp_path.name}/{digest[:2]}/{digest}" in stored
         # a whole run log sent again, to the other server: nothing changes
         before = servers[1].get("/runs/c0/history/export?format=jsonl")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FULMEN_", "WANDB_"))}
