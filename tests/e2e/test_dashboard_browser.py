@@ -29,8 +29,9 @@ LOGGER = f"""
 import sys
 import fulmen.track as wandb
 name, lr, group = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-run = wandb.init(project="dash", name=name, group=group, config={{"lr": lr, "layers": 2}},
-                 tags=["t1"], mode="offline")
+config = {{"lr": lr, "layers": 2, "optimizer": "sgd", "width": 64}}
+run = wandb.init(project="dash", name=name, group=group, config=config, tags=["t1"],
+                 mode="offline")
 for i in range({STEPS}):
     loss = lr * 10 / (i + 1) + (5.0 if i == 37 else 0.0) + (0.1 if name in ("beta", "delta") else 0)
     run.log({{"loss": loss, "acc": i / {STEPS}, "trainer/global_step": i * 4}})
@@ -594,6 +595,55 @@ def test_the_table_selection_charts_and_its_view_is_saved_in_the_workspace(
     page.locator("#workspace-reset").click()
     page.wait_for_selector('#runs-table[data-sort="-created"]')
     assert _get(ui + "/api/v1/entities/local/projects/dash/workspace")["saved"] is False
+    assert _errors(page) == []
+
+
+def test_a_run_comparer_on_the_project_page_compares_the_ticked_runs(ui: str, page: Any) -> None:
+    _forget_workspace(ui)
+    page.goto(ui + "/local/dash")
+    page.wait_for_selector('.panel[data-key="loss"][data-series="5"]')
+    rows = page.locator("#runs-table .rt-body .rt-row")
+    for name in ("alpha", "gamma"):
+        rows.filter(has_text=name).locator(".rt-sel input").check()
+    page.wait_for_selector('.panel[data-key="loss"][data-series="2"]')
+    # a table panel with "compare" ticked, added through the editor: W&B's run comparer
+    page.locator('.fp-section[data-name="charts"] .fp-add-panel').click()
+    form = page.locator(".fp-editor")
+    form.locator("select.fp-kind").select_option("table")
+    form.locator('input[name="title"]').fill("side by side")
+    form.locator('input[name="compare"]').check()
+    form.locator(".fp-save").click()
+    comparer = '.fp-panel[data-compare="1"][data-drawn]'
+    page.wait_for_selector(comparer)
+    ids = _run_ids(ui)
+    got = page.evaluate(f"() => document.querySelector('{comparer}').fulmen")
+    assert sorted(got["runs"]) == sorted([ids["alpha"], ids["gamma"]])
+    # the page's runs hold its table's first columns only (config: html, layers, lr): the
+    # comparer fetched the whole runs, config.width among them
+    wanted = {"config.lr", "config.width", "config.optimizer", "summary.loss", "state"}
+    assert wanted <= set(got["rows"])
+    assert {"config.lr", "summary.loss"} <= set(got["differing"])
+    assert "config.width" not in got["differing"]  # 64 in both
+    lr = page.locator(f'{comparer} tr[data-row="config.lr"] td')
+    by_run = {lr.nth(i).get_attribute("data-run"): lr.nth(i).inner_text() for i in range(2)}
+    assert by_run == {ids["alpha"]: "0.1", ids["gamma"]: "0.01"}
+    heads = page.locator(f"{comparer} th.fp-compare-run").all_inner_texts()
+    assert sorted(h.strip() for h in heads) == ["alpha", "gamma"]
+    # "differences only" hides the rows that are the same in every run
+    page.locator(f"{comparer} .fp-diff-only").check()
+    page.wait_for_selector('.fp-panel[data-compare="1"][data-diff-only="1"]')
+    got = page.evaluate(f"() => document.querySelector('{comparer}').fulmen")
+    assert "config.lr" in got["shown"]
+    assert "config.width" not in got["shown"]
+    assert page.locator(f'{comparer} tr[data-row="config.width"]').count() == 1
+    assert page.locator(f'{comparer} tr[data-row="config.width"]').is_hidden()
+    # ticking a third run puts it in the comparer too
+    rows.filter(has_text="beta").locator(".rt-sel input").check()
+    page.wait_for_function(
+        """() => { const c = document.querySelector('.fp-panel[data-compare="1"]');
+                   return c && c.fulmen && c.fulmen.runs.length === 3; }"""
+    )
+    _forget_workspace(ui)
     assert _errors(page) == []
 
 
