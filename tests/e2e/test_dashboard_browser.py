@@ -606,6 +606,8 @@ def test_a_run_comparer_on_the_project_page_compares_the_ticked_runs(ui: str, pa
     for name in ("alpha", "gamma"):
         rows.filter(has_text=name).locator(".rt-sel input").check()
     page.wait_for_selector('.panel[data-key="loss"][data-series="2"]')
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
     # a table panel with "compare" ticked, added through the editor: W&B's run comparer
     page.locator('.fp-section[data-name="charts"] .fp-add-panel').click()
     form = page.locator(".fp-editor")
@@ -622,6 +624,9 @@ def test_a_run_comparer_on_the_project_page_compares_the_ticked_runs(ui: str, pa
     # comparer fetched the whole runs, config.width among them
     wanted = {"config.lr", "config.width", "config.optimizer", "summary.loss", "state"}
     assert wanted <= set(got["rows"])
+    whole = [u for u in asked if "/projects/dash/runs?" in u and "run=" in u]
+    assert len(whole) == 1, asked  # in one request, not one a run
+    assert all(f"run={ids[n]}" in whole[0] for n in ("alpha", "gamma"))
     assert {"config.lr", "summary.loss"} <= set(got["differing"])
     assert "config.width" not in got["differing"]  # 64 in both
     lr = page.locator(f'{comparer} tr[data-row="config.lr"] td')

@@ -294,6 +294,26 @@ def test_a_runs_page_reads_its_rows_in_chunks_in_sort_order(
     assert page["runs"][0]["summary"] == everything[2]["summary"]
 
 
+def test_runs_picked_by_id_come_in_one_answer(client: TestClient) -> None:
+    """``run=`` (repeatable): those runs only, as the run comparer fetches the runs it shows."""
+    for i in range(5):
+        w = LogWriter()
+        w.run(f"r{i}")
+        w.record("config", {"lr": i / 10})
+        post(client, f"r{i}", w.body())
+    page = client.get(RUNS, params={"run": ["r3", "r1", "nope", "r3"], "sort": "run_id"}).json()
+    assert [r["id"] for r in page["runs"]] == ["r1", "r3"]  # an unknown id is no run, not an error
+    assert page["total"] == 2
+    assert page["runs"][1]["config"] == {"lr": 0.3}  # whole runs
+    both = client.get(RUNS, params={"run": ["r1", "r3"], "filter": "config.lr>=0.2"}).json()
+    assert [r["id"] for r in both["runs"]] == ["r3"]  # and the other conditions too
+    bad = client.get(RUNS, params={"run": "a/b"})
+    assert bad.status_code == 422
+    assert "'a/b'" in bad.json()["detail"]
+    many = client.get(RUNS, params={"run": [f"x{i}" for i in range(1001)]})
+    assert many.status_code == 422
+
+
 def test_runs_filter_on_run_fields_contains_and_sort(client: TestClient) -> None:
     """The runs table's filter expressions become these: the run's own fields (name, state,
     tags, group, id, runtime...), ``~`` (contains), and sorting by any of them."""

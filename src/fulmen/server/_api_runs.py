@@ -105,6 +105,7 @@ def runs(
     res: ResDep,
     names: ProjectDep,
     state: Annotated[list[str] | None, Query(max_length=10)] = None,
+    run: Annotated[list[str] | None, Query(max_length=1000)] = None,
     tag: Annotated[list[str] | None, Query(max_length=20)] = None,
     group: Annotated[str | None, Query(max_length=128)] = None,
     search: Annotated[str | None, Query(max_length=128)] = None,
@@ -116,6 +117,7 @@ def runs(
 ) -> dict[str, Any]:
     query = RunQuery(
         states=tuple(state or ()),
+        ids=tuple(dict.fromkeys(_names.run_id(r) for r in run or ())),
         tags=tuple(tag or ()),
         group=group,
         search=search,

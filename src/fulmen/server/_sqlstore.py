@@ -911,6 +911,9 @@ class SqlStore:
         if query.states:
             where.append(f"state IN ({', '.join('?' * len(query.states))})")
             params += query.states
+        if query.ids:
+            where.append(f"run_id IN ({', '.join('?' * len(query.ids))})")
+            params += query.ids
         for tag in query.tags:
             where.append(dialect.has_tag())
             params.append(tag)

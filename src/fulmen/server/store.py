@@ -75,6 +75,7 @@ class RunQuery:
     """Which runs of a project, in which order, which page."""
 
     states: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()  # only these runs (none: every run)
     tags: tuple[str, ...] = ()  # every tag must be on the run
     group: str | None = None
     search: str | None = None  # a substring of the name or id (case-insensitive)

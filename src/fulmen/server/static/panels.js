@@ -289,17 +289,19 @@
       mediaUrl(runId, path) {
         return api(`${runPath(runId)}/media/files/${String(path).split("/").map(enc).join("/")}`);
       },
-      // these runs whole (the page's run objects may hold only its table's columns): GET
-      // .../runs/{id} each, kept while the run's "updated" stays
+      // these runs whole (the page's run objects may hold only its table's columns): one GET
+      // .../runs?run=...&run=... for those not kept, each kept while its "updated" stays
       async fullRuns(runs) {
         if (!given) return runs;
-        return Promise.all(runs.map((r) => {
-          const kept = whole.get(r.id);
-          if (kept && kept.updated === r.updated) return kept.run;
-          const run = getJSON(api(runPath(r.id))).catch(() => r);
-          whole.set(r.id, { updated: r.updated, run });
-          return run;
-        }));
+        const stale = runs.filter((r) => { const kept = whole.get(r.id); return !kept || kept.updated !== r.updated; });
+        for (let i = 0; i < stale.length; i += 100) {
+          const part = stale.slice(i, i + 100), q = new URLSearchParams({ limit: String(part.length) });
+          for (const r of part) q.append("run", r.id);
+          const answer = getJSON(api(`/runs?${q}`))
+            .then((page) => new Map(page.runs.map((r) => [r.id, r]))).catch(() => new Map());
+          for (const r of part) whole.set(r.id, { updated: r.updated, run: answer.then((got) => got.get(r.id) || r) });
+        }
+        return Promise.all(runs.map((r) => whole.get(r.id).run));
       },
       // everything `panels` need, as JSON (the exported report and frozen run sets embed it)
       async snapshot(panels, so) {
