@@ -7,6 +7,7 @@ engine does is in test_sqlstore.py."""
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -333,3 +334,70 @@ def test_postgresql_restarted_while_clients_log_loses_nothing(
         _check_every_row_once([server], run_ids)
     finally:
         server.stop()
+
+
+AGENT = """
+import sys, time, fulmen.track as wandb
+def train():
+    run = wandb.init()
+    time.sleep(0.05)
+    wandb.log({"loss": float(run.config.b)})
+assert wandb.agent(sys.argv[1], function=train, count=4) == 4
+"""
+
+
+def _post(server: Server, path: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        f"{server.base}/api/v1/entities/local/projects/load{path}", json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "X-Fulmen-Client": "test"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=60) as r:
+        return json.loads(r.read())
+
+
+@pytest.mark.slow
+def test_agents_on_two_servers_share_one_sweep_each_grid_point_once(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """The sweep's state lives in the database: agents asking two processes for trials at once
+    get every grid point once, and both processes answer the same sweep."""
+    url = pg_cluster.create_database()
+    servers = [Server(tmp_path / f"data{i}", url) for i in range(2)]
+    for s in servers:
+        s.start()
+    try:
+        grid = {"method": "grid", "metric": {"name": "loss"},
+                "parameters": {"b": {"values": list(range(16))}}}  # fmt: skip
+        created = _post(servers[0], "/sweeps", {"config": grid})
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FULMEN_", "WANDB_"))}
+        env.update(FULMEN_CONSOLE="off", FULMEN_STATS_INTERVAL="0", FULMEN_DISABLE_GIT="true")
+        agents = []
+        for i in range(4):  # two agents on each server
+            here = tmp_path / f"agent{i}"
+            here.mkdir()
+            env_i = {**env, "FULMEN_BASE_URL": servers[i % 2].base, "FULMEN_DIR": str(here),
+                     "FULMEN_SETTINGS_FILE": str(tmp_path / "settings")}  # fmt: skip
+            agents.append(subprocess.Popen(
+                [sys.executable, "-c", AGENT, created["path"]], cwd=here, env=env_i,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            ))  # fmt: skip
+        _wait(agents)
+        answers = [json.loads(s.get(f"/sweeps/{created['id']}")) for s in servers]
+        for sweep in answers:
+            trials = sweep["trials"]
+            assert sorted(t["params"]["b"] for t in trials) == list(range(16))  # each once
+            assert {t["state"] for t in trials} == {"finished"}
+            assert sweep["state"] == "finished"
+            assert sweep["best"]["value"] == 0.0
+        assert answers[0]["trials"] == answers[1]["trials"]
+        # four trials an agent (count=4), two agents on each server
+        by_agent = collections.Counter(t["agent"] for t in answers[0]["trials"])
+        assert sorted(by_agent.values()) == [4, 4, 4, 4]
+        assert set(by_agent) == {a["id"] for a in answers[0]["agents"]}
+        for t in answers[0]["trials"]:  # each trial's run, logged to either, is on both
+            for s in servers:
+                run = json.loads(s.get(f"/runs/{t['run_id']}"))
+                assert run["summary"]["loss"] == float(t["params"]["b"])
+    finally:
+        for s in servers:
+            s.stop()

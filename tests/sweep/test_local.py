@@ -144,6 +144,31 @@ def test_next_trial_claims_distinct_trials_and_respects_run_cap(tmp_path: Path) 
     c.close()
 
 
+@pytest.mark.parametrize("config", [GRID, RANDOM_FINITE], ids=["grid", "random"])
+def test_a_search_space_tried_whole_finishes_with_its_last_trial(
+    tmp_path: Path, config: dict[str, Any]
+) -> None:
+    """Agents whose counts add up to the space's size never ask once more: the sweep finishes
+    when the last trial ends, not at an ask that never comes."""
+    c = LocalController(tmp_path)
+    sweep_id = c.create(config, "p")
+    agent = c.register_agent(sweep_id)
+    size = 12  # GRID: 4 x 3 x 1; RANDOM_FINITE: 3 x 4
+    claims = [c.next_trial(sweep_id, agent) for _ in range(size)]
+    assert [x.kind for x in claims] == ["trial"] * size
+    assert len({json.dumps(x.trial.params, sort_keys=True) for x in claims if x.trial}) == size
+    for x in claims[:-1]:
+        assert x.trial is not None
+        c.finish_trial(sweep_id, x.trial.number, "finished", 1.0)
+    assert c.sweep(sweep_id).state == "running"  # the last trial still runs
+    last = claims[-1].trial
+    assert last is not None
+    c.finish_trial(sweep_id, last.number, "crashed", None)
+    assert c.sweep(sweep_id).state == "finished"
+    assert c.next_trial(sweep_id, agent).kind == "done"
+    c.close()
+
+
 def test_pause_resume_stop_and_cancel(tmp_path: Path) -> None:
     c = LocalController(tmp_path)
     sweep_id = c.create({"method": "random", "parameters": {"x": {"min": 0.0, "max": 1.0}}}, "p")

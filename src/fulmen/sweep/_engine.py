@@ -61,6 +61,18 @@ def propose(
     return _bayes(config, trials or [], seed, studies or StudyCache(), sweep_id)
 
 
+def space_exhausted(config: SweepConfig, keys: set[str]) -> bool:
+    """Whether ``keys`` (the trials' keys, the one just claimed included) leave ``propose``
+    nothing more: every grid point, or every point of a finite random space, tried. The sweep
+    then finishes when its last trial ends, not at the next agent's ask (there may be none)."""
+    if config.method == "grid":
+        return sum(k.startswith("grid:") for k in keys) >= grid_size(config.parameters)
+    if config.method == "random":
+        size = finite_size(config.parameters)
+        return size is not None and len(keys) >= size
+    return False
+
+
 def _grid(params: tuple[Param, ...], keys: set[str]) -> Proposal | None:
     for index in range(grid_size(params)):
         key = f"grid:{index}"

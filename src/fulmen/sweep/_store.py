@@ -39,7 +39,7 @@ from fulmen.sweep._controller import (
     SweepRecord,
     Trial,
 )
-from fulmen.sweep._engine import Proposal, StudyCache, propose, should_stop
+from fulmen.sweep._engine import Proposal, StudyCache, propose, should_stop, space_exhausted
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -243,7 +243,9 @@ class SweepStore:
             except BaseException:
                 self._studies.forget(sweep_id)  # it was told of a trial that is not stored
                 raise
-            if config.run_cap is not None and number + 1 >= config.run_cap:
+            if (config.run_cap is not None and number + 1 >= config.run_cap) or (
+                config.method != "bayes" and space_exhausted(config, q.trial_keys(tx, sweep_id))
+            ):
                 q.set_exhausted(tx, sweep_id)
             return Claim("trial", trial)
 
