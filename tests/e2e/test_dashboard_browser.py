@@ -16,12 +16,11 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.browser import ARTIFACTS, browser_or_skip
 from tests.server.runlogs import LogWriter
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 XSS = "<script>alert(1)</script>"
 STEPS = 60
 
@@ -46,22 +45,6 @@ def logged_loss(lr: float, i: int, name: str = "alpha") -> float:
 RUNS = [("alpha", 0.1, "g1"), ("beta", 0.1, "g1"), ("gamma", 0.01, "g2"), ("delta", 0.01, "g2")]
 
 
-def _browser_or_skip() -> Any:
-    """Playwright's chromium launcher, or a skip (locally) / a failure (CI) saying what lacks."""
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problem = "playwright is not installed (pip install -e '.[dev]')"
-    if problem is None and not os.path.exists(CHROMIUM):
-        problem = f"{CHROMIUM} is missing (apt-get install chromium; scripts/test does it)"
-    if problem is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"browser tests must run in CI: {problem}")
-        pytest.skip(problem)
-    return sync_playwright
-
-
 def _write_xss_run(root: Path) -> None:
     """A run with HTML everywhere, written straight from the log grammar (the client refuses such
     a name, a hostile client or server may not)."""
@@ -82,7 +65,7 @@ def _write_xss_run(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    _browser_or_skip()  # before any work: skip (or fail in CI) at once without chromium
+    browser_or_skip()  # before any work: skip (or fail in CI) at once without chromium
     root = tmp_path_factory.mktemp("dash")
     env = {**os.environ, "FULMEN_DIR": str(root), "FULMEN_MODE": "offline"}
     env.pop("FULMEN_BASE_URL", None)
@@ -109,44 +92,6 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(30)
         assert proc.stdout is not None
         proc.stdout.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_playwright = _browser_or_skip()
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-            ],
-        )  # fmt: skip
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    dialogs: list[str] = []
-    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    pg.dialogs = dialogs
-    problems: list[str] = []
-    pg.on("pageerror", lambda e: problems.append(str(e)))
-    pg.on(
-        "console",
-        lambda m: (
-            problems.append(m.text)
-            if m.type == "error" and "favicon" not in m.text and "404" not in m.text
-            else None
-        ),
-    )
-    pg.problems = problems
-    yield pg
-    context.close()
 
 
 def _get(url: str) -> Any:

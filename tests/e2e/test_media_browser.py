@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_dashboard_browser import ARTIFACTS, _browser_or_skip
+from tests.e2e.browser import ARTIFACTS, browser_or_skip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -80,7 +80,7 @@ def _get(url: str) -> Any:
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    _browser_or_skip()
+    browser_or_skip()
     root = tmp_path_factory.mktemp("media")
     env = {**os.environ, "FULMEN_DIR": str(root), "FULMEN_MODE": "offline"}
     env.pop("FULMEN_BASE_URL", None)
@@ -105,19 +105,6 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(30)
         assert proc.stdout is not None
         proc.stdout.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_playwright = _browser_or_skip()
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-        )
-        yield b
-        b.close()
 
 
 @pytest.fixture

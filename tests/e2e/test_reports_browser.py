@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import fulmen.track.reports as wr
-from tests.e2e.test_dashboard_browser import ARTIFACTS, CHROMIUM, _browser_or_skip
+from tests.e2e.browser import ARTIFACTS, browser_or_skip
 from tests.e2e.test_server_e2e import Server, _env
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -52,7 +52,7 @@ def log_runs(tmp_path: Path, server: Server, runs: list[tuple[str, str, int]]) -
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    _browser_or_skip()
+    browser_or_skip()
     tmp = tmp_path_factory.mktemp("reports")
     s = Server(tmp / "server")
     s.start()
@@ -63,27 +63,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         assert s.proc is not None
         s.proc.terminate()
         s.proc.wait(30)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_playwright = _browser_or_skip()
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--no-first-run",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield b
-        b.close()
 
 
 @pytest.fixture

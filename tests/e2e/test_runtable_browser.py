@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_dashboard_browser import _browser_or_skip, browser  # noqa: F401 (a fixture)
+from tests.e2e.browser import browser_or_skip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -103,7 +103,7 @@ class Server:
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The small project's server now; the 10,000 runs are written meanwhile by another process
     (the last test waits for them), so building them overlaps the other tests."""
-    _browser_or_skip()
+    browser_or_skip()
     root = tmp_path_factory.mktemp("runtable")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     big_db = str(root / "big.db")
@@ -123,7 +123,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:  # noqa: F811 (the imported fixture)
+def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     pg = context.new_page()
     errors: list[str] = []

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_dashboard_browser import _browser_or_skip, browser, page  # noqa: F401
+from tests.e2e.browser import browser_or_skip
 from tests.e2e.test_server_e2e import Server
 from tests.server.runlogs import CLIENT_HEADERS
 from tests.track.conftest import child_env
@@ -61,7 +61,7 @@ def _loss(params: dict[str, Any]) -> float:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    _browser_or_skip()
+    browser_or_skip()
     root = tmp_path_factory.mktemp("sweep-page")
     server = Server(root / "data")
     server.start()
@@ -104,7 +104,7 @@ def test_the_json_twins_answer_the_sweep_and_the_list(sweep: dict[str, Any]) -> 
 
 def test_the_sweep_page_shows_trials_charts_and_importance(
     sweep: dict[str, Any],
-    page: Any,  # noqa: F811
+    page: Any,
 ) -> None:
     page.goto(f"{sweep['url']}/local/{PROJECT}/sweeps/{sweep['id']}")
     rows = page.locator("#trials tbody tr")
@@ -188,7 +188,7 @@ def test_the_sweep_page_shows_trials_charts_and_importance(
 
 def test_the_project_page_and_the_sweeps_list_link_the_sweep(
     sweep: dict[str, Any],
-    page: Any,  # noqa: F811
+    page: Any,
 ) -> None:
     href = f"/local/{PROJECT}/sweeps/{sweep['id']}"
     page.goto(f"{sweep['url']}/local/{PROJECT}")
