@@ -28,23 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import RESULTS_DIR, Case, compare
+from benchmarks.harness import RESULTS_DIR, Case, compare, ingest_runs
 
 BASE = 100
-
-
-def _fill(store: Any, project: str, runs: int) -> None:
-    from fulmen.track import runlog as rl
-
-    for r in range(runs):
-        config: dict[str, Any] = {f"c{j}": (r * 7 + j) % 1000 / 1000 for j in range(18)}
-        config["model"] = {"depth": r % 4, "width": 32 * (r % 3 + 1)}
-        summary = {f"s{j}": (r * 13 + j) % 997 / 997 for j in range(20)}
-        meta = {"id": f"r{r}", "name": f"run-{r}", "project": project, "time": 1e9 + r}
-        body = rl.frame(rl.RUN, rl.json_payload(1, meta))
-        body += rl.frame(rl.CONFIG, rl.json_payload(2, config))
-        body += rl.frame(rl.SUMMARY, rl.json_payload(3, {"update": summary}))
-        store.ingest("bench", project, f"r{r}", body)
 
 
 def _touch(store: Any, project: str) -> None:
@@ -125,8 +111,8 @@ def main() -> None:
 
                 made = Cluster(folder)
                 stores[engine] = PostgresStore(made.create_database())
-            _fill(stores[engine], "base", BASE)
-            _fill(stores[engine], "big", args.runs)
+            ingest_runs(stores[engine], "base", BASE, nested=True)
+            ingest_runs(stores[engine], "big", args.runs, nested=True)
             print(f"({engine}: built in {time.perf_counter() - started:.0f} s)", file=sys.stderr)
         all_cases = [c for engine, store in stores.items() for c in cases(engine, store, args.runs)]
         result = compare(

@@ -28,25 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_dashboard import ARGS, CHROMIUM, Server
-from benchmarks.harness import RESULTS_DIR, Case, compare
+from benchmarks.harness import RESULTS_DIR, Case, compare, ingest_runs
 
 BASE = 100
 
 
 def _build(path: Path, projects: dict[str, int]) -> None:
     from fulmen.server._sqlite import SqliteStore
-    from fulmen.track import runlog as rl
 
     store = SqliteStore(path)
     for project, runs in projects.items():
-        for r in range(runs):
-            config = {f"c{j}": (r * 7 + j) % 1000 / 1000 for j in range(20)}
-            summary = {f"s{j}": (r * 13 + j) % 997 / 997 for j in range(20)}
-            meta = {"id": f"r{r}", "name": f"run-{r}", "project": project, "time": 1e9 + r}
-            body = rl.frame(rl.RUN, rl.json_payload(1, meta))
-            body += rl.frame(rl.CONFIG, rl.json_payload(2, config))
-            body += rl.frame(rl.SUMMARY, rl.json_payload(3, {"update": summary}))
-            store.ingest("bench", project, f"r{r}", body)
+        ingest_runs(store, project, runs)
     store.close()
 
 

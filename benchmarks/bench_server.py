@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from benchmarks.harness import RESULTS_DIR, Case, compare
+from benchmarks.harness import RESULTS_DIR, Case, compare, ingest_runs
 
 ROWS, KEYS = 50_000, 20
 RUNS_BIG, STEPS_BIG = 100, 1_000_000
@@ -169,18 +169,6 @@ def history_http_case(engine: str, data: Path, db: str, runs: int) -> Case:
         return elapsed
 
     return Case(f"same, GET /history in-process, {engine}", run)
-
-
-def _fill_table(store: Any, runs: int) -> None:
-    from fulmen.track import runlog as rl
-
-    for r in range(runs):
-        config = {f"c{j}": (r * 7 + j) % 1000 / 1000 for j in range(20)}
-        summary = {f"s{j}": (r * 13 + j) % 997 / 997 for j in range(20)}
-        body = rl.frame(rl.RUN, rl.json_payload(1, {"id": f"r{r}", "project": "t"}))
-        body += rl.frame(rl.CONFIG, rl.json_payload(2, config))
-        body += rl.frame(rl.SUMMARY, rl.json_payload(3, {"update": summary}))
-        store.ingest("bench", "table", f"r{r}", body)
 
 
 def runs_case(engine: str, store: Any, runs: int) -> Case:
@@ -323,7 +311,7 @@ def part_queries(
         "postgresql": PostgresStore(cluster.create_database()),
     }
     for store in table.values():
-        _fill_table(store, runs_table)
+        ingest_runs(store, "table", runs_table)
     for what, cases in (
         ("history", [history_case(e, big[e], runs_big, steps_big) for e in ENGINES]),
         ("history_http", [history_http_case(e, work, urls[e], runs_big) for e in ENGINES]),

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # set in the interpreters that --processes starts: the one benchmark (by name) they are to run
@@ -310,3 +311,22 @@ def _in_processes(
         environment(),
         processes=args.processes,
     )
+
+
+def ingest_runs(store: Any, project: str, runs: int, *, nested: bool = False) -> None:
+    """``runs`` runs ``r0``.. in ``project`` of entity ``bench``, ingested through the store as a
+    client's run log would send them: 20 config values (with ``nested``: 18 and a ``model``
+    object, ``model.depth`` and ``model.width``) and 20 summary values, each run's different."""
+    from fulmen.track import runlog as rl
+
+    for r in range(runs):
+        config: dict[str, Any] = {f"c{j}": (r * 7 + j) % 1000 / 1000 for j in range(20)}
+        if nested:
+            del config["c18"], config["c19"]
+            config["model"] = {"depth": r % 4, "width": 32 * (r % 3 + 1)}
+        summary = {f"s{j}": (r * 13 + j) % 997 / 997 for j in range(20)}
+        meta = {"id": f"r{r}", "name": f"run-{r}", "project": project, "time": 1e9 + r}
+        body = rl.frame(rl.RUN, rl.json_payload(1, meta))
+        body += rl.frame(rl.CONFIG, rl.json_payload(2, config))
+        body += rl.frame(rl.SUMMARY, rl.json_payload(3, {"update": summary}))
+        store.ingest("bench", project, f"r{r}", body)
