@@ -6,6 +6,7 @@ Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -221,13 +222,8 @@ def test_a_report_written_in_the_browser_renders(server: Server, page: Any) -> N
     assert page.problems == []
 
 
-def test_the_export_draws_every_chart_from_a_file_with_no_network(
-    server: Server, browser: Any, tmp_path: Path
-) -> None:
-    report = python_report(server)
-    runs = json.loads(server.get("/entities/local/projects/rep/runs?limit=100"))["runs"]
-    opts = [r["config"]["optimizer"] for r in runs]
-    out = tmp_path / "report.html"
+def exported(report: wr.Report, out: Path) -> Path:
+    """``fulmen report export`` of ``report`` into ``out``."""
     done = subprocess.run(
         [sys.executable, "-m", "fulmen", "report", "export", report.url, "--out", str(out)],
         capture_output=True,
@@ -236,10 +232,16 @@ def test_the_export_draws_every_chart_from_a_file_with_no_network(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    html = out.read_text()
-    assert "http://127.0.0.1" not in html  # nothing points back at the server
+    return out
+
+
+@contextlib.contextmanager
+def opened_offline(browser: Any, path: Path) -> Iterator[tuple[Any, list[str], list[str]]]:
+    """The file ``path`` in a browser context that refuses every request but file:, data: and
+    blob: ones: the page, the URLs it asked for anyway, and its script and console errors."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     asked: list[str] = []
+    errors: list[str] = []
 
     def refuse(route: Any) -> None:
         asked.append(route.request.url)
@@ -247,11 +249,25 @@ def test_the_export_draws_every_chart_from_a_file_with_no_network(
 
     context.route(re.compile(r"^(?!file:|data:|blob:).*"), refuse)
     try:
-        offline = context.new_page()
-        errors: list[str] = []
-        offline.on("pageerror", lambda e: errors.append(str(e)))
-        offline.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        offline.goto(out.as_uri())
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(path.as_uri())
+        yield page, asked, errors
+    finally:
+        context.close()
+
+
+def test_the_export_draws_every_chart_from_a_file_with_no_network(
+    server: Server, browser: Any, tmp_path: Path
+) -> None:
+    report = python_report(server)
+    runs = json.loads(server.get("/entities/local/projects/rep/runs?limit=100"))["runs"]
+    opts = [r["config"]["optimizer"] for r in runs]
+    out = exported(report, tmp_path / "report.html")
+    html = out.read_text()
+    assert "http://127.0.0.1" not in html  # nothing points back at the server
+    with opened_offline(browser, out) as (offline, asked, errors):
         offline.wait_for_selector("body[data-ready='1']")
         drawn = drawn_everywhere(offline)
         live, frozen = drawn["lines"]
@@ -266,8 +282,6 @@ def test_the_export_draws_every_chart_from_a_file_with_no_network(
         assert drawn["math"] >= 1
         assert counts(offline) == [f"{len(runs)} runs"] * 2
         offline.screenshot(path=str(ARTIFACTS / "report-export.png"), full_page=True)
-    finally:
-        context.close()
     assert asked == []
     assert errors == []
 
@@ -365,26 +379,11 @@ def test_the_exported_run_comparer_draws_from_a_file(
     server: Server, browser: Any, tmp_path: Path
 ) -> None:
     report = comparer_report(server)
-    out = tmp_path / "comparer.html"
-    done = subprocess.run(
-        [sys.executable, "-m", "fulmen", "report", "export", report.url, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.route(re.compile(r"^(?!file:|data:|blob:).*"), lambda route: route.abort())
-    try:
-        offline = context.new_page()
-        errors: list[str] = []
-        offline.on("pageerror", lambda e: errors.append(str(e)))
-        offline.goto(out.as_uri())
+    out = exported(report, tmp_path / "comparer.html")
+    with opened_offline(browser, out) as (offline, asked, errors):
         offline.wait_for_selector("body[data-ready='1'] .fp-panel[data-compare] tr[data-row]")
         check_comparer(offline, linked=False)
-    finally:
-        context.close()
+    assert asked == []
     assert errors == []
 
 
