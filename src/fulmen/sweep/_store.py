@@ -225,7 +225,7 @@ class SweepStore:
             if record.state != "running":
                 return Claim("done", reason=f"the sweep is {record.state}")
             number = q.trial_count(tx, sweep_id)
-            proposal, reason = self._propose(tx, record, config, number, exhausted)
+            proposal, reason, keys = self._propose(tx, record, config, number, exhausted)
             if proposal is None:
                 q.set_exhausted(tx, sweep_id)
                 q.finish_if_done(tx, sweep_id)
@@ -243,20 +243,22 @@ class SweepStore:
             except BaseException:
                 self._studies.forget(sweep_id)  # it was told of a trial that is not stored
                 raise
-            if (config.run_cap is not None and number + 1 >= config.run_cap) or (
-                config.method != "bayes" and space_exhausted(config, q.trial_keys(tx, sweep_id))
+            taken = keys if proposal.key is None else keys | {proposal.key}
+            if (config.run_cap is not None and number + 1 >= config.run_cap) or space_exhausted(
+                config, taken
             ):
                 q.set_exhausted(tx, sweep_id)
             return Claim("trial", trial)
 
     def _propose(
         self, tx: q.Tx, record: SweepRecord, config: SweepConfig, number: int, exhausted: bool
-    ) -> tuple[Proposal | None, str]:
-        """Trial ``number``'s configuration, or None and why there is none."""
+    ) -> tuple[Proposal | None, str, set[str]]:
+        """Trial ``number``'s configuration, or None and why there is none; and the keys of the
+        configurations tried (grid and random)."""
         if config.run_cap is not None and number >= config.run_cap:
-            return None, f"run_cap {config.run_cap} reached"
+            return None, f"run_cap {config.run_cap} reached", set()
         if exhausted:
-            return None, "the sweep has no trials left"
+            return None, "the sweep has no trials left", set()
         # only bayes reads the trials so far (grid and random need their keys alone)
         trials = self._trials_cached(tx, record.id) if config.method == "bayes" else None
         keys = q.trial_keys(tx, record.id)
@@ -266,8 +268,8 @@ class SweepStore:
             self._studies.forget(record.id)
             raise
         if proposal is None:
-            return None, "every configuration has been tried"
-        return proposal, ""
+            return None, "every configuration has been tried", keys
+        return proposal, "", keys
 
     def report(self, sweep_id: str, number: int, step: int, value: float) -> bool:
         """The metric at iteration ``step`` of trial ``number``; True: hyperband stops it."""
