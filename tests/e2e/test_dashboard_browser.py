@@ -551,6 +551,9 @@ def test_a_run_comparer_on_the_project_page_compares_the_ticked_runs(ui: str, pa
     for name in ("alpha", "gamma"):
         rows.filter(has_text=name).locator(".rt-sel input").check()
     page.wait_for_selector('.panel[data-key="loss"][data-series="2"]')
+    # the header's box (it clears the selection) shows "some of the runs": indeterminate
+    head = page.locator("#runs-table .rt-headrow .rt-sel input")
+    assert head.evaluate("b => [b.checked, b.indeterminate, b.disabled]") == [True, True, False]
     asked: list[str] = []
     page.on("request", lambda r: asked.append(r.url))
     # a table panel with "compare" ticked, added through the editor: W&B's run comparer

@@ -685,6 +685,7 @@
       all.type = "checkbox";
       all.title = "clear the selection";
       all.checked = this.sel.size > 0;
+      all.indeterminate = this.sel.size > 0 && this.sel.size < this.total; // some runs, not all
       all.disabled = this.sel.size === 0;
       all.addEventListener("change", () => { this.sel.clear(); this.paint(); this.selectionChanged(); });
       sel.append(all);
@@ -845,7 +846,7 @@
       const n = this.sel.size;
       this.count.textContent = `${this.total} run${this.total === 1 ? "" : "s"}${n ? `, ${n} selected` : ""}`;
       const all = this.head.querySelector(".rt-sel input");
-      if (all) { all.checked = n > 0; all.disabled = n === 0; }
+      if (all) { all.checked = n > 0; all.indeterminate = n > 0 && n < this.total; all.disabled = n === 0; }
       this.selectionChanged();
     }
 
